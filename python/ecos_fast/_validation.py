@@ -1,0 +1,161 @@
+"""The only place inputs are coerced and checked.
+
+Everything that crosses into Rust goes through here first, so kernels can
+assume C-contiguous float32 / int64 arrays of consistent shapes with finite
+values ("prior validation of data is assumed").
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import (
+    BudgetError,
+    InvalidInputError,
+    InvalidTypeError,
+    PrivacyParameterError,
+)
+
+# Rows checked for finiteness per step: bounded extra memory on a memmap.
+_FINITE_CHUNK_BYTES = 64 << 20
+
+
+def _from_torch(x: Any, name: str) -> Any:
+    """Convert a CPU ``torch.Tensor`` without importing torch ourselves."""
+    if type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach"):
+        if getattr(x, "device", None) is not None and str(x.device) != "cpu":
+            raise InvalidTypeError(
+                f"{name} is a torch tensor on device {x.device}; move it to the CPU first "
+                f"(tensor.cpu())"
+            )
+        return x.detach().numpy()
+    return x
+
+
+def check_finite(a: NDArray[Any], name: str) -> None:
+    """Raise if ``a`` holds NaN or inf, scanning in bounded chunks (memmap-safe)."""
+    if a.size == 0:
+        return
+    rows_per_chunk = max(1, _FINITE_CHUNK_BYTES // max(1, a[0].nbytes if a.ndim > 1 else a.itemsize))
+    flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
+    for start in range(0, flat.shape[0], rows_per_chunk):
+        block = flat[start : start + rows_per_chunk]
+        ok = np.isfinite(block)
+        if not ok.all():
+            bad = np.argwhere(~ok)[0]
+            row = start + int(bad[0])
+            raise InvalidInputError(
+                f"{name} holds a non-finite value ({block[tuple(bad)]!r}) at row {row}; "
+                f"remove or impute NaN/inf first"
+            )
+
+
+def as_features(
+    x: Any, name: str = "features", *, n_features: int | None = None, finite: bool = True
+) -> NDArray[np.float32]:
+    """Coerce ``x`` to a C-contiguous float32 matrix of shape (n_samples, n_features).
+
+    float32 C-contiguous input (including ``np.memmap``) is used without a copy;
+    float64/float16 and integer input is converted (a copy); CPU torch tensors
+    are viewed through ``.numpy()``. Complex, object, bool and string dtypes
+    are refused.
+    """
+    x = _from_torch(x, name)
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as exc:
+            raise InvalidTypeError(f"{name} cannot be read as an array: {exc}") from None
+    if x.dtype.kind not in "fiu":
+        raise InvalidTypeError(
+            f"{name} has dtype {x.dtype}; expected a real numeric dtype (float32 preferred)"
+        )
+    if x.ndim != 2:
+        raise InvalidInputError(
+            f"{name} must be 2-D (n_samples, n_features); got ndim={x.ndim}, shape={x.shape}"
+        )
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise InvalidInputError(f"{name} is empty: shape={x.shape}")
+    if n_features is not None and x.shape[1] != n_features:
+        raise InvalidInputError(
+            f"{name} has n_features={x.shape[1]} but n_features={n_features} was expected"
+        )
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    if finite:
+        check_finite(x, name)
+    return x  # type: ignore[no-any-return]
+
+
+def as_indices(
+    idx: Any, name: str, *, upper: int, allow_empty: bool = True, unique: bool = True
+) -> NDArray[np.int64]:
+    """Coerce to a 1-D int64 array with every value in [0, upper)."""
+    a = np.asarray(_from_torch(idx, name))
+    if a.size == 0:
+        if not allow_empty:
+            raise InvalidInputError(f"{name} is empty")
+        return np.zeros(0, dtype=np.int64)
+    if a.dtype.kind not in "iu":
+        raise InvalidTypeError(f"{name} has dtype {a.dtype}; expected integers")
+    if a.ndim != 1:
+        raise InvalidInputError(f"{name} must be 1-D; got shape={a.shape}")
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0 or hi >= upper:
+        raise InvalidInputError(f"{name} holds indices in [{lo}, {hi}], outside [0, {upper})")
+    out = np.ascontiguousarray(a, dtype=np.int64)
+    if unique and np.unique(out).size != out.size:
+        raise InvalidInputError(f"{name} holds duplicate indices")
+    return out
+
+
+def check_int(value: Any, name: str, *, low: int, high: int | None = None) -> int:
+    """An integer in [low, high] (high inclusive, None for unbounded)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    v = int(value)
+    if v < low or (high is not None and v > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise InvalidInputError(f"{name}={v} must be {bound}")
+    return v
+
+
+def check_budget(budget: Any, n_samples: int) -> int:
+    """A budget in [1, n_samples]."""
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
+        raise InvalidTypeError(f"budget must be an int, got {type(budget).__name__} {budget!r}")
+    b = int(budget)
+    if b < 1:
+        raise BudgetError(f"budget={b} must be >= 1")
+    if b > n_samples:
+        raise BudgetError(f"budget={b} exceeds the pool size n_samples={n_samples}")
+    return b
+
+
+def check_epsilon(epsilon: Any) -> float:
+    """epsilon in (0, inf]; inf means no noise (an upper bound for experiments)."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+        raise PrivacyParameterError(f"epsilon must be a number, got {type(epsilon).__name__}")
+    e = float(epsilon)
+    if np.isnan(e) or e <= 0:
+        raise PrivacyParameterError(f"epsilon={e} must be > 0 (use math.inf for no noise)")
+    return e
+
+
+def check_delta(delta: Any) -> float:
+    """delta in the open interval (0, 1)."""
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real):
+        raise PrivacyParameterError(f"delta must be a number, got {type(delta).__name__}")
+    d = float(delta)
+    if not 0.0 < d < 1.0:
+        raise PrivacyParameterError(f"delta={d} must lie in the open interval (0, 1)")
+    return d
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A non-negative integer seed that fits in 64 bits."""
+    return check_int(seed, name, low=0, high=2**64 - 1)

@@ -1,0 +1,55 @@
+"""Every exception ecos-fast raises on purpose, declared once.
+
+They subclass ``ValueError``/``TypeError`` so that code catching the builtin
+kinds keeps working; catch :class:`EcosError` to catch them all.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EcosError",
+    "InvalidInputError",
+    "InvalidTypeError",
+    "BudgetError",
+    "PrivacyParameterError",
+    "ExchangeFileError",
+    "SketchMismatchError",
+    "PrivacyBudgetExceededError",
+    "NoCoverageError",
+]
+
+
+class EcosError(Exception):
+    """Base class of every error raised by ecos-fast."""
+
+
+class InvalidInputError(EcosError, ValueError):
+    """An array has the wrong shape, is empty, or holds NaN/inf."""
+
+
+class InvalidTypeError(EcosError, TypeError):
+    """An argument has a type or dtype that cannot be converted safely."""
+
+
+class BudgetError(EcosError, ValueError):
+    """The selection budget is not in [1, n_samples]."""
+
+
+class PrivacyParameterError(EcosError, ValueError):
+    """epsilon, delta or sensitivity is out of range."""
+
+
+class ExchangeFileError(EcosError, ValueError):
+    """An exchange file (centroids or client response) is truncated, tampered or malformed."""
+
+
+class SketchMismatchError(ExchangeFileError):
+    """A client response does not answer these centroids (fingerprint or shape mismatch)."""
+
+
+class PrivacyBudgetExceededError(EcosError, RuntimeError):
+    """A release would push the client's total privacy loss past its budget."""
+
+
+class NoCoverageError(EcosError, ValueError):
+    """Every cluster weight is zero: the client's data matches nothing in the pool."""

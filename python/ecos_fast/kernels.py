@@ -1,0 +1,210 @@
+"""Validated entry points to the Rust kernels.
+
+Each function checks and coerces its inputs (``_validation``), then calls the
+compiled core with the GIL released on a pool of ``n_threads`` workers.
+Results are identical for any ``n_threads``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import _core
+from ._threads import resolve_threads
+from ._validation import as_features, as_indices, check_int, check_seed
+from .errors import InvalidInputError
+
+__all__ = ["KMeansResult", "assign", "kcenter_greedy", "kmeans"]
+
+
+def assign(
+    features: Any, centroids: Any, *, n_threads: int | None = None
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Nearest centroid of every row, and the squared distance to it.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        float32 C-contiguous input (including ``np.memmap``) is read without a copy.
+    centroids : array-like of shape (n_clusters, n_features)
+    n_threads : int, optional
+        Worker threads; default ``ECOS_FAST_NUM_THREADS`` or the CPUs available.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,), int64
+        Index of the nearest centroid; ties go to the lowest index.
+    sq_distances : ndarray of shape (n_samples,), float32
+
+    Examples
+    --------
+    >>> import numpy as np, ecos_fast
+    >>> x = np.array([[0, 0], [9, 9], [1, 0]], dtype=np.float32)
+    >>> c = np.array([[0, 0], [10, 10]], dtype=np.float32)
+    >>> labels, d2 = ecos_fast.assign(x, c)
+    >>> labels.tolist(), d2.tolist()
+    ([0, 1, 0], [0.0, 2.0, 1.0])
+    """
+    c = as_features(centroids, "centroids")
+    x = as_features(features, "features", n_features=c.shape[1])
+    return _core.assign(x, c, resolve_threads(n_threads))
+
+
+@dataclass(frozen=True)
+class KMeansResult:
+    """What :func:`kmeans` returns.
+
+    Attributes
+    ----------
+    centroids : ndarray of shape (n_clusters, n_features), float32
+    labels : ndarray of shape (n_samples,), int64
+        Nearest centroid of every row (all rows, also when training subsampled).
+    inertia_history : ndarray of shape (n_iter + 1,) or (n_iter,), float64
+        Sum of squared distances of the training rows at each assignment; it
+        never increases.
+    n_iter : int
+        Lloyd iterations run.
+    """
+
+    centroids: NDArray[np.float32]
+    labels: NDArray[np.int64]
+    inertia_history: NDArray[np.float64]
+    n_iter: int
+
+    @property
+    def inertia(self) -> float:
+        """The final inertia."""
+        return float(self.inertia_history[-1])
+
+
+def kmeans(
+    features: Any,
+    n_clusters: int,
+    *,
+    max_iter: int = 25,
+    tol: float = 1e-4,
+    seed: int = 0,
+    init: Any = None,
+    max_points_per_centroid: int | None = 256,
+    n_local_trials: int = 1,
+    n_threads: int | None = None,
+) -> KMeansResult:
+    """k-means: k-means++ seeding (or ``init``), then Lloyd iterations.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+    n_clusters : int
+        In [1, n_samples].
+    max_iter : int, default 25
+    tol : float, default 1e-4
+        Stop when the total squared centroid shift falls below ``tol`` times the
+        mean per-feature variance (scikit-learn's convention).
+    seed : int, default 0
+        Seeds k-means++ and the training subsample.
+    init : array-like of shape (n_clusters, n_features), optional
+        Initial centroids; skips k-means++.
+    max_points_per_centroid : int or None, default 256
+        Train on a seeded subsample of ``n_clusters * max_points_per_centroid`` rows
+        when the pool is larger (faiss's default), then assign every row once.
+        ``None`` trains on all rows.
+    n_local_trials : int, default 1
+        Candidates tried per k-means++ step (greedy k-means++ when > 1).
+    n_threads : int, optional
+
+    Examples
+    --------
+    >>> import numpy as np, ecos_fast
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(5, 0.1, (50, 2))])
+    >>> km = ecos_fast.kmeans(x.astype(np.float32), 2, seed=1)
+    >>> sorted(np.bincount(km.labels).tolist())
+    [50, 50]
+    """
+    x = as_features(features, "features")
+    n = x.shape[0]
+    k = check_int(n_clusters, "n_clusters", low=1, high=n)
+    iters = check_int(max_iter, "max_iter", low=1)
+    trials = check_int(n_local_trials, "n_local_trials", low=1)
+    s = check_seed(seed)
+    t = float(tol)
+    if not np.isfinite(t) or t < 0:
+        raise InvalidInputError(f"tol={tol} must be a finite number >= 0")
+    init_c = None if init is None else as_features(init, "init", n_features=x.shape[1])
+    if init_c is not None and init_c.shape[0] != k:
+        raise InvalidInputError(f"init has {init_c.shape[0]} rows but n_clusters={k}")
+    sample = None
+    if max_points_per_centroid is not None:
+        cap = check_int(max_points_per_centroid, "max_points_per_centroid", low=1) * k
+        if n > cap:
+            rng = np.random.default_rng(s)
+            sample = np.sort(rng.choice(n, size=cap, replace=False)).astype(np.int64)
+    c, labels, inertia, n_iter = _core.kmeans(
+        x, k, iters, t, s, resolve_threads(n_threads), init_c, trials, sample
+    )
+    return KMeansResult(c, labels, inertia, int(n_iter))
+
+
+def kcenter_greedy(
+    features: Any,
+    budget: int,
+    *,
+    first: int | None = None,
+    initial: Any = None,
+    rows: Any = None,
+    n_threads: int | None = None,
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Greedy K-Center (farthest-first traversal), exact.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+    budget : int
+        Picks to make, in [1, number of candidate rows].
+    first : int, optional
+        The first pick (a candidate row). Default: the lowest candidate row.
+        Ignored when ``initial`` is given.
+    initial : array-like of int, optional
+        Rows already selected: they act as centers and are never returned.
+    rows : array-like of int, optional
+        Restrict the run to these rows (default: all rows).
+    n_threads : int, optional
+
+    Returns
+    -------
+    selected : ndarray of shape (budget,), int64
+        Row indices in pick order. Each pick is the candidate farthest from its
+        nearest center; ties go to the lowest row index.
+    radii : ndarray of shape (budget,), float32
+        Covering radius (Euclidean) of the unpicked candidates after each pick.
+
+    Examples
+    --------
+    >>> import numpy as np, ecos_fast
+    >>> x = np.array([[0.0], [1.0], [10.0], [4.0]], dtype=np.float32)
+    >>> sel, radii = ecos_fast.kcenter_greedy(x, 3)
+    >>> sel.tolist(), radii.tolist()
+    ([0, 2, 3], [10.0, 4.0, 1.0])
+    """
+    x = as_features(features, "features")
+    n = x.shape[0]
+    rows_a = None if rows is None else as_indices(rows, "rows", upper=n, allow_empty=False)
+    n_cand = n if rows_a is None else rows_a.shape[0]
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        from .errors import InvalidTypeError
+
+        raise InvalidTypeError(f"budget must be an int, got {type(budget).__name__}")
+    from ._validation import check_budget
+
+    b = check_budget(budget, n_cand)
+    init_a = None if initial is None else as_indices(initial, "initial", upper=n)
+    f = None
+    if first is not None and (init_a is None or init_a.size == 0):
+        f = check_int(first, "first", low=0, high=n - 1)
+        if rows_a is not None and f not in set(rows_a.tolist()):
+            raise InvalidInputError(f"first={f} is not one of the candidate rows")
+    return _core.kcenter_greedy(x, b, resolve_threads(n_threads), f, init_a, rows_a)

@@ -1,0 +1,44 @@
+//! One error enum for every kernel, mapped to Python exceptions in one place.
+//!
+//! Python validates inputs first (`ecos_fast._validation`); these are the cheap
+//! invariants Rust re-checks so that nothing ever panics across the boundary.
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::PyErr;
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KernelError {
+    /// An argument is out of range or inconsistent with another one.
+    InvalidArgument(String),
+    /// The thread pool could not be built.
+    ThreadPool(String),
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::InvalidArgument(msg) => write!(f, "{msg}"),
+            KernelError::ThreadPool(msg) => write!(f, "could not build the thread pool: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+impl From<KernelError> for PyErr {
+    fn from(err: KernelError) -> PyErr {
+        match err {
+            KernelError::InvalidArgument(_) => PyValueError::new_err(err.to_string()),
+            KernelError::ThreadPool(_) => PyRuntimeError::new_err(err.to_string()),
+        }
+    }
+}
+
+/// Shorthand for an `InvalidArgument` error with a formatted message.
+#[macro_export]
+macro_rules! invalid {
+    ($($arg:tt)*) => { $crate::errors::KernelError::InvalidArgument(format!($($arg)*)) };
+}
+
+pub type KernelResult<T> = Result<T, KernelError>;
