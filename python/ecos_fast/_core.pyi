@@ -6,6 +6,8 @@ Prior validation of data is assumed: call the wrappers in ``ecos_fast.kernels``.
 import numpy as np
 from numpy.typing import NDArray
 
+__all__ = ["assign", "build_info", "kcenter_clusters", "kcenter_greedy", "kmeans"]
+
 def assign(
     features: NDArray[np.float32], centroids: NDArray[np.float32], n_threads: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]: ...

@@ -1,0 +1,80 @@
+# The one place commands live: README, CI (.ci/run) and hooks call these targets.
+# `make help` lists them. Every target installs what it needs first (idempotent).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+# Tests and the demo run on a cache inside the repo unless the caller says otherwise.
+export ECOS_FAST_CACHE ?= $(CURDIR)/.cache/ecos-fast
+
+RUST_SRC := $(shell find rust -name '*.rs') Cargo.toml Cargo.lock
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-12s %s\n", $$1, $$2}'
+
+# --- set-up -----------------------------------------------------------------
+.PHONY: system-deps
+system-deps: ## apt packages (fonts for the digit domains, venv support); needs root
+	@bash scripts/install-system-deps.sh
+
+$(VENV)/.created:
+	@command -v python3 >/dev/null || { echo "python3 is missing: run 'make system-deps' as root"; exit 1; }
+	python3 -m venv $(VENV) || { echo "python3 -m venv failed: install python3-venv (make system-deps)"; exit 1; }
+	$(PIP) install -q --upgrade pip
+	touch $@
+
+$(VENV)/.deps: $(VENV)/.created pyproject.toml requirements/pinned.txt
+	$(PIP) install -q -r requirements/pinned.txt
+	$(PIP) install -q --no-deps -r requirements/no-deps.txt
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(RUST_SRC)
+	@command -v cargo >/dev/null || { echo "cargo (Rust >= 1.85) is missing: install it with rustup"; exit 1; }
+	$(VENV)/bin/maturin develop --release -q
+	touch $@
+
+.PHONY: setup
+setup: system-deps $(VENV)/.built ## everything: apt packages, venv, pip packages, the release Rust build
+
+# --- the two jobs -------------------------------------------------------------
+.PHONY: demo
+demo: setup ## the main job: ECOS end to end on the offline Digit-Five proxy
+	$(VENV)/bin/ecos-fast demo
+
+.PHONY: test
+test: setup ## the default test suite (what CI runs)
+	$(VENV)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider tests
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --doctest-modules python/ecos_fast
+	$(VENV)/bin/python -m mypy.stubtest ecos_fast._core
+	$(MAKE) --no-print-directory bench-smoke
+
+.PHONY: test-all
+test-all: setup ## every test, including the slow ones
+	$(VENV)/bin/python -m pytest -q tests
+
+# --- quality ------------------------------------------------------------------
+.PHONY: lint
+lint: setup ## ruff, mypy --strict, cargo fmt --check, clippy -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+
+# --- benchmarks ---------------------------------------------------------------
+.PHONY: bench
+bench: setup ## the full benchmark suite; writes benches/RESULTS.md
+	$(PY) benches/run.py --full
+
+.PHONY: bench-smoke
+bench-smoke: setup ## benchmarks at toy sizes, so they cannot rot (CI)
+	$(PY) benches/run.py --smoke
+
+.PHONY: clean
+clean: ## remove the venv and build outputs
+	rm -rf $(VENV) target .pytest_cache .mypy_cache .ruff_cache
