@@ -1,9 +1,71 @@
-"""ecos-fast: train for a client without uploading its data (ECOS, NeurIPS 2022)."""
+"""ecos-fast: train for a client without uploading its data (ECOS, NeurIPS 2022).
+
+The protocol in three calls (see ``docs/ecos-method.md``)::
+
+    centroids = ecos_fast.fit_centroids(pool, n_clusters=100)         # cloud
+    response = ecos_fast.respond(private, centroids, epsilon, delta)   # client
+    selection = ecos_fast.select(pool, ecos_fast.Sketch.join(centroids, response), budget)
+
+Heavy dependencies (dp-accounting/SciPy, safetensors, jsonschema) are imported
+only by the functions that need them.
+"""
 
 from __future__ import annotations
 
+from .baselines import select_kcenter, select_random
+from .errors import (
+    BudgetError,
+    BudgetShortfallWarning,
+    EcosError,
+    EcosWarning,
+    ExchangeFileError,
+    InvalidInputError,
+    InvalidTypeError,
+    NoCoverageError,
+    PrivacyBudgetExceededError,
+    PrivacyParameterError,
+    SketchMismatchError,
+)
+from .exchange import load_centroids, load_response, save_centroids, save_response
 from .kernels import KMeansResult, assign, kcenter_greedy, kmeans
+from .privacy import calibrate_gaussian_sigma
+from .protocol import SCHEMA_VERSION, Centroids, Response, Sketch, fit_centroids, respond
+from .quotas import allocate_quotas
+from .selection import Selection, select
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeansResult", "__version__", "assign", "kcenter_greedy", "kmeans"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "BudgetError",
+    "BudgetShortfallWarning",
+    "Centroids",
+    "EcosError",
+    "EcosWarning",
+    "ExchangeFileError",
+    "InvalidInputError",
+    "InvalidTypeError",
+    "KMeansResult",
+    "NoCoverageError",
+    "PrivacyBudgetExceededError",
+    "PrivacyParameterError",
+    "Response",
+    "Selection",
+    "Sketch",
+    "SketchMismatchError",
+    "__version__",
+    "allocate_quotas",
+    "assign",
+    "calibrate_gaussian_sigma",
+    "fit_centroids",
+    "kcenter_greedy",
+    "kmeans",
+    "load_centroids",
+    "load_response",
+    "respond",
+    "save_centroids",
+    "save_response",
+    "select",
+    "select_kcenter",
+    "select_random",
+]

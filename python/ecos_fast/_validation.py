@@ -40,7 +40,9 @@ def check_finite(a: NDArray[Any], name: str) -> None:
     """Raise if ``a`` holds NaN or inf, scanning in bounded chunks (memmap-safe)."""
     if a.size == 0:
         return
-    rows_per_chunk = max(1, _FINITE_CHUNK_BYTES // max(1, a[0].nbytes if a.ndim > 1 else a.itemsize))
+    rows_per_chunk = max(
+        1, _FINITE_CHUNK_BYTES // max(1, a[0].nbytes if a.ndim > 1 else a.itemsize)
+    )
     flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
     for start in range(0, flat.shape[0], rows_per_chunk):
         block = flat[start : start + rows_per_chunk]
@@ -159,3 +161,56 @@ def check_delta(delta: Any) -> float:
 def check_seed(seed: Any, name: str = "seed") -> int:
     """A non-negative integer seed that fits in 64 bits."""
     return check_int(seed, name, low=0, high=2**64 - 1)
+
+
+def check_sensitivity(sensitivity: Any) -> float:
+    """An L2 sensitivity: a finite number > 0."""
+    if isinstance(sensitivity, bool) or not isinstance(sensitivity, numbers.Real):
+        raise PrivacyParameterError(
+            f"sensitivity must be a number, got {type(sensitivity).__name__}"
+        )
+    s = float(sensitivity)
+    if not np.isfinite(s) or s <= 0:
+        raise PrivacyParameterError(f"sensitivity={s} must be a finite number > 0")
+    return s
+
+
+def check_nonneg_float(value: Any, name: str) -> float:
+    """A finite real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidTypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0:
+        raise InvalidInputError(f"{name}={v} must be a finite number >= 0")
+    return v
+
+
+def check_choice(value: Any, name: str, choices: tuple[Any, ...]) -> Any:
+    """One of ``choices`` (compared with ``==``, so None is a valid choice)."""
+    if not any(value is c or (isinstance(value, str) and value == c) for c in choices):
+        raise InvalidInputError(f"{name}={value!r} must be one of {list(choices)}")
+    return value
+
+
+def as_labels(labels: Any, name: str, *, n_samples: int, n_clusters: int) -> NDArray[np.int64]:
+    """Cluster labels: 1-D int64 of length ``n_samples``, every value in [0, n_clusters)."""
+    a = as_indices(labels, name, upper=n_clusters, unique=False)
+    if a.shape[0] != n_samples:
+        raise InvalidInputError(
+            f"{name} has {a.shape[0]} entries but the pool has n_samples={n_samples}"
+        )
+    return a
+
+
+def as_vector(x: Any, name: str, *, length: int | None = None) -> NDArray[np.float64]:
+    """A finite 1-D float64 vector (optionally of a given length)."""
+    a = np.asarray(_from_torch(x, name))
+    if a.dtype.kind not in "fiu":
+        raise InvalidTypeError(f"{name} has dtype {a.dtype}; expected real numbers")
+    if a.ndim != 1:
+        raise InvalidInputError(f"{name} must be 1-D; got shape={a.shape}")
+    if length is not None and a.shape[0] != length:
+        raise InvalidInputError(f"{name} has {a.shape[0]} entries but {length} were expected")
+    out = np.ascontiguousarray(a, dtype=np.float64)
+    check_finite(out, name)
+    return out

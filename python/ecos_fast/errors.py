@@ -7,15 +7,17 @@ kinds keeps working; catch :class:`EcosError` to catch them all.
 from __future__ import annotations
 
 __all__ = [
+    "BudgetError",
+    "BudgetShortfallWarning",
     "EcosError",
+    "EcosWarning",
+    "ExchangeFileError",
     "InvalidInputError",
     "InvalidTypeError",
-    "BudgetError",
-    "PrivacyParameterError",
-    "ExchangeFileError",
-    "SketchMismatchError",
-    "PrivacyBudgetExceededError",
     "NoCoverageError",
+    "PrivacyBudgetExceededError",
+    "PrivacyParameterError",
+    "SketchMismatchError",
 ]
 
 
@@ -53,3 +55,14 @@ class PrivacyBudgetExceededError(EcosError, RuntimeError):
 
 class NoCoverageError(EcosError, ValueError):
     """Every cluster weight is zero: the client's data matches nothing in the pool."""
+
+
+class EcosWarning(UserWarning):
+    """Base class of every warning issued by ecos-fast."""
+
+
+class BudgetShortfallWarning(EcosWarning):
+    """A selection returned fewer samples than the budget (the weighted clusters ran out).
+
+    The shortfall is also recorded in ``Selection.shortfall``.
+    """

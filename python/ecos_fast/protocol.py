@@ -1,0 +1,500 @@
+"""The ECOS protocol roles: the cloud's centroid sketch and the client's response.
+
+One round (see ``docs/ecos-method.md``):
+
+1. the cloud runs k-means on its pool features and sends the :class:`Centroids`
+   (public data only: no privacy cost);
+2. the client counts, for every centroid, the private samples whose nearest
+   centroid it is, adds Gaussian noise and sends back a :class:`Response`;
+3. the cloud joins both into a :class:`Sketch` and calls :func:`ecos_fast.select`.
+
+Objects here are frozen; their arrays are read-only copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import kernels
+from ._threads import resolve_threads
+from ._validation import (
+    as_features,
+    as_vector,
+    check_choice,
+    check_delta,
+    check_epsilon,
+    check_int,
+    check_nonneg_float,
+    check_seed,
+)
+from .errors import InvalidInputError, InvalidTypeError, PrivacyParameterError, SketchMismatchError
+from .privacy import calibrate_gaussian_sigma, sensitivity_for
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Centroids",
+    "Response",
+    "Sketch",
+    "centroid_fingerprint",
+    "fit_centroids",
+    "respond",
+]
+
+#: Version of the in-memory and on-disk layout of :class:`Centroids` and :class:`Response`.
+SCHEMA_VERSION = 1
+
+Normalize = Literal["l2"] | None
+NORMALIZE_CHOICES: tuple[str | None, ...] = (None, "l2")
+MECHANISMS = ("gaussian", "none")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _readonly(a: NDArray[Any]) -> NDArray[Any]:
+    out = np.array(a, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+def centroid_fingerprint(centroids: NDArray[np.float32], normalize: str | None = None) -> str:
+    """SHA-256 (hex) identifying a set of centroids and the feature transform.
+
+    Hashes a tag, the dtype, the shape, the ``normalize`` option and the
+    little-endian float32 bytes, so a response can be matched to the exact
+    centroids (and transform) it was computed against.
+
+    Parameters
+    ----------
+    centroids : ndarray of shape (n_clusters, n_features), float32
+    normalize : {None, "l2"}
+
+    Returns
+    -------
+    str
+        64 lowercase hex digits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecos_fast.protocol import centroid_fingerprint
+    >>> c = np.zeros((2, 3), dtype=np.float32)
+    >>> len(centroid_fingerprint(c)), centroid_fingerprint(c) == centroid_fingerprint(c, "l2")
+    (64, False)
+    """
+    c = np.ascontiguousarray(centroids, dtype="<f4")
+    if c.ndim != 2:
+        raise InvalidInputError(f"centroids must be 2-D; got shape={c.shape}")
+    h = hashlib.sha256()
+    h.update(f"ecos-fast/centroids|<f4|{c.shape[0]}x{c.shape[1]}|{normalize}\0".encode())
+    h.update(c.tobytes())
+    return h.hexdigest()
+
+
+def _l2_normalize(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero); a new array."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(x / norms[:, None].astype(np.float32), dtype=np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class Centroids:
+    """The cloud's sketch of its pool: k-means centroids plus what identifies them.
+
+    Attributes
+    ----------
+    centroids : ndarray of shape (n_clusters, n_features), float32
+        Read-only.
+    fingerprint : str
+        :func:`centroid_fingerprint` of ``centroids`` and ``normalize``; checked on
+        construction.
+    n_pool : int
+        Pool size the centroids were fitted on (0 if unknown).
+    seed : int or None
+        k-means seed.
+    normalize : {None, "l2"}
+        Feature transform applied before k-means; the client and :func:`select`
+        apply the same one (see :meth:`transform`).
+    schema_version : int
+    labels : ndarray of shape (n_pool,), int64, or None
+        Nearest centroid of every pool row from the fit (cloud-side only: never
+        saved or sent). Pass it to ``select(..., labels=...)`` to skip a pass.
+    """
+
+    centroids: NDArray[np.float32]
+    fingerprint: str = ""
+    n_pool: int = 0
+    seed: int | None = None
+    normalize: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    labels: NDArray[np.int64] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        c = as_features(self.centroids, "centroids")
+        check_choice(self.normalize, "normalize", NORMALIZE_CHOICES)
+        if self.schema_version != SCHEMA_VERSION:
+            raise InvalidInputError(
+                f"schema_version={self.schema_version!r}; this ecos-fast reads "
+                f"version {SCHEMA_VERSION}"
+            )
+        check_int(self.n_pool, "n_pool", low=0)
+        if self.seed is not None:
+            check_seed(self.seed)
+        fp = centroid_fingerprint(c, self.normalize)
+        if self.fingerprint and self.fingerprint != fp:
+            raise SketchMismatchError(
+                f"fingerprint={self.fingerprint!r} does not match the centroids (computed {fp!r})"
+            )
+        object.__setattr__(self, "centroids", _readonly(c))
+        object.__setattr__(self, "fingerprint", fp)
+        if self.labels is not None:
+            lab = np.asarray(self.labels)
+            if lab.ndim != 1 or lab.dtype.kind not in "iu":
+                raise InvalidInputError(f"labels must be 1-D integers; got shape={lab.shape}")
+            object.__setattr__(self, "labels", _readonly(lab.astype(np.int64)))
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of centroids, R."""
+        return int(self.centroids.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """Feature dimension, d."""
+        return int(self.centroids.shape[1])
+
+    def transform(self, features: Any, name: str = "features") -> NDArray[np.float32]:
+        """Validate ``features`` against these centroids and apply ``normalize``.
+
+        Parameters
+        ----------
+        features : array-like of shape (n_samples, n_features)
+        name : str
+            Used in error messages.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features), float32
+            C-contiguous; the input itself when no conversion or transform is needed.
+
+        Examples
+        --------
+        >>> import numpy as np, ecos_fast
+        >>> c = ecos_fast.Centroids(np.eye(2, dtype=np.float32), normalize="l2")
+        >>> c.transform([[3.0, 4.0]]).tolist()
+        [[0.6000000238418579, 0.800000011920929]]
+        """
+        x = as_features(features, name, n_features=self.n_features)
+        if self.normalize == "l2":
+            x = _l2_normalize(x)
+        return x
+
+
+def fit_centroids(
+    pool_features: Any,
+    n_clusters: int = 100,
+    *,
+    seed: int = 0,
+    max_iter: int = 25,
+    normalize: Normalize = None,
+    max_points_per_centroid: int | None = 256,
+    n_threads: int | None = None,
+) -> Centroids:
+    """Cloud, step 1: fit the centroid sketch of the pool with k-means.
+
+    Parameters
+    ----------
+    pool_features : array-like of shape (n_samples, n_features)
+        Public pool features (float32 preferred).
+    n_clusters : int, default 100
+        R, in [1, n_samples].
+    seed : int, default 0
+        Seeds k-means++ and the training subsample.
+    max_iter : int, default 25
+        Lloyd iterations at most.
+    normalize : {None, "l2"}, default None
+        ``"l2"`` scales every row to unit norm before clustering; recorded in the
+        result so the client and :func:`select` apply the same transform.
+    max_points_per_centroid : int or None, default 256
+        See :func:`ecos_fast.kmeans`.
+    n_threads : int, optional
+
+    Returns
+    -------
+    Centroids
+        With ``labels`` holding every pool row's nearest centroid.
+
+    Examples
+    --------
+    >>> import numpy as np, ecos_fast
+    >>> rng = np.random.default_rng(0)
+    >>> pool = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(5, 0.1, (50, 2))])
+    >>> cents = ecos_fast.fit_centroids(pool.astype(np.float32), n_clusters=2, seed=1)
+    >>> cents.centroids.shape, cents.n_pool, len(cents.fingerprint)
+    ((2, 2), 100, 64)
+    """
+    check_choice(normalize, "normalize", NORMALIZE_CHOICES)
+    x = as_features(pool_features, "pool_features")
+    if normalize == "l2":
+        x = _l2_normalize(x)
+    km = kernels.kmeans(
+        x,
+        n_clusters,
+        seed=seed,
+        max_iter=max_iter,
+        max_points_per_centroid=max_points_per_centroid,
+        n_threads=n_threads,
+    )
+    return Centroids(
+        km.centroids, n_pool=x.shape[0], seed=seed, normalize=normalize, labels=km.labels
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Response:
+    """The client's answer: noisy Centroid Coverage counts and how they were made.
+
+    Holds no true counts and no private features.
+
+    Attributes
+    ----------
+    noisy_counts : ndarray of shape (n_clusters,), float64
+        ``v + N(0, sigma^2 I)``; read-only.
+    epsilon : float
+        In (0, inf]; inf means no noise was added.
+    delta : float
+    sigma : float
+        Noise standard deviation (0.0 when ``epsilon`` is inf).
+    sensitivity : float
+        L2 sensitivity of the counts under ``relation``.
+    relation : {"add_remove", "replace_one"}
+    mechanism : {"gaussian", "none"}
+    centroids_fingerprint : str
+        Fingerprint of the :class:`Centroids` the counts answer.
+    schema_version : int
+    """
+
+    noisy_counts: NDArray[np.float64]
+    epsilon: float
+    delta: float
+    sigma: float
+    sensitivity: float
+    relation: str
+    mechanism: str
+    centroids_fingerprint: str
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        v = as_vector(self.noisy_counts, "noisy_counts")
+        if v.shape[0] == 0:
+            raise InvalidInputError("noisy_counts is empty")
+        eps = check_epsilon(self.epsilon)
+        dlt = check_delta(self.delta)
+        sig = check_nonneg_float(self.sigma, "sigma")
+        sens = sensitivity_for(self.relation)
+        if not math.isclose(float(self.sensitivity), sens, rel_tol=1e-12):
+            raise PrivacyParameterError(
+                f"sensitivity={self.sensitivity} but relation={self.relation!r} "
+                f"has sensitivity {sens}"
+            )
+        want = "none" if math.isinf(eps) else "gaussian"
+        if self.mechanism != want:
+            raise PrivacyParameterError(
+                f"mechanism={self.mechanism!r} but epsilon={eps} requires {want!r}"
+            )
+        if (sig == 0.0) != math.isinf(eps):
+            raise PrivacyParameterError(
+                f"sigma={sig} is inconsistent with epsilon={eps}: sigma is 0 exactly "
+                f"when epsilon is inf"
+            )
+        if not isinstance(self.centroids_fingerprint, str) or not _HEX64.match(
+            self.centroids_fingerprint
+        ):
+            raise InvalidInputError(
+                f"centroids_fingerprint={self.centroids_fingerprint!r} is not 64 hex digits"
+            )
+        if self.schema_version != SCHEMA_VERSION:
+            raise InvalidInputError(
+                f"schema_version={self.schema_version!r}; this ecos-fast reads "
+                f"version {SCHEMA_VERSION}"
+            )
+        object.__setattr__(self, "noisy_counts", _readonly(v))
+        object.__setattr__(self, "epsilon", eps)
+        object.__setattr__(self, "delta", dlt)
+        object.__setattr__(self, "sigma", sig)
+        object.__setattr__(self, "sensitivity", sens)
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of counts, R."""
+        return int(self.noisy_counts.shape[0])
+
+
+def respond(
+    private_features: Any,
+    centroids: Centroids,
+    epsilon: float,
+    delta: float,
+    *,
+    relation: Literal["add_remove", "replace_one"] = "add_remove",
+    seed: int | None = None,
+    n_threads: int | None = None,
+) -> Response:
+    """Client, step 2: noisy Centroid Coverage counts of the private data.
+
+    Counts, for every centroid, the private rows whose nearest centroid it is
+    (ties to the lowest index), then adds independent ``N(0, sigma^2)`` noise to
+    every count, with ``sigma`` from :func:`ecos_fast.calibrate_gaussian_sigma`.
+
+    Parameters
+    ----------
+    private_features : array-like of shape (n_samples, n_features)
+        The client's features; ``centroids.normalize`` is applied first.
+    centroids : Centroids
+        What the cloud sent.
+    epsilon : float
+        In (0, inf]; ``math.inf`` adds no noise (upper-bound experiments only).
+    delta : float
+        In (0, 1).
+    relation : {"add_remove", "replace_one"}, default "add_remove"
+        Neighbouring relation; sensitivity 1 or sqrt(2).
+    seed : int, optional
+        Seed of the noise generator. Default: fresh OS entropy. Fix it only for
+        reproducible tests: a known seed lets anyone subtract the noise.
+    n_threads : int, optional
+
+    Returns
+    -------
+    Response
+        Noisy counts of shape (n_clusters,), float64, and the privacy parameters.
+
+    Notes
+    -----
+    Privacy: one private sample changes one count by one under add/remove (two
+    counts by one under replace-one), so the L2 sensitivity is 1 (sqrt(2)); the
+    Gaussian mechanism with the analytically calibrated ``sigma`` makes the
+    returned :class:`Response` (epsilon, delta)-differentially private with
+    respect to ``private_features`` for that relation. The centroids are public.
+    Everything else in the response (parameters, fingerprint) is data-independent.
+    Repeated calls on the same data compose and must be accounted together.
+    With ``epsilon=math.inf`` there is no privacy guarantee at all.
+
+    Examples
+    --------
+    >>> import math, numpy as np, ecos_fast
+    >>> cents = ecos_fast.Centroids(np.array([[0, 0], [10, 10]], dtype=np.float32))
+    >>> private = np.array([[0, 1], [9, 9], [1, 0]], dtype=np.float32)
+    >>> ecos_fast.respond(private, cents, math.inf, 1e-5).noisy_counts.tolist()
+    [2.0, 1.0]
+    >>> r = ecos_fast.respond(private, cents, 0.58, 1e-5, seed=0)
+    >>> round(r.sigma, 3), r.mechanism
+    (6.137, 'gaussian')
+    """
+    if not isinstance(centroids, Centroids):
+        raise InvalidTypeError(
+            f"centroids must be an ecos_fast.Centroids, got {type(centroids).__name__}"
+        )
+    sens = sensitivity_for(relation)
+    sigma = calibrate_gaussian_sigma(epsilon, delta, sens)
+    rng = np.random.default_rng(None if seed is None else check_seed(seed))
+    x = centroids.transform(private_features, "private_features")
+    labels, _ = kernels.assign(x, centroids.centroids, n_threads=resolve_threads(n_threads))
+    counts = np.bincount(labels, minlength=centroids.n_clusters).astype(np.float64)
+    if sigma > 0:
+        counts += rng.normal(0.0, sigma, size=counts.shape[0])
+    return Response(
+        noisy_counts=counts,
+        epsilon=float(epsilon),
+        delta=float(delta),
+        sigma=sigma,
+        sensitivity=sens,
+        relation=relation,
+        mechanism="none" if sigma == 0 else "gaussian",
+        centroids_fingerprint=centroids.fingerprint,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Sketch:
+    """The cloud's centroids joined with the client's response to them.
+
+    Construction checks that the response answers these centroids (fingerprint
+    and number of clusters) and raises :class:`SketchMismatchError` otherwise.
+
+    Attributes
+    ----------
+    centroids : Centroids
+    response : Response
+    """
+
+    centroids: Centroids
+    response: Response
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.centroids, Centroids):
+            raise InvalidTypeError(
+                f"centroids must be an ecos_fast.Centroids, got {type(self.centroids).__name__}"
+            )
+        if not isinstance(self.response, Response):
+            raise InvalidTypeError(
+                f"response must be an ecos_fast.Response, got {type(self.response).__name__}"
+            )
+        if self.response.n_clusters != self.centroids.n_clusters:
+            raise SketchMismatchError(
+                f"the response has {self.response.n_clusters} counts but the centroids "
+                f"have n_clusters={self.centroids.n_clusters}"
+            )
+        if self.response.centroids_fingerprint != self.centroids.fingerprint:
+            raise SketchMismatchError(
+                f"the response answers centroids {self.response.centroids_fingerprint[:16]}… "
+                f"but these centroids are {self.centroids.fingerprint[:16]}…"
+            )
+
+    @classmethod
+    def join(cls, centroids: Centroids, response: Response) -> Sketch:
+        """Join after checking that ``response`` answers ``centroids``.
+
+        Examples
+        --------
+        >>> import math, numpy as np, ecos_fast
+        >>> cents = ecos_fast.Centroids(np.eye(2, dtype=np.float32))
+        >>> resp = ecos_fast.respond(np.eye(2), cents, math.inf, 1e-5)
+        >>> ecos_fast.Sketch.join(cents, resp).n_clusters
+        2
+        """
+        return cls(centroids, response)
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters, R."""
+        return self.centroids.n_clusters
+
+    def weights(self, threshold: float = 0.0) -> NDArray[np.float64]:
+        """Cluster weights ``max(noisy_count - threshold * sigma, 0)``.
+
+        Parameters
+        ----------
+        threshold : float, default 0.0
+            Multiples of ``sigma`` to subtract (>= 0).
+
+        Returns
+        -------
+        ndarray of shape (n_clusters,), float64
+
+        Examples
+        --------
+        >>> import math, numpy as np, ecos_fast
+        >>> cents = ecos_fast.Centroids(np.eye(2, dtype=np.float32))
+        >>> resp = ecos_fast.respond(np.eye(2)[[0, 0, 1]], cents, math.inf, 1e-5)
+        >>> ecos_fast.Sketch.join(cents, resp).weights().tolist()
+        [2.0, 1.0]
+        """
+        t = check_nonneg_float(threshold, "threshold")
+        tau = t * self.response.sigma
+        return np.maximum(np.asarray(self.response.noisy_counts) - tau, 0.0)
