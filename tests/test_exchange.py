@@ -1,0 +1,224 @@
+"""Centroids and responses across the trust boundary: round trips and corrupted files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import ecos_fast
+import numpy as np
+import pytest
+from ecos_fast.errors import ExchangeFileError, SketchMismatchError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.numpy import save
+
+RNG = np.random.default_rng(0)
+CENTS = ecos_fast.Centroids(RNG.normal(0, 3, (6, 4)).astype(np.float32), n_pool=100, seed=3)
+PRIVATE = RNG.normal(0, 3, (40, 4)).astype(np.float32)
+RESP = ecos_fast.respond(PRIVATE, CENTS, 0.58, 1e-5, seed=1)
+
+
+def forge(path: Path, tensor_name: str, arr: np.ndarray, meta: dict[str, Any]) -> Path:
+    """Write a file in the exchange layout with a *valid* checksum (tests validation beyond it)."""
+    meta_json = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+    h = hashlib.sha256(meta_json.encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    path.write_bytes(
+        save({tensor_name: arr}, metadata={"ecos": meta_json, "sha256": h.hexdigest()})
+    )
+    return path
+
+
+def meta_of(path: Path) -> dict[str, Any]:
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    out: dict[str, Any] = json.loads(json.loads(data[8 : 8 + n])["__metadata__"]["ecos"])
+    return out
+
+
+def test_centroids_round_trip(tmp_path: Path) -> None:
+    for c in (CENTS, ecos_fast.Centroids(np.eye(3, dtype=np.float32), normalize="l2")):
+        p = ecos_fast.save_centroids(c, tmp_path / "c.safetensors")
+        back = ecos_fast.load_centroids(p)
+        np.testing.assert_array_equal(back.centroids, c.centroids)
+        assert (back.fingerprint, back.n_pool, back.seed, back.normalize) == (
+            c.fingerprint, c.n_pool, c.seed, c.normalize,
+        )  # fmt: skip
+        assert back.labels is None
+    assert [f.name for f in tmp_path.iterdir()] == ["c.safetensors"]  # no temp files left
+
+
+def test_labels_are_not_written(tmp_path: Path) -> None:
+    pool = RNG.normal(0, 1, (60, 4)).astype(np.float32)
+    c = ecos_fast.fit_centroids(pool, 3)
+    p = ecos_fast.save_centroids(c, tmp_path / "c.safetensors")
+    assert "labels" not in meta_of(p) and p.stat().st_size < 2000
+
+
+@pytest.mark.parametrize(
+    ("epsilon", "relation"), [(0.58, "add_remove"), (2.0, "replace_one"), (math.inf, "add_remove")]
+)
+def test_response_round_trip(tmp_path: Path, epsilon: float, relation: str) -> None:
+    r = ecos_fast.respond(PRIVATE, CENTS, epsilon, 1e-6, relation=relation, seed=2)  # type: ignore[arg-type]
+    p = ecos_fast.save_response(r, tmp_path / "r.safetensors")
+    back = ecos_fast.load_response(p, centroids=CENTS)
+    np.testing.assert_array_equal(back.noisy_counts, r.noisy_counts)
+    for f in ("epsilon", "delta", "sigma", "sensitivity", "relation", "mechanism",
+              "centroids_fingerprint", "schema_version"):  # fmt: skip
+        assert getattr(back, f) == getattr(r, f)
+    ecos_fast.Sketch.join(ecos_fast.load_centroids(
+        ecos_fast.save_centroids(CENTS, tmp_path / "c.safetensors")), back)  # fmt: skip
+
+
+def test_overwrite_is_atomic_replace(tmp_path: Path) -> None:
+    p = tmp_path / "r.safetensors"
+    ecos_fast.save_response(RESP, p)
+    inode = p.stat().st_ino
+    ecos_fast.save_response(RESP, p)
+    assert p.stat().st_ino != inode  # replaced by rename, not rewritten in place
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["r.safetensors"]
+
+
+@pytest.fixture(scope="module")
+def good_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    d = tmp_path_factory.mktemp("good")
+    return {
+        "centroids": ecos_fast.save_centroids(CENTS, d / "c.safetensors").read_bytes(),
+        "response": ecos_fast.save_response(RESP, d / "r.safetensors").read_bytes(),
+    }
+
+
+def _load(kind: str, path: Path) -> object:
+    if kind == "centroids":
+        return ecos_fast.load_centroids(path)
+    return ecos_fast.load_response(path, centroids=CENTS)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(kind=st.sampled_from(["centroids", "response"]), data=st.data())
+def test_truncation_anywhere_is_a_clear_error(
+    tmp_path: Path, good_files: dict[str, bytes], kind: str, data: st.DataObject
+) -> None:
+    blob = good_files[kind]
+    cut = data.draw(st.integers(0, len(blob) - 1))
+    p = tmp_path / f"cut-{kind}.safetensors"
+    p.write_bytes(blob[:cut])
+    with pytest.raises(ExchangeFileError, match=str(p)):
+        _load(kind, p)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(kind=st.sampled_from(["centroids", "response"]), data=st.data())
+def test_any_bit_flip_is_a_clear_error(
+    tmp_path: Path, good_files: dict[str, bytes], kind: str, data: st.DataObject
+) -> None:
+    blob = bytearray(good_files[kind])
+    pos = data.draw(st.integers(0, len(blob) - 1))
+    blob[pos] ^= 1 << data.draw(st.integers(0, 7))
+    p = tmp_path / f"flip-{kind}.safetensors"
+    p.write_bytes(bytes(blob))
+    with pytest.raises(ExchangeFileError, match=str(p)):
+        _load(kind, p)
+
+
+def test_bit_flip_in_payload_names_the_checksum(
+    tmp_path: Path, good_files: dict[str, bytes]
+) -> None:
+    blob = bytearray(good_files["centroids"])
+    blob[-3] ^= 0x10
+    p = tmp_path / "c.safetensors"
+    p.write_bytes(bytes(blob))
+    with pytest.raises(ExchangeFileError, match="checksum mismatch"):
+        ecos_fast.load_centroids(p)
+
+
+def test_huge_declared_header_is_refused_without_allocating(tmp_path: Path) -> None:
+    p = tmp_path / "huge.safetensors"
+    p.write_bytes((2**62).to_bytes(8, "little") + b"{}" * 10)
+    with pytest.raises(ExchangeFileError, match=r"declares a 4611686018427387904-byte header"):
+        ecos_fast.load_centroids(p)
+    p.write_bytes((1000).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ExchangeFileError, match="truncated"):
+        ecos_fast.load_centroids(p)
+
+
+def test_file_size_cap_missing_file_and_directory(tmp_path: Path) -> None:
+    p = ecos_fast.save_centroids(CENTS, tmp_path / "c.safetensors")
+    with pytest.raises(ExchangeFileError, match="exceeds max_bytes=64"):
+        ecos_fast.load_centroids(p, max_bytes=64)
+    with pytest.raises(ExchangeFileError, match="cannot read"):
+        ecos_fast.load_centroids(tmp_path / "missing.safetensors")
+    with pytest.raises(ExchangeFileError, match="not a regular file"):
+        ecos_fast.load_centroids(tmp_path)
+    (tmp_path / "tiny").write_bytes(b"abc")
+    with pytest.raises(ExchangeFileError, match="truncated: 3 bytes"):
+        ecos_fast.load_centroids(tmp_path / "tiny")
+
+
+def test_validation_beyond_the_checksum(tmp_path: Path) -> None:
+    cm = meta_of(ecos_fast.save_centroids(CENTS, tmp_path / "c.safetensors"))
+    rm = meta_of(ecos_fast.save_response(RESP, tmp_path / "r.safetensors"))
+    c, v = CENTS.centroids.copy(), RESP.noisy_counts.copy()
+    nan_c = c.copy()
+    nan_c[1, 2] = np.nan
+    p = tmp_path / "x.safetensors"
+    cases_c: list[tuple[str, np.ndarray, dict[str, Any], str]] = [
+        ("centroids", c, {**cm, "schema_version": 2}, "schema_version=2"),
+        ("centroids", c, {**cm, "schema": "ecos-fast/response"}, "expected 'ecos-fast/centroids'"),
+        ("centroids", c[:5], cm, r"float32 \(6, 4\)"),
+        ("centroids", c.astype(np.float64), cm, "float64"),
+        ("centroids", nan_c, {**cm, "fingerprint": "0" * 64}, "NaN or inf"),
+        ("centroids", c, {**cm, "fingerprint": "0" * 64}, "fingerprint does not match"),
+        ("centroids", c, {**cm, "normalize": "l3"}, "normalize"),
+        ("centroids", c, {**cm, "extra": 1}, "Additional properties"),
+        ("other", c, cm, "expected exactly \\['centroids'\\]"),
+    ]
+    for name, arr, meta, match in cases_c:
+        forge(p, name, arr, meta)
+        with pytest.raises(ExchangeFileError, match=match):
+            ecos_fast.load_centroids(p)
+    cases_r: list[tuple[np.ndarray, dict[str, Any], str]] = [
+        (v, {**rm, "schema_version": 0}, "schema_version=0"),
+        (v, {**rm, "epsilon": 0}, "epsilon"),
+        (v, {**rm, "epsilon": -1.0}, "epsilon"),
+        (v, {**rm, "delta": 1.5}, "delta"),
+        (v, {**rm, "sigma": -1.0}, "sigma"),
+        (v, {**rm, "sigma": RESP.sigma / 2}, "is below the sigma="),
+        (v, {**rm, "relation": "replace_one"}, "sensitivity=1.0 but relation='replace_one'"),
+        (v, {**rm, "mechanism": "none"}, "mechanism='none'"),
+        (v[:3], rm, r"float64 \(6,\)"),
+        (v.astype(np.float32), rm, "float32"),
+        (np.where(np.arange(6) == 2, np.inf, v), rm, "NaN or inf"),
+    ]
+    for arr, meta, match in cases_r:
+        forge(p, "noisy_counts", arr, meta)
+        with pytest.raises(ExchangeFileError, match=match):
+            ecos_fast.load_response(p)
+
+
+def test_response_for_other_centroids(tmp_path: Path) -> None:
+    p = ecos_fast.save_response(RESP, tmp_path / "r.safetensors")
+    other = ecos_fast.Centroids(CENTS.centroids + 1)
+    with pytest.raises(SketchMismatchError, match=f"{p}: the response answers centroids"):
+        ecos_fast.load_response(p, centroids=other)
+    bigger = ecos_fast.Centroids(np.zeros((7, 4), dtype=np.float32))
+    with pytest.raises(SketchMismatchError, match="6 counts but the centroids have n_clusters=7"):
+        ecos_fast.load_response(p, centroids=bigger)
+    assert issubclass(SketchMismatchError, ExchangeFileError)
+
+
+def test_save_rejects_wrong_objects(tmp_path: Path) -> None:
+    with pytest.raises(ExchangeFileError, match="Centroids"):
+        ecos_fast.save_centroids(CENTS.centroids, tmp_path / "c")  # type: ignore[arg-type]
+    with pytest.raises(ExchangeFileError, match="Response"):
+        ecos_fast.save_response(CENTS, tmp_path / "r")  # type: ignore[arg-type]
+    assert not os.listdir(tmp_path)
