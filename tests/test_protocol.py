@@ -69,6 +69,10 @@ def test_centroids(setup: tuple) -> None:
     assert again.fingerprint == cents.fingerprint
     with pytest.raises(SketchMismatchError, match="does not match"):
         ecos_fast.Centroids(cents.centroids, fingerprint="0" * 64)
+    with pytest.raises(InvalidInputError, match="labels has 3 entries but n_pool=10"):
+        ecos_fast.Centroids(cents.centroids, n_pool=10, labels=np.zeros(3, dtype=np.int64))
+    with pytest.raises(InvalidInputError, match=r"outside \[0, 16\)"):
+        ecos_fast.Centroids(cents.centroids, labels=np.array([0, 16]))
 
 
 def test_end_to_end_matches_reference(setup: tuple) -> None:
@@ -256,3 +260,16 @@ def test_selection_is_frozen(setup: tuple) -> None:
         sel.budget = 5  # type: ignore[misc]
     assert not sel.indices.flags.writeable
     assert np.asarray(sel, dtype=np.int32).dtype == np.int32
+
+
+def test_import_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ecos_fast; "
+        "print(sorted(m for m in ('dp_accounting', 'scipy', 'safetensors', 'jsonschema', 'torch')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -157,6 +157,15 @@ class Centroids:
             lab = np.asarray(self.labels)
             if lab.ndim != 1 or lab.dtype.kind not in "iu":
                 raise InvalidInputError(f"labels must be 1-D integers; got shape={lab.shape}")
+            if self.n_pool and lab.shape[0] != self.n_pool:
+                raise InvalidInputError(
+                    f"labels has {lab.shape[0]} entries but n_pool={self.n_pool}"
+                )
+            if lab.size and (int(lab.min()) < 0 or int(lab.max()) >= c.shape[0]):
+                raise InvalidInputError(
+                    f"labels hold values in [{int(lab.min())}, {int(lab.max())}], "
+                    f"outside [0, {c.shape[0]})"
+                )
             object.__setattr__(self, "labels", _readonly(lab.astype(np.int64)))
 
     @property
