@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
-import dp_accounting  # type: ignore[import-untyped]
+import dp_accounting
 from dp_accounting import pld, rdp
 
 from ._validation import check_delta, check_int
