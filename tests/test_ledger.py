@@ -183,7 +183,7 @@ def test_two_processes_cannot_both_spend_the_last_of_a_budget(tmp_path: Path) ->
         one_more = ledger.check(Release("a", "gaussian", sigma=6.137))
         assert one_more <= 0.8
         assert ledger.total_epsilon(extra=[Release("a", "gaussian", sigma=6.137)] * 2) > 0.8
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ctx: Any = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     for _ in range(3):  # several rounds: the ordering differs from run to run
         with Ledger(path) as ledger:
             conn = ledger._conn

@@ -1,0 +1,1029 @@
+"""The ``ecos-fast`` command line: the cloud and the client as two separate roles.
+
+The cloud and the client never share memory or a process: the only things that
+pass between them are two exchange files (``ecos_fast.exchange``)::
+
+    cloud$  ecos-fast sketch pool.npy -o centroids.safetensors --clusters 100
+    client$ ecos-fast respond centroids.safetensors private.npy -o response.safetensors \\
+                --epsilon 0.58 --delta 1e-5 --ledger ledger.sqlite --budget-epsilon 2 --cloud acme
+    cloud$  ecos-fast select pool.npy centroids.safetensors response.safetensors \\
+                --budget 1000 -o selected.npy --summary summary.json
+
+Exit codes (also in ``ecos-fast --help`` and ``docs/cli.md``):
+
+====  ==================================================================
+0     success
+1     internal error (a bug: please report it with the traceback)
+2     usage error (unknown option, missing argument, bad option value)
+3     invalid or tampered input (unreadable features, a corrupted, altered
+      or mismatched exchange file, a budget larger than the pool, ...)
+4     privacy budget exhausted: the ledger refused the release
+====  ==================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NoReturn, cast
+
+import click
+import numpy as np
+from numpy.typing import NDArray
+
+from ._threads import default_threads
+from .errors import (
+    EcosError,
+    EcosWarning,
+    ExchangeFileError,
+    InvalidInputError,
+    PrivacyBudgetExceededError,
+)
+
+__all__ = [
+    "EXIT_BUDGET",
+    "EXIT_INPUT",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "cli",
+    "load_features",
+    "main",
+    "run",
+]
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_BUDGET = 4
+
+_EXIT_HELP = """\b
+Exit codes:
+  0  success
+  1  internal error (a bug; please report it)
+  2  usage error (unknown option, missing argument, bad value)
+  3  invalid or tampered input (features, exchange files, budgets)
+  4  privacy budget exhausted (the ledger refused the release)
+"""
+
+_MAX_HEADER_BYTES = 1 << 20
+
+
+# -- output ----------------------------------------------------------------------
+@dataclass
+class _State:
+    """Global options, shared by every verb through ``click``'s ``ctx.obj``."""
+
+    quiet: bool = False
+    json: bool = False
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def progress(self) -> bool:
+        """Progress bars only for a person watching a terminal."""
+        return not self.quiet and not self.json and sys.stderr.isatty()
+
+    def note(self, message: str) -> None:
+        """A side remark for a person (stderr); silenced by ``--quiet``."""
+        self.messages.append(message)
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    def result(self, payload: dict[str, Any], human: Sequence[str]) -> None:
+        """The verb's result: JSON on stdout with ``--json``, else readable lines."""
+        if self.json:
+            if self.messages:
+                payload = {**payload, "messages": list(self.messages)}
+            click.echo(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+        elif not self.quiet:
+            for line in human:
+                click.echo(line)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _finite_or_none(x: float) -> float | None:
+    """JSON has no inf: report it as null (the human output says 'inf')."""
+    return x if math.isfinite(x) else None
+
+
+@contextmanager
+def _steps(state: _State, total: int, desc: str) -> Iterator[Any]:
+    """A step-level progress bar on a TTY, a no-op object otherwise."""
+    if not state.progress:
+
+        class _Null:
+            def update(self, n: int = 1) -> None:
+                pass
+
+            def set_postfix_str(self, s: str) -> None:
+                pass
+
+        yield _Null()
+        return
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+# -- inputs --------------------------------------------------------------------
+def _open_npy(path: Path) -> NDArray[Any]:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InvalidInputError(f"{path}: cannot read it as a .npy array ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        raise InvalidInputError(f"{path}: holds {type(arr).__name__}, expected one .npy array")
+    if arr.ndim != 2:
+        raise InvalidInputError(
+            f"{path}: features must be 2-D (n_samples, n_features); got shape={arr.shape}"
+        )
+    return arr
+
+
+def load_features(path: str | os.PathLike[str], *, progress: bool = False) -> NDArray[Any]:
+    """Features from a ``.npy`` file (memory-mapped) or a folder of ``.npy`` shards.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.npy`` file, read with ``mmap_mode="r"`` (no copy for float32), or a
+        folder whose ``*.npy`` files, in name order, are the row blocks of one
+        matrix (copied into memory, one shard at a time).
+    progress : bool, default False
+        Show a per-shard progress bar (stderr).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features)
+        Row ``i`` of the result is row ``i`` of the concatenated shards; selected
+        indices refer to this order.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing or unreadable files, pickled arrays, shards of different widths.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from ecos_fast.cli import load_features
+    >>> d = tempfile.mkdtemp()
+    >>> np.save(os.path.join(d, "b.npy"), np.ones((2, 3), np.float32))
+    >>> np.save(os.path.join(d, "a.npy"), np.zeros((1, 3), np.float32))
+    >>> load_features(d).tolist()
+    [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    """
+    p = Path(path)
+    if p.is_dir():
+        shards = sorted(q for q in p.iterdir() if q.suffix == ".npy" and q.is_file())
+        if not shards:
+            raise InvalidInputError(f"{p}: folder holds no .npy shards")
+        arrays = [_open_npy(q) for q in shards]
+        if len(arrays) == 1:
+            return arrays[0]
+        widths = {a.shape[1] for a in arrays}
+        if len(widths) != 1:
+            detail = ", ".join(f"{q.name}: {a.shape}" for q, a in zip(shards, arrays))
+            raise InvalidInputError(f"{p}: shards have different n_features ({detail})")
+        dtype = np.result_type(*arrays)
+        if dtype.kind not in "fiu":
+            raise InvalidInputError(f"{p}: shards have dtype {dtype}; expected real numbers")
+        if dtype.kind != "f" or dtype.itemsize < 4:
+            dtype = np.dtype(np.float32)
+        out = np.empty((sum(a.shape[0] for a in arrays), widths.pop()), dtype=dtype)
+        row = 0
+        it: Any = zip(shards, arrays)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=len(arrays), desc="load shards", unit="shard", leave=False)
+        for _, a in it:
+            out[row : row + a.shape[0]] = a
+            row += a.shape[0]
+        return out
+    if not p.exists():
+        raise InvalidInputError(f"{p}: no such file or folder")
+    return _open_npy(p)
+
+
+def _file_kind(path: Path) -> str | None:
+    """'centroids' or 'response' from a safetensors header; None if unrecognisable."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n > _MAX_HEADER_BYTES:
+                return None
+            header = json.loads(f.read(n).decode("utf-8"))
+        schema = json.loads(header["__metadata__"]["ecos"])["schema"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"ecos-fast/centroids": "centroids", "ecos-fast/response": "response"}.get(schema)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# -- the command group ---------------------------------------------------------
+def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        setattr(ctx.ensure_object(_State), str(param.name), True)
+
+
+def _output_options(f: Any) -> Any:
+    """``--quiet`` and ``--json`` after the verb too (``ecos-fast info --json``)."""
+    f = click.option(
+        "--json",
+        "json",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag,
+        help="Print one JSON object on stdout (for scripts).",
+    )(f)
+    return click.option(
+        "--quiet",
+        "-q",
+        "quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag,
+        help="No progress bars, no remarks on stderr.",
+    )(f)
+
+
+_THREADS = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker threads (default: ECOS_FAST_NUM_THREADS, else the CPUs available).",
+)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=_EXIT_HELP,
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars, no remarks on stderr.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout (for scripts)."
+)
+@click.version_option(package_name="ecos-fast", prog_name="ecos-fast")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, as_json: bool) -> None:
+    """ECOS: select cloud training data for a client without uploading its data.
+
+    \b
+    Cloud:   ecos-fast sketch POOL -o centroids.safetensors
+    Client:  ecos-fast respond centroids.safetensors PRIVATE -o response.safetensors
+             --epsilon E --delta D --ledger ledger.sqlite --budget-epsilon B
+    Cloud:   ecos-fast select POOL centroids.safetensors response.safetensors
+             --budget N -o selected.npy
+
+    Features are .npy files (memory-mapped) or folders of .npy shards.
+    """
+    state = ctx.ensure_object(_State)
+    state.quiet = state.quiet or quiet
+    state.json = state.json or as_json
+
+
+# -- sketch (cloud) ------------------------------------------------------------
+@cli.command()
+@click.argument("pool", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Centroid file to write."
+)
+@click.option("--clusters", "-k", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=1), default=25, show_default=True)
+@click.option(
+    "--normalize",
+    type=click.Choice(["none", "l2"]),
+    default="none",
+    show_default=True,
+    help="Feature transform before k-means; recorded in the file, applied by both roles.",
+)
+@_THREADS
+@_output_options
+@click.pass_obj
+def sketch(
+    state: _State,
+    pool: Path,
+    output: Path,
+    clusters: int,
+    seed: int,
+    max_iter: int,
+    normalize: str,
+    threads: int | None,
+) -> None:
+    """Cloud: k-means on the pool features, write the centroid file for the client.
+
+    The centroids come from public data only: sending them costs no privacy.
+    """
+    from .exchange import save_centroids
+    from .protocol import fit_centroids
+
+    with _steps(state, 3, "sketch") as bar:
+        x = load_features(pool, progress=state.progress)
+        bar.update()
+        cents = fit_centroids(
+            x,
+            clusters,
+            seed=seed,
+            max_iter=max_iter,
+            normalize=None if normalize == "none" else "l2",
+            n_threads=threads,
+        )
+        bar.update()
+        save_centroids(cents, output)
+        bar.update()
+    size = output.stat().st_size
+    state.result(
+        {
+            "command": "sketch",
+            "output": str(output),
+            "n_pool": cents.n_pool,
+            "n_clusters": cents.n_clusters,
+            "n_features": cents.n_features,
+            "normalize": cents.normalize,
+            "seed": seed,
+            "fingerprint": cents.fingerprint,
+            "file_bytes": size,
+        },
+        [
+            (
+                f"wrote {output}: {cents.n_clusters} centroids x {cents.n_features} features "
+                f"from {cents.n_pool} pool rows ({size} bytes)"
+            ),
+            f"fingerprint {cents.fingerprint}",
+        ],
+    )
+
+
+# -- respond (client) ----------------------------------------------------------
+@cli.command()
+@click.argument("centroids", type=click.Path(path_type=Path))
+@click.argument("private", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Response file to write."
+)
+@click.option(
+    "--epsilon",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Privacy parameter of this release, > 0 ('inf': no noise, no privacy).",
+)
+@click.option(
+    "--delta",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=1e-5,
+    show_default=True,
+)
+@click.option(
+    "--relation",
+    type=click.Choice(["add_remove", "replace_one"]),
+    default="add_remove",
+    show_default=True,
+    help="Neighbouring relation: sensitivity 1 (add/remove) or sqrt(2) (replace one).",
+)
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Privacy ledger (SQLite) recording every release; created if missing.",
+)
+@click.option(
+    "--budget-epsilon",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Refuse (exit 4) if the composed epsilon for this cloud would exceed this.",
+)
+@click.option(
+    "--budget-delta",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=1e-5,
+    show_default=True,
+    help="The delta at which the ledger composes and enforces the budget.",
+)
+@click.option(
+    "--cloud",
+    default="default",
+    show_default=True,
+    help="Name of the cloud receiving the release; the ledger composes per cloud name.",
+)
+@click.option(
+    "--accountant",
+    type=click.Choice(["pld", "rdp"]),
+    default="pld",
+    show_default=True,
+    help="dp-accounting accountant composing the ledger's releases.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seed the noise (reproducible tests only: whoever knows it can remove the noise).",
+)
+@_THREADS
+@_output_options
+@click.pass_obj
+def respond(
+    state: _State,
+    centroids: Path,
+    private: Path,
+    output: Path,
+    epsilon: float,
+    delta: float,
+    relation: str,
+    ledger_path: Path | None,
+    budget_epsilon: float | None,
+    budget_delta: float,
+    cloud: str,
+    accountant: str,
+    seed: int | None,
+    threads: int | None,
+) -> None:
+    """Client: noisy centroid-coverage counts of the private features.
+
+    With --ledger, the release is checked against --budget-epsilon and recorded
+    in one transaction before the noise is drawn; the response file is written
+    only after the ledger has committed.
+
+    Privacy: the response file is (epsilon, delta)-differentially private with
+    respect to PRIVATE (Gaussian mechanism, L2 sensitivity 1 under add/remove-one);
+    releases to the same cloud compose, and the ledger accounts them.
+    """
+    from .exchange import load_centroids, save_response
+    from .ledger import Ledger, Release
+    from .privacy import calibrate_gaussian_sigma, sensitivity_for
+    from .protocol import respond as respond_api
+
+    if budget_epsilon is not None and ledger_path is None:
+        raise click.UsageError("--budget-epsilon needs --ledger PATH")
+    with _steps(state, 4, "respond") as bar:
+        cents = load_centroids(centroids)
+        x = load_features(private, progress=state.progress)
+        if x.shape[1] != cents.n_features:
+            raise InvalidInputError(
+                f"{private}: n_features={x.shape[1]} but the centroids have "
+                f"n_features={cents.n_features}"
+            )
+        bar.update()
+        rel = cast(Literal["add_remove", "replace_one"], relation)
+        sensitivity = sensitivity_for(rel)
+        sigma = calibrate_gaussian_sigma(epsilon, delta, sensitivity)
+        if ledger_path is None:
+            state.note("note: no --ledger given: this release is not accounted anywhere")
+            response = respond_api(
+                x, cents, epsilon, delta, relation=rel, seed=seed, n_threads=threads
+            )
+            bar.update(2)
+            total = None
+        else:
+            release = Release(
+                cloud=cloud,
+                mechanism="gaussian",
+                sigma=sigma,
+                sensitivity=sensitivity,
+                epsilon=epsilon if math.isfinite(epsilon) else None,
+                delta=delta,
+                purpose="coverage",
+            )
+            with Ledger(
+                ledger_path,
+                budget_epsilon=budget_epsilon,
+                delta=budget_delta,
+                accountant=accountant,
+            ) as ledger:
+                with ledger.reserve(release):
+                    bar.update()
+                    response = respond_api(
+                        x, cents, epsilon, delta, relation=rel, seed=seed, n_threads=threads
+                    )
+                    if response.sigma != sigma:  # the ledger must record what is released
+                        raise RuntimeError(
+                            f"respond used sigma={response.sigma}, the ledger holds {sigma}"
+                        )
+                    bar.update()
+                # Committed: only now may the answer leave the process.
+                total = ledger.total_epsilon(cloud=cloud)
+        save_response(response, output)
+        bar.update()
+    size = output.stat().st_size
+    payload: dict[str, Any] = {
+        "command": "respond",
+        "output": str(output),
+        "n_clusters": response.n_clusters,
+        "n_private": int(x.shape[0]),
+        "epsilon": _finite_or_none(response.epsilon),
+        "delta": response.delta,
+        "sigma": response.sigma,
+        "sensitivity": response.sensitivity,
+        "relation": response.relation,
+        "centroids_fingerprint": response.centroids_fingerprint,
+        "file_bytes": size,
+        "ledger": None if ledger_path is None else str(ledger_path),
+        "cloud": cloud,
+        "total_epsilon": None if total is None else _finite_or_none(total),
+        "budget_epsilon": budget_epsilon,
+        "budget_delta": budget_delta,
+    }
+    human = [
+        (
+            f"wrote {output}: {response.n_clusters} noisy counts of {x.shape[0]} private rows "
+            f"(epsilon={response.epsilon:.4g}, delta={response.delta:.3g}, "
+            f"sigma={response.sigma:.4g}; {size} bytes)"
+        )
+    ]
+    if total is not None:
+        budget = "no budget" if budget_epsilon is None else f"budget {budget_epsilon:.4g}"
+        human.append(
+            f"ledger {ledger_path}: total epsilon to cloud {cloud!r} is {total:.4g} at "
+            f"delta={budget_delta:.3g} ({budget})"
+        )
+    state.result(payload, human)
+
+
+# -- select (cloud) ------------------------------------------------------------
+@cli.command()
+@click.argument("pool", type=click.Path(path_type=Path))
+@click.argument("centroids", type=click.Path(path_type=Path), required=False)
+@click.argument("response", type=click.Path(path_type=Path), required=False)
+@click.option("--budget", "-b", type=click.IntRange(min=1), required=True, help="Rows to select.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Selected pool row indices (.npy, int64).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["ecos", "random", "kcenter"]),
+    default="ecos",
+    show_default=True,
+    help="ecos needs CENTROIDS and RESPONSE; the baselines use neither.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Cluster weights are max(noisy count - threshold * sigma, 0).",
+)
+@click.option(
+    "--fallback",
+    type=click.Choice(["raise", "random", "kcenter"]),
+    default="raise",
+    show_default=True,
+    help="When every weight is zero: fail (exit 3), or select by a baseline.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seeds --method random and --fallback random.",
+)
+@click.option(
+    "--summary",
+    "summary_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the summary (quotas, counts, bytes) as JSON to this file.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write a report (.html or .png; needs matplotlib).",
+)
+@click.option(
+    "--true-counts-from",
+    "true_from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Simulation only: private features whose true coverage the report shows.",
+)
+@_THREADS
+@_output_options
+@click.pass_obj
+def select(
+    state: _State,
+    pool: Path,
+    centroids: Path | None,
+    response: Path | None,
+    budget: int,
+    output: Path,
+    method: str,
+    threshold: float,
+    fallback: str,
+    seed: int,
+    summary_path: Path | None,
+    report_path: Path | None,
+    true_from: Path | None,
+    threads: int | None,
+) -> None:
+    """Cloud: choose BUDGET pool rows for the client from its response.
+
+    Uses only the client's (already private) response: by post-processing the
+    selection costs no further privacy.
+    """
+    from . import baselines, selection
+    from .exchange import load_centroids, load_response
+    from .protocol import Sketch
+
+    if method == "ecos" and (centroids is None or response is None):
+        raise click.UsageError("--method ecos needs CENTROIDS and RESPONSE")
+    if response is not None and centroids is None:
+        raise click.UsageError("RESPONSE needs CENTROIDS")
+    if report_path is not None:
+        if report_path.suffix.lower() not in (".html", ".htm", ".png"):
+            raise click.UsageError(f"--report {report_path}: the name must end in .html or .png")
+        from .report import require_matplotlib
+
+        require_matplotlib()
+    with _steps(state, 3, "select") as bar:
+        cents = None if centroids is None else load_centroids(centroids)
+        resp = None if response is None else load_response(response, centroids=cents)
+        sk = None if cents is None or resp is None else Sketch.join(cents, resp)
+        x = load_features(pool, progress=state.progress)
+        bar.update()
+        if method == "ecos" and sk is not None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", EcosWarning)
+                sel = selection.select(
+                    x,
+                    sk,
+                    budget,
+                    threshold=threshold,
+                    fallback=cast(Literal["raise", "random", "kcenter"], fallback),
+                    seed=seed,
+                    n_threads=threads,
+                )
+            for w in caught:
+                state.note(f"warning: {w.message}")
+        elif method == "random":
+            sel = baselines.select_random(x, budget, seed=seed)
+        elif method == "kcenter":
+            feats = x if cents is None else cents.transform(x, "pool")
+            sel = baselines.select_kcenter(feats, budget, n_threads=threads)
+        else:  # unreachable: click checks the choice, and ecos's files above
+            raise click.UsageError(f"--method {method} cannot run with these arguments")
+        bar.update()
+        indices = np.asarray(sel.indices, dtype=np.int64)
+        _save_npy(output, indices)
+        bar.update()
+
+    comm = _communication(centroids, response, cents)
+    quotas = None if sel.quotas is None else np.asarray(sel.quotas)
+    payload: dict[str, Any] = {
+        "command": "select",
+        "output": str(output),
+        "method": sel.method,
+        "budget": budget,
+        "n_selected": sel.n_selected,
+        "shortfall": sel.shortfall,
+        "n_samples": int(x.shape[0]),
+        "n_clusters": None if cents is None else cents.n_clusters,
+        "quotas": quotas,
+        "weights": None if sel.weights is None else np.asarray(sel.weights),
+        "noisy_counts": None if resp is None else np.asarray(resp.noisy_counts),
+        "epsilon": None if resp is None else _finite_or_none(resp.epsilon),
+        "delta": None if resp is None else resp.delta,
+        "sigma": None if resp is None else resp.sigma,
+        "threshold": threshold,
+        "communication": comm,
+        "indices_sha256": hashlib.sha256(indices.astype("<i8").tobytes()).hexdigest(),
+    }
+    if summary_path is not None:
+        _write_json(summary_path, payload)
+    if report_path is not None:
+        from .report import write_report
+
+        true_counts = None
+        if true_from is not None:
+            if cents is None:
+                raise click.UsageError("--true-counts-from needs CENTROIDS")
+            from .kernels import assign
+
+            priv = cents.transform(load_features(true_from), "private")
+            lab, _ = assign(priv, cents.centroids, n_threads=threads)
+            true_counts = np.bincount(lab, minlength=cents.n_clusters)
+        feats = x if cents is None else cents.transform(x, "pool")
+        write_report(
+            report_path,
+            feats,
+            indices,
+            summary=payload,
+            noisy_counts=None if resp is None else np.asarray(resp.noisy_counts),
+            true_counts=true_counts,
+            quotas=quotas,
+            seed=seed,
+        )
+        payload["report"] = str(report_path)
+    human = [
+        f"wrote {output}: {sel.n_selected} of budget {budget} pool rows by {sel.method}"
+        + (f" (shortfall {sel.shortfall})" if sel.shortfall else "")
+    ]
+    if quotas is not None:
+        nz = int((quotas > 0).sum())
+        human.append(f"quotas: {nz} of {quotas.shape[0]} clusters used, largest {quotas.max()}")
+    if comm["total_bytes"]:
+        human.append(
+            f"communication: {comm['download_bytes']} bytes to the client, "
+            f"{comm['upload_bytes']} bytes back ({comm['total_bytes']} in all)"
+        )
+    if summary_path is not None:
+        human.append(f"summary: {summary_path}")
+    if report_path is not None:
+        human.append(f"report: {report_path}")
+    state.result(payload, human)
+
+
+def _communication(
+    centroids: Path | None, response: Path | None, cents: Any
+) -> dict[str, int | None]:
+    down = None if centroids is None else centroids.stat().st_size
+    up = None if response is None else response.stat().st_size
+    return {
+        "download_bytes": down,
+        "upload_bytes": up,
+        "total_bytes": (down or 0) + (up or 0),
+        # The numbers themselves: R*d float32 down, R float64 up.
+        "download_payload_bytes": None
+        if cents is None
+        else cents.n_clusters * cents.n_features * 4,
+        "upload_payload_bytes": None if response is None or cents is None else cents.n_clusters * 8,
+    }
+
+
+def _save_npy(path: Path, array: NDArray[Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# -- inspect -------------------------------------------------------------------
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--centroids",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="For a response: also check that it answers these centroids.",
+)
+@_output_options
+@click.pass_obj
+def inspect(state: _State, file: Path, centroids: Path | None) -> None:
+    """Show and verify a centroid or response file (exit 3 if it is invalid)."""
+    from .exchange import load_centroids, load_response
+
+    if not file.exists():
+        raise ExchangeFileError(f"{file}: no such file")
+    kind = _file_kind(file)
+    if kind is None:
+        raise ExchangeFileError(
+            f"{file}: not an ecos-fast exchange file (no readable 'ecos' metadata)"
+        )
+    payload: dict[str, Any] = {
+        "command": "inspect",
+        "file": str(file),
+        "kind": kind,
+        "valid": True,
+        "file_bytes": file.stat().st_size,
+        "sha256": _sha256_file(file),
+    }
+    if kind == "centroids":
+        c = load_centroids(file)
+        payload.update(
+            n_clusters=c.n_clusters,
+            n_features=c.n_features,
+            n_pool=c.n_pool,
+            seed=c.seed,
+            normalize=c.normalize,
+            fingerprint=c.fingerprint,
+        )
+        human = [
+            f"{file}: valid centroids file",
+            (
+                f"  {c.n_clusters} centroids x {c.n_features} features (float32), "
+                f"from {c.n_pool} pool rows, seed {c.seed}, normalize {c.normalize}"
+            ),
+            f"  fingerprint {c.fingerprint}",
+        ]
+    else:
+        cents = None if centroids is None else load_centroids(centroids)
+        r = load_response(file, centroids=cents)
+        counts = np.asarray(r.noisy_counts)
+        payload.update(
+            n_clusters=r.n_clusters,
+            epsilon=_finite_or_none(r.epsilon),
+            delta=r.delta,
+            sigma=r.sigma,
+            sensitivity=r.sensitivity,
+            relation=r.relation,
+            mechanism=r.mechanism,
+            centroids_fingerprint=r.centroids_fingerprint,
+            noisy_counts_sum=float(counts.sum()),
+            matches_centroids=None if cents is None else True,
+        )
+        human = [
+            f"{file}: valid response file",
+            (
+                f"  {r.n_clusters} noisy counts (sum {counts.sum():.1f}); mechanism {r.mechanism}, "
+                f"epsilon={r.epsilon:.4g}, delta={r.delta:.3g}, sigma={r.sigma:.4g}, "
+                f"sensitivity={r.sensitivity:.4g} ({r.relation})"
+            ),
+            f"  answers centroids {r.centroids_fingerprint}"
+            + ("" if cents is None else " (matches the given centroids)"),
+        ]
+    state.result(payload, human)
+
+
+# -- info ----------------------------------------------------------------------
+@cli.command()
+@_output_options
+@click.pass_obj
+def info(state: _State) -> None:
+    """Version, compiled core build, threads and SIMD path."""
+    from . import __version__, _core
+
+    build = dict(_core.build_info())
+    payload = {
+        "command": "info",
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "threads": default_threads(),
+        "core": build,
+    }
+    human = [
+        f"ecos-fast {__version__} (Python {payload['python']}, NumPy {np.__version__})",
+        f"threads: {payload['threads']} (ECOS_FAST_NUM_THREADS or the CPUs available)",
+        *(f"core {k}: {v}" for k, v in sorted(build.items())),
+    ]
+    state.result(payload, human)
+
+
+# -- ledger --------------------------------------------------------------------
+@cli.command("ledger")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--cloud", default=None, help="Only this cloud (default: every cloud, and all).")
+@click.option(
+    "--delta",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=1e-5,
+    show_default=True,
+)
+@click.option("--accountant", type=click.Choice(["pld", "rdp"]), default="pld", show_default=True)
+@_output_options
+@click.pass_obj
+def ledger_cmd(state: _State, path: Path, cloud: str | None, delta: float, accountant: str) -> None:
+    """Client: list the releases in a ledger and their composed epsilon."""
+    from .ledger import Ledger
+
+    if not path.exists():
+        raise InvalidInputError(f"{path}: no such ledger")
+    with Ledger(path, delta=delta, accountant=accountant) as ledger:
+        clouds = [cloud] if cloud is not None else ledger.clouds()
+        per_cloud = {c: ledger.total_epsilon(cloud=c) for c in clouds}
+        rows = ledger.releases(cloud)
+        everything = ledger.total_epsilon() if cloud is None else per_cloud[cloud]
+    payload = {
+        "command": "ledger",
+        "ledger": str(path),
+        "delta": delta,
+        "accountant": accountant,
+        "total_epsilon": _finite_or_none(everything),
+        "clouds": {c: _finite_or_none(e) for c, e in per_cloud.items()},
+        "releases": [
+            {
+                "id": r.id,
+                "cloud": r.cloud,
+                "time": r.time,
+                "mechanism": r.mechanism,
+                "sigma": r.sigma,
+                "sensitivity": r.sensitivity,
+                "epsilon": r.epsilon,
+                "delta": r.delta,
+                "count": r.count,
+                "purpose": r.purpose,
+            }
+            for r in rows
+        ],
+    }
+    human = [f"{path}: {len(rows)} releases; epsilon at delta={delta:.3g} ({accountant})"]
+    human += [f"  cloud {c!r}: {e:.4g}" for c, e in per_cloud.items()]
+    if cloud is None and len(per_cloud) > 1:
+        human.append(f"  all clouds together: {everything:.4g}")
+    state.result(payload, human)
+
+
+# -- demo ----------------------------------------------------------------------
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """ECOS end to end on the offline Digit-Five proxy (see the README)."""
+    try:
+        from . import demo as demo_module  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        raise click.ClickException(f"the demo is not available in this install ({exc})") from None
+    code = demo_module.main(*([ctx.args] if ctx.args else []))
+    ctx.exit(int(code or 0))
+
+
+# -- entry points --------------------------------------------------------------
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, PrivacyBudgetExceededError):
+        return EXIT_BUDGET
+    if isinstance(exc, EcosError):
+        return EXIT_INPUT
+    return EXIT_INTERNAL
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Examples
+    --------
+    >>> from ecos_fast.cli import run
+    >>> run(["--quiet", "info"])
+    0
+    """
+    state = _State()
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="ecos-fast", obj=state, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.UsageError as exc:
+        exc.show()
+        return _error_json(state, "UsageError", exc.format_message(), EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        return _error_json(state, type(exc).__name__, exc.format_message(), EXIT_INTERNAL)
+    except (EcosError, OSError) as exc:
+        code = EXIT_INPUT if isinstance(exc, OSError) else _exit_code(exc)
+        click.echo(f"error: {exc}", err=True)
+        return _error_json(state, type(exc).__name__, str(exc), code)
+    return EXIT_OK
+
+
+def _error_json(state: _State, kind: str, message: str, code: int) -> int:
+    if state.json:
+        click.echo(
+            json.dumps({"error": {"type": kind, "message": message, "exit_code": code}}, indent=2)
+        )
+    return code
+
+
+def main() -> NoReturn:
+    """The ``ecos-fast`` console script."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,406 @@
+"""The ``ecos-fast`` command line: two roles, exchange files, exit codes, JSON output."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import ecos_fast
+import numpy as np
+import pytest
+from ecos_fast.cli import (
+    EXIT_BUDGET,
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_USAGE,
+    load_features,
+    run,
+)
+from ecos_fast.ledger import Ledger
+
+K, SEED, NOISE_SEED, BUDGET, EPS, DELTA = 6, 3, 11, 40, 0.58, 1e-5
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    pool = np.concatenate([rng.normal(m, 1.0, (200, 5)) for m in (0.0, 6.0, 12.0)])
+    private = rng.normal(6.0, 1.0, (80, 5))
+    return pool.astype(np.float32), private.astype(np.float32)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    """Pool and private features, centroids and a response made through the CLI."""
+    pool, private = _data()
+    paths = {
+        "pool": tmp_path / "pool.npy",
+        "private": tmp_path / "private.npy",
+        "centroids": tmp_path / "centroids.safetensors",
+        "response": tmp_path / "response.safetensors",
+    }
+    np.save(paths["pool"], pool)
+    np.save(paths["private"], private)
+    assert _run("-q", "sketch", paths["pool"], "-o", paths["centroids"], "-k", K) == 0
+    assert (
+        _run(
+            "-q",
+            "respond",
+            paths["centroids"],
+            paths["private"],
+            "-o",
+            paths["response"],
+            "--epsilon",
+            EPS,
+            "--seed",
+            NOISE_SEED,
+        )
+        == 0
+    )
+    return paths
+
+
+def _run(*args: Any) -> int:
+    return run([str(a) for a in args])
+
+
+def _cli_subprocess(cwd: Path, *args: Any) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ECOS_FAST_NUM_THREADS": "2"}
+    return subprocess.run(
+        [sys.executable, "-m", "ecos_fast.cli", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+# -- the protocol through the command line alone ---------------------------------
+def test_two_roles_in_separate_folders_match_the_python_api(tmp_path: Path) -> None:
+    pool, private = _data()
+    cloud, client = tmp_path / "cloud", tmp_path / "client"
+    cloud.mkdir()
+    client.mkdir()
+    np.save(cloud / "pool.npy", pool)
+    np.save(client / "private.npy", private)
+
+    r = _cli_subprocess(
+        cloud, "--json", "sketch", "pool.npy", "-o", "centroids.safetensors", "-k", K,
+        "--seed", SEED,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n_clusters"] == K
+    shutil.copy(cloud / "centroids.safetensors", client / "centroids.safetensors")
+
+    r = _cli_subprocess(
+        client, "--json", "respond", "centroids.safetensors", "private.npy",
+        "-o", "response.safetensors", "--epsilon", EPS, "--delta", DELTA, "--seed", NOISE_SEED,
+        "--ledger", "ledger.sqlite", "--budget-epsilon", 1.0, "--cloud", "acme",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["total_epsilon"] == pytest.approx(EPS, abs=0.01)
+    shutil.copy(client / "response.safetensors", cloud / "response.safetensors")
+
+    r = _cli_subprocess(
+        cloud, "--json", "select", "pool.npy", "centroids.safetensors", "response.safetensors",
+        "--budget", BUDGET, "-o", "selected.npy", "--summary", "summary.json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary == json.loads((cloud / "summary.json").read_text())
+
+    # The same round through the Python API, same seeds.
+    cents = ecos_fast.fit_centroids(pool, K, seed=SEED)
+    resp = ecos_fast.respond(private, cents, EPS, DELTA, seed=NOISE_SEED)
+    sel = ecos_fast.select(pool, ecos_fast.Sketch.join(cents, resp), BUDGET)
+
+    got_c = ecos_fast.load_centroids(cloud / "centroids.safetensors")
+    np.testing.assert_array_equal(got_c.centroids, cents.centroids)
+    got_r = ecos_fast.load_response(cloud / "response.safetensors", centroids=got_c)
+    np.testing.assert_array_equal(got_r.noisy_counts, resp.noisy_counts)
+    np.testing.assert_array_equal(np.load(cloud / "selected.npy"), sel.indices)
+    assert summary["quotas"] == np.asarray(sel.quotas).tolist()
+    assert summary["n_selected"] == BUDGET == len(sel)
+    comm = summary["communication"]
+    assert comm["download_bytes"] == (cloud / "centroids.safetensors").stat().st_size
+    assert comm["upload_bytes"] == (cloud / "response.safetensors").stat().st_size
+    assert comm["download_payload_bytes"] == K * 5 * 4
+    assert comm["upload_payload_bytes"] == K * 8
+    # Nothing private left the client's folder except the response.
+    assert sorted(p.name for p in cloud.iterdir()) == [
+        "centroids.safetensors", "pool.npy", "response.safetensors", "selected.npy",
+        "summary.json",
+    ]  # fmt: skip
+    with Ledger(client / "ledger.sqlite") as ledger:
+        (row,) = ledger.releases("acme")
+        assert row.sigma == resp.sigma and row.epsilon == EPS and row.purpose == "coverage"
+
+
+@pytest.mark.parametrize("method", ["random", "kcenter"])
+def test_baselines_match_the_python_api(
+    files: dict[str, Path], tmp_path: Path, method: str
+) -> None:
+    out = tmp_path / f"{method}.npy"
+    assert _run("-q", "select", files["pool"], "--method", method, "-b", 25, "-o", out) == 0
+    pool, _ = _data()
+    want = (
+        ecos_fast.select_random(pool, 25, seed=0)
+        if method == "random"
+        else ecos_fast.select_kcenter(pool, 25)
+    )
+    np.testing.assert_array_equal(np.load(out), want.indices)
+
+
+def test_shard_folder_equals_one_file(files: dict[str, Path], tmp_path: Path) -> None:
+    pool, _ = _data()
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i, part in enumerate(np.array_split(pool, 3)):
+        np.save(shards / f"part-{i:03d}.npy", part)
+    np.testing.assert_array_equal(load_features(shards), pool)
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    common = [files["centroids"], files["response"], "-b", BUDGET]
+    assert _run("-q", "select", files["pool"], *common, "-o", a) == 0
+    assert _run("-q", "select", shards, *common, "-o", b) == 0
+    np.testing.assert_array_equal(np.load(a), np.load(b))
+    c1, c2 = tmp_path / "c1.safetensors", tmp_path / "c2.safetensors"
+    assert _run("-q", "sketch", files["pool"], "-o", c1, "-k", K) == 0
+    assert _run("-q", "sketch", shards, "-o", c2, "-k", K) == 0
+    assert ecos_fast.load_centroids(c1).fingerprint == ecos_fast.load_centroids(c2).fingerprint
+
+
+def test_bad_shards(tmp_path: Path) -> None:
+    d = tmp_path / "shards"
+    d.mkdir()
+    assert _run("-q", "sketch", d, "-o", tmp_path / "c.safetensors") == EXIT_INPUT  # empty
+    np.save(d / "a.npy", np.zeros((3, 2), np.float32))
+    np.save(d / "b.npy", np.zeros((3, 4), np.float32))
+    assert _run("-q", "sketch", d, "-o", tmp_path / "c.safetensors") == EXIT_INPUT
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
+    assert _run("-q", "sketch", tmp_path / "obj.npy", "-o", tmp_path / "c.safetensors") == 3
+
+
+# -- exit codes ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],  # no verb
+        ["frobnicate"],
+        ["sketch"],  # missing POOL
+        ["sketch", "pool.npy"],  # missing -o
+        ["sketch", "pool.npy", "-o", "c.safetensors", "--clusters", "0"],
+        ["respond", "c", "p", "-o", "r", "--epsilon", "-1"],
+        ["respond", "c", "p", "-o", "r", "--epsilon", "1", "--delta", "1.5"],
+        ["respond", "c", "p", "-o", "r", "--epsilon", "1", "--budget-epsilon", "2"],
+        ["select", "pool.npy", "-b", "5", "-o", "s.npy"],  # ecos without files
+        ["select", "pool.npy", "-b", "5", "-o", "s.npy", "--method", "magic"],
+        ["select", "pool.npy", "--method", "random", "-b", "5", "-o", "s.npy", "--report", "r.pdf"],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(args) == EXIT_USAGE
+    if args:
+        assert "Usage" in capsys.readouterr().err or args == ["frobnicate"]
+
+
+def _flip_last_byte(src: Path, dst: Path) -> Path:
+    data = bytearray(src.read_bytes())
+    data[-1] ^= 0x01
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_tampered_response_exits_3(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _flip_last_byte(files["response"], tmp_path / "tampered.safetensors")
+    rc = _run("select", files["pool"], files["centroids"], bad, "-b", 10, "-o", tmp_path / "s.npy")
+    assert rc == EXIT_INPUT
+    assert "checksum" in capsys.readouterr().err
+    assert not (tmp_path / "s.npy").exists()
+    # Truncated.
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(files["response"].read_bytes()[:100])
+    rc = _run("select", files["pool"], files["centroids"], cut, "-b", 10, "-o", tmp_path / "s.npy")
+    assert rc == EXIT_INPUT
+
+
+def test_response_to_other_centroids_exits_3(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.safetensors"
+    assert _run("-q", "sketch", files["pool"], "-o", other, "-k", K, "--seed", 99) == 0
+    rc = _run("select", files["pool"], other, files["response"], "-b", 10, "-o", tmp_path / "s.npy")
+    assert rc == EXIT_INPUT
+    assert "answers centroids" in capsys.readouterr().err
+
+
+def test_other_input_errors_exit_3(files: dict[str, Path], tmp_path: Path) -> None:
+    s = tmp_path / "s.npy"
+    common = [files["centroids"], files["response"], "-o", s]
+    assert _run("-q", "select", files["pool"], *common, "-b", 10**6) == EXIT_INPUT  # > pool
+    assert _run("-q", "select", tmp_path / "missing.npy", *common, "-b", 5) == EXIT_INPUT
+    wrong_width = tmp_path / "wide.npy"
+    np.save(wrong_width, np.zeros((10, 7), np.float32))
+    rc = _run(
+        "-q", "respond", files["centroids"], wrong_width, "-o", tmp_path / "r.safetensors",
+        "--epsilon", 1,
+    )  # fmt: skip
+    assert rc == EXIT_INPUT
+    # A centroid file where a response is expected.
+    assert _run("-q", "select", files["pool"], files["centroids"], files["centroids"],
+                "-b", 5, "-o", s) == EXIT_INPUT  # fmt: skip
+
+
+def test_exhausted_budget_exits_4_and_writes_nothing(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = tmp_path / "ledger.sqlite"
+
+    def respond(out: Path) -> int:
+        return _run(
+            "respond", files["centroids"], files["private"], "-o", out, "--epsilon", EPS,
+            "--ledger", ledger, "--budget-epsilon", 0.8, "--cloud", "acme",
+        )  # fmt: skip
+
+    assert respond(tmp_path / "r1.safetensors") == EXIT_OK
+    capsys.readouterr()
+    assert respond(tmp_path / "r2.safetensors") == EXIT_BUDGET
+    err = capsys.readouterr().err
+    assert "privacy budget exhausted" in err and "budget epsilon=0.8" in err
+    assert not (tmp_path / "r2.safetensors").exists()
+    with Ledger(ledger) as led:
+        assert len(led.releases()) == 1
+    # Another cloud name has its own budget; no noise at all is never within a budget.
+    assert _run("-q", "respond", files["centroids"], files["private"], "-o",
+                tmp_path / "r3.safetensors", "--epsilon", "inf", "--ledger", ledger,
+                "--budget-epsilon", 100, "--cloud", "other") == EXIT_BUDGET  # fmt: skip
+    # The JSON error object names the exit code.
+    assert _run("--json", "respond", files["centroids"], files["private"], "-o",
+                tmp_path / "r4.safetensors", "--epsilon", EPS, "--ledger", ledger,
+                "--budget-epsilon", 0.8, "--cloud", "acme") == EXIT_BUDGET  # fmt: skip
+    err_obj = json.loads(capsys.readouterr().out)["error"]
+    assert err_obj["type"] == "PrivacyBudgetExceededError" and err_obj["exit_code"] == 4
+
+
+# -- inspect, info, ledger, --json -------------------------------------------------
+def test_inspect_good_files(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run("--json", "inspect", files["centroids"]) == 0
+    c = json.loads(capsys.readouterr().out)
+    assert (c["kind"], c["valid"], c["n_clusters"], c["n_features"]) == ("centroids", True, K, 5)
+    rc = _run("inspect", files["response"], "--centroids", files["centroids"], "--json")
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["kind"] == "response" and r["matches_centroids"] is True
+    assert r["epsilon"] == EPS and r["centroids_fingerprint"] == c["fingerprint"]
+    assert _run("inspect", files["response"]) == 0
+    assert "valid response file" in capsys.readouterr().out
+
+
+def test_inspect_bad_files(files: dict[str, Path], tmp_path: Path) -> None:
+    bad = _flip_last_byte(files["centroids"], tmp_path / "bad.safetensors")
+    assert _run("-q", "inspect", bad) == EXIT_INPUT
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00" * 64)
+    assert _run("-q", "inspect", junk) == EXIT_INPUT
+    assert _run("-q", "inspect", tmp_path / "missing") == EXIT_INPUT
+    other = tmp_path / "other.safetensors"
+    assert _run("-q", "sketch", files["pool"], "-o", other, "-k", K, "--seed", 99) == 0
+    assert _run("-q", "inspect", files["response"], "--centroids", other) == EXIT_INPUT
+
+
+def test_json_output_of_every_verb(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = tmp_path / "l.sqlite"
+    calls: list[list[Any]] = [
+        ["info"],
+        ["sketch", files["pool"], "-o", tmp_path / "c.safetensors", "-k", 3],
+        ["respond", files["centroids"], files["private"], "-o", tmp_path / "r.safetensors",
+         "--epsilon", 2, "--ledger", ledger],
+        ["select", files["pool"], files["centroids"], files["response"], "-b", 9,
+         "-o", tmp_path / "s.npy"],
+        ["inspect", files["response"]],
+        ["ledger", ledger],
+    ]  # fmt: skip
+    for call in calls:
+        assert _run("--json", *call) == 0, call
+        out = json.loads(capsys.readouterr().out)
+        assert out["command"] == call[0]
+    # --json also works after the verb.
+    assert _run("info", "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["version"] == ecos_fast.__version__ and "profile" in info["core"]
+    assert info["threads"] >= 1
+
+
+def test_ledger_verb_and_no_ledger_note(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = tmp_path / "l.sqlite"
+    for cloud in ("a", "a", "b"):
+        assert _run("-q", "respond", files["centroids"], files["private"], "-o",
+                    tmp_path / "r.safetensors", "--epsilon", 1, "--ledger", ledger,
+                    "--cloud", cloud) == 0  # fmt: skip
+    assert _run("--json", "ledger", ledger) == 0
+    out = json.loads(capsys.readouterr().out)
+    with Ledger(ledger) as led:
+        assert out["clouds"]["a"] == pytest.approx(led.total_epsilon(cloud="a"))
+        assert out["total_epsilon"] == pytest.approx(led.total_epsilon())
+    assert len(out["releases"]) == 3
+    assert _run("-q", "ledger", tmp_path / "none.sqlite") == EXIT_INPUT
+    # Without a ledger the client is told the release is not accounted.
+    assert _run("respond", files["centroids"], files["private"], "-o",
+                tmp_path / "r.safetensors", "--epsilon", 1) == 0  # fmt: skip
+    assert "not accounted" in capsys.readouterr().err
+
+
+def test_quiet_prints_nothing(files: dict[str, Path], tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert _run("-q", "select", files["pool"], files["centroids"], files["response"],
+                "-b", 9, "-o", tmp_path / "s.npy") == 0  # fmt: skip
+    assert capsys.readouterr() == ("", "")
+
+
+def test_no_coverage_exits_3_unless_a_fallback(files: dict[str, Path], tmp_path: Path) -> None:
+    far = tmp_path / "far.npy"
+    np.save(far, np.full((30, 5), 1e4, np.float32))
+    resp = tmp_path / "far.safetensors"
+    # The far rows all land on one centroid; a huge threshold zeroes every weight.
+    assert _run("-q", "respond", files["centroids"], far, "-o", resp, "--epsilon", 1) == 0
+    common = [files["pool"], files["centroids"], resp, "-b", 5, "-o", tmp_path / "s.npy"]
+    assert _run("-q", "select", *common, "--threshold", 1e6) == EXIT_INPUT
+    assert _run("-q", "select", *common, "--threshold", 1e6, "--fallback", "random") == 0
+
+
+@pytest.mark.parametrize("suffix", [".html", ".png"])
+def test_report(files: dict[str, Path], tmp_path: Path, suffix: str) -> None:
+    pytest.importorskip("matplotlib")
+    report = tmp_path / f"report{suffix}"
+    assert _run("-q", "select", files["pool"], files["centroids"], files["response"], "-b", 12,
+                "-o", tmp_path / "s.npy", "--report", report,
+                "--true-counts-from", files["private"]) == 0  # fmt: skip
+    data = report.read_bytes()
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG")
+    else:
+        assert b"data:image/png;base64," in data and b"n_selected" in data
+
+
+def test_covering_radius_curve_matches_kcenter_radii() -> None:
+    from ecos_fast.report import covering_radius_curve
+
+    pool, _ = _data()
+    sel, radii = ecos_fast.kcenter_greedy(pool, 30)
+    # kcenter's radii are over the unpicked rows; picked rows are at distance 0.
+    curve = covering_radius_curve(pool, pool[sel])
+    np.testing.assert_allclose(curve, radii, rtol=1e-4)
+    assert math.isclose(curve[-1], float(radii[-1]), rel_tol=1e-4)
