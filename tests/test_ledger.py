@@ -202,3 +202,33 @@ def test_two_processes_cannot_both_spend_the_last_of_a_budget(tmp_path: Path) ->
         with Ledger(path) as ledger:
             assert len(ledger.releases("a")) == 2
             assert ledger.total_epsilon(cloud="a") <= 0.8
+
+
+def test_respond_with_ledger_records_then_refuses(tmp_path: Path) -> None:
+    import ecos_fast
+    import numpy as np
+    from ecos_fast.ledger import respond_with_ledger
+
+    cents = ecos_fast.Centroids(np.eye(3, dtype=np.float32))
+    private = np.eye(3)[[0, 0, 1, 2, 2, 2]]
+    with Ledger(tmp_path / "l.sqlite", budget_epsilon=0.8) as ledger:
+        got = respond_with_ledger(private, cents, 0.58, DELTA, ledger, cloud="acme", seed=5)
+        want = ecos_fast.respond(private, cents, 0.58, DELTA, seed=5)
+        np.testing.assert_array_equal(got.noisy_counts, want.noisy_counts)
+        (row,) = ledger.releases("acme")
+        assert (row.sigma, row.sensitivity, row.epsilon) == (got.sigma, 1.0, 0.58)
+        with pytest.raises(PrivacyBudgetExceededError):
+            respond_with_ledger(private, cents, 0.58, DELTA, ledger, cloud="acme")
+        # Replace-one neighbouring: sensitivity sqrt(2), sigma scaled by it, same epsilon.
+        r = respond_with_ledger(
+            private, cents, 0.58, DELTA, ledger, cloud="b", relation="replace_one"
+        )
+        assert ledger.releases("b")[0].sensitivity == pytest.approx(math.sqrt(2))
+        assert ledger.total_epsilon(cloud="b") == pytest.approx(
+            ledger.total_epsilon(cloud="acme"), abs=0.01
+        )
+        assert r.sigma == pytest.approx(got.sigma * math.sqrt(2))
+        # A failed respond (wrong width) records nothing.
+        with pytest.raises(ecos_fast.InvalidInputError):
+            respond_with_ledger(np.ones((2, 5)), cents, 0.1, DELTA, ledger, cloud="c")
+        assert ledger.releases("c") == []

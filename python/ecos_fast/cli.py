@@ -480,8 +480,7 @@ def respond(
     releases to the same cloud compose, and the ledger accounts them.
     """
     from .exchange import load_centroids, save_response
-    from .ledger import Ledger, Release
-    from .privacy import calibrate_gaussian_sigma, sensitivity_for
+    from .ledger import Ledger, respond_with_ledger
     from .protocol import respond as respond_api
 
     if budget_epsilon is not None and ledger_path is None:
@@ -496,8 +495,6 @@ def respond(
             )
         bar.update()
         rel = cast(Literal["add_remove", "replace_one"], relation)
-        sensitivity = sensitivity_for(rel)
-        sigma = calibrate_gaussian_sigma(epsilon, delta, sensitivity)
         if ledger_path is None:
             state.note("note: no --ledger given: this release is not accounted anywhere")
             response = respond_api(
@@ -506,32 +503,26 @@ def respond(
             bar.update(2)
             total = None
         else:
-            release = Release(
-                cloud=cloud,
-                mechanism="gaussian",
-                sigma=sigma,
-                sensitivity=sensitivity,
-                epsilon=epsilon if math.isfinite(epsilon) else None,
-                delta=delta,
-                purpose="coverage",
-            )
             with Ledger(
                 ledger_path,
                 budget_epsilon=budget_epsilon,
                 delta=budget_delta,
                 accountant=accountant,
             ) as ledger:
-                with ledger.reserve(release):
-                    bar.update()
-                    response = respond_api(
-                        x, cents, epsilon, delta, relation=rel, seed=seed, n_threads=threads
-                    )
-                    if response.sigma != sigma:  # the ledger must record what is released
-                        raise RuntimeError(
-                            f"respond used sigma={response.sigma}, the ledger holds {sigma}"
-                        )
-                    bar.update()
-                # Committed: only now may the answer leave the process.
+                bar.update()
+                # Check, record and commit before the answer leaves the process.
+                response = respond_with_ledger(
+                    x,
+                    cents,
+                    epsilon,
+                    delta,
+                    ledger,
+                    cloud=cloud,
+                    relation=rel,
+                    seed=seed,
+                    n_threads=threads,
+                )
+                bar.update()
                 total = ledger.total_epsilon(cloud=cloud)
         save_response(response, output)
         bar.update()

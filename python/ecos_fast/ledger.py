@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dp_accounting
 from dp_accounting import pld, rdp
@@ -47,12 +47,16 @@ from dp_accounting import pld, rdp
 from ._validation import check_delta, check_int
 from .errors import InvalidInputError, PrivacyBudgetExceededError, PrivacyParameterError
 
+if TYPE_CHECKING:
+    from .protocol import Centroids, Response
+
 __all__ = [
     "ACCOUNTANTS",
     "MECHANISMS",
     "Ledger",
     "Release",
     "compose_epsilon",
+    "respond_with_ledger",
 ]
 
 Accountant = Literal["pld", "rdp"]
@@ -455,3 +459,96 @@ class Ledger:
         """
         with self.reserve(release, budget_epsilon=budget_epsilon) as recorded:
             return recorded
+
+
+def respond_with_ledger(
+    private_features: Any,
+    centroids: Centroids,
+    epsilon: float,
+    delta: float,
+    ledger: Ledger,
+    *,
+    cloud: str = "default",
+    relation: Literal["add_remove", "replace_one"] = "add_remove",
+    budget_epsilon: float | None = None,
+    seed: int | None = None,
+    n_threads: int | None = None,
+) -> Response:
+    """Client: :func:`ecos_fast.respond`, checked against and recorded in ``ledger``.
+
+    σ is calibrated from (``epsilon``, ``delta``, the relation's sensitivity)
+    before any noise is drawn; the release is checked against the budget and
+    recorded in one transaction, the noisy counts are computed inside it, and
+    the transaction commits before the response is returned. If the budget would
+    be exceeded nothing is computed or recorded.
+
+    Parameters
+    ----------
+    private_features : array-like of shape (n_samples, n_features)
+    centroids : Centroids
+    epsilon, delta : float
+        As for :func:`ecos_fast.respond`.
+    ledger : Ledger
+    cloud : str, default "default"
+        Who receives the response; the budget applies per cloud name.
+    relation : {"add_remove", "replace_one"}, default "add_remove"
+    budget_epsilon : float, optional
+        Overrides the ledger's budget for this call.
+    seed : int, optional
+        Noise seed (reproducible tests only).
+    n_threads : int, optional
+
+    Returns
+    -------
+    Response
+
+    Raises
+    ------
+    PrivacyBudgetExceededError
+        The composed ε for ``cloud`` would exceed the budget.
+
+    Notes
+    -----
+    The response is (epsilon, delta)-DP with respect to ``private_features``
+    (see :func:`ecos_fast.respond`); together with every earlier release in the
+    ledger to ``cloud`` it is (``ledger.total_epsilon(cloud=cloud)``, δ)-DP.
+    ``epsilon=math.inf`` (no noise) has infinite ε and is refused under any budget.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, ecos_fast
+    >>> from ecos_fast.ledger import Ledger, respond_with_ledger
+    >>> cents = ecos_fast.Centroids(np.eye(2, dtype=np.float32))
+    >>> path = os.path.join(tempfile.mkdtemp(), "ledger.sqlite")
+    >>> with Ledger(path, budget_epsilon=1.0) as ledger:
+    ...     r = respond_with_ledger(np.eye(2), cents, 0.58, 1e-5, ledger, cloud="acme")
+    ...     round(ledger.total_epsilon(cloud="acme"), 2)
+    0.58
+    """
+    from .privacy import calibrate_gaussian_sigma, sensitivity_for
+    from .protocol import respond
+
+    sensitivity = sensitivity_for(relation)
+    sigma = calibrate_gaussian_sigma(epsilon, delta, sensitivity)
+    release = Release(
+        cloud=cloud,
+        mechanism="gaussian",
+        sigma=sigma,
+        sensitivity=sensitivity,
+        epsilon=float(epsilon) if math.isfinite(epsilon) else None,
+        delta=float(delta),
+        purpose="coverage",
+    )
+    with ledger.reserve(release, budget_epsilon=budget_epsilon):
+        response = respond(
+            private_features,
+            centroids,
+            epsilon,
+            delta,
+            relation=relation,
+            seed=seed,
+            n_threads=n_threads,
+        )
+        if response.sigma != sigma:  # the ledger must hold exactly what is released
+            raise RuntimeError(f"respond used sigma={response.sigma}, the ledger holds {sigma}")
+    return response
