@@ -1,0 +1,803 @@
+"""The paper's experiment loop: client domain x seed x budget x method, and its reports.
+
+For every client domain and seed, :func:`ecos_fast.features.paper_split_features`
+gives the private half of the client domain, the pool (the other half plus every
+other domain) and the client's test split, as cached OCR-pretrained features. Then:
+
+* **ECOS** goes through the real protocol: :func:`ecos_fast.fit_centroids` on the pool
+  (R centroids), :func:`ecos_fast.respond` on the private features (Gaussian noise at
+  ``epsilon``, ``delta``), :func:`ecos_fast.select` on the joined sketch;
+* **Random** is :func:`ecos_fast.select_random`, **K-Center** is
+  :func:`ecos_fast.select_kcenter` (greedy farthest-first: the first ``b`` picks of a
+  run with a larger budget are exactly the run with budget ``b``, so it runs once per
+  split with the largest budget and is cut);
+* **Local** trains on the client's own labeled private set (budget-independent).
+
+Each selection then feeds one application (:mod:`.labeling`, :mod:`.compression`,
+:mod:`.client_labeling`). The coverage noise and the private-kNN noise are seeded from
+the run's seed so experiments can be repeated; outside experiments, leave them to OS
+entropy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "APPS",
+    "METHODS",
+    "METHOD_NAMES",
+    "Communication",
+    "ExperimentConfig",
+    "RunRecord",
+    "communication",
+    "format_table",
+    "run_experiment",
+    "summarise",
+    "write_reports",
+]
+
+APPS: tuple[str, ...] = ("labeling", "compression", "client-labeling")
+METHODS: tuple[str, ...] = ("ecos", "kcenter", "random", "local")
+METHOD_NAMES: dict[str, str] = {
+    "ecos": "ECOS",
+    "kcenter": "K-Center",
+    "random": "Random",
+    "local": "Local",
+}
+#: Bytes of one 32x32 RGB uint8 image (what uploading or downloading raw data costs).
+IMAGE_BYTES = 32 * 32 * 3
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one reproduction run depends on.
+
+    Attributes
+    ----------
+    app : {"labeling", "compression", "client-labeling"}
+    domains : tuple of str
+        Client domains to run (each in turn); default every domain of the proxy.
+    budgets : tuple of int
+    seeds : tuple of int
+    methods : tuple of str
+        Subset of :data:`METHODS`.
+    epsilon : float
+        Coverage-release epsilon of the main ECOS runs (paper: 0.58).
+    sweep_epsilons : tuple of float
+        Extra ECOS runs at these epsilons (the epsilon sweep); empty: none.
+    delta : float
+    n_clusters : int
+        R, the number of centroids (paper's setting: ~100).
+    threshold : float
+        Cluster weights ``max(noisy_count - threshold * sigma, 0)``.
+    normalize : {None, "l2"}
+        Feature transform of the centroid sketch.
+    model : {"head", "linear", "cnn"}
+        Classifier of labeling / client-labeling (``"cnn"`` trains on the images).
+    semi_supervised : bool
+        Labeling only: one round of self-training on unlabeled pool samples.
+    knn_epsilon : float
+        Client-labeling: epsilon of the kNN label queries together.
+    preset : str
+        Dataset size preset; ``sizes`` overrides per domain.
+    sizes : dict or None
+    train_epochs : int or None
+        Override the training epochs (tests).
+    train_min_steps : int or None
+        Override the minimum number of optimiser steps (tests).
+    n_threads : int or None
+        torch threads (default 1: small heads train fastest single-threaded).
+    device : str or None
+    progress : bool or None
+    """
+
+    app: str = "labeling"
+    domains: tuple[str, ...] = ()
+    budgets: tuple[int, ...] = (1000, 3000)
+    seeds: tuple[int, ...] = (1, 2, 3)
+    methods: tuple[str, ...] = METHODS
+    epsilon: float = 0.58
+    sweep_epsilons: tuple[float, ...] = ()
+    delta: float = 1e-5
+    n_clusters: int = 100
+    threshold: float = 0.0
+    normalize: str | None = None
+    model: str = "head"
+    semi_supervised: bool = False
+    knn_epsilon: float = 5.0
+    preset: str = "default"
+    sizes: dict[str, tuple[int, int]] | None = None
+    train_epochs: int | None = None
+    train_min_steps: int | None = None
+    n_threads: int | None = 1
+    device: str | None = None
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.app not in APPS:
+            raise ValueError(f"app={self.app!r} is not one of {', '.join(APPS)}")
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"methods {bad} are not among {', '.join(METHODS)}")
+        if not self.budgets or min(self.budgets) < 1:
+            raise ValueError(f"budgets={self.budgets} must be positive ints")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One (domain, seed, budget, method[, epsilon]) run.
+
+    ``epsilon`` is the coverage-release epsilon of an ECOS run (``inf``: no noise; 0
+    for the baselines); ``total_epsilon`` is every release of the run composed
+    (coverage plus kNN queries for client-labeling).
+    """
+
+    app: str
+    domain: str
+    seed: int
+    budget: int
+    method: str
+    epsilon: float
+    total_epsilon: float
+    accuracy: float
+    n_selected: int
+    client_share: float
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Communication:
+    """Bytes exchanged and client compute for one client domain."""
+
+    domain: str
+    n_private: int
+    n_pool: int
+    n_clusters: int
+    n_features: int
+
+    @property
+    def ecos_bytes(self) -> int:
+        """Centroids down (float32) plus noisy counts up (float64)."""
+        return 4 * self.n_clusters * self.n_features + 8 * self.n_clusters
+
+    @property
+    def upload_bytes(self) -> int:
+        """Uploading the private images (32x32x3 uint8)."""
+        return IMAGE_BYTES * self.n_private
+
+    @property
+    def download_bytes(self) -> int:
+        """Downloading the pool's images."""
+        return IMAGE_BYTES * self.n_pool
+
+    @property
+    def client_madds(self) -> int:
+        """ECOS client compute, ``|D_p| * R * d`` multiply-adds."""
+        return self.n_private * self.n_clusters * self.n_features
+
+
+def communication(
+    domain: str, n_private: int, n_pool: int, n_clusters: int, n_features: int
+) -> Communication:
+    """Build a :class:`Communication` (see its properties)."""
+    return Communication(domain, n_private, n_pool, n_clusters, n_features)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _train_config(cfg: ExperimentConfig) -> Any:
+    from .training import TrainConfig
+
+    tc = TrainConfig(n_threads=cfg.n_threads, device=cfg.device, progress=False)
+    if cfg.train_epochs is not None:
+        tc = tc.with_(epochs=cfg.train_epochs)
+    if cfg.train_min_steps is not None:
+        tc = tc.with_(min_steps=cfg.train_min_steps)
+    return tc
+
+
+def _stable_seed(*parts: object) -> int:
+    """A seed from strings and ints, stable across runs (unlike ``hash``)."""
+    import hashlib
+
+    h = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:4], "little")
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    *,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[RunRecord], list[Communication]]:
+    """Run every (domain, seed, budget, method) of ``cfg``.
+
+    Returns
+    -------
+    records : list of RunRecord
+    communication : list of Communication
+        One per client domain (its first seed).
+    """
+    from tqdm.auto import tqdm
+
+    import ecos_fast
+    from ecos_fast.datasets.digits import DOMAINS
+    from ecos_fast.features import paper_split_features
+
+    from .training import progress_enabled
+
+    domains = cfg.domains or DOMAINS
+    tc = _train_config(cfg)
+    records: list[RunRecord] = []
+    comms: list[Communication] = []
+    eps_list = [cfg.epsilon, *[e for e in cfg.sweep_epsilons if e != cfg.epsilon]]
+    n_ecos = len(eps_list) if "ecos" in cfg.methods else 0
+    n_base = len([m for m in cfg.methods if m != "ecos"])
+    total = len(domains) * len(cfg.seeds) * len(cfg.budgets) * (n_ecos + n_base)
+    bar = tqdm(total=total, desc=cfg.app, disable=not progress_enabled(cfg.progress))
+    say = log or (lambda _msg: None)
+    for domain in domains:
+        for seed in cfg.seeds:
+            t0 = time.perf_counter()
+            split = paper_split_features(domain, cfg.preset, seed, sizes=cfg.sizes)
+            images = None
+            if cfg.model == "cnn":
+                from ecos_fast.datasets import paper_split
+
+                images = paper_split(domain, cfg.preset, seed, sizes=cfg.sizes)
+            pool = split.pool_features
+            client_id = split.domains.index(domain)
+            if seed == cfg.seeds[0]:
+                comms.append(
+                    communication(
+                        domain,
+                        len(split.private_labels),
+                        len(split.pool_labels),
+                        cfg.n_clusters,
+                        pool.shape[1],
+                    )
+                )
+            say(
+                f"{domain} seed={seed}: private={len(split.private_labels)} "
+                f"pool={len(split.pool_labels)} test={len(split.test_labels)} "
+                f"(loaded in {time.perf_counter() - t0:.1f} s)"
+            )
+            budgets = [min(b, len(pool)) for b in cfg.budgets]
+            ctx = _RunContext(cfg, tc, split, images, client_id, seed)
+
+            if "ecos" in cfg.methods:
+                t1 = time.perf_counter()
+                cents = ecos_fast.fit_centroids(
+                    pool,
+                    cfg.n_clusters,
+                    seed=seed,
+                    normalize=cfg.normalize,  # type: ignore[arg-type]
+                )
+                fit_s = time.perf_counter() - t1
+                for eps in eps_list:
+                    t1 = time.perf_counter()
+                    led = ctx.new_ledger()
+                    resp = ctx.respond(cents, eps, led)
+                    for budget in budgets:
+                        sel = ecos_fast.select(
+                            pool,
+                            ecos_fast.Sketch.join(cents, resp),
+                            budget,
+                            threshold=cfg.threshold,
+                            labels=cents.labels,
+                            fallback="random",
+                            seed=seed,
+                        )
+                        idx = np.asarray(sel.indices, dtype=np.int64)
+                        sel_s = time.perf_counter() - t1 + fit_s / len(eps_list)
+                        records.append(
+                            ctx.run("ecos", budget, idx, eps, sel_s, ledger=led, response=resp)
+                        )
+                        bar.update(1)
+                        t1 = time.perf_counter()
+                    led.close()
+            if "random" in cfg.methods:
+                for budget in budgets:
+                    t1 = time.perf_counter()
+                    sel = ecos_fast.select_random(
+                        len(pool), budget, seed=_stable_seed(seed, budget)
+                    )
+                    idx = np.asarray(sel.indices, dtype=np.int64)
+                    records.append(ctx.run("random", budget, idx, 0.0, time.perf_counter() - t1))
+                    bar.update(1)
+            if "kcenter" in cfg.methods:
+                t1 = time.perf_counter()
+                first = int(np.random.default_rng(seed).integers(len(pool)))
+                order = np.asarray(
+                    ecos_fast.select_kcenter(pool, max(budgets), first=first).indices,
+                    dtype=np.int64,
+                )
+                kc_s = time.perf_counter() - t1
+                for budget in budgets:
+                    records.append(ctx.run("kcenter", budget, order[:budget], 0.0, kc_s))
+                    bar.update(1)
+            if "local" in cfg.methods:
+                local = ctx.run("local", 0, np.zeros(0, dtype=np.int64), 0.0, 0.0)
+                for budget in budgets:
+                    records.append(_with_budget(local, budget))
+                    bar.update(1)
+            done = [r for r in records if r.domain == domain and r.seed == seed]
+            say(
+                "  "
+                + ", ".join(
+                    f"{r.method}@{r.budget}"
+                    + ("" if r.method != "ecos" else f"/eps={r.epsilon:g}")
+                    + f"={100 * r.accuracy:.1f}"
+                    for r in done
+                )
+            )
+    bar.close()
+    return records, comms
+
+
+def _with_budget(rec: RunRecord, budget: int) -> RunRecord:
+    d = asdict(rec)
+    d["budget"] = budget
+    return RunRecord(**d)
+
+
+class _RunContext:
+    """Shared state of one (domain, seed): data, teacher, and the application call."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        tc: Any,
+        split: Any,
+        images: Any,
+        client_id: int,
+        seed: int,
+    ) -> None:
+        self.cfg = cfg
+        self.tc = tc
+        self.split = split
+        self.images = images
+        self.client_id = client_id
+        self.seed = seed
+        self._teacher: Any = None
+
+    # -- privacy -------------------------------------------------------------
+    def new_ledger(self) -> Any:
+        from ecos_fast.ledger import Ledger
+
+        return Ledger(":memory:", delta=self.cfg.delta)
+
+    def respond(self, cents: Any, eps: float, ledger: Any) -> Any:
+        """The client's coverage response, recorded in ``ledger`` (unless eps = inf)."""
+        import ecos_fast
+
+        noise_seed = _stable_seed("coverage", self.split.client_domain, self.seed, eps)
+        if math.isinf(eps):
+            return ecos_fast.respond(
+                self.split.private_features, cents, eps, self.cfg.delta, seed=noise_seed
+            )
+        from ecos_fast.ledger import respond_with_ledger
+
+        return respond_with_ledger(
+            self.split.private_features,
+            cents,
+            eps,
+            self.cfg.delta,
+            ledger,
+            cloud="cloud",
+            seed=noise_seed,
+        )
+
+    # -- inputs ---------------------------------------------------------------
+    def _pool_inputs(self, idx: NDArray[np.int64]) -> NDArray[Any]:
+        if self.images is not None:
+            return np.asarray(self.images.pool_images[idx])
+        return np.asarray(self.split.pool_features[idx])
+
+    def _private_inputs(self) -> NDArray[Any]:
+        if self.images is not None:
+            return np.asarray(self.images.private_images)
+        return np.asarray(self.split.private_features)
+
+    def _test_inputs(self) -> NDArray[Any]:
+        if self.images is not None:
+            return np.asarray(self.images.test_images)
+        return np.asarray(self.split.test_features)
+
+    def teacher(self) -> Any:
+        if self._teacher is None:
+            from .compression import TEACHER_CONFIG, train_teacher
+
+            tc = TEACHER_CONFIG.with_(
+                n_threads=self.cfg.n_threads, device=self.cfg.device, progress=self.cfg.progress
+            )
+            if self.cfg.train_epochs is not None:
+                tc = tc.with_(epochs=self.cfg.train_epochs, min_steps=self.tc.min_steps)
+            self._teacher = train_teacher(
+                self.split.pool_features, self.split.pool_labels, config=tc, seed=self.seed
+            )
+        return self._teacher
+
+    # -- one run ----------------------------------------------------------------
+    def run(
+        self,
+        method: str,
+        budget: int,
+        idx: NDArray[np.int64],
+        eps: float,
+        select_s: float,
+        *,
+        ledger: Any = None,
+        response: Any = None,
+    ) -> RunRecord:
+        from .client_labeling import private_knn_label
+        from .compression import run_compression
+        from .labeling import AppResult, run_labeling
+
+        cfg, split = self.cfg, self.split
+        t0 = time.perf_counter()
+        local = method == "local"
+        train_seed = _stable_seed("train", split.client_domain, self.seed, budget)
+        total_eps = 0.0 if method != "ecos" else eps
+        if local:
+            # The client trains on its own labeled data: nothing leaves it.
+            if cfg.app == "compression":
+                from .training import train_classifier
+
+                stu = train_classifier(
+                    split.private_features,
+                    split.private_labels,
+                    model="linear",
+                    config=self.tc,
+                    seed=train_seed,
+                )
+                res = AppResult(
+                    stu.accuracy(split.test_features, split.test_labels),
+                    len(split.private_labels),
+                    extra={"student_bytes": float(stu.size_bytes)},
+                )
+            else:
+                res = run_labeling(
+                    self._private_inputs(),
+                    split.private_labels,
+                    self._test_inputs(),
+                    split.test_labels,
+                    model=cfg.model,
+                    config=self.tc,
+                    seed=train_seed,
+                )
+        elif cfg.app == "labeling":
+            unl = None
+            if cfg.semi_supervised:
+                rng = np.random.default_rng(train_seed)
+                n_unl = min(5000, len(split.pool_labels))
+                unl = self._pool_inputs(
+                    np.sort(rng.choice(len(split.pool_labels), n_unl, replace=False))
+                )
+            res = run_labeling(
+                self._pool_inputs(idx),
+                split.pool_labels[idx],  # the oracle
+                self._test_inputs(),
+                split.test_labels,
+                model=cfg.model,
+                config=self.tc,
+                seed=train_seed,
+                unlabeled_x=unl,
+            )
+        elif cfg.app == "compression":
+            res = run_compression(
+                self.teacher(),
+                split.pool_features[idx],
+                split.test_features,
+                split.test_labels,
+                config=self.tc,
+                seed=train_seed,
+            )
+        else:  # client-labeling
+            from ecos_fast.ledger import Ledger
+
+            led = ledger if ledger is not None else Ledger(":memory:", delta=cfg.delta)
+            kl = private_knn_label(
+                split.private_features,
+                split.private_labels,
+                split.pool_features[idx],
+                epsilon=cfg.knn_epsilon,
+                delta=cfg.delta,
+                ledger=led,
+                cloud="cloud",
+                seed=_stable_seed("knn", split.client_domain, self.seed, budget, eps),
+                true_labels=split.pool_labels[idx],
+            )
+            total_eps = kl.epsilon if not math.isinf(eps) else math.inf
+            if ledger is None:
+                led.close()
+            res = run_labeling(
+                self._pool_inputs(idx),
+                kl.labels,
+                self._test_inputs(),
+                split.test_labels,
+                model=cfg.model,
+                config=self.tc,
+                seed=train_seed,
+            )
+            res.extra.update(
+                {"label_accuracy": kl.label_accuracy or 0.0, "knn_sigma": kl.sigma, "k": kl.k}
+            )
+        share = (
+            float((split.pool_domains[idx] == self.client_id).mean()) if idx.size else float("nan")
+        )
+        return RunRecord(
+            app=cfg.app,
+            domain=split.client_domain,
+            seed=self.seed,
+            budget=budget,
+            method=method,
+            epsilon=eps if method == "ecos" else 0.0,
+            total_epsilon=total_eps,
+            accuracy=res.accuracy,
+            n_selected=int(idx.size) if not local else len(split.private_labels),
+            client_share=share,
+            seconds=select_s + time.perf_counter() - t0,
+            extra=dict(res.extra),
+        )
+
+
+# ---------------------------------------------------------------- reports
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return math.nan, math.nan
+    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return float(a.mean()), std
+
+
+def summarise(
+    records: Sequence[RunRecord], epsilon: float | None = None
+) -> dict[tuple[str, int, str], tuple[float, float, float]]:
+    """``(domain or "average", budget, method) -> (mean %, std %, mean total epsilon)``.
+
+    ECOS rows are those at ``epsilon`` (default: the first ECOS epsilon seen). The
+    average's std is over seeds of the domain-averaged accuracy.
+    """
+    if epsilon is None:
+        ecos = [r.epsilon for r in records if r.method == "ecos"]
+        epsilon = ecos[0] if ecos else 0.0
+    keep = [r for r in records if r.method != "ecos" or r.epsilon == epsilon]
+    out: dict[tuple[str, int, str], tuple[float, float, float]] = {}
+    groups: dict[tuple[str, int, str], list[RunRecord]] = {}
+    for r in keep:
+        groups.setdefault((r.domain, r.budget, r.method), []).append(r)
+    for key, rs in groups.items():
+        m, s = _mean_std([100 * r.accuracy for r in rs])
+        out[key] = (m, s, float(np.mean([r.total_epsilon for r in rs])))
+    # average over domains, per seed
+    by_bm: dict[tuple[int, str], dict[int, list[float]]] = {}
+    eps_bm: dict[tuple[int, str], list[float]] = {}
+    for r in keep:
+        by_bm.setdefault((r.budget, r.method), {}).setdefault(r.seed, []).append(100 * r.accuracy)
+        eps_bm.setdefault((r.budget, r.method), []).append(r.total_epsilon)
+    for (b, meth), per_seed in by_bm.items():
+        m, s = _mean_std([float(np.mean(v)) for v in per_seed.values()])
+        out[("average", b, meth)] = (m, s, float(np.mean(eps_bm[(b, meth)])))
+    return out
+
+
+def _fmt_eps(e: float) -> str:
+    if math.isinf(e):
+        return "∞"
+    return f"{e:.2f}"
+
+
+def format_table(
+    records: Sequence[RunRecord], *, epsilon: float | None = None, markdown: bool = True
+) -> str:
+    """The paper-shaped table: per budget, domains x methods, ``mean ± std`` (%)."""
+    summ = summarise(records, epsilon)
+    methods = [m for m in METHODS if any(r.method == m for r in records)]
+    domains = list(dict.fromkeys(r.domain for r in records)) + ["average"]
+    budgets = sorted({r.budget for r in records})
+    lines: list[str] = []
+    for b in budgets:
+        eps_cells = []
+        for m in methods:
+            e = summ.get(("average", b, m), (math.nan, math.nan, 0.0))[2]
+            eps_cells.append(f"{METHOD_NAMES[m]} (ε={_fmt_eps(e)})")
+        header = [f"B={b}", *eps_cells]
+        rows: list[list[str]] = []
+        for d in domains:
+            cells = [f"**{d}**" if d == "average" and markdown else d]
+            best = max(
+                (summ[(d, b, m)][0] for m in methods if (d, b, m) in summ and m != "local"),
+                default=math.nan,
+            )
+            for m in methods:
+                if (d, b, m) not in summ:
+                    cells.append("–")
+                    continue
+                mean, std, _ = summ[(d, b, m)]
+                cell = f"{mean:.1f} ± {std:.1f}"
+                if markdown and m != "local" and mean == best:
+                    cell = f"**{cell}**"
+                cells.append(cell)
+            rows.append(cells)
+        if markdown:
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|" + "|".join(["---"] + ["---:"] * len(methods)) + "|")
+            lines += ["| " + " | ".join(r) + " |" for r in rows]
+        else:
+            widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+            lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+            lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def format_sweep(records: Sequence[RunRecord]) -> str:
+    """Markdown table of ECOS average accuracy against the coverage epsilon, per budget."""
+    ecos = [r for r in records if r.method == "ecos"]
+    eps = sorted({r.epsilon for r in ecos})
+    budgets = sorted({r.budget for r in ecos})
+    if len(eps) < 2:
+        return ""
+    lines = ["| ε (coverage) | " + " | ".join(f"B={b}" for b in budgets) + " |"]
+    lines.append("|---|" + "---:|" * len(budgets))
+    for e in eps:
+        summ = summarise(records, e)
+        cells = []
+        for b in budgets:
+            m, s, _ = summ.get(("average", b, "ecos"), (math.nan, math.nan, 0.0))
+            cells.append(f"{m:.1f} ± {s:.1f}")
+        lines.append(f"| {_fmt_eps(e)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_communication(comms: Sequence[Communication]) -> str:
+    """Markdown table of bytes exchanged and client compute per client domain."""
+    lines = [
+        (
+            "| client | ECOS bytes (R·d down + R up) | upload client data | download pool "
+            "| client compute \\|D_p\\|·R·d |"
+        ),
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in comms:
+        lines.append(
+            f"| {c.domain} | {c.ecos_bytes:.3g} | {c.upload_bytes:.3g} | "
+            f"{c.download_bytes:.3g} | {c.client_madds:.3g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(records: Sequence[RunRecord], path: Path) -> None:
+    """Every run, one row (extra numbers as JSON)."""
+    names = [f for f in RunRecord.__dataclass_fields__ if f != "extra"]
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*names, "extra"])
+        for r in records:
+            d = asdict(r)
+            w.writerow([d[n] for n in names] + [json.dumps(d["extra"], sort_keys=True)])
+
+
+def write_summary_csv(records: Sequence[RunRecord], path: Path) -> None:
+    """The table's numbers: domain, budget, method, epsilon, mean, std (%)."""
+    ecos_eps = sorted({r.epsilon for r in records if r.method == "ecos"}) or [0.0]
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["domain", "budget", "method", "epsilon", "total_epsilon", "mean", "std"])
+        seen: set[tuple[str, int, str, float]] = set()
+        for e in ecos_eps:
+            for (d, b, m), (mean, std, te) in sorted(summarise(records, e).items()):
+                key = (d, b, m, e if m == "ecos" else 0.0)
+                if key in seen:
+                    continue
+                seen.add(key)
+                w.writerow([d, b, m, key[3], f"{te:.4g}", f"{mean:.2f}", f"{std:.2f}"])
+
+
+def plot(records: Sequence[RunRecord], path: Path, title: str) -> None:
+    """Grouped bars (domain x method) per budget, plus the epsilon sweep if present."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summ = summarise(records)
+    methods = [m for m in METHODS if any(r.method == m for r in records)]
+    domains = list(dict.fromkeys(r.domain for r in records)) + ["average"]
+    budgets = sorted({r.budget for r in records})
+    sweep = len({r.epsilon for r in records if r.method == "ecos"}) > 1
+    ncols = len(budgets) + (1 if sweep else 0)
+    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
+    width = 0.8 / max(1, len(methods))
+    x = np.arange(len(domains))
+    for ax, b in zip(axes[0], budgets, strict=False):
+        for i, m in enumerate(methods):
+            vals = [summ.get((d, b, m), (math.nan, 0.0, 0.0)) for d in domains]
+            ax.bar(
+                x + i * width,
+                [v[0] for v in vals],
+                width,
+                yerr=[v[1] for v in vals],
+                label=METHOD_NAMES[m],
+                capsize=2,
+            )
+        ax.set_xticks(x + width * (len(methods) - 1) / 2)
+        ax.set_xticklabels(domains, rotation=30, ha="right")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{title}, B={b}")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    if sweep:
+        ax = axes[0][-1]
+        eps = sorted({r.epsilon for r in records if r.method == "ecos"})
+        xs = [
+            e if math.isfinite(e) else 2 * max([v for v in eps if math.isfinite(v)] or [1])
+            for e in eps
+        ]
+        for b in budgets:
+            ys = [summarise(records, e).get(("average", b, "ecos"), (math.nan,))[0] for e in eps]
+            ax.plot(xs, ys, marker="o", label=f"ECOS B={b}")
+            for m in ("random", "kcenter"):
+                v = summ.get(("average", b, m))
+                if v is not None:
+                    ax.axhline(v[0], ls="--", lw=0.8, color="grey")
+        ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([_fmt_eps(e) for e in eps])
+        ax.set_xlabel("coverage ε (δ=1e-5)")
+        ax.set_ylabel("average accuracy (%)")
+        ax.set_title("ε sweep (dashed: Random, K-Center)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_reports(
+    records: Sequence[RunRecord],
+    comms: Sequence[Communication],
+    out_dir: Path,
+    *,
+    name: str,
+    title: str,
+    header: str = "",
+) -> dict[str, Path]:
+    """Write ``{name}.md``, ``{name}.csv`` (summary), ``{name}-runs.csv`` and ``{name}.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": out_dir / f"{name}.md",
+        "csv": out_dir / f"{name}.csv",
+        "runs": out_dir / f"{name}-runs.csv",
+        "png": out_dir / f"{name}.png",
+    }
+    md = [f"# {title}", ""]
+    if header:
+        md += [header, ""]
+    md += [format_table(records)]
+    sweep = format_sweep(records)
+    if sweep:
+        md += ["## ε sweep (ECOS, average over domains)", "", sweep]
+    if comms:
+        md += ["## Communication and client compute", "", format_communication(comms)]
+    paths["markdown"].write_text("\n".join(md))
+    write_summary_csv(records, paths["csv"])
+    write_csv(records, paths["runs"])
+    plot(records, paths["png"], title)
+    return paths
