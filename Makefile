@@ -28,7 +28,7 @@ $(VENV)/.created:
 	$(PIP) install -q --upgrade pip
 	touch $@
 
-$(VENV)/.deps: $(VENV)/.created pyproject.toml requirements/pinned.txt
+$(VENV)/.deps: $(VENV)/.created pyproject.toml $(wildcard requirements/*.txt deps/*.txt)
 	$(PIP) install -q -r requirements/pinned.txt
 	$(PIP) install -q --no-deps -r requirements/no-deps.txt
 	touch $@

@@ -3,7 +3,7 @@
 # Idempotent and quick when everything is there; needs root only to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t wanted < <(grep -vE '^\s*(#|$)' requirements/apt.txt)
+mapfile -t wanted < <(cat requirements/apt.txt deps/apt-data.txt 2>/dev/null | sed "s/#.*//" | grep -vE "^\s*$")
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
