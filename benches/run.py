@@ -42,6 +42,26 @@ PEER_NAMES = {
     "_core": "ecos-fast raw `_core`",
 }
 OVERHEAD_TARGET_US = 100.0
+# Figures from /work/shared/docs/anchors.md (same kind of machine, 2 threads, seconds
+# for the whole workload), shown beside this run's to judge how loaded the machine was.
+ANCHORS = {
+    ("assign 1Mx512 k=1000", "numpy"): 5.97,
+    ("assign 1Mx512 k=1000", "faiss"): 5.95,
+    ("assign 1Mx512 k=1000", "sklearn"): 12.3,
+    ("assign 200kx128 k=100", "numpy"): 0.067,
+    ("assign 200kx128 k=100", "faiss"): 0.096,
+    ("assign 200kx128 k=100", "sklearn"): 0.099,
+    ("kmeans 1Mx128 k=1000 10 iter", "faiss"): 19.9,
+    ("kmeans 1Mx128 k=1000 10 iter", "sklearnex"): 27.6,
+    ("kmeans 1Mx128 k=1000 10 iter", "sklearn"): 29.2,
+    ("kmeans 1Mx128 k=1000 10 iter", "numpy"): 20.8,
+    ("kmeans 200kx512 k=100 10 iter", "faiss"): 2.8,
+    ("kmeans 200kx512 k=100 10 iter", "sklearnex"): 1.6,
+    ("kmeans 200kx512 k=100 10 iter", "sklearn"): 3.0,
+    ("kmeans 200kx512 k=100 10 iter", "numpy"): 2.6,
+    ("kcenter 1Mx512 budget=3000", "numpy"): 263.0,
+    ("kcenter 200kx512 budget=1000", "numpy"): 17.9,
+}
 RSS_TARGET = 1.2
 
 
@@ -212,6 +232,11 @@ def group_table(
     if kcenter or group.startswith(("select", "scaling kcenter")):
         cols.append("GB/s" + (" (brute-force equiv.)" if kcenter else ""))
     cols += ["ecos-fast speed-up", "correct"]
+    anchored = any(key[0] == group for key in ANCHORS)
+    if anchored:
+        cols.append("anchors.md, 2 threads")
+    if group.startswith("select peak"):
+        return rss_table(group, per_t)
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for t in sorted(per_t):
         rows = per_t[t]
@@ -238,11 +263,42 @@ def group_table(
             else:
                 cells.append("")
             cells.append("✓" if e.get("correct") else "✗ WRONG")
+            if anchored:
+                a = ANCHORS.get((group, e["impl"]))
+                cells.append(fmt_time(a) if a and t == 2 else "")
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if group.startswith("scaling"):
         lines += scaling_note(per_t)
     return lines
+
+
+def rss_table(group: str, per_t: dict[int, list[dict[str, Any]]]) -> list[str]:
+    lines = [
+        f"### {group}",
+        "",
+        (
+            "Peak resident set (`ru_maxrss`, a fresh process: imports, pool memmap, "
+            "`respond`, then the selection; file-backed pool pages count once touched)."
+        ),
+        "",
+        (
+            "| implementation | threads | selection time | peak RSS | RSS before the "
+            f"selection | peak / pool bytes | ≤ {RSS_TARGET}× |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in sorted(per_t):
+        for b in per_t[t]:
+            e = b["extra_info"]
+            if "rss_ratio" not in e:
+                continue
+            lines.append(
+                f"| {impl_label(b)} | {t} | {fmt_time(e['select_s'])} | "
+                f"{e['rss_peak'] / 2**30:.2f} GiB | {e['rss_before'] / 2**30:.2f} GiB | "
+                f"{e['rss_ratio']:.2f}× | {'yes' if e['rss_ratio'] <= RSS_TARGET else 'no'} |"
+            )
+    return [*lines, ""]
 
 
 def scaling_note(per_t: dict[int, list[dict[str, Any]]]) -> list[str]:
