@@ -53,7 +53,8 @@ KNN_SENSITIVITY = math.sqrt(2.0)
 def _unit(x: NDArray[Any]) -> NDArray[np.float32]:
     a = np.ascontiguousarray(x, dtype=np.float32)
     norm = np.linalg.norm(a, axis=1, keepdims=True)
-    return a / np.maximum(norm, 1e-12)
+    out: NDArray[np.float32] = a / np.maximum(norm, np.float32(1e-12))
+    return out
 
 
 def default_k(n_private: int, n_classes: int, fraction: float = 0.5) -> int:
@@ -142,7 +143,8 @@ def gnmax(votes: NDArray[Any], sigma: float, rng: np.random.Generator) -> NDArra
     v = np.asarray(votes, dtype=np.float64)
     if sigma > 0:
         v = v + rng.normal(0.0, sigma, size=v.shape)
-    return v.argmax(axis=1).astype(np.int64)
+    out: NDArray[np.int64] = v.argmax(axis=1).astype(np.int64)
+    return out
 
 
 def calibrate_knn_sigma(n_queries: int, epsilon: float, delta: float) -> float:

@@ -96,6 +96,11 @@ class ExperimentConfig:
         Override the training epochs (tests).
     train_min_steps : int or None
         Override the minimum number of optimiser steps (tests).
+    evaluate : {"test", "validation"}
+        ``"validation"`` holds out ``validation_fraction`` of the private set as the
+        evaluation split (the client keeps the rest); use it to choose R, the threshold
+        and the normalisation without looking at the test split.
+    validation_fraction : float
     n_threads : int or None
         torch threads (default 1: small heads train fastest single-threaded).
     device : str or None
@@ -120,6 +125,8 @@ class ExperimentConfig:
     sizes: dict[str, tuple[int, int]] | None = None
     train_epochs: int | None = None
     train_min_steps: int | None = None
+    evaluate: str = "test"
+    validation_fraction: float = 0.3
     n_threads: int | None = 1
     device: str | None = None
     progress: bool | None = None
@@ -134,6 +141,10 @@ class ExperimentConfig:
             raise ValueError(f"budgets={self.budgets} must be positive ints")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
+        if self.evaluate not in ("test", "validation"):
+            raise ValueError(f"evaluate={self.evaluate!r} must be 'test' or 'validation'")
+        if self.evaluate == "validation" and self.model == "cnn":
+            raise ValueError("evaluate='validation' works on features only, not model='cnn'")
 
 
 @dataclass(frozen=True)
@@ -232,7 +243,7 @@ def run_experiment(
     communication : list of Communication
         One per client domain (its first seed).
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
     import ecos_fast
     from ecos_fast.datasets.digits import DOMAINS
@@ -254,6 +265,8 @@ def run_experiment(
         for seed in cfg.seeds:
             t0 = time.perf_counter()
             split = paper_split_features(domain, cfg.preset, seed, sizes=cfg.sizes)
+            if cfg.evaluate == "validation":
+                split = _validation_split(split, cfg.validation_fraction, seed)
             images = None
             if cfg.model == "cnn":
                 from ecos_fast.datasets import paper_split
@@ -347,6 +360,23 @@ def run_experiment(
             )
     bar.close()
     return records, comms
+
+
+def _validation_split(split: Any, fraction: float, seed: int) -> Any:
+    """Hold out ``fraction`` of the private set as the evaluation split (test unused)."""
+    from dataclasses import replace
+
+    n = len(split.private_labels)
+    order = np.random.default_rng(_stable_seed("validation", seed)).permutation(n)
+    n_val = max(1, round(fraction * n))
+    val, keep = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return replace(
+        split,
+        private_features=split.private_features[keep],
+        private_labels=split.private_labels[keep],
+        test_features=split.private_features[val],
+        test_labels=split.private_labels[val],
+    )
 
 
 def _with_budget(rec: RunRecord, budget: int) -> RunRecord:

@@ -69,6 +69,12 @@ def build_parser(
     p.add_argument(
         "--knn-epsilon", type=float, default=5.0, help="client-labeling: label queries' epsilon"
     )
+    p.add_argument(
+        "--evaluate",
+        default="test",
+        choices=("test", "validation"),
+        help="'validation': evaluate on 30%% of the private set held out (for choosing R etc.)",
+    )
     p.add_argument("--preset", default="default", choices=("default", "small"))
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
@@ -113,6 +119,7 @@ def main(
         semi_supervised=args.semi_supervised,
         knn_epsilon=args.knn_epsilon,
         preset=args.preset,
+        evaluate=args.evaluate,
         n_threads=args.threads,
         device=args.device,
         progress=False if args.quiet else None,

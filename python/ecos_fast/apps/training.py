@@ -292,7 +292,8 @@ class Classifier:
 
     def predict(self, x: NDArray[Any]) -> NDArray[np.int64]:
         """Most likely class of each row."""
-        return self.logits(x).argmax(axis=1).astype(np.int64)
+        out: NDArray[np.int64] = self.logits(x).argmax(axis=1).astype(np.int64)
+        return out
 
     def accuracy(self, x: NDArray[Any], y: NDArray[Any]) -> float:
         """Fraction of rows whose prediction equals ``y``."""
@@ -314,7 +315,7 @@ def _fit(
     desc: str = "train",
 ) -> Classifier:
     """Train ``kind`` on hard labels (int) or soft targets (float, rows sum to 1)."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
     if x.shape[0] != targets.shape[0]:
         raise ValueError(f"{x.shape[0]} inputs but {targets.shape[0]} targets")
@@ -356,7 +357,7 @@ def _fit(
                 else:
                     loss = F.cross_entropy(out, yt[idx])
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call,unused-ignore]
                 opt.step()
                 done += 1
                 bar.update(1)
@@ -475,7 +476,8 @@ def pseudo_label(
     proba = clf.predict_proba(x)
     conf = proba.max(axis=1)
     index = np.flatnonzero(conf >= threshold).astype(np.int64)
-    return index, proba[index].argmax(axis=1).astype(np.int64)
+    labels: NDArray[np.int64] = proba[index].argmax(axis=1).astype(np.int64)
+    return index, labels
 
 
 def train_semi_supervised(

@@ -1,0 +1,234 @@
+"""The three applications end to end on tiny configurations, and their invariants.
+
+Checks invariants, never golden numbers: accuracy above chance on easy splits,
+epsilon reported and growing with the number of kNN queries, the ledger refusing an
+over-budget release, ECOS taking a larger share of client-domain samples than Random
+when the pool holds far-away domains, seeded training reproducible on CPU, and
+``import ecos_fast`` not importing torch.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import ecos_fast
+from ecos_fast.apps import client_labeling as cl
+from ecos_fast.apps.compression import run_compression, train_teacher
+from ecos_fast.apps.experiment import (
+    ExperimentConfig,
+    format_table,
+    run_experiment,
+    summarise,
+    write_reports,
+)
+from ecos_fast.apps.labeling import run_labeling
+from ecos_fast.apps.training import TrainConfig, train_classifier
+from ecos_fast.errors import PrivacyBudgetExceededError
+
+FAST = TrainConfig(epochs=5, min_steps=60, n_threads=1, device="cpu", progress=False)
+DOMAINS = ("mnist", "optdigits", "mnistm", "print", "synth", "hand", "hershey")
+TINY = {d: (40, 30) for d in DOMAINS}
+
+
+def _blobs(
+    n: int, n_classes: int, d: int, seed: int, shift: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    centres = np.random.default_rng(123).normal(0, 3, size=(n_classes, d))
+    x = centres[y] + rng.normal(0, 1, size=(n, d)) + shift
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep test features out of the user's cache unless the Makefile set one."""
+    import os
+
+    if "ECOS_FAST_CACHE" not in os.environ:
+        os.environ["ECOS_FAST_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_import_does_not_pull_torch() -> None:
+    code = "import sys, ecos_fast; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_training_is_reproducible_on_cpu() -> None:
+    x, y = _blobs(300, 4, 16, seed=0)
+    a = train_classifier(x, y, n_classes=4, config=FAST, seed=7)
+    b = train_classifier(x, y, n_classes=4, config=FAST, seed=7)
+    c = train_classifier(x, y, n_classes=4, config=FAST, seed=8)
+    assert np.array_equal(a.logits(x), b.logits(x))
+    assert not np.array_equal(a.logits(x), c.logits(x))
+
+
+def test_labeling_beats_chance_and_cnn_runs() -> None:
+    x, y = _blobs(400, 5, 12, seed=1)
+    xt, yt = _blobs(200, 5, 12, seed=2)
+    r = run_labeling(x, y, xt, yt, n_classes=5, config=FAST, seed=0)
+    assert r.accuracy > 0.6 and r.n_train == 400
+    semi = run_labeling(x[:50], y[:50], xt, yt, n_classes=5, config=FAST, unlabeled_x=x[50:])
+    assert semi.accuracy > 0.6
+    # The CNN trains on images: class = which quadrant is bright.
+    rng = np.random.default_rng(0)
+    yi = np.arange(200) % 4
+    imgs = rng.integers(0, 40, size=(200, 32, 32, 3)).astype(np.uint8)
+    for i, c in enumerate(yi):
+        r0, c0 = divmod(int(c), 2)
+        imgs[i, 16 * r0 : 16 * r0 + 16, 16 * c0 : 16 * c0 + 16] = 220
+    cnn = run_labeling(
+        imgs[:150], yi[:150], imgs[150:], yi[150:], model="cnn", n_classes=4, config=FAST
+    )
+    assert cnn.accuracy > 0.5
+
+
+def test_compression_student_is_smaller_and_learns() -> None:
+    x, y = _blobs(600, 5, 12, seed=3)
+    xt, yt = _blobs(200, 5, 12, seed=4)
+    teacher = train_teacher(x, y, n_classes=5, config=FAST, seed=0)
+    r = run_compression(teacher, x[:150], xt, yt, config=FAST.with_(min_steps=300), seed=0)
+    assert r.accuracy > 0.6
+    assert r.extra["student_bytes"] < r.extra["teacher_bytes"] / 10
+
+
+# ---------------------------------------------------------------- private kNN
+
+
+def test_knn_votes_sum_to_k_and_match_bruteforce() -> None:
+    p, yp = _blobs(120, 3, 6, seed=5)
+    q, _ = _blobs(30, 3, 6, seed=6)
+    votes = cl.knn_votes(p, yp, q, k=7, n_classes=3)
+    assert votes.shape == (30, 3) and (votes.sum(axis=1) == 7).all()
+    pn = p / np.linalg.norm(p, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    top = np.argsort(-(qn @ pn.T), axis=1, kind="stable")[:, :7]
+    expect = np.stack([np.bincount(yp[t], minlength=3) for t in top])
+    assert np.array_equal(votes, expect)
+
+
+def test_epsilon_grows_with_queries() -> None:
+    eps = [cl.knn_epsilon(n, 40.0, 1e-5) for n in (10, 100, 1000)]
+    assert 0 < eps[0] < eps[1] < eps[2]
+    p, yp = _blobs(200, 4, 8, seed=7)
+    q, yq = _blobs(100, 4, 8, seed=8)
+    few = cl.private_knn_label(p, yp, q[:10], sigma=5.0, seed=0, n_classes=4)
+    many = cl.private_knn_label(p, yp, q, sigma=5.0, seed=0, n_classes=4, true_labels=yq)
+    assert math.isfinite(few.epsilon) and few.epsilon < many.epsilon
+    assert many.label_accuracy is not None and many.label_accuracy > 0.5
+
+
+def test_calibrated_sigma_meets_target_epsilon() -> None:
+    for n, target in ((100, 2.0), (3000, 5.0)):
+        sigma = cl.calibrate_knn_sigma(n, target, 1e-5)
+        assert cl.knn_epsilon(n, sigma, 1e-5) == pytest.approx(target, rel=0.02)
+
+
+def test_ledger_refuses_over_budget_release() -> None:
+    from ecos_fast.ledger import Ledger
+
+    p, yp = _blobs(100, 2, 4, seed=9)
+    with Ledger(":memory:", budget_epsilon=1.0, delta=1e-5) as ledger:
+        with pytest.raises(PrivacyBudgetExceededError):
+            cl.private_knn_label(p, yp, p[:50], sigma=2.0, n_classes=2, ledger=ledger, seed=0)
+        assert ledger.releases() == []  # nothing recorded, nothing released
+
+
+# ---------------------------------------------------------------- selection
+
+
+def test_ecos_prefers_client_domain_over_random() -> None:
+    """A pool with far-away domains: ECOS takes more client-domain rows than Random."""
+    client, _ = _blobs(300, 3, 8, seed=10)
+    near, _ = _blobs(300, 3, 8, seed=11)  # the client's domain inside the pool
+    far = [_blobs(300, 3, 8, seed=12 + i, shift=40.0 * (i + 1))[0] for i in range(3)]
+    pool = np.concatenate([near, *far]).astype(np.float32)
+    is_client = np.r_[np.ones(300, bool), np.zeros(900, bool)]
+    cents = ecos_fast.fit_centroids(pool, 20, seed=0)
+    resp = ecos_fast.respond(client, cents, 0.58, 1e-5, seed=0)
+    sel = ecos_fast.select(pool, ecos_fast.Sketch.join(cents, resp), 100, labels=cents.labels)
+    rnd = ecos_fast.select_random(len(pool), 100, seed=0)
+    assert is_client[np.asarray(sel)].mean() > 2 * is_client[np.asarray(rnd)].mean()
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.mark.parametrize("app", ["labeling", "compression", "client-labeling"])
+def test_tiny_experiment_end_to_end(app: str, tmp_path: Path) -> None:
+    cfg = ExperimentConfig(
+        app=app,
+        domains=("synth",),
+        budgets=(30, 60),
+        seeds=(1,),
+        n_clusters=10,
+        sweep_epsilons=(math.inf,),
+        knn_epsilon=20.0,
+        sizes=TINY,
+        train_epochs=5,
+        train_min_steps=60,
+        progress=False,
+    )
+    records, comms = run_experiment(cfg)
+    methods = {(r.method, r.budget) for r in records}
+    assert {"ecos", "kcenter", "random", "local"} <= {m for m, _ in methods}
+    for r in records:
+        assert 0.0 <= r.accuracy <= 1.0
+        if r.method != "local":
+            assert r.n_selected == r.budget
+    # Above chance (10 classes) on the easy rendered domain, with oracle or teacher labels.
+    summ = summarise(records, 0.58)
+    if app != "client-labeling":
+        assert summ[("average", 60, "ecos")][0] > 20.0
+    # epsilon: baselines release nothing in labeling; ECOS reports its composed epsilon.
+    ecos = [r for r in records if r.method == "ecos" and r.epsilon == 0.58]
+    if app == "client-labeling":
+        assert all(r.total_epsilon > 0.58 for r in ecos)
+        rnd = [r for r in records if r.method == "random"]
+        assert all(0 < r.total_epsilon <= 20.0 * 1.02 for r in rnd)
+    else:
+        assert all(r.total_epsilon == pytest.approx(0.58) for r in ecos)
+    assert comms[0].ecos_bytes < comms[0].upload_bytes < comms[0].download_bytes
+    paths = write_reports(records, comms, tmp_path, name=app, title=app)
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths.values())
+    assert "ECOS" in format_table(records)
+
+
+def test_demo_main_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ecos_fast.apps.experiment import run_experiment as _  # noqa: F401
+    from ecos_fast.demo import main
+
+    # the preset "small" keeps this fast; one client domain, tiny budgets.
+    code = main(
+        [
+            "--preset",
+            "small",
+            "--domains",
+            "hershey",
+            "--budgets",
+            "40",
+            "--seeds",
+            "1",
+            "--n-clusters",
+            "10",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "ECOS" in out and "K-Center" in out and "Local" in out
+    assert (tmp_path / "demo.md").exists() and (tmp_path / "demo.png").exists()
