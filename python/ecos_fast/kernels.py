@@ -164,12 +164,13 @@ def kcenter_greedy(
     ----------
     features : array-like of shape (n_samples, n_features)
     budget : int
-        Picks to make, in [1, number of candidate rows].
+        Picks to make, in [1, number of candidate rows not in ``initial``].
     first : int, optional
         The first pick (a candidate row). Default: the lowest candidate row.
         Ignored when ``initial`` is given.
     initial : array-like of int, optional
-        Rows already selected: they act as centers and are never returned.
+        Rows already selected: they act as centers from the start and are never
+        returned (nor picked again, even when duplicates tie at distance 0).
     rows : array-like of int, optional
         Restrict the run to these rows (default: all rows).
     n_threads : int, optional
@@ -200,8 +201,11 @@ def kcenter_greedy(
         raise InvalidTypeError(f"budget must be an int, got {type(budget).__name__}")
     from ._validation import check_budget
 
-    b = check_budget(budget, n_cand)
     init_a = None if initial is None else as_indices(initial, "initial", upper=n)
+    if init_a is not None and init_a.size:
+        # Already-selected rows are centers, never picks: they leave the candidates.
+        n_cand -= int(np.isin(init_a, rows_a).sum()) if rows_a is not None else init_a.size
+    b = check_budget(budget, n_cand)
     f = None
     if first is not None and (init_a is None or init_a.size == 0):
         f = check_int(first, "first", low=0, high=n - 1)
