@@ -202,8 +202,9 @@ fn kcenter_greedy<'py>(
 }
 
 /// [`kcenter_greedy`] that also returns its distance counters:
-/// {"distance_evals": computed point–center distances, "brute_force_evals": what
-/// brute force computes}. For benchmarks.
+/// {"distance_evals": point–center distances started, "brute_force_evals": what brute
+/// force computes, "coords_read": coordinates those distances read, "moved": points
+/// that changed center}. For benchmarks.
 #[pyfunction]
 #[pyo3(signature = (features, budget, n_threads, first=None, initial=None, rows=None, prune=true))]
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
@@ -226,6 +227,8 @@ fn kcenter_greedy_stats<'py>(
     let mut out = HashMap::new();
     out.insert("distance_evals", stats.distance_evals);
     out.insert("brute_force_evals", stats.brute_force_evals);
+    out.insert("coords_read", stats.coords_read);
+    out.insert("moved", stats.moved);
     Ok((sel, radii, out))
 }
 

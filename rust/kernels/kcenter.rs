@@ -27,9 +27,11 @@
 //! maximum breaks ties by the lowest row index, so the output does not depend on the
 //! number of threads.
 //!
-//! SIMD. The distance body is compiled three times (AVX-512F, AVX2, portable) and picked
-//! at run time with `is_x86_feature_detected!`; all three sum the same 32 lanes in the
-//! same order without fused multiply-adds, so they give bit-identical results.
+//! SIMD. The distance loop has an AVX2 path (explicit intrinsics) and a portable one,
+//! picked at run time with `is_x86_feature_detected!` (never `target-cpu=native`); both
+//! sum the same 32 lanes in the same order without fused multiply-adds, so they give
+//! bit-identical results. The loop stops early once a partial sum proves the point
+//! cannot move (exact: see `sq_dist_body`).
 
 use std::sync::OnceLock;
 
@@ -39,6 +41,7 @@ use crate::errors::KernelResult;
 use crate::invalid;
 
 /// Group members handled by one task. Fixed, so results never depend on thread count.
+/// At most 2^16 (positions inside a chunk are stored as u16).
 const CHUNK: usize = 2048;
 /// Centers whose center–center distances one task computes.
 const CENTER_CHUNK: usize = 64;
@@ -50,65 +53,138 @@ const LANES: usize = 32;
 // Distance
 
 /// A squared-Euclidean-distance routine, chosen once per process.
-pub type SqDist = fn(&[f32], &[f32]) -> f32;
+///
+/// `f(a, b, limit)` returns the squared distance, except that it may stop early and
+/// return a partial sum once that partial sum is `>= limit`; a result `< limit` is
+/// always the complete distance. The second value counts the coordinates read.
+pub type SqDist = fn(&[f32], &[f32], f32) -> (f32, usize);
 
-/// The summation order every path shares: lane l accumulates coordinates l, l+32, …,
-/// the tail goes to the first lanes, then the lanes are folded in halves.
+/// Blocks of `LANES` coordinates between two early-abandon checks.
+const CHECK_EVERY: usize = 2;
+
+/// Fold the lanes in halves: the one reduction order every path and every check uses.
 #[inline(always)]
-fn sq_dist_body(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..LANES {
-            let t = x[l] - y[l];
-            acc[l] += t * t;
-        }
-    }
-    for (l, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
-        let t = x - y;
-        acc[l] += t * t;
-    }
+fn fold(acc: &[f32; LANES]) -> f32 {
+    let mut v = *acc;
     let mut w = LANES;
     while w > 1 {
         w /= 2;
         for l in 0..w {
-            acc[l] += acc[l + w];
+            v[l] += v[l + w];
         }
     }
-    acc[0]
+    v[0]
 }
 
-fn sq_dist_portable(a: &[f32], b: &[f32]) -> f32 {
-    sq_dist_body(a, b)
+/// The summation order every path shares: lane l accumulates coordinates l, l+32, …,
+/// the tail goes to the first lanes, then the lanes are folded in halves.
+///
+/// Early abandoning is exact, not a heuristic: the terms are non-negative and float
+/// addition rounds monotonically, so every lane only grows and the fold of the final
+/// lanes is `>=` the fold of any earlier state. A partial fold `>= limit` therefore
+/// proves that the complete distance (computed in this same order) is `>= limit`, so
+/// the caller's decision `distance < limit` is the same as with the full sum.
+#[inline(always)]
+fn sq_dist_body(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let blocks = n / LANES;
+    for blk in 0..blocks {
+        let (x, y) = (&a[blk * LANES..][..LANES], &b[blk * LANES..][..LANES]);
+        for l in 0..LANES {
+            let t = x[l] - y[l];
+            acc[l] += t * t;
+        }
+        if blk % CHECK_EVERY == CHECK_EVERY - 1 && blk + 1 < blocks {
+            let partial = fold(&acc);
+            if partial >= limit {
+                return (partial, (blk + 1) * LANES);
+            }
+        }
+    }
+    finish(acc, a, b, blocks * LANES)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sq_dist_avx512_inner(a: &[f32], b: &[f32]) -> f32 {
-    sq_dist_body(a, b)
+fn sq_dist_portable(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
+    sq_dist_body(a, b, limit)
 }
 
-#[cfg(target_arch = "x86_64")]
-fn sq_dist_avx512(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: `select_sq_dist` hands out this function only after
-    // `is_x86_feature_detected!("avx512f")` returned true.
-    unsafe { sq_dist_avx512_inner(a, b) }
+/// The tail (`n % LANES` coordinates) and the final fold, shared by the SIMD paths so
+/// their order is the portable one by construction.
+#[inline(always)]
+fn finish(mut acc: [f32; LANES], a: &[f32], b: &[f32], done: usize) -> (f32, usize) {
+    let n = a.len().min(b.len());
+    for (l, (x, y)) in a[done..n].iter().zip(&b[done..n]).enumerate() {
+        let t = x - y;
+        acc[l] += t * t;
+    }
+    (fold(&acc), n)
 }
 
+// The explicit-SIMD path below keeps the portable order exactly: lane l of the 32
+// accumulator lanes lives in register l / 8, slot l % 8; each lane sees
+// `acc + (x − y)·(x − y)` with separate roundings (no FMA: LLVM does not contract
+// intrinsics), and the in-register fold adds lane l + w into lane l for w = 16, 8, 4,
+// 2, 1 like `fold`. Float addition is commutative, so the results are bit-identical.
+//
+// No AVX-512 variant: its intrinsics are stable only since Rust 1.89 (MSRV is 1.85),
+// and four 256-bit accumulators already outrun memory on this streaming loop.
+
+/// # Safety
+/// The CPU must support AVX2 (AVX is enough for the instructions used).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn sq_dist_avx2_inner(a: &[f32], b: &[f32]) -> f32 {
-    sq_dist_body(a, b)
+unsafe fn sq_dist_avx2_inner(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
+    use std::arch::x86_64::*;
+    #[inline(always)]
+    fn fold256(s: &[__m256; 4]) -> f32 {
+        // SAFETY: only inlined into `sq_dist_avx2_inner`, which requires AVX2.
+        unsafe {
+            let t0 = _mm256_add_ps(s[0], s[2]);
+            let t1 = _mm256_add_ps(s[1], s[3]);
+            let u = _mm256_add_ps(t0, t1);
+            let v = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps::<1>(u));
+            let w = _mm_add_ps(v, _mm_movehl_ps(v, v));
+            _mm_cvtss_f32(_mm_add_ss(w, _mm_shuffle_ps::<1>(w, w)))
+        }
+    }
+    let n = a.len().min(b.len());
+    let blocks = n / LANES;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut s = [_mm256_setzero_ps(); 4];
+    for blk in 0..blocks {
+        let o = blk * LANES;
+        for (r, acc) in s.iter_mut().enumerate() {
+            // SAFETY: o + 8r + 8 <= blocks * 32 <= n, the length of both slices.
+            let dv = unsafe {
+                _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(o + 8 * r)),
+                    _mm256_loadu_ps(pb.add(o + 8 * r)),
+                )
+            };
+            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(dv, dv));
+        }
+        if blk % CHECK_EVERY == CHECK_EVERY - 1 && blk + 1 < blocks {
+            let partial = fold256(&s);
+            if partial >= limit {
+                return (partial, o + LANES);
+            }
+        }
+    }
+    let mut acc = [0f32; LANES];
+    for (r, v) in s.iter().enumerate() {
+        // SAFETY: `acc` holds 32 f32; each 8-lane store at 8r fits.
+        unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(8 * r), *v) };
+    }
+    finish(acc, a, b, blocks * LANES)
 }
 
 #[cfg(target_arch = "x86_64")]
-fn sq_dist_avx2(a: &[f32], b: &[f32]) -> f32 {
+fn sq_dist_avx2(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
     // SAFETY: `select_sq_dist` hands out this function only after
     // `is_x86_feature_detected!("avx2")` returned true.
-    unsafe { sq_dist_avx2_inner(a, b) }
+    unsafe { sq_dist_avx2_inner(a, b, limit) }
 }
 
 fn select_sq_dist() -> (SqDist, &'static str) {
@@ -116,9 +192,6 @@ fn select_sq_dist() -> (SqDist, &'static str) {
     *CHOICE.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx512f") {
-                return (sq_dist_avx512 as SqDist, "avx512f");
-            }
             if std::is_x86_feature_detected!("avx2") {
                 return (sq_dist_avx2 as SqDist, "avx2");
             }
@@ -134,7 +207,7 @@ pub fn simd_path() -> &'static str {
 
 /// Squared distance through the process-wide SIMD path (same order on every path).
 pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
-    (select_sq_dist().0)(a, b)
+    (select_sq_dist().0)(a, b, f32::INFINITY).0
 }
 
 // ---------------------------------------------------------------------------------------
@@ -189,14 +262,21 @@ struct ChunkOut {
     moved: Vec<(u32, f32)>,
     best: Option<(f32, u32, usize)>,
     evals: u64,
+    coords: u64,
 }
 
 /// Counters for the benchmark: how many point–center distances were computed, and how
 /// many brute force would have computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Point–center distances started (not skipped by the triangle inequality).
     pub distance_evals: u64,
+    /// Point–center distances brute force computes (unpicked candidates per center).
     pub brute_force_evals: u64,
+    /// Coordinates read by the started distances (early abandoning stops some).
+    pub coords_read: u64,
+    /// Points that moved to a new, strictly closer center.
+    pub moved: u64,
 }
 
 /// Farthest-first state: the groups (index = center number), the center rows copied
@@ -243,7 +323,8 @@ impl<'a> State<'a> {
                         -1.0
                     } else {
                         // A member at distance 0 can never get strictly closer.
-                        skip_bound(dist(crow, &centers[a * d..(a + 1) * d]), d).max(0.0)
+                        skip_bound(dist(crow, &centers[a * d..(a + 1) * d], f32::INFINITY).0, d)
+                            .max(0.0)
                     };
                 }
             });
@@ -285,7 +366,7 @@ impl<'a> State<'a> {
                 } else {
                     (-1.0, true)
                 };
-                scan_chunk(x, d, crow, dist, bound, force, rows, d2)
+                scan_chunk(x, d, crow, dist, bound, force, prune, rows, d2)
             })
             .collect();
 
@@ -305,6 +386,8 @@ impl<'a> State<'a> {
                 // The collect above produced exactly one output per chunk, in this order.
                 let Some(o) = outs.next() else { break };
                 self.stats.distance_evals += o.evals;
+                self.stats.coords_read += o.coords;
+                self.stats.moved += o.moved.len() as u64;
                 let start = ch * CHUNK;
                 if w != start {
                     grp.rows.copy_within(start..start + o.kept, w);
@@ -358,8 +441,33 @@ impl<'a> State<'a> {
     }
 }
 
+/// Rows ahead whose first cache lines are prefetched while one distance is computed.
+const PREFETCH_AHEAD: usize = 2;
+/// Cache lines of 64 bytes prefetched per row; the hardware streamer takes the rest.
+const PREFETCH_LINES: usize = 8;
+
+/// Hint the CPU to start loading `row`; a no-op where no prefetch instruction exists.
+#[inline(always)]
+fn prefetch(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        for line in (0..row.len()).step_by(16).take(PREFETCH_LINES) {
+            // SAFETY: a prefetch never faults and never reads memory architecturally;
+            // the pointer is in bounds of `row` anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(line).cast::<i8>()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// Update one chunk of a group for a new center `c`; keep the members that stay,
 /// compacted to the front, and return the ones that move.
+///
+/// Three passes over the chunk's (row, r²) entries, which stay in L1: pick the members
+/// the skip test cannot rule out, compute their distances (prefetching the rows a few
+/// members ahead: they are scattered over the feature matrix), then compact.
 #[allow(clippy::too_many_arguments)]
 fn scan_chunk(
     x: &[f32],
@@ -368,6 +476,7 @@ fn scan_chunk(
     dist: SqDist,
     bound: f64,
     force: bool,
+    early: bool,
     rows: &mut [u32],
     d2: &mut [f32],
 ) -> ChunkOut {
@@ -376,27 +485,48 @@ fn scan_chunk(
         moved: Vec::new(),
         best: None,
         evals: 0,
+        coords: 0,
     };
-    for j in 0..rows.len() {
+    let len = rows.len().min(d2.len()).min(CHUNK);
+    let row = |r: u32| &x[r as usize * d..(r as usize + 1) * d];
+    let mut todo = [0u16; CHUNK];
+    let mut m = 0usize;
+    for (j, &v) in d2[..len].iter().enumerate() {
+        if force || f64::from(v) > bound {
+            // CHUNK <= 2^16, so a position fits in u16.
+            todo[m] = j as u16;
+            m += 1;
+        }
+    }
+    let mut gone = [0u64; CHUNK / 64];
+    for t in 0..m {
+        if let Some(&ahead) = todo[..m].get(t + PREFETCH_AHEAD) {
+            prefetch(row(rows[ahead as usize]));
+        }
+        let j = todo[t] as usize;
         let (r, v) = (rows[j], d2[j]);
-        let keep_v = if !force && f64::from(v) <= bound {
-            v
-        } else {
-            let i = r as usize;
-            let nd = dist(&x[i * d..(i + 1) * d], c);
-            out.evals += 1;
-            // Strictly closer only: ties keep the older center, as brute force does.
-            if force || nd < v {
-                out.moved.push((r, nd));
-                continue;
-            }
-            v
-        };
+        // Brute force reads every coordinate (limit +inf); pruning may stop once the
+        // partial sum shows the point cannot move (see `sq_dist_body`).
+        let limit = if force || !early { f32::INFINITY } else { v };
+        let (nd, read) = dist(row(r), c, limit);
+        out.evals += 1;
+        out.coords += read as u64;
+        // Strictly closer only: ties keep the older center, as brute force does.
+        if force || nd < v {
+            out.moved.push((r, nd));
+            gone[j / 64] |= 1 << (j % 64);
+        }
+    }
+    for j in 0..len {
+        if gone[j / 64] >> (j % 64) & 1 == 1 {
+            continue;
+        }
+        let (r, v) = (rows[j], d2[j]);
         let w = out.kept;
         rows[w] = r;
-        d2[w] = keep_v;
-        if better(keep_v, r, out.best) {
-            out.best = Some((keep_v, r, w));
+        d2[w] = v;
+        if better(v, r, out.best) {
+            out.best = Some((v, r, w));
         }
         out.kept += 1;
     }
@@ -583,4 +713,76 @@ pub fn per_cluster(
         out.extend(p?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator, so the test needs no extra crate.
+    fn values(seed: u64, len: usize) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 7.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn simd_paths_are_bit_identical_and_early_abandon_is_exact() {
+        let paths: Vec<SqDist> = {
+            let mut p: Vec<SqDist> = vec![sq_dist_portable];
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                p.push(sq_dist_avx2);
+            }
+            p.push(select_sq_dist().0);
+            p
+        };
+        for len in (0..300).chain([511, 512, 513, 1000]) {
+            let a = values(len as u64, len);
+            let b = values(len as u64 + 1000, len);
+            let (full, read) = sq_dist_portable(&a, &b, f32::INFINITY);
+            assert_eq!(read, len);
+            for f in &paths {
+                assert_eq!(f(&a, &b, f32::INFINITY).0.to_bits(), full.to_bits());
+                for limit in [0.0, full * 0.25, full * 0.9, full, full * 1.0001, 1e30] {
+                    let (v, _) = f(&a, &b, limit);
+                    // The decision `distance < limit` never changes, and a result below
+                    // the limit is the complete distance.
+                    assert_eq!(v < limit, full < limit, "len={len} limit={limit}");
+                    if v < limit {
+                        assert_eq!(v.to_bits(), full.to_bits());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skip_bound_never_skips_a_point_that_could_move() {
+        // 1-D: center a = 0, new center c at 2r exactly; the point at r ties and stays.
+        assert!(skip_bound(4.0, 1) < 1.0);
+        assert!(skip_bound(4.1, 1) >= 1.0);
+        assert!(skip_bound(f32::INFINITY, 8) < 0.0);
+    }
+
+    #[test]
+    fn invalid_inputs_are_errors_not_panics() {
+        let x = [0f32; 6];
+        assert!(greedy(&x, 3, 2, 4, None, &[], None).is_err());
+        assert!(greedy(&x, 3, 3, 1, None, &[], None).is_err());
+        assert!(greedy(&x, 3, 2, 1, Some(5), &[], None).is_err());
+        assert!(greedy(&x, 3, 2, 1, None, &[-1], None).is_err());
+        assert!(greedy(&x, 3, 2, 1, None, &[], Some(&[0, 0])).is_err());
+        assert!(greedy(&x, 3, 2, 3, None, &[1], None).is_err());
+        assert!(per_cluster(&x, 3, 2, &[0, 5], &[0, 1], &[1], &[-1]).is_err());
+        assert_eq!(greedy(&x, 3, 2, 0, None, &[], None).unwrap().0.len(), 0);
+    }
 }
