@@ -371,7 +371,7 @@ impl<'a> State<'a> {
             .collect();
 
         // Merge in group then chunk order: compact each touched group, gather the movers.
-        let mut new_group = Group::default();
+        let mut movers: Vec<(u32, f32)> = Vec::new();
         let mut outs = outs.into_iter();
         for &g in &touched {
             let grp = if g < k {
@@ -399,17 +399,27 @@ impl<'a> State<'a> {
                     }
                 }
                 w += o.kept;
-                for (r, v) in o.moved {
-                    if better(v, r, new_group.best) {
-                        new_group.best = Some((v, r, new_group.rows.len()));
-                    }
-                    new_group.rows.push(r);
-                    new_group.d2.push(v);
-                }
+                movers.extend(o.moved);
             }
             grp.rows.truncate(w);
             grp.d2.truncate(w);
             grp.best = best;
+        }
+        // Every group stays sorted by row (compaction and `remove` keep the order), so
+        // a scan walks the feature matrix in address order: friendlier to the TLB and
+        // the prefetchers than a scattered order.
+        movers.sort_unstable_by_key(|&(r, _)| r);
+        let mut new_group = Group {
+            rows: Vec::with_capacity(movers.len()),
+            d2: Vec::with_capacity(movers.len()),
+            best: None,
+        };
+        for (r, v) in movers {
+            if better(v, r, new_group.best) {
+                new_group.best = Some((v, r, new_group.rows.len()));
+            }
+            new_group.rows.push(r);
+            new_group.d2.push(v);
         }
         self.centers.extend_from_slice(crow);
         self.groups.push(new_group);
@@ -433,8 +443,8 @@ impl<'a> State<'a> {
     /// Take the member at `pos` out of group `g` (it is about to become a center).
     fn remove(&mut self, g: usize, pos: usize) {
         let grp = &mut self.groups[g];
-        grp.rows.swap_remove(pos);
-        grp.d2.swap_remove(pos);
+        grp.rows.remove(pos);
+        grp.d2.remove(pos);
         // Marked stale; the next `add_center` always scans this group and refreshes it.
         grp.best = None;
         self.remaining -= 1;
