@@ -183,6 +183,15 @@ def kcenter_greedy(
     radii : ndarray of shape (budget,), float32
         Covering radius (Euclidean) of the unpicked candidates after each pick.
 
+    Notes
+    -----
+    Exact: the picks are those of brute-force farthest-first in float32 (one running
+    min-distance vector). Candidates are grouped by their nearest center and whole
+    groups or single points are skipped when the triangle inequality proves the new
+    center cannot be closer (with a margin that covers float32 rounding), and a
+    distance stops early once its partial sum proves the same. Memory is O(n_samples)
+    plus a copy of the center rows; the result does not depend on ``n_threads``.
+
     Examples
     --------
     >>> import numpy as np, ecos_fast
