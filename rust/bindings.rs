@@ -34,7 +34,9 @@ fn pool(n_threads: usize) -> KernelResult<Arc<rayon::ThreadPool>> {
             pools: HashMap::new(),
         })
     });
-    let mut guard = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let pid = std::process::id();
     if guard.pid != pid {
         // After fork: the parent's workers do not exist here. Forget (leak) the
@@ -88,6 +90,7 @@ fn contiguous1<'a, T: numpy::Element>(
 /// Nearest-centroid assignment: labels int64[n] and squared distances float32[n].
 #[pyfunction]
 #[pyo3(signature = (features, centroids, n_threads))]
+#[allow(clippy::type_complexity)]
 fn assign<'py>(
     py: Python<'py>,
     features: PyReadonlyArray2<'py, f32>,
@@ -175,12 +178,14 @@ fn kmeans<'py>(
 /// Greedy K-Center (farthest-first traversal), exact, ties to the lowest index.
 ///
 /// `rows` (optional) restricts the run to those pool rows; `initial` are rows
-/// already selected (they count as centers but are not returned). When both
-/// `initial` is empty and `first` is None, the first pick is row `rows[0]`
-/// (or 0). Returns (selected rows int64[budget], radius after each pick float32[budget]).
+/// already selected (they count as centers and are never returned). When both
+/// `initial` is empty and `first` is None, the first pick is the lowest candidate
+/// row. `prune=False` runs the same code without triangle-inequality skips (brute
+/// force, bit-identical results; for tests and benchmarks). Returns (selected rows
+/// int64[budget], radius after each pick float32[budget]).
 #[pyfunction]
-#[pyo3(signature = (features, budget, n_threads, first=None, initial=None, rows=None))]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (features, budget, n_threads, first=None, initial=None, rows=None, prune=true))]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn kcenter_greedy<'py>(
     py: Python<'py>,
     features: PyReadonlyArray2<'py, f32>,
@@ -189,7 +194,59 @@ fn kcenter_greedy<'py>(
     first: Option<i64>,
     initial: Option<PyReadonlyArray1<'py, i64>>,
     rows: Option<PyReadonlyArray1<'py, i64>>,
+    prune: bool,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>)> {
+    let (sel, radii, _) =
+        kcenter_run(py, features, budget, n_threads, first, initial, rows, prune)?;
+    Ok((sel, radii))
+}
+
+/// [`kcenter_greedy`] that also returns its distance counters:
+/// {"distance_evals": point–center distances started, "brute_force_evals": what brute
+/// force computes, "coords_read": coordinates those distances read, "moved": points
+/// that changed center}. For benchmarks.
+#[pyfunction]
+#[pyo3(signature = (features, budget, n_threads, first=None, initial=None, rows=None, prune=true))]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn kcenter_greedy_stats<'py>(
+    py: Python<'py>,
+    features: PyReadonlyArray2<'py, f32>,
+    budget: usize,
+    n_threads: usize,
+    first: Option<i64>,
+    initial: Option<PyReadonlyArray1<'py, i64>>,
+    rows: Option<PyReadonlyArray1<'py, i64>>,
+    prune: bool,
+) -> PyResult<(
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f32>>,
+    HashMap<&'static str, u64>,
+)> {
+    let (sel, radii, stats) =
+        kcenter_run(py, features, budget, n_threads, first, initial, rows, prune)?;
+    let mut out = HashMap::new();
+    out.insert("distance_evals", stats.distance_evals);
+    out.insert("brute_force_evals", stats.brute_force_evals);
+    out.insert("coords_read", stats.coords_read);
+    out.insert("moved", stats.moved);
+    Ok((sel, radii, out))
+}
+
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn kcenter_run<'py>(
+    py: Python<'py>,
+    features: PyReadonlyArray2<'py, f32>,
+    budget: usize,
+    n_threads: usize,
+    first: Option<i64>,
+    initial: Option<PyReadonlyArray1<'py, i64>>,
+    rows: Option<PyReadonlyArray1<'py, i64>>,
+    prune: bool,
+) -> PyResult<(
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f32>>,
+    kcenter::Stats,
+)> {
     let (n, d) = (features.shape()[0], features.shape()[1]);
     let x = contiguous("features", &features)?;
     let initial_slice = match &initial {
@@ -200,16 +257,20 @@ fn kcenter_greedy<'py>(
         Some(a) => Some(contiguous1("rows", a)?),
         None => None,
     };
-    let (sel, radii) = run_detached(py, n_threads, || {
-        kcenter::greedy(x, n, d, budget, first, initial_slice, rows_slice)
+    let (sel, radii, stats) = run_detached(py, n_threads, || {
+        kcenter::greedy_with(x, n, d, budget, first, initial_slice, rows_slice, prune)
     })?;
-    Ok((PyArray1::from_vec(py, sel), PyArray1::from_vec(py, radii)))
+    Ok((
+        PyArray1::from_vec(py, sel),
+        PyArray1::from_vec(py, radii),
+        stats,
+    ))
 }
 
 /// K-Center inside many clusters at once, the clusters in parallel.
 ///
 /// Cluster `c` holds rows `members[indptr[c]..indptr[c+1]]` and gets
-/// `quotas[c]` picks starting from row `first[c]` (-1: the first member).
+/// `quotas[c]` picks starting from row `first[c]` (-1: its lowest member row).
 /// Returns the picks of all clusters concatenated in cluster order, each
 /// cluster's in pick order.
 #[pyfunction]
@@ -239,10 +300,15 @@ fn kcenter_clusters<'py>(
 #[pyfunction]
 fn build_info() -> HashMap<&'static str, String> {
     let mut info = HashMap::new();
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     info.insert("profile", profile.to_string());
     info.insert("version", env!("CARGO_PKG_VERSION").to_string());
     info.insert("simd", distance::simd_path().to_string());
+    info.insert("kcenter_simd", kcenter::simd_path().to_string());
     info.insert("target_arch", std::env::consts::ARCH.to_string());
     info.insert(
         "available_parallelism",
@@ -258,6 +324,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_greedy, m)?)?;
+    m.add_function(wrap_pyfunction!(kcenter_greedy_stats, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_clusters, m)?)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     Ok(())

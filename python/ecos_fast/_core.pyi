@@ -29,7 +29,17 @@ def kcenter_greedy(
     first: int | None = None,
     initial: NDArray[np.int64] | None = None,
     rows: NDArray[np.int64] | None = None,
+    prune: bool = True,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]: ...
+def kcenter_greedy_stats(
+    features: NDArray[np.float32],
+    budget: int,
+    n_threads: int,
+    first: int | None = None,
+    initial: NDArray[np.int64] | None = None,
+    rows: NDArray[np.int64] | None = None,
+    prune: bool = True,
+) -> tuple[NDArray[np.int64], NDArray[np.float32], dict[str, int]]: ...
 def kcenter_clusters(
     features: NDArray[np.float32],
     indptr: NDArray[np.int64],

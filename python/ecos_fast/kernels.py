@@ -164,12 +164,13 @@ def kcenter_greedy(
     ----------
     features : array-like of shape (n_samples, n_features)
     budget : int
-        Picks to make, in [1, number of candidate rows].
+        Picks to make, in [1, number of candidate rows not in ``initial``].
     first : int, optional
         The first pick (a candidate row). Default: the lowest candidate row.
         Ignored when ``initial`` is given.
     initial : array-like of int, optional
-        Rows already selected: they act as centers and are never returned.
+        Rows already selected: they act as centers from the start and are never
+        returned (nor picked again, even when duplicates tie at distance 0).
     rows : array-like of int, optional
         Restrict the run to these rows (default: all rows).
     n_threads : int, optional
@@ -181,6 +182,15 @@ def kcenter_greedy(
         nearest center; ties go to the lowest row index.
     radii : ndarray of shape (budget,), float32
         Covering radius (Euclidean) of the unpicked candidates after each pick.
+
+    Notes
+    -----
+    Exact: the picks are those of brute-force farthest-first in float32 (one running
+    min-distance vector). Candidates are grouped by their nearest center and whole
+    groups or single points are skipped when the triangle inequality proves the new
+    center cannot be closer (with a margin that covers float32 rounding), and a
+    distance stops early once its partial sum proves the same. Memory is O(n_samples)
+    plus a copy of the center rows; the result does not depend on ``n_threads``.
 
     Examples
     --------
@@ -200,8 +210,11 @@ def kcenter_greedy(
         raise InvalidTypeError(f"budget must be an int, got {type(budget).__name__}")
     from ._validation import check_budget
 
-    b = check_budget(budget, n_cand)
     init_a = None if initial is None else as_indices(initial, "initial", upper=n)
+    if init_a is not None and init_a.size:
+        # Already-selected rows are centers, never picks: they leave the candidates.
+        n_cand -= int(np.isin(init_a, rows_a).sum()) if rows_a is not None else init_a.size
+    b = check_budget(budget, n_cand)
     f = None
     if first is not None and (init_a is None or init_a.size == 0):
         f = check_int(first, "first", low=0, high=n - 1)

@@ -76,7 +76,8 @@ def kcenter_greedy(
     """Brute-force farthest-first traversal.
 
     Candidates are ``rows`` (all rows when None). ``initial`` rows count as
-    centers already chosen. Without ``initial``, the first pick is ``first``
+    centers already chosen and are never picked (they leave the candidates).
+    Without ``initial``, the first pick is ``first``
     (default: the first candidate). Each later pick is the unpicked candidate
     whose distance to its nearest center is largest, ties to the lowest row
     index. Returns the picks and the covering radius (Euclidean) over the
@@ -90,6 +91,7 @@ def kcenter_greedy(
     mind = np.full(len(cand), np.inf)
     picked = np.zeros(len(cand), dtype=bool)
     init = [] if initial is None else list(np.asarray(initial, dtype=np.int64))
+    picked[np.isin(cand, init)] = True  # already selected: centers, never picks
     for i in init:
         mind = np.minimum(mind, ((xc - x[i]) ** 2).sum(axis=1))
     sel, radii = [], []
