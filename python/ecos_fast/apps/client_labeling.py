@@ -57,16 +57,19 @@ def _unit(x: NDArray[Any]) -> NDArray[np.float32]:
     return out
 
 
-def default_k(n_private: int, n_classes: int, fraction: float = 0.5) -> int:
+def default_k(n_private: int, n_classes: int, fraction: float = 1.0) -> int:
     """``k`` = ``fraction`` of the mean class size of the private set (at least 1).
 
-    A fixed rule (our choice, not tuned on any test split): the neighbours of a query
-    can all come from its own class, and the vote margin grows with the class size.
+    Our rule: with ``k`` equal to the mean class size, the neighbours of a query can
+    all come from its own class, and the vote margin (which must beat the GNMax noise)
+    grows with ``k``. The fraction 1.0 was chosen on the cloud's labeled pool samples of
+    each client domain (label accuracy of the noisy votes at epsilon=5 for 3000
+    queries, fractions 0.1-2.0; 1.0 was best or within 1 point), never on a test split.
 
     Examples
     --------
     >>> default_k(3500, 10), default_k(718, 10), default_k(5, 10)
-    (175, 36, 1)
+    (350, 72, 1)
     """
     return max(1, round(fraction * n_private / n_classes))
 

@@ -130,9 +130,14 @@ def main(
     elapsed = time.perf_counter() - start
     title = f"{_TITLES[cfg.app]} on the offline Digit-Five proxy (OCR-pretrained PP-OCRv4 features)"
     cmd = " ".join(["ecos-fast", prog.split()[-1], *(argv if argv is not None else sys.argv[1:])])
+    where = (
+        "test split"
+        if cfg.evaluate == "test"
+        else f"validation split ({cfg.validation_fraction:.0%} of the private set held out)"
+    )
     header = (
         f"Command: `{cmd}`  \n"
-        f"Accuracy (%) on the client domain's test split, mean ± std over seeds "
+        f"Accuracy (%) on the client domain's {where}, mean ± std over seeds "
         f"{', '.join(map(str, cfg.seeds))}; ECOS: R={cfg.n_clusters}, threshold={cfg.threshold}, "
         f"normalize={cfg.normalize}, coverage ε={cfg.epsilon}, δ={cfg.delta}; "
         f"model={cfg.model}. ε in a column header is the mean composed ε of the client's "
