@@ -1,0 +1,359 @@
+"""The offline Digit-Five proxy: domains, determinism, the paper split, fonts, caching."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ecos_fast.datasets import (
+    DOMAINS,
+    PRESETS,
+    CacheWarning,
+    MissingFontsError,
+    _cache,
+    digits,
+    domain_size,
+    fonts,
+    load_domain,
+    paper_split,
+    preview_grid,
+)
+from ecos_fast.errors import InvalidInputError, InvalidTypeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("PIL", reason="the data extras are not installed (deps/pip-data.txt)")
+
+TINY = {name: (20, 10) for name in DOMAINS}
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_cache.CACHE_ENV, str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def no_system_fonts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Pretend no font package is installed (and forget what was discovered)."""
+    monkeypatch.setattr(fonts, "_SYSTEM_ROOTS", ())
+    monkeypatch.delenv(fonts.FONT_DIRS_ENV, raising=False)
+    monkeypatch.setattr(
+        fonts,
+        "HERSHEY_PACKAGE",
+        fonts.FontPackage("hershey-fonts-data", "hershey", "/nonexistent", ""),
+    )
+    fonts._discover.cache_clear()
+    fonts._hershey.cache_clear()
+    yield
+    fonts._discover.cache_clear()
+    fonts._hershey.cache_clear()
+
+
+# ---------------------------------------------------------------- every domain
+
+
+@pytest.mark.parametrize("name", DOMAINS)
+def test_domain_shapes_dtypes_and_balanced_labels(name: str) -> None:
+    images, labels = load_domain(name, "train", n=30, seed=3, cache=False)
+    assert images.shape == (30, 32, 32, 3) and images.dtype == np.uint8
+    assert images.flags.c_contiguous
+    assert labels.shape == (30,) and labels.dtype == np.int64
+    assert np.array_equal(np.bincount(labels, minlength=10), np.full(10, 3))
+    # Not blank: every image has contrast.
+    spread = images.reshape(30, -1).max(axis=1).astype(int) - images.reshape(30, -1).min(axis=1)
+    assert (spread > 40).all()
+
+
+@pytest.mark.parametrize("name", DOMAINS)
+def test_same_seed_same_bytes_other_seed_other_bytes(name: str) -> None:
+    a, la = digits.render_domain(name, "train", 12, 5)
+    b, lb = digits.render_domain(name, "train", 12, 5)
+    c, _ = digits.render_domain(name, "train", 12, 6)
+    assert a.tobytes() == b.tobytes() and np.array_equal(la, lb)
+    assert a.tobytes() != c.tobytes()
+
+
+@pytest.mark.parametrize("name", DOMAINS)
+def test_train_and_test_differ(name: str) -> None:
+    train, _ = digits.render_domain(name, "train", 10, 0)
+    test, _ = digits.render_domain(name, "test", 10, 0)
+    flat_train = {img.tobytes() for img in train}
+    assert not any(img.tobytes() in flat_train for img in test)
+
+
+@pytest.mark.parametrize("name", ["mnist", "optdigits"])
+def test_real_partition_is_fixed_disjoint_and_stratified(name: str) -> None:
+    train = digits._real_partition(name, "train")
+    test = digits._real_partition(name, "test")
+    n_total = len(train) + len(test)
+    assert np.intersect1d(train, test).size == 0
+    assert np.array_equal(np.union1d(train, test), np.arange(n_total))
+    assert len(test) == pytest.approx(n_total / 5, abs=10)
+    assert len(train) == PRESETS["default"][name][0]
+    assert len(test) == PRESETS["default"][name][1]
+
+
+def test_mnistm_is_coloured_and_unbounded() -> None:
+    # mnistm reuses the mnist digits of the same split, each with a fresh photo patch,
+    # so it may hold more images than mnist's 1,000 test digits.
+    images, labels = digits.render_domain("mnistm", "test", 1100, 2)
+    assert np.array_equal(np.bincount(labels), np.full(10, 110))
+    channels = images.reshape(-1, 3).astype(int)
+    assert (np.abs(channels[:, 0] - channels[:, 2]) > 20).mean() > 0.2  # colour, not grey
+
+
+def test_domain_size_and_presets() -> None:
+    assert domain_size("mnist") == 4000
+    assert domain_size("print", "test", preset="small") == PRESETS["small"]["print"][1]
+    default = PRESETS["default"]
+    train_total = sum(v[0] for v in default.values())
+    pools = [train_total - default[d][0] // 2 for d in DOMAINS]
+    assert 30_000 <= min(pools) and max(pools) <= 40_000  # "about 35k pool images"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"name": "svhn"}, InvalidInputError, "domain='svhn'"),
+        ({"name": 3}, InvalidTypeError, "domain must be a str"),
+        ({"name": "mnist", "split": "val"}, InvalidInputError, "split='val'"),
+        ({"name": "mnist", "n": 4001}, InvalidInputError, "n=4001 exceeds"),
+        ({"name": "optdigits", "split": "test", "n": 356}, InvalidInputError, "n=356"),
+        ({"name": "print", "n": -1}, InvalidInputError, "n=-1"),
+        ({"name": "print", "n": True}, InvalidTypeError, "n must be an int"),
+        ({"name": "print", "n": 2.0}, InvalidTypeError, "n must be an int"),
+        ({"name": "print", "seed": -2}, InvalidInputError, "seed=-2"),
+        ({"name": "print", "preset": "huge"}, InvalidInputError, "preset='huge'"),
+    ],
+)
+def test_load_domain_validates(kwargs: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        load_domain(**kwargs)  # type: ignore[arg-type]
+
+
+def test_zero_images() -> None:
+    images, labels = load_domain("synth", n=0, cache=False)
+    assert images.shape == (0, 32, 32, 3) and labels.shape == (0,)
+
+
+# ---------------------------------------------------------------- the paper split
+
+
+def test_paper_split_sizes_and_provenance() -> None:
+    s = paper_split("hand", sizes=TINY, seed=1)
+    assert s.client_domain == "hand" and s.domains == DOMAINS
+    assert len(s.private_labels) == 10
+    assert len(s.pool_labels) == 6 * 20 + 10
+    assert len(s.test_labels) == 10
+    counts = np.bincount(s.pool_domains, minlength=len(DOMAINS))
+    assert counts.tolist() == [10 if d == "hand" else 20 for d in DOMAINS]
+    assert s.pool_images.shape == (130, 32, 32, 3) and s.pool_domains.dtype == np.int64
+    # Private and pooled halves of the client split are disjoint and cover it.
+    client_rows = s.pool_index[s.pool_domains == s.client_id]
+    assert np.intersect1d(client_rows, s.private_index).size == 0
+    assert sorted(np.concatenate([client_rows, s.private_index]).tolist()) == list(range(20))
+    # Every pool row is the stated row of its domain's train split.
+    for domain_id, name in enumerate(s.domains):
+        images, labels = load_domain(name, "train", 20, 0)
+        mine = s.pool_domains == domain_id
+        assert np.array_equal(s.pool_images[mine], images[s.pool_index[mine]])
+        assert np.array_equal(s.pool_labels[mine], labels[s.pool_index[mine]])
+    hand, hand_labels = load_domain("hand", "train", 20, 0)
+    assert np.array_equal(s.private_images, hand[s.private_index])
+    assert np.array_equal(s.private_labels, hand_labels[s.private_index])
+    test, _ = load_domain("hand", "test", 10, 0)
+    assert np.array_equal(s.test_images, test)
+    assert "client=hand" in s.summary()
+
+
+def test_paper_split_seed_changes_the_halving_not_the_data() -> None:
+    a = paper_split("mnist", sizes=TINY, seed=1, domains=("mnist", "hershey"))
+    b = paper_split("mnist", sizes=TINY, seed=2, domains=("mnist", "hershey"))
+    c = paper_split("mnist", sizes=TINY, seed=1, domains=("mnist", "hershey"))
+    assert not np.array_equal(a.private_index, b.private_index)
+    assert np.array_equal(a.private_index, c.private_index)
+    assert a.pool_images.tobytes() == c.pool_images.tobytes()
+    assert np.array_equal(a.test_images, b.test_images)
+    assert a.domains == ("mnist", "hershey") and len(a.pool_labels) == 30
+
+
+def test_paper_split_private_fraction() -> None:
+    s = paper_split("print", sizes=TINY, private_fraction=0.25, domains=("print", "synth"))
+    assert len(s.private_labels) == 5 and len(s.pool_labels) == 15 + 20
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"client_domain": "svhn"}, "domain='svhn'"),
+        ({"client_domain": "mnist", "domains": ("print",)}, "not in domains"),
+        ({"client_domain": "mnist", "domains": ("mnist", "mnist")}, "duplicates"),
+        ({"client_domain": "mnist", "private_fraction": 1.0}, "private_fraction=1.0"),
+        ({"client_domain": "mnist", "sizes": {"mnist": (5,)}}, r"sizes\['mnist'\]"),
+        ({"client_domain": "mnist", "seed": -1}, "seed=-1"),
+        ({"client_domain": "mnist", "data_seed": -1}, "data_seed=-1"),
+    ],
+)
+def test_paper_split_validates(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        paper_split(**kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_cache_round_trip_and_second_call_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = load_domain("synth", "train", 8, 4)
+    files = list((_cache.cache_dir() / "images").glob("synth-train-n8-seed4-*"))
+    assert len(files) == 4  # images, labels and their checksums
+
+    def boom(*args: object) -> None:
+        raise AssertionError("rendered again instead of reading the cache")
+
+    monkeypatch.setattr("ecos_fast.datasets.split.render_domain", boom)
+    second = load_domain("synth", "train", 8, 4)
+    assert first[0].tobytes() == second[0].tobytes()
+    assert np.array_equal(first[1], second[1])
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "checksum", "pickle"])
+def test_corrupt_cache_entry_is_detected_and_rebuilt(damage: str) -> None:
+    images, _ = load_domain("hershey", "test", 6, 1)
+    (path,) = (_cache.cache_dir() / "images").glob("hershey-test-n6-seed1-*[0-9a-f].npy")
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[-1] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif damage == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "checksum":
+        path.with_suffix(".sha256").write_text("0" * 64)
+    else:  # a pickled object array with a matching checksum must still be refused
+        import hashlib
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        path.write_bytes(buffer.getvalue())
+        path.with_suffix(".sha256").write_text(hashlib.sha256(buffer.getvalue()).hexdigest())
+    with pytest.warns(CacheWarning, match="corrupt"):
+        again, _ = load_domain("hershey", "test", 6, 1)
+    assert again.tobytes() == images.tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        load_domain("hershey", "test", 6, 1)  # rebuilt entry is clean
+
+
+def test_cache_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_cache.CACHE_ENV, str(tmp_path / "elsewhere"))
+    assert _cache.cache_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv(_cache.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _cache.cache_dir() == tmp_path / "xdg" / "ecos-fast"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert _cache.cache_dir() == Path.home() / ".cache" / "ecos-fast"
+
+
+# ---------------------------------------------------------------- fonts
+
+
+def test_font_discovery_finds_distinct_fonts() -> None:
+    printed = fonts.discover_fonts("print")
+    hand = fonts.discover_fonts("hand")
+    hershey = fonts.hershey_fonts()
+    assert len(printed) >= 50 and len(hand) >= 20 and len(hershey) >= 5
+    assert not set(printed) & set(hand)
+    signatures = [fonts._glyph_signature(p) for p in (*printed, *hand)]
+    assert all(s is not None for s in signatures)
+    assert len(set(signatures)) == len(signatures)  # de-duplicated by glyph hash
+    assert not any("D050000L" in p.name for p in printed)  # dingbats are not digits
+    assert all(len(f.digits) == 10 and all(f.digits) for f in hershey)
+
+
+@pytest.mark.usefixtures("no_system_fonts")
+@pytest.mark.parametrize(
+    ("name", "package"),
+    [
+        ("print", "fonts-liberation"),
+        ("hand", "fonts-dkg-handwriting"),
+        ("hershey", "hershey-fonts-data"),
+    ],
+)
+def test_missing_font_package_names_it(name: str, package: str) -> None:
+    with pytest.raises(MissingFontsError, match=package) as info:
+        digits.render_domain(name, "train", 2, 0)
+    assert "apt-get install" in str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+
+
+@pytest.mark.usefixtures("no_system_fonts")
+def test_allow_missing_fonts_uses_the_installed_subset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "truetype").mkdir()
+    os.symlink("/usr/share/fonts/truetype/liberation", tmp_path / "truetype" / "liberation")
+    monkeypatch.setenv(fonts.FONT_DIRS_ENV, str(tmp_path))
+    monkeypatch.setenv(fonts.ALLOW_MISSING_ENV, "1")
+    with pytest.warns(UserWarning, match="fonts-freefont-ttf"):
+        found = fonts.discover_fonts("print")
+    assert found and all("Liberation" in p.name for p in found)
+    images, _ = digits.render_domain("print", "train", 3, 0)
+    assert images.shape == (3, 32, 32, 3)
+
+
+def test_discover_fonts_validates_family() -> None:
+    with pytest.raises(InvalidInputError, match="family='serif'"):
+        fonts.discover_fonts("serif")  # type: ignore[arg-type]
+
+
+def test_parse_jhf_record() -> None:
+    # '1' of futural: margins, then one stroke of four points.
+    (strokes,) = fonts._parse_jhf("12345  5H\\NJPISFS[")
+    (stroke,) = strokes
+    assert stroke.tolist() == [[-4.0, -8.0], [-2.0, -9.0], [1.0, -12.0], [1.0, 9.0]]
+
+
+# ---------------------------------------------------------------- preview and helpers
+
+
+def test_preview_grid_has_one_row_per_domain() -> None:
+    grid = preview_grid(("mnist", "hershey"), per_class=1, scale=1)
+    assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3
+    assert grid.shape[0] == 2 * 34
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    labels=st.lists(st.integers(0, 9), min_size=1, max_size=60),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_take_balanced_prefix_is_balanced(
+    labels: list[int], seed: int, data: st.DataObject
+) -> None:
+    y = np.asarray(labels, dtype=np.int64)
+    n = data.draw(st.integers(0, len(y)))
+    picked = digits._take_balanced(y, n, np.random.default_rng(seed))
+    assert len(set(picked.tolist())) == n  # no repeats
+    counts = np.bincount(y[picked], minlength=10)
+    available = np.bincount(y, minlength=10)
+    # No class is short while another has two more than it, unless it ran out.
+    for a in range(10):
+        for b in range(10):
+            if counts[a] + 1 < counts[b]:
+                assert counts[a] == available[a]
+
+
+@settings(max_examples=25, deadline=None)
+@given(labels=st.lists(st.integers(0, 9), min_size=1, max_size=30), extra=st.integers(1, 40))
+def test_take_balanced_cycles_when_asked(labels: list[int], extra: int) -> None:
+    y = np.asarray(labels, dtype=np.int64)
+    picked = digits._take_balanced(y, len(y) + extra, np.random.default_rng(0), cycle=True)
+    assert len(picked) == len(y) + extra
+    assert set(picked.tolist()) == set(range(len(y)))
+    with pytest.raises(InvalidInputError, match="exceeds"):
+        digits._take_balanced(y, len(y) + extra, np.random.default_rng(0))
