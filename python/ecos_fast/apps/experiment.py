@@ -294,12 +294,7 @@ def run_experiment(
 
             if "ecos" in cfg.methods:
                 t1 = time.perf_counter()
-                cents = ecos_fast.fit_centroids(
-                    pool,
-                    cfg.n_clusters,
-                    seed=seed,
-                    normalize=cfg.normalize,  # type: ignore[arg-type]
-                )
+                cents = _cached_centroids(pool, split, cfg, seed)
                 fit_s = time.perf_counter() - t1
                 for eps in eps_list:
                     t1 = time.perf_counter()
@@ -335,10 +330,7 @@ def run_experiment(
             if "kcenter" in cfg.methods:
                 t1 = time.perf_counter()
                 first = int(np.random.default_rng(seed).integers(len(pool)))
-                order = np.asarray(
-                    ecos_fast.select_kcenter(pool, max(budgets), first=first).indices,
-                    dtype=np.int64,
-                )
+                order = _cached_kcenter(pool, split, cfg, seed, max(budgets), first)
                 kc_s = time.perf_counter() - t1
                 for budget in budgets:
                     records.append(ctx.run("kcenter", budget, order[:budget], 0.0, kc_s))
@@ -360,6 +352,59 @@ def run_experiment(
             )
     bar.close()
     return records, comms
+
+
+def _selection_key(split: Any, cfg: ExperimentConfig, seed: int, what: str) -> str:
+    """Cache key of a selection artefact: the split's data plus the method's settings."""
+    sizes = "" if cfg.sizes is None else str(sorted(cfg.sizes.items()))
+    tag = _stable_seed(
+        split.client_domain, seed, cfg.preset, sizes, cfg.evaluate, split.extractor, what
+    )
+    return f"{split.client_domain}-s{seed}-{what}-{tag:08x}"
+
+
+def _cached_centroids(pool: NDArray[Any], split: Any, cfg: ExperimentConfig, seed: int) -> Any:
+    """:func:`ecos_fast.fit_centroids` on the pool, kept on disk beside the features.
+
+    The pool of a (client domain, seed) is the same for every application, budget and
+    epsilon, so its k-means sketch is fitted once and reused by the demo and every
+    ``reproduce --app``; only public pool data is stored.
+    """
+    import ecos_fast
+    from ecos_fast.datasets import _cache
+
+    key = _selection_key(split, cfg, seed, f"kmeans-R{cfg.n_clusters}-{cfg.normalize}")
+    c = _cache.load_array("selection", key, dtype=np.float32, shape=(cfg.n_clusters, None))
+    lab = _cache.load_array("selection", key + ".labels", dtype=np.int64, shape=(len(pool),))
+    if c is not None and lab is not None:
+        return ecos_fast.Centroids(
+            c, n_pool=len(pool), seed=seed, normalize=cfg.normalize, labels=lab
+        )
+    cents = ecos_fast.fit_centroids(
+        pool,
+        cfg.n_clusters,
+        seed=seed,
+        normalize=cfg.normalize,  # type: ignore[arg-type]
+    )
+    _cache.save_array("selection", key, np.asarray(cents.centroids))
+    _cache.save_array("selection", key + ".labels", np.asarray(cents.labels))
+    return cents
+
+
+def _cached_kcenter(
+    pool: NDArray[Any], split: Any, cfg: ExperimentConfig, seed: int, budget: int, first: int
+) -> NDArray[np.int64]:
+    """Global greedy K-Center order (first ``budget`` picks), kept on disk."""
+    import ecos_fast
+    from ecos_fast.datasets import _cache
+
+    key = _selection_key(split, cfg, seed, f"kcenter-first{first}")
+    order = _cache.load_array("selection", key, dtype=np.int64, shape=(None,))
+    if order is not None and len(order) >= budget:
+        return order[:budget]
+    order = np.asarray(ecos_fast.select_kcenter(pool, budget, first=first).indices, np.int64)
+    _cache.save_array("selection", key, order)
+    return order
 
 
 def _validation_split(split: Any, fraction: float, seed: int) -> Any:
