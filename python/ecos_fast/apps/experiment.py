@@ -41,7 +41,11 @@ __all__ = [
     "ExperimentConfig",
     "RunRecord",
     "communication",
+    "format_communication",
+    "format_share",
+    "format_sweep",
     "format_table",
+    "read_csv",
     "run_experiment",
     "summarise",
     "write_reports",
@@ -759,6 +763,53 @@ def format_communication(comms: Sequence[Communication]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_share(records: Sequence[RunRecord], epsilon: float | None = None) -> str:
+    """Markdown table: share (%) of the selection drawn from the client's own domain."""
+    if epsilon is None:
+        ecos = [r.epsilon for r in records if r.method == "ecos"]
+        epsilon = ecos[0] if ecos else 0.0
+    keep = [
+        r for r in records if r.method != "local" and (r.method != "ecos" or r.epsilon == epsilon)
+    ]
+    methods = [m for m in METHODS if m != "local" and any(r.method == m for r in keep)]
+    budgets = sorted({r.budget for r in keep})
+    domains = list(dict.fromkeys(r.domain for r in keep))
+    cols = [f"{METHOD_NAMES[m]} B={b}" for b in budgets for m in methods]
+    lines = ["| client | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for d in domains:
+        cells = []
+        for b in budgets:
+            for m in methods:
+                v = [r.client_share for r in keep if (r.domain, r.budget, r.method) == (d, b, m)]
+                cells.append(f"{100 * float(np.mean(v)):.1f}" if v else "–")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def read_csv(path: Path) -> list[RunRecord]:
+    """Read back what :func:`write_csv` wrote."""
+    out: list[RunRecord] = []
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            out.append(
+                RunRecord(
+                    app=row["app"],
+                    domain=row["domain"],
+                    seed=int(row["seed"]),
+                    budget=int(row["budget"]),
+                    method=row["method"],
+                    epsilon=float(row["epsilon"]),
+                    total_epsilon=float(row["total_epsilon"]),
+                    accuracy=float(row["accuracy"]),
+                    n_selected=int(row["n_selected"]),
+                    client_share=float(row["client_share"]),
+                    seconds=float(row["seconds"]),
+                    extra={k: float(v) for k, v in json.loads(row["extra"]).items()},
+                )
+            )
+    return out
+
+
 def write_csv(records: Sequence[RunRecord], path: Path) -> None:
     """Every run, one row (extra numbers as JSON)."""
     names = [f for f in RunRecord.__dataclass_fields__ if f != "extra"]
@@ -869,6 +920,11 @@ def write_reports(
     sweep = format_sweep(records)
     if sweep:
         md += ["## ε sweep (ECOS, average over domains)", "", sweep]
+    md += [
+        "## Share of the selection drawn from the client's own domain (%)",
+        "",
+        format_share(records),
+    ]
     if comms:
         md += ["## Communication and client compute", "", format_communication(comms)]
     paths["markdown"].write_text("\n".join(md))
