@@ -34,7 +34,9 @@ fn pool(n_threads: usize) -> KernelResult<Arc<rayon::ThreadPool>> {
             pools: HashMap::new(),
         })
     });
-    let mut guard = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let pid = std::process::id();
     if guard.pid != pid {
         // After fork: the parent's workers do not exist here. Forget (leak) the
@@ -85,6 +87,9 @@ fn contiguous1<'a, T: numpy::Element>(
         .map_err(|_| invalid!("{name} must be C-contiguous").into())
 }
 
+/// (labels int64[n], squared distances float32[n]).
+type LabelsDists<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>);
+
 /// Nearest-centroid assignment: labels int64[n] and squared distances float32[n].
 #[pyfunction]
 #[pyo3(signature = (features, centroids, n_threads))]
@@ -93,7 +98,7 @@ fn assign<'py>(
     features: PyReadonlyArray2<'py, f32>,
     centroids: PyReadonlyArray2<'py, f32>,
     n_threads: usize,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>)> {
+) -> PyResult<LabelsDists<'py>> {
     let (n, d) = (features.shape()[0], features.shape()[1]);
     let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
     let x = contiguous("features", &features)?;
@@ -239,7 +244,11 @@ fn kcenter_clusters<'py>(
 #[pyfunction]
 fn build_info() -> HashMap<&'static str, String> {
     let mut info = HashMap::new();
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     info.insert("profile", profile.to_string());
     info.insert("version", env!("CARGO_PKG_VERSION").to_string());
     info.insert("simd", distance::simd_path().to_string());
