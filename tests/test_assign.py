@@ -8,15 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ecos_fast
 import numpy as np
 import pytest
+from ecos_fast import _core, reference
+from ecos_fast.errors import InvalidInputError, InvalidTypeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import ecos_fast
-from ecos_fast import _core, reference
-from ecos_fast.errors import InvalidInputError, InvalidTypeError
 
 SETTINGS = settings(max_examples=50, deadline=None)
 
