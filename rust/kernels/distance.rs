@@ -71,6 +71,15 @@ impl SimdPath {
         }
     }
 
+    /// Columns of the narrow kernel used for a short last panel.
+    fn tail_width(self) -> usize {
+        match self {
+            SimdPath::Avx512 => 16,
+            SimdPath::Avx2Fma => 8,
+            SimdPath::Portable => 8,
+        }
+    }
+
     /// (rows, columns) of the register tile.
     fn tile(self) -> (usize, usize) {
         match self {
@@ -117,7 +126,7 @@ pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
 /// Squared Euclidean distance by direct differences, 16 interleaved partial
 /// sums combined in a fixed order (vectorisable, and the same bits on every
 /// SIMD path since Rust never contracts `a*b + c` into an FMA).
-#[inline]
+#[inline(always)]
 pub fn sq_dist_exact(a: &[f32], b: &[f32]) -> f32 {
     const L: usize = 16;
     let mut acc = [0f32; L];
@@ -144,11 +153,19 @@ pub fn sq_dist_exact(a: &[f32], b: &[f32]) -> f32 {
     acc[0]
 }
 
-/// A micro-kernel: `MR × NR` dot products over `d` features, folded into the
-/// running minima. Arguments: packed rows (`d × MR`), packed centroid panel
-/// (`d × NR`), `d`, the panel's `||c − mu||²` (`NR`), the panel's first centroid
-/// index, running minima (`MR × NR`) and their indices (`MR × NR`).
-type TileFn = unsafe fn(*const f32, *const f32, usize, *const f32, i32, *mut f32, *mut i32);
+/// A micro-kernel: `MR × W` dot products over `d` features, folded into the
+/// running minima. Arguments: the first of `MR` shifted rows and the row
+/// stride, the packed centroid panel (`d × W`, feature-major), `d`, the panel's
+/// `||c − mu||²` (`W`), the panel's first centroid index, and the running minima
+/// and their indices (`MR` rows of the path's full width `NR`; a narrower
+/// panel updates the first `W` lanes).
+type TileFn = unsafe fn(*const f32, usize, *const f32, usize, *const f32, i32, *mut f32, *mut i32);
+
+/// A run of `width` consecutive centroids packed feature-major.
+struct Panel {
+    j0: usize,
+    width: usize,
+}
 
 /// Centroids packed for one SIMD path, plus what the blocks share.
 pub struct Packed<'a> {
@@ -158,7 +175,9 @@ pub struct Packed<'a> {
     d: usize,
     k: usize,
     centroids: &'a [f32],
-    /// Panels of `NR` centroids, each stored feature-major (`d × NR`); padding is 0.
+    panels: Vec<Panel>,
+    /// Panel after panel, each `d × width` (feature-major); padding is 0.
+    /// Panel `p` starts at `j0 · d`.
     b: Vec<f32>,
     /// `||c_j − mu||²` per packed column; +inf in padding so it never wins.
     cn: Vec<f32>,
@@ -182,14 +201,15 @@ impl<'a> Packed<'a> {
         if d == 0 {
             return Err(invalid!("n_features={d} must be >= 1"));
         }
-        if k > i32::MAX as usize {
-            return Err(invalid!("n_clusters={k} exceeds {}", i32::MAX));
+        if k > i32::MAX as usize / 2 {
+            return Err(invalid!("n_clusters={k} exceeds {}", i32::MAX / 2));
         }
         if c.len() != k * d {
             return Err(invalid!("centroids buffer does not match k={k}, d={d}"));
         }
         let path = path();
         let (mr, nr) = path.tile();
+        let tail_nr = path.tail_width();
         let mut mu = vec![0f64; d];
         for row in c.chunks_exact(d) {
             for (m, &v) in mu.iter_mut().zip(row) {
@@ -197,19 +217,35 @@ impl<'a> Packed<'a> {
             }
         }
         let mu: Vec<f32> = mu.iter().map(|m| (m / k as f64).round() as f32).collect();
-        let panels = k.div_ceil(nr);
-        let mut b = vec![0f32; panels * d * nr];
-        let mut cn = vec![f32::INFINITY; panels * nr];
-        for (j, row) in c.chunks_exact(d).enumerate() {
-            let (p, lane) = (j / nr, j % nr);
-            let panel = &mut b[p * d * nr..(p + 1) * d * nr];
-            let mut norm = 0f64;
-            for (f, (&v, &m)) in row.iter().zip(&mu).enumerate() {
-                let s = v - m;
-                panel[f * nr + lane] = s;
-                norm += (s as f64) * (s as f64);
+        // Full panels, then one narrow panel when the rest fits it (less padding).
+        let mut panels = Vec::new();
+        let mut j0 = 0;
+        while j0 < k {
+            let rest = k - j0;
+            let width = if rest >= nr || rest > tail_nr {
+                nr
+            } else {
+                tail_nr
+            };
+            panels.push(Panel { j0, width });
+            j0 += width;
+        }
+        let padded = j0;
+        let mut b = vec![0f32; padded * d];
+        let mut cn = vec![f32::INFINITY; padded];
+        for panel in &panels {
+            let w = panel.width;
+            let block = &mut b[panel.j0 * d..(panel.j0 + w) * d];
+            for lane in 0..w.min(k - panel.j0) {
+                let j = panel.j0 + lane;
+                let mut norm = 0f64;
+                for (f, (&v, &m)) in c[j * d..(j + 1) * d].iter().zip(&mu).enumerate() {
+                    let s = v - m;
+                    block[f * w + lane] = s;
+                    norm += (s as f64) * (s as f64);
+                }
+                cn[j] = norm as f32;
             }
-            cn[j] = norm as f32;
         }
         Ok(Packed {
             path,
@@ -218,60 +254,85 @@ impl<'a> Packed<'a> {
             d,
             k,
             centroids: c,
+            panels,
             b,
             cn,
             mu,
         })
     }
 
-    fn tile_fn(&self) -> TileFn {
+    fn tile_fn(&self, width: usize) -> TileFn {
+        let full = width == self.nr;
         match self.path {
             #[cfg(target_arch = "x86_64")]
-            SimdPath::Avx512 => x86::tile_avx512,
+            SimdPath::Avx512 if full => x86::tile_avx512::<2>,
             #[cfg(target_arch = "x86_64")]
-            SimdPath::Avx2Fma => x86::tile_avx2,
+            SimdPath::Avx512 => x86::tile_avx512::<1>,
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx2Fma if full => x86::tile_avx2::<2>,
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx2Fma => x86::tile_avx2::<1>,
             _ => tile_portable,
         }
     }
 
     /// Assign the `m` rows of `x` (`m × d`, `m ≤ ROW_BLOCK`).
     pub fn block(&self, x: &[f32], s: &mut Scratch, labels: &mut [i64], dists: &mut [f32]) {
+        match self.path {
+            // SAFETY: the path's CPU features were detected at run time.
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx512 => unsafe { x86::block_avx512(self, x, s, labels, dists) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx2Fma => unsafe { x86::block_avx2(self, x, s, labels, dists) },
+            _ => self.block_impl(x, s, labels, dists),
+        }
+    }
+
+    /// The block driver, inlined into per-path `#[target_feature]` wrappers so
+    /// the shifted copy and the exact re-check vectorise to the path's width
+    /// (same bits on every path: no FMA contraction, fixed summation order).
+    #[inline(always)]
+    fn block_impl(&self, x: &[f32], s: &mut Scratch, labels: &mut [i64], dists: &mut [f32]) {
         let (d, mr, nr) = (self.d, self.mr, self.nr);
         let m = labels.len();
         debug_assert!(m <= ROW_BLOCK && x.len() == m * d && dists.len() == m);
         let mpad = m.div_ceil(mr) * mr;
-        // Pack: micro-panel t holds rows t*mr.. as d × mr (feature-major), shifted by mu.
-        s.a.clear();
-        s.a.resize(mpad * d, 0.0);
-        for (i, row) in x.chunks_exact(d).enumerate() {
-            let (t, r) = (i / mr, i % mr);
-            let panel = &mut s.a[t * d * mr..(t + 1) * d * mr];
-            for (f, (&v, &mu)) in row.iter().zip(&self.mu).enumerate() {
-                panel[f * mr + r] = v - mu;
+        // Rows shifted by mu, row-major (a contiguous, vectorised pass; the
+        // micro-kernel broadcasts from MR row streams). Padding rows are 0.
+        if s.a.len() < mpad * d {
+            s.a.resize(mpad * d, 0.0);
+        }
+        for (dst, src) in s.a.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            for ((o, &v), &mu) in dst.iter_mut().zip(src).zip(&self.mu) {
+                *o = v - mu;
             }
         }
+        s.a[m * d..mpad * d].fill(0.0);
         s.best.clear();
         s.best.resize(mpad * nr, f32::INFINITY);
         s.best_idx.clear();
         s.best_idx.resize(mpad * nr, 0);
-        let tile = self.tile_fn();
-        for p in 0..self.cn.len() / nr {
-            let bp = &self.b[p * d * nr..(p + 1) * d * nr];
-            let cn = &self.cn[p * nr..(p + 1) * nr];
+        for panel in &self.panels {
+            let w = panel.width;
+            let tile = self.tile_fn(w);
+            let bp = &self.b[panel.j0 * d..(panel.j0 + w) * d];
+            let cn = &self.cn[panel.j0..panel.j0 + w];
             for t in 0..mpad / mr {
-                let a = &s.a[t * d * mr..(t + 1) * d * mr];
+                let a = &s.a[t * mr * d..(t + 1) * mr * d];
                 let best = &mut s.best[t * mr * nr..(t + 1) * mr * nr];
                 let idx = &mut s.best_idx[t * mr * nr..(t + 1) * mr * nr];
                 // SAFETY: the slices have exactly the lengths the kernel reads and
-                // writes (a: d·mr, bp: d·nr, cn: nr, best/idx: mr·nr), and the
-                // path's CPU features were detected at run time by `path()`.
+                // writes (a: mr rows of d, bp: d·w, cn: w, best/idx: mr·nr with
+                // w ≤ nr), and the path's CPU features were detected at run time.
                 unsafe {
                     tile(
                         a.as_ptr(),
+                        d,
                         bp.as_ptr(),
                         d,
                         cn.as_ptr(),
-                        (p * nr) as i32,
+                        panel.j0 as i32,
                         best.as_mut_ptr(),
                         idx.as_mut_ptr(),
                     )
@@ -300,9 +361,12 @@ impl<'a> Packed<'a> {
 /// Portable micro-kernel (4 × 8), written so LLVM vectorises the inner loops.
 ///
 /// # Safety
-/// `a` points to `d·4` floats, `b` to `d·8`, `cn` to 8, `best`/`idx` to 32.
+/// `a` points to 4 rows of `d` floats `lda` apart, `b` to `d·8`, `cn` to 8,
+/// `best`/`idx` to 32.
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_portable(
     a: *const f32,
+    lda: usize,
     b: *const f32,
     d: usize,
     cn: *const f32,
@@ -313,9 +377,10 @@ unsafe fn tile_portable(
     const MR: usize = 4;
     const NR: usize = 8;
     // SAFETY: lengths per this function's contract.
-    let (a, b, cn, best, idx) = unsafe {
+    let (rows, b, cn, best, idx) = unsafe {
+        let row = |r: usize| std::slice::from_raw_parts(a.add(r * lda), d);
         (
-            std::slice::from_raw_parts(a, d * MR),
+            [row(0), row(1), row(2), row(3)],
             std::slice::from_raw_parts(b, d * NR),
             std::slice::from_raw_parts(cn, NR),
             std::slice::from_raw_parts_mut(best, MR * NR),
@@ -323,10 +388,11 @@ unsafe fn tile_portable(
         )
     };
     let mut acc = [[0f32; NR]; MR];
-    for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    for (f, bv) in b.chunks_exact(NR).enumerate() {
         for r in 0..MR {
+            let av = rows[r][f];
             for j in 0..NR {
-                acc[r][j] += av[r] * bv[j];
+                acc[r][j] += av * bv[j];
             }
         }
     }
@@ -345,14 +411,49 @@ unsafe fn tile_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// AVX-512 micro-kernel: 12 rows × 32 centroids = 24 zmm accumulators.
+    use super::{Packed, Scratch};
+
+    /// [`Packed::block_impl`] compiled for AVX-512F.
     ///
     /// # Safety
-    /// The CPU supports AVX-512F; `a` points to `d·12` floats, `b` to `d·32`,
-    /// `cn` to 32, `best`/`idx` to 384.
+    /// The CPU supports AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile_avx512(
+    pub unsafe fn block_avx512(
+        p: &Packed<'_>,
+        x: &[f32],
+        s: &mut Scratch,
+        labels: &mut [i64],
+        dists: &mut [f32],
+    ) {
+        p.block_impl(x, s, labels, dists)
+    }
+
+    /// [`Packed::block_impl`] compiled for AVX2+FMA.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn block_avx2(
+        p: &Packed<'_>,
+        x: &[f32],
+        s: &mut Scratch,
+        labels: &mut [i64],
+        dists: &mut [f32],
+    ) {
+        p.block_impl(x, s, labels, dists)
+    }
+
+    /// AVX-512 micro-kernel: 12 rows × 16·NH centroids (NH = 2: 24 zmm
+    /// accumulators; NH = 1 for a narrow last panel).
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F; `a` points to 12 rows of `d` floats `lda`
+    /// apart, `b` to `d·16·NH`, `cn` to `16·NH`, `best`/`idx` to 12 rows of 32.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn tile_avx512<const NH: usize>(
         a: *const f32,
+        lda: usize,
         b: *const f32,
         d: usize,
         cn: *const f32,
@@ -362,29 +463,31 @@ mod x86 {
     ) {
         const MR: usize = 12;
         const NR: usize = 32;
-        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        let w = 16 * NH;
+        let mut acc = [[_mm512_setzero_ps(); NH]; MR];
         // SAFETY (whole body): pointer offsets stay within the lengths in the
         // contract above; unaligned loads/stores are used throughout.
         unsafe {
             for f in 0..d {
-                let b0 = _mm512_loadu_ps(b.add(f * NR));
-                let b1 = _mm512_loadu_ps(b.add(f * NR + 16));
-                let ap = a.add(f * MR);
+                let mut bv = [_mm512_setzero_ps(); NH];
+                for (h, v) in bv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(b.add(f * w + h * 16));
+                }
                 for (r, accr) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*ap.add(r));
-                    accr[0] = _mm512_fmadd_ps(av, b0, accr[0]);
-                    accr[1] = _mm512_fmadd_ps(av, b1, accr[1]);
+                    let av = _mm512_set1_ps(*a.add(r * lda + f));
+                    for h in 0..NH {
+                        accr[h] = _mm512_fmadd_ps(av, bv[h], accr[h]);
+                    }
                 }
             }
             let two = _mm512_set1_ps(2.0);
             let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-            let base = _mm512_add_epi32(_mm512_set1_epi32(j0), lanes);
-            let ids = [base, _mm512_add_epi32(base, _mm512_set1_epi32(16))];
-            let cns = [_mm512_loadu_ps(cn), _mm512_loadu_ps(cn.add(16))];
             for (r, accr) in acc.iter().enumerate() {
-                for h in 0..2 {
+                for (h, &dot) in accr.iter().enumerate() {
+                    let off = (h * 16) as i32;
+                    let ids = _mm512_add_epi32(_mm512_set1_epi32(j0 + off), lanes);
                     // cn − 2·dot in one rounding.
-                    let v = _mm512_fnmadd_ps(accr[h], two, cns[h]);
+                    let v = _mm512_fnmadd_ps(dot, two, _mm512_loadu_ps(cn.add(h * 16)));
                     let pb = best.add(r * NR + h * 16);
                     let pi = idx.add(r * NR + h * 16);
                     let old = _mm512_loadu_ps(pb);
@@ -392,20 +495,23 @@ mod x86 {
                     let m = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, old);
                     _mm512_storeu_ps(pb, _mm512_mask_blend_ps(m, old, v));
                     let oldi = _mm512_loadu_epi32(pi);
-                    _mm512_storeu_epi32(pi, _mm512_mask_blend_epi32(m, oldi, ids[h]));
+                    _mm512_storeu_epi32(pi, _mm512_mask_blend_epi32(m, oldi, ids));
                 }
             }
         }
     }
 
-    /// AVX2+FMA micro-kernel: 6 rows × 16 centroids = 12 ymm accumulators.
+    /// AVX2+FMA micro-kernel: 6 rows × 8·NH centroids (NH = 2: 12 ymm
+    /// accumulators; NH = 1 for a narrow last panel).
     ///
     /// # Safety
-    /// The CPU supports AVX2 and FMA; `a` points to `d·6` floats, `b` to `d·16`,
-    /// `cn` to 16, `best`/`idx` to 96.
+    /// The CPU supports AVX2 and FMA; `a` points to 6 rows of `d` floats `lda`
+    /// apart, `b` to `d·8·NH`, `cn` to `8·NH`, `best`/`idx` to 6 rows of 16.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile_avx2(
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn tile_avx2<const NH: usize>(
         a: *const f32,
+        lda: usize,
         b: *const f32,
         d: usize,
         cn: *const f32,
@@ -415,37 +521,37 @@ mod x86 {
     ) {
         const MR: usize = 6;
         const NR: usize = 16;
-        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        let w = 8 * NH;
+        let mut acc = [[_mm256_setzero_ps(); NH]; MR];
         // SAFETY (whole body): pointer offsets stay within the lengths in the
         // contract above; unaligned loads/stores are used throughout.
         unsafe {
             for f in 0..d {
-                let b0 = _mm256_loadu_ps(b.add(f * NR));
-                let b1 = _mm256_loadu_ps(b.add(f * NR + 8));
-                let ap = a.add(f * MR);
+                let mut bv = [_mm256_setzero_ps(); NH];
+                for (h, v) in bv.iter_mut().enumerate() {
+                    *v = _mm256_loadu_ps(b.add(f * w + h * 8));
+                }
                 for (r, accr) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*ap.add(r));
-                    accr[0] = _mm256_fmadd_ps(av, b0, accr[0]);
-                    accr[1] = _mm256_fmadd_ps(av, b1, accr[1]);
+                    let av = _mm256_broadcast_ss(&*a.add(r * lda + f));
+                    for h in 0..NH {
+                        accr[h] = _mm256_fmadd_ps(av, bv[h], accr[h]);
+                    }
                 }
             }
             let two = _mm256_set1_ps(2.0);
-            let base = _mm256_add_epi32(
-                _mm256_set1_epi32(j0),
-                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-            );
-            let ids = [base, _mm256_add_epi32(base, _mm256_set1_epi32(8))];
-            let cns = [_mm256_loadu_ps(cn), _mm256_loadu_ps(cn.add(8))];
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             for (r, accr) in acc.iter().enumerate() {
-                for h in 0..2 {
-                    let v = _mm256_fnmadd_ps(accr[h], two, cns[h]);
+                for (h, &dot) in accr.iter().enumerate() {
+                    let off = (h * 8) as i32;
+                    let ids = _mm256_add_epi32(_mm256_set1_epi32(j0 + off), lanes);
+                    let v = _mm256_fnmadd_ps(dot, two, _mm256_loadu_ps(cn.add(h * 8)));
                     let pb = best.add(r * NR + h * 8);
                     let pi = idx.add(r * NR + h * 8) as *mut __m256i;
                     let old = _mm256_loadu_ps(pb);
                     let m = _mm256_cmp_ps::<_CMP_LT_OQ>(v, old);
                     _mm256_storeu_ps(pb, _mm256_blendv_ps(old, v, m));
                     let oldi = _mm256_castsi256_ps(_mm256_loadu_si256(pi));
-                    let newi = _mm256_blendv_ps(oldi, _mm256_castsi256_ps(ids[h]), m);
+                    let newi = _mm256_blendv_ps(oldi, _mm256_castsi256_ps(ids), m);
                     _mm256_storeu_si256(pi, _mm256_castps_si256(newi));
                 }
             }
