@@ -34,7 +34,7 @@ use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
 use rayon::prelude::*;
 
-use super::distance::{self, sq_dist_exact, Packed, ROW_CHUNK};
+use super::distance::{self, sq_dist_exact, Packed, SimdPath, ROW_CHUNK};
 use crate::errors::KernelResult;
 use crate::invalid;
 
@@ -325,6 +325,43 @@ fn mean_variance(x: &[f32], n: usize, d: usize) -> f64 {
         / d as f64
 }
 
+/// `acc += Σ x[i]` over `rows`, in f64, in the order given.
+fn add_rows(acc: &mut [f64], x: &[f32], rows: &[usize]) {
+    #[inline(always)]
+    fn body(acc: &mut [f64], x: &[f32], rows: &[usize]) {
+        let d = acc.len();
+        for &i in rows {
+            for (a, &v) in acc.iter_mut().zip(&x[i * d..(i + 1) * d]) {
+                *a += v as f64;
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        /// # Safety
+        /// The CPU supports AVX-512F.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide512(acc: &mut [f64], x: &[f32], rows: &[usize]) {
+            body(acc, x, rows)
+        }
+        /// # Safety
+        /// The CPU supports AVX2.
+        #[target_feature(enable = "avx2")]
+        unsafe fn wide256(acc: &mut [f64], x: &[f32], rows: &[usize]) {
+            body(acc, x, rows)
+        }
+        // Same bits on every path: lane-wise f64 adds in row order.
+        match distance::path() {
+            // SAFETY: the feature was detected at run time by `path()`.
+            SimdPath::Avx512 => return unsafe { wide512(acc, x, rows) },
+            // SAFETY: as above (AVX2+FMA detected).
+            SimdPath::Avx2Fma => return unsafe { wide256(acc, x, rows) },
+            SimdPath::Portable => {}
+        }
+    }
+    body(acc, x, rows)
+}
+
 /// New centroids as means of their members; empty clusters first take the
 /// farthest rows (which changes their `labels`).
 fn update_centroids(
@@ -385,11 +422,7 @@ fn update_centroids(
         .par_iter()
         .map(|&(_, s, e)| {
             let mut acc = vec![0f64; d];
-            for &i in &members[s..e] {
-                for (a, &v) in acc.iter_mut().zip(&x[i * d..(i + 1) * d]) {
-                    *a += v as f64;
-                }
-            }
+            add_rows(&mut acc, x, &members[s..e]);
             acc
         })
         .collect();
