@@ -2,14 +2,17 @@
 //!
 //! Algorithm. `||x − c||² = ||x||² + ||c||² − 2 x·c`; the `||x||²` term is the
 //! same for every centroid, so the nearest centroid of a row minimises
-//! `s_j = ||c_j||² − 2 x·c_j`. Rows are taken in fixed blocks of [`ROW_BLOCK`];
-//! each block is packed (transposed into micro-panels of `MR` rows), the
-//! centroids are packed once into panels of `NR` columns, and a register-tiled
-//! `MR × NR` micro-kernel computes full-depth dot products (no k-blocking of the
-//! depth: the accumulators never leave registers) and folds them straight into
-//! a per-lane running minimum. The `n × k` matrix is never materialised: extra
-//! memory is O(k·d) for the packed centroids plus O(ROW_BLOCK·(d + NR)) per
-//! worker. Rows are read once, in order, so a `np.memmap` larger than RAM streams.
+//! `s_j = ||c_j||² − 2 x·c_j`. The centroids are packed once into panels of
+//! `NR` columns (feature-major, plus one narrower panel for a short remainder,
+//! which saves padding work when k is small). Rows are taken in fixed blocks
+//! of [`ROW_BLOCK`], copied (shifted, see below) into a per-worker buffer, and
+//! a register-tiled `MR × NR` micro-kernel computes full-depth dot products —
+//! no blocking of the depth, so the accumulators never leave registers — and
+//! folds them straight into per-lane running minima in its epilogue. Each
+//! block stays in L2 while every centroid panel passes over it. The `n × k`
+//! matrix is never materialised: extra memory is O(k·d) for the packed
+//! centroids plus O(ROW_BLOCK·(d + NR)) per worker. Rows are read once, in
+//! order, so a `np.memmap` larger than RAM streams through.
 //!
 //! Precision. The expansion loses accuracy when the data sit far from the
 //! origin, so rows and centroids are shifted by `mu`, the per-feature mean of
@@ -19,15 +22,17 @@
 //! recomputed directly, `Σ (x − c)²` (≥ 0 by construction), for the winner.
 //! So distances are exact f32 sums, and a label can differ from the exact
 //! argmin only where two centroids are within the expansion's rounding error
-//! (≈ 1e-6 · (||x − mu||² + ||c − mu||²)) of each other.
+//! of each other (a few f32 ulps of `||x − mu||² + ||c − mu||²`; the tests
+//! allow 1e-5 of it), and then the chosen one is within that error of the best.
 //!
-//! SIMD. Chosen at run time ([`simd_path`]): AVX-512F (12 × 32 tile), AVX2+FMA
-//! (6 × 16 tile), or portable Rust (4 × 8 tile, auto-vectorised). Setting
+//! SIMD. Chosen at run time ([`simd_path`]): AVX-512F (12 × 32 tile, 12 × 16
+//! for a short last panel), AVX2+FMA (6 × 16, 6 × 8), or portable Rust (4 × 8,
+//! auto-vectorised); never `-C target-cpu=native`. Setting
 //! `ECOS_FAST_SIMD=avx2|portable` before the first call caps the path (tests use
 //! it to exercise every path on one machine).
 //!
-//! Complexity. O(n·k·d) flops (2 per multiply-add), O(n·d) for packing and the
-//! exact re-check.
+//! Complexity. O(n·k·d) flops (2 per multiply-add), O(n·d) for the row copy and
+//! the exact re-check, O(k·d) for packing the centroids.
 //!
 //! Determinism. Each row's result depends only on that row and the centroids:
 //! every dot product is accumulated over the features in order, the lanes'
