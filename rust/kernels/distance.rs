@@ -158,6 +158,21 @@ pub fn sq_dist_exact(a: &[f32], b: &[f32]) -> f32 {
     acc[0]
 }
 
+/// [`sq_dist_exact`] compiled for this process's SIMD path (same bits; for
+/// callers outside a `#[target_feature]` context, e.g. k-means++ passes).
+#[inline]
+pub fn sq_dist_wide(a: &[f32], b: &[f32]) -> f32 {
+    match path() {
+        // SAFETY: the feature was detected at run time by `path()`.
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx512 => unsafe { x86::sq_dist_avx512(a, b) },
+        // SAFETY: as above (AVX2+FMA detected).
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx2Fma => unsafe { x86::sq_dist_avx2(a, b) },
+        _ => sq_dist_exact(a, b),
+    }
+}
+
 /// A micro-kernel: `MR × W` dot products over `d` features, folded into the
 /// running minima. Arguments: the first of `MR` shifted rows and the row
 /// stride, the packed centroid panel (`d × W`, feature-major), `d`, the panel's
@@ -417,6 +432,24 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Packed, Scratch};
+
+    /// [`super::sq_dist_exact`] compiled for AVX-512F.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sq_dist_avx512(a: &[f32], b: &[f32]) -> f32 {
+        super::sq_dist_exact(a, b)
+    }
+
+    /// [`super::sq_dist_exact`] compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sq_dist_avx2(a: &[f32], b: &[f32]) -> f32 {
+        super::sq_dist_exact(a, b)
+    }
 
     /// [`Packed::block_impl`] compiled for AVX-512F.
     ///

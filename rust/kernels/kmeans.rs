@@ -38,7 +38,7 @@ use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
 use rayon::prelude::*;
 
-use super::distance::{self, sq_dist_exact, Packed, SimdPath, ROW_CHUNK};
+use super::distance::{self, sq_dist_wide, Packed, SimdPath, ROW_CHUNK};
 use crate::errors::KernelResult;
 use crate::invalid;
 
@@ -158,14 +158,14 @@ fn seed_centres(
         .map(|(m, xb)| {
             let mut s = 0.0f64;
             for (mi, xi) in m.iter_mut().zip(xb.chunks_exact(d)) {
-                *mi = sq_dist_exact(xi, row(first));
+                *mi = sq_dist_wide(xi, row(first));
                 s += *mi as f64;
             }
             s
         })
         .collect();
-    // The candidates' new minima, row-major (`trials` per row).
-    let mut newd = vec![0f32; trials * n];
+    // The candidates' new minima, row-major (`trials` per row; unused for one).
+    let mut newd = vec![0f32; if trials > 1 { trials * n } else { 0 }];
     let mut cands = vec![0usize; trials];
     for step in 1..k {
         let total: f64 = sums.iter().sum();
@@ -181,8 +181,34 @@ fn seed_centres(
         // Candidate-to-centre squared distances, for the pruning test.
         let cc: Vec<Vec<f32>> = cand_rows
             .iter()
-            .map(|c| centers.par_chunks(d).map(|z| sq_dist_exact(c, z)).collect())
+            .map(|c| centers.par_chunks(d).map(|z| sq_dist_wide(c, z)).collect())
             .collect();
+        let new_owner = step as u32;
+        if trials == 1 {
+            // One candidate: update the minima in place, no candidate buffer.
+            let (c, cc) = (cand_rows[0], &cc[0]);
+            sums = mind
+                .par_chunks_mut(ROW_CHUNK)
+                .zip(owner.par_chunks_mut(ROW_CHUNK))
+                .zip(x.par_chunks(ROW_CHUNK * d))
+                .map(|((m, own), xb)| {
+                    let mut s = 0.0f64;
+                    for (i, (mi, o)) in m.iter_mut().zip(own.iter_mut()).enumerate() {
+                        if !prune || may_improve(cc[*o as usize], *mi) {
+                            let v = sq_dist_wide(&xb[i * d..(i + 1) * d], c);
+                            if v < *mi {
+                                *mi = v;
+                                *o = new_owner;
+                            }
+                        }
+                        s += *mi as f64;
+                    }
+                    s
+                })
+                .collect();
+            centers.extend_from_slice(c);
+            continue;
+        }
         // One pass for all candidates; each chunk returns its `trials` sums.
         let chunk_sums: Vec<Vec<f64>> = newd
             .par_chunks_mut(ROW_CHUNK * trials)
@@ -193,7 +219,7 @@ fn seed_centres(
                 for (i, (&mi, &o)) in m.iter().zip(own).enumerate() {
                     for t in 0..trials {
                         let v = if !prune || may_improve(cc[t][o as usize], mi) {
-                            mi.min(sq_dist_exact(&xb[i * d..(i + 1) * d], cand_rows[t]))
+                            mi.min(sq_dist_wide(&xb[i * d..(i + 1) * d], cand_rows[t]))
                         } else {
                             mi
                         };
@@ -213,7 +239,6 @@ fn seed_centres(
                 best = t;
             }
         }
-        let new_owner = step as u32;
         mind.par_chunks_mut(ROW_CHUNK)
             .zip(owner.par_chunks_mut(ROW_CHUNK))
             .zip(newd.par_chunks(ROW_CHUNK * trials))
