@@ -362,16 +362,21 @@ impl<'a> Packed<'a> {
         for i in 0..m {
             let vals = &s.best[i * nr..(i + 1) * nr];
             let idxs = &s.best_idx[i * nr..(i + 1) * nr];
-            let (mut bv, mut bj) = (vals[0], idxs[0]);
-            for (&v, &j) in vals.iter().zip(idxs).skip(1) {
-                if v < bv || (v == bv && j < bj) {
-                    bv = v;
-                    bj = j;
-                }
-            }
+            // The minimum over lanes, then the lowest index holding it (two
+            // branch-free, vectorisable folds).
+            let bv = vals.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+            let bj = vals
+                .iter()
+                .zip(idxs)
+                .fold(i32::MAX, |a, (&v, &j)| if v == bv { a.min(j) } else { a });
             // Padding lanes hold +inf and can never win a strict comparison, so
-            // bj < k; the min() only guards against overflowed (inf/NaN) inputs.
-            let j = (bj.max(0) as usize).min(self.k - 1);
+            // bj < k; the guards only matter for overflowed (inf/NaN) inputs.
+            let j = if bj == i32::MAX {
+                0
+            } else {
+                bj.max(0) as usize
+            }
+            .min(self.k - 1);
             labels[i] = j as i64;
             dists[i] = sq_dist_exact(&x[i * d..(i + 1) * d], &self.centroids[j * d..(j + 1) * d]);
         }
