@@ -87,6 +87,9 @@ fn contiguous1<'a, T: numpy::Element>(
         .map_err(|_| invalid!("{name} must be C-contiguous").into())
 }
 
+/// (labels int64[n], squared distances float32[n]).
+type LabelsDists<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>);
+
 /// Nearest-centroid assignment: labels int64[n] and squared distances float32[n].
 #[pyfunction]
 #[pyo3(signature = (features, centroids, n_threads))]
@@ -96,7 +99,7 @@ fn assign<'py>(
     features: PyReadonlyArray2<'py, f32>,
     centroids: PyReadonlyArray2<'py, f32>,
     n_threads: usize,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>)> {
+) -> PyResult<LabelsDists<'py>> {
     let (n, d) = (features.shape()[0], features.shape()[1]);
     let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
     let x = contiguous("features", &features)?;

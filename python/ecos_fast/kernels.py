@@ -65,7 +65,9 @@ class KMeansResult:
         Nearest centroid of every row (all rows, also when training subsampled).
     inertia_history : ndarray of shape (n_iter + 1,) or (n_iter,), float64
         Sum of squared distances of the training rows at each assignment; it
-        never increases.
+        never increases (up to float32 rounding). Length ``n_iter + 1`` when
+        training on every row (the last entry is the final centroids'),
+        ``n_iter`` when training on a subsample.
     n_iter : int
         Lloyd iterations run.
     """

@@ -16,6 +16,7 @@ __all__ = [
     "kcenter_greedy",
     "kcenter_running_min",
     "kmeans_lloyd",
+    "kmeans_lloyd_relocating",
     "sq_distances",
 ]
 
@@ -60,6 +61,45 @@ def kmeans_lloyd(
         labels, d = assign(x, c)
         inertia.append(float(d.sum()))
         for j in range(c.shape[0]):
+            members = x[labels == j]
+            if len(members):
+                c[j] = members.mean(axis=0)
+    return c, labels, inertia
+
+
+def kmeans_lloyd_relocating(
+    features: NDArray[np.floating], init: NDArray[np.floating], max_iter: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64], list[float]]:
+    """Lloyd iterations from given centroids that relocate empty clusters.
+
+    Like scikit-learn's ``_relocate_empty_clusters``: after each assignment,
+    every empty cluster (in index order) takes the next row in order of
+    decreasing distance to its centroid (ties to the lowest row) whose cluster
+    keeps at least one member; that row moves to the empty cluster before the
+    means are taken. No tolerance stop. Returns (centroids, labels, inertia per
+    iteration).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    c = np.asarray(init, dtype=np.float64).copy()
+    k = c.shape[0]
+    inertia = []
+    labels = np.zeros(x.shape[0], dtype=np.int64)
+    for _ in range(max_iter):
+        labels, d = assign(x, c)
+        inertia.append(float(d.sum()))
+        counts = np.bincount(labels, minlength=k)
+        order = np.lexsort((np.arange(len(d)), -d))  # distance descending, then row
+        pos = 0
+        for e in np.flatnonzero(counts == 0):
+            while pos < len(order):
+                i = order[pos]
+                pos += 1
+                if counts[labels[i]] > 1:
+                    counts[labels[i]] -= 1
+                    counts[e] = 1
+                    labels[i] = e
+                    break
+        for j in range(k):
             members = x[labels == j]
             if len(members):
                 c[j] = members.mean(axis=0)
