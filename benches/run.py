@@ -148,6 +148,8 @@ def impl_label(b: dict[str, Any]) -> str:
     name = e.get("call") or PEER_NAMES.get(e["impl"], e["impl"])
     if e.get("extrapolated"):
         name += f" (extrapolated from {e.get('picks_timed')} picks)"
+    if e.get("pruning"):
+        name += f" (pruning: {e['pruning']})"
     if e["impl"] == "sklearnex" and e.get("backend"):
         name += f" [{e['backend']}]"
     return name

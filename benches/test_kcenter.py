@@ -19,6 +19,7 @@ import numpy as np
 import peers
 import pytest
 from common import KCENTER, THREADS, Workload, annotate, features, run, threads
+from ecos_fast import _core
 
 IMPLS = ["numpy", "ecos-fast"]  # NumPy first: its picks are the cached reference
 
@@ -69,3 +70,22 @@ def test_kcenter(benchmark, w: Workload, impl: str, t: int) -> None:
     ref = reference_picks(w, x, picks if impl == "numpy" else None)
     cover = covering(w, x, picks) if radii is not None else None
     checks.record(benchmark, checks.check_kcenter(x, picks, ref, radii, cover))
+    if impl == "ecos-fast" and t == max(THREADS):
+        record_pruning(benchmark, x, w, t, picks)
+
+
+def record_pruning(benchmark, x: np.ndarray, w: Workload, t: int, picks: np.ndarray) -> None:
+    """How much work the pruned kernel skipped (one more, untimed run with counters)."""
+    stats_fn = getattr(_core, "kcenter_greedy_stats", None)
+    if stats_fn is None:
+        return
+    again, _, st = stats_fn(x, w.k, t)
+    if not np.array_equal(again, picks):
+        benchmark.extra_info.update(correct=False, check="kcenter_greedy_stats picks differ")
+        return
+    dist = st["distance_evals"] / max(st["brute_force_evals"], 1)
+    coords = st["coords_read"] / max(st["brute_force_evals"] * w.d, 1)
+    benchmark.extra_info["pruning"] = (
+        f"{100 * dist:.1f} % of brute-force distances evaluated, {100 * coords:.1f} % of "
+        "their coordinates read"
+    )
