@@ -448,12 +448,9 @@ def cached_features(
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> os.environ["ECOS_FAST_CACHE"] = tempfile.mkdtemp()  # keep the example out of ~/.cache
     >>> feats, labels = cached_features("hershey", "test", n=10)
     >>> feats.shape, labels.shape
     ((10, 600), (10,))
-    >>> del os.environ["ECOS_FAST_CACHE"]
     """
     domain = check_domain(domain)
     split = check_split(split)
@@ -527,12 +524,9 @@ def paper_split_features(
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> os.environ["ECOS_FAST_CACHE"] = tempfile.mkdtemp()  # keep the example out of ~/.cache
     >>> s = paper_split_features("optdigits", sizes={d: (20, 10) for d in DOMAINS})
     >>> s.private_features.shape, s.pool_features.shape
     ((10, 600), (130, 600))
-    >>> del os.environ["ECOS_FAST_CACHE"]
     """
     domains = tuple(DOMAINS if domains is None else domains)
     for name in domains:

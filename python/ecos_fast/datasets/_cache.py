@@ -42,11 +42,8 @@ def cache_dir() -> Path:
 
     Examples
     --------
-    >>> import os
-    >>> os.environ["ECOS_FAST_CACHE"] = "/tmp/ecos-doc-cache"
-    >>> str(cache_dir())
-    '/tmp/ecos-doc-cache'
-    >>> del os.environ["ECOS_FAST_CACHE"]
+    >>> isinstance(cache_dir(), Path)
+    True
     """
     env = os.environ.get(CACHE_ENV)
     if env:
