@@ -1,11 +1,15 @@
 """K-Center at scale: the pruned Rust kernel vs the NumPy running-min baseline.
 
-Usage: python benches/kcenter_scale.py FEATURES.npy BUDGET BASELINE_PICKS [N_THREADS]
+Usage: python benches/kcenter_scale.py FEATURES BUDGET BASELINE_PICKS [N_THREADS]
 
-Runs the full budget with ecos_fast (timed, with its distance counters), and the
-NumPy baseline (``reference.kcenter_running_min``) for BASELINE_PICKS picks, timed and
-extrapolated linearly to BUDGET; checks that both pick the same rows over that prefix
-(same first row, 0). Generate the data with benches/kcenter_data.py.
+FEATURES is a float32 ``.npy`` file (memmapped) or ``mix:N:D`` for the first N rows of
+the benchmark suite's seeded mixture (benches/data.py, cached under $ECOS_BENCH_DIR).
+
+Runs the full budget with ecos_fast (timed, with its distance counters and the peak of
+its extra anonymous memory, sampled every 5 ms), and the NumPy baseline
+(``reference.kcenter_running_min``) for BASELINE_PICKS picks, timed and extrapolated
+linearly to BUDGET; checks that both pick the same rows over that prefix (same first
+row, 0). BASELINE_PICKS=0 skips the baseline.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
+from pathlib import Path
 
 import ecos_fast
 import numpy as np
@@ -28,16 +34,57 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _rss_anon_kb() -> int:
+    """Anonymous resident memory (the memmapped pool is file-backed, not counted)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return 0
+
+
+class _PeakAnon:
+    """Peak of RssAnon while the block runs, sampled by a background thread."""
+
+    def __enter__(self) -> None:
+        self.base = self.peak = _rss_anon_kb()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_anon_kb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, _rss_anon_kb())
+
+
+def _features(spec: str) -> np.ndarray:
+    if spec.startswith("mix:"):
+        sys.path.insert(0, str(Path(__file__).parent))
+        import data
+
+        _, n, d = spec.split(":")
+        return data.mixture(int(n), int(d))
+    return np.load(spec, mmap_mode="r")
+
+
 def main() -> None:
-    path, budget, base_picks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    spec, budget, base_picks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     n_threads = int(sys.argv[4]) if len(sys.argv) > 4 else 2
-    x = np.load(path, mmap_mode="r")
+    x = _features(spec)
     n, d = x.shape
     info = _core.build_info()
     load_before = os.getloadavg()[0]
-    t0, c0 = time.perf_counter(), _cpu()
-    sel, radii, stats = _core.kcenter_greedy_stats(x, budget, n_threads, 0)
-    t_fast, c_fast = time.perf_counter() - t0, _cpu() - c0
+    mem = _PeakAnon()
+    with mem:
+        t0, c0 = time.perf_counter(), _cpu()
+        sel, radii, stats = _core.kcenter_greedy_stats(x, budget, n_threads, 0)
+        t_fast, c_fast = time.perf_counter() - t0, _cpu() - c0
+    base_picks = max(0, base_picks)
     try:
         import threadpoolctl
 
@@ -47,12 +94,16 @@ def main() -> None:
         ]
     except ImportError:
         blas = "threadpoolctl not installed"
-    t0, c0 = time.perf_counter(), _cpu()
-    base = ref.kcenter_running_min(x, base_picks, first=0)
-    t_base, c_base = time.perf_counter() - t0, _cpu() - c0
-    same = bool(np.array_equal(sel[:base_picks], base))
-    first_diff = None if same else int(np.flatnonzero(sel[:base_picks] != base)[0])
-    per_pick_base = t_base / base_picks
+    if base_picks:
+        t0, c0 = time.perf_counter(), _cpu()
+        base = ref.kcenter_running_min(x, base_picks, first=0)
+        t_base, c_base = time.perf_counter() - t0, _cpu() - c0
+        same = bool(np.array_equal(sel[:base_picks], base))
+        first_diff = None if same else int(np.flatnonzero(sel[:base_picks] != base)[0])
+    else:
+        t_base = c_base = float("nan")
+        same, first_diff = None, None
+    per_pick_base = t_base / max(base_picks, 1)
     out = {
         "n": n,
         "d": d,
@@ -67,7 +118,7 @@ def main() -> None:
         "speedup": round(per_pick_base * budget / t_fast, 2),
         "fast_cpu_s": round(c_fast, 2),
         "numpy_cpu_ms_per_pick": round(1e3 * c_base / base_picks, 2),
-        "speedup_cpu_time": round(c_base / base_picks * budget / c_fast, 2),
+        "speedup_cpu_time": round(c_base / max(base_picks, 1) * budget / c_fast, 2),
         "load_avg_1min_before": load_before,
         "load_avg_1min_after": os.getloadavg()[0],
         "same_picks_prefix": same,
@@ -77,6 +128,10 @@ def main() -> None:
         "skipped_fraction": round(1 - stats["distance_evals"] / stats["brute_force_evals"], 4),
         "coords_read_fraction": round(stats["coords_read"] / (stats["brute_force_evals"] * d), 4),
         "moved_fraction": round(stats["moved"] / stats["brute_force_evals"], 5),
+        "rows_read_fraction": round(stats["rows_read"] / stats["brute_force_evals"], 5),
+        "refresh_rounds": stats["rounds"],
+        "peak_extra_anon_mb": round((mem.peak - mem.base) / 1024, 1),
+        "pool_mb": round(x.nbytes / 2**20, 1),
         "final_radius": float(radii[-1]),
         "numpy_blas": blas,
         "ecos_fast": ecos_fast.__version__,

@@ -207,7 +207,8 @@ fn kcenter_greedy<'py>(
 /// [`kcenter_greedy`] that also returns its distance counters:
 /// {"distance_evals": point–center distances started, "brute_force_evals": what brute
 /// force computes, "coords_read": coordinates those distances read, "moved": points
-/// that changed center}. For benchmarks.
+/// that changed center, "rows_read": candidate refreshes that read the row, "rounds":
+/// refresh rounds}. For benchmarks.
 #[pyfunction]
 #[pyo3(signature = (features, budget, n_threads, first=None, initial=None, rows=None, prune=true))]
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
@@ -232,6 +233,8 @@ fn kcenter_greedy_stats<'py>(
     out.insert("brute_force_evals", stats.brute_force_evals);
     out.insert("coords_read", stats.coords_read);
     out.insert("moved", stats.moved);
+    out.insert("rows_read", stats.rows_read);
+    out.insert("rounds", stats.rounds);
     Ok((sel, radii, out))
 }
 

@@ -313,3 +313,75 @@ def test_core_rechecks_without_panicking() -> None:
         _core.kcenter_clusters(
             x, np.array([0, 9]), np.array([0, 1]), np.array([1]), np.array([-1]), 1
         )
+
+
+@st.composite
+def lazy_problems(draw: st.DrawFn) -> dict:
+    """Data where the lazy refresh does real work: clusters in a low-dimensional
+    subspace plus noise (bounds concentrate), duplicates, tiny or huge scales, d from 1
+    to 40, and budgets up to most of the rows (tiny groups, pending lists over their
+    cap, refreshed whole)."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n = draw(st.integers(2, 600))
+    d = draw(st.integers(1, 40))
+    k = draw(st.integers(1, 8))
+    latent = draw(st.integers(1, 4))
+    basis = rng.normal(size=(latent, d))
+    means = rng.normal(0.0, 6.0, size=(k, latent)) @ basis
+    comp = rng.integers(0, k, size=n)
+    noise = draw(st.sampled_from([0.0, 1e-3, 0.3, 1.0]))
+    x = means[comp] + (rng.normal(size=(n, latent)) @ basis) + noise * rng.normal(size=(n, d))
+    if draw(st.booleans()):
+        n_dup = draw(st.integers(1, max(1, n // 2)))
+        x[rng.integers(0, n, size=n_dup)] = x[rng.integers(0, n)]
+    scale = draw(st.sampled_from([1.0, 1e-21, 1e-6, 1e15]))
+    x = (x * scale).astype(np.float32)
+    initial = None
+    if draw(st.booleans()):
+        initial = rng.permutation(n)[: draw(st.integers(1, min(n - 1, 6)))].astype(np.int64)
+    n_avail = n - (0 if initial is None else initial.size)
+    budget = draw(st.integers(1, n_avail))
+    first = None if initial is not None or not draw(st.booleans()) else int(rng.integers(n))
+    return {"x": x, "budget": budget, "first": first, "initial": initial}
+
+
+@SETTINGS
+@given(lazy_problems())
+def test_lazy_refresh_equals_brute_force_bitwise_any_threads(p: dict) -> None:
+    args = (p["x"], p["budget"])
+    kw = {"first": p["first"], "initial": p["initial"]}
+    sel_bf, radii_bf, st_bf = _core.kcenter_greedy_stats(*args, 2, prune=False, **kw)
+    assert st_bf["distance_evals"] == st_bf["brute_force_evals"]
+    for t in (1, 2, 3):
+        sel, radii = _core.kcenter_greedy(*args, t, prune=True, **kw)
+        np.testing.assert_array_equal(sel, sel_bf)
+        assert radii.tobytes() == radii_bf.tobytes()
+
+
+def test_lazy_refresh_reads_few_rows_in_concentrated_clusters() -> None:
+    # Wide clusters in 256 dimensions: point-to-center distances concentrate, so the
+    # triangle inequality alone rarely skips a member of the cluster being covered;
+    # the lazy refresh reads only the rows whose bound reaches the covering radius.
+    rng = np.random.default_rng(21)
+    x = _mixture(rng, 6000, 256, k=8)
+    sel, radii, stats = _core.kcenter_greedy_stats(x, 300, 2)
+    sel_bf, radii_bf, _ = _core.kcenter_greedy_stats(x, 300, 2, prune=False)
+    np.testing.assert_array_equal(sel, sel_bf)
+    assert radii.tobytes() == radii_bf.tobytes()
+    assert stats["rows_read"] < 0.05 * stats["brute_force_evals"]
+    _assert_matches(x, 300, exact=False)
+
+
+def test_many_picks_small_groups_equal_brute_force() -> None:
+    # Budget close to n: groups of a few members whose pending lists exceed their cap
+    # and are refreshed whole; duplicates tie at distance 0.
+    rng = np.random.default_rng(4)
+    x = _mixture(rng, 1500, 6, k=5)
+    x[:200] = x[200]
+    for b in (1400, 1500):
+        sel_bf, radii_bf = _core.kcenter_greedy(x, b, 2, prune=False)
+        for t in (1, 3):
+            sel, radii = _core.kcenter_greedy(x, b, t)
+            np.testing.assert_array_equal(sel, sel_bf)
+            assert radii.tobytes() == radii_bf.tobytes()

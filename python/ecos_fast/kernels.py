@@ -188,11 +188,13 @@ def kcenter_greedy(
     Notes
     -----
     Exact: the picks are those of brute-force farthest-first in float32 (one running
-    min-distance vector). Candidates are grouped by their nearest center and whole
-    groups or single points are skipped when the triangle inequality proves the new
-    center cannot be closer (with a margin that covers float32 rounding), and a
-    distance stops early once its partial sum proves the same. Memory is O(n_samples)
-    plus a copy of the center rows; the result does not depend on ``n_threads``.
+    min-distance vector). Each candidate keeps an upper bound (its distance to the
+    nearest center applied to it so far); new centers are applied lazily, only to the
+    candidates whose bound could make them the next pick, and whole groups or single
+    points are skipped when the triangle inequality proves a new center cannot be
+    closer (with a margin that covers float32 rounding); a distance stops early once
+    its partial sum proves the same. Memory is O(n_samples) (about 12-30 bytes per
+    row) plus a copy of the center rows; the result does not depend on ``n_threads``.
 
     Examples
     --------

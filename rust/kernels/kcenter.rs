@@ -1,31 +1,57 @@
 //! Greedy K-Center (farthest-first traversal; Gonzalez 1985, Sener & Savarese 2018),
-//! exact, with triangle-inequality pruning over points grouped by their nearest center.
+//! exact, evaluated lazily: a new center is applied to a candidate only when that
+//! candidate could be the next pick, and then only if the triangle inequality cannot
+//! rule it out.
 //!
-//! Algorithm. Every unpicked candidate x keeps its nearest center a(x) and the squared
-//! distance r(x)² to it; candidates live in one list per center (its *group*), and each
-//! group keeps its farthest member. Adding a center c:
-//! 1. compute ||c − a|| for every center a with a non-empty group;
-//! 2. skip every group with ||c − a|| ≥ 2·max r (no member can get closer to c, since
-//!    ||x − c|| ≥ ||c − a|| − r(x) ≥ r(x));
-//! 3. inside the other groups, skip each member with ||c − a|| ≥ 2·r(x) and compute
-//!    ||x − c||² for the rest; the ones strictly closer to c move to c's group;
-//! 4. the next pick is the farthest member over all group maxima (O(centers), not O(n)).
+//! Algorithm. Every unpicked candidate x keeps a center a(x), the squared distance
+//! b(x) = ‖x − a(x)‖² and a stamp s(x): every center with index < s(x) has been applied
+//! to x, so b(x) is the exact squared distance to its nearest center among those, hence
+//! an *upper bound* of the true one; x is *fresh* when no center it has not seen could
+//! matter. Candidates live in one group per center a (its members
+//! x with a(x) = a), and each group keeps its largest bound and a `pending` list.
+//! 1. Adding center c computes ‖c − a‖ for every non-empty group a and appends c to a's
+//!    pending list unless ‖c − a‖ ≥ 2·√(max b) proves that no member can move (no member is
+//!    touched: O(centers·d)).
+//! 2. The next pick is found by `State::settle`: while the largest bound over all
+//!    groups (ties: lowest row) belongs to a stale member, *refresh* every stale member
+//!    whose bound lies in a band just below it: walk the group's pending centers newer
+//!    than its stamp, skip each with ‖c − a‖ − ‖x − a‖ ≥ √(current best) (triangle
+//!    inequality, see `can_skip`), compute the rest (reading the row once: the centers
+//!    then come from cache), move x to the strictly closest one. Once the largest bound
+//!    is fresh it is the true maximum, since every other candidate's true distance is
+//!    at most its bound. The band adapts: wider after a pick needed several rounds.
 //!
-//! Exactness. Skipping must never drop an update brute force would make, so the skip
-//! test carries a margin larger than the worst float32 rounding of the three distances
-//! involved (see [`skip_bound`]). Every distance — point–center and center–center, pruned
-//! or not — comes from the one [`SqDist`] routine with a fixed summation order and no FMA
-//! contraction, so `prune = false` (brute force: no group or point is ever skipped) gives
-//! bit-identical picks, radii and assignments; the tests check that.
+//! A candidate whose bound is below the covering radius is not touched, however many
+//! centers arrive, until the radius falls to its bound: on clustered features only
+//! ~0.1–0.3 % of the rows are read per pick (1M × 512, budget 3000: 0.1 %), against
+//! every row for brute force and ~2–5 % for eager triangle-inequality pruning, whose
+//! test rarely fires inside wide high-dimensional clusters (distances concentrate).
 //!
-//! Complexity. Worst case O(budget·n·d) time like brute force; on clustered data most
-//! groups are skipped after the first ~100 picks. Memory O(n) for the groups, plus
-//! O(centers·d) for a contiguous copy of the center rows; never budget × n.
+//! Exactness. Bounds only decrease, and a bound is replaced only by a computed distance,
+//! so the value that decides each pick is the minimum over the same float32 distances
+//! that brute force takes the minimum of (min is order-independent). Skipping never
+//! drops an update brute force would make: the skip test carries a margin larger than
+//! the worst float32 rounding of the three distances involved (see `error_bounds`).
+//! Every distance — point–center and center–center, pruned or not — comes from the one
+//! [`SqDist`] routine with a fixed summation order and no FMA contraction. `prune =
+//! false` runs the same code as brute force (every center pending for every group,
+//! every member refreshed every pick, nothing skipped, no early abandoning) and gives
+//! bit-identical picks and radii; the tests check that.
 //!
-//! Determinism. Work is split into fixed-size chunks of group members (independent of
-//! the thread count), chunk results are merged in group then chunk order, and every
-//! maximum breaks ties by the lowest row index, so the output does not depend on the
-//! number of threads.
+//! Complexity. Worst case O(budget·n·d) time like brute force, plus O(budget²·d) for
+//! the center–center distances; per pick the refresh rounds scan the bounds (4 bytes
+//! per member) of the groups that reach the band, and read only the refreshed rows.
+//!
+//! Memory. O(n) for the groups (row, bound, stamp: 12 bytes per candidate), O(centers·d)
+//! for a contiguous copy of the center rows, and the pending lists, capped at
+//! 2 entries per member + 64 per group (8 bytes each; a group over its cap is refreshed
+//! whole on the next pick), so O(n + centers) in all; never budget × n. 1M × 512,
+//! budget 3000: ≈ 58 MB peak extra (3 % of the 2 GB pool).
+//!
+//! Determinism. Refresh work is split into fixed-size chunks of group members
+//! (independent of the thread count), chunk results are merged in group then chunk
+//! order, movers are appended sorted by (center, row), and every maximum breaks ties by
+//! the lowest row index, so the output does not depend on the number of threads.
 //!
 //! SIMD. The distance loop has an AVX2 path (explicit intrinsics) and a portable one,
 //! picked at run time with `is_x86_feature_detected!` (never `target-cpu=native`); both
@@ -213,36 +239,91 @@ pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
 // ---------------------------------------------------------------------------------------
 // Skip test
 
-/// Largest `r²` (as f64) a member may have and still be skipped for a new center at
-/// squared distance `dcc2` from its own center; negative when nothing may be skipped.
+/// Relative (`γ`) and absolute error bounds of one float32 squared distance over `d`
+/// coordinates, as computed by [`SqDist`]; `None` when `d` is so large that no bound
+/// is useful (then nothing is ever skipped).
 ///
-/// In exact arithmetic a member with `dcc ≥ 2·r` cannot get strictly closer to the new
-/// center. Each float32 squared distance over `d` coordinates is within a relative
-/// `γ ≈ (d + 2)·2⁻²⁴` of the exact one (any summation order, no FMA), plus an absolute
-/// error below `d·2⁻¹⁴⁹` from subnormal products. Requiring `dcc2 ≥ 4·r2·(1 + 8γ) + abs`
-/// leaves the exact distances a margin of ≥ 2γ, which covers the rounding of both the
-/// skipped point's computed distances: the computed ||x − c||² is then ≥ the stored r²,
-/// so brute force would not have updated it either. An infinite `dcc2` (overflow) gives
-/// no information, so it skips nothing.
-fn skip_bound(dcc2: f32, d: usize) -> f64 {
-    if !dcc2.is_finite() {
-        return -1.0;
+/// Each term `(x − y)²` is rounded twice and the sum over `d` terms (any order, no FMA)
+/// adds at most `d` more roundings, so the computed value is within a relative
+/// `γ_{d+3} = (d+3)u / (1 − (d+3)u)` (u = 2⁻²⁴) of the exact squared distance of the
+/// float32 inputs, plus below `d·2⁻¹⁴⁹` from products that underflow. The bounds below
+/// round both up generously.
+fn error_bounds(d: usize) -> Option<(f64, f64)> {
+    let u = f64::from(f32::EPSILON) * 0.5;
+    let t = (d as f64 + 4.0) * u;
+    if t >= 0.25 {
+        return None;
     }
-    let gamma = (d as f64 + 4.0) * f64::from(f32::EPSILON) * 0.5 * 1.01;
+    let gamma = 1.01 * t / (1.0 - t);
     let abs = (d as f64 + 4.0) * f64::from(f32::MIN_POSITIVE);
-    (f64::from(dcc2) - abs) / (4.0 * (1.0 + 8.0 * gamma))
+    Some((gamma, abs))
+}
+
+/// Whether the triangle inequality proves that a point x cannot get strictly closer to
+/// a center c than its current squared distance `rc2`, given the computed squared
+/// distances `dcc2` = ‖c − a‖² and `ra2` = ‖x − a‖² to some other center a.
+///
+/// Exact: ‖x − c‖ ≥ ‖c − a‖ − ‖x − a‖. With the error bounds of [`error_bounds`], the
+/// exact ‖c − a‖² ≥ (dcc2 − abs)/(1 + γ) and ‖x − a‖² ≤ (ra2 + abs)/(1 − γ), and the
+/// computed ‖x − c‖² ≥ (1 − γ)·‖x − c‖²_exact − abs. When that last lower bound is
+/// `>= rc2`, brute force (which moves a point only when strictly closer) would not
+/// move x either. Evaluated in f64, whose own rounding (~1e-16) the 1e-9 slack covers.
+/// Infinite inputs (no center yet, overflow) give no information: nothing is skipped.
+#[inline]
+fn can_skip(dcc2: f32, ra2: f32, rc2: f32, err: Option<(f64, f64)>) -> bool {
+    let Some((gamma, abs)) = err else {
+        return false;
+    };
+    if !dcc2.is_finite() || !ra2.is_finite() {
+        return false;
+    }
+    let lo_cc = ((f64::from(dcc2) - abs) / (1.0 + gamma)).max(0.0);
+    let hi_xa = (f64::from(ra2) + abs) / (1.0 - gamma);
+    let s = lo_cc.sqrt() - hi_xa.sqrt();
+    if s <= 0.0 {
+        return false;
+    }
+    (1.0 - gamma) * s * s * (1.0 - 1e-9) - abs >= f64::from(rc2)
 }
 
 // ---------------------------------------------------------------------------------------
 // Groups
 
-/// The unpicked candidates whose nearest center is one center, and their farthest one.
+/// Group id of the candidates no center has reached yet.
+const UNASSIGNED: usize = usize::MAX;
+
+/// The unpicked candidates whose nearest center *among the centers applied to them* is
+/// one center, with lazily applied newer centers.
+///
+/// Member i has squared distance `d2[i]` to the group's center, and every center with
+/// index `< stamp[i]` has been applied to it (computed, or proven unable to move it).
+/// `d2[i]` is therefore an upper bound of its true squared distance to the nearest
+/// center, exact once `stamp[i]` equals the number of centers (*fresh*). `pending`
+/// lists, in index order, the centers the group-level test could not rule out when
+/// they were added, with their squared distance to this group's center.
 #[derive(Default)]
 struct Group {
     rows: Vec<u32>,
     d2: Vec<f32>,
-    /// (squared distance, row, position) of the farthest member; ties to the lowest row.
+    stamp: Vec<u32>,
+    pending: Vec<(u32, f32)>,
+    /// (d2, row, position) of the member with the largest `d2`; ties to the lowest row.
     best: Option<(f32, u32, usize)>,
+    /// Set when `pending` grew past its memory cap: the next refresh updates the whole
+    /// group, whatever its members' bounds, so the list can be emptied.
+    overdue: bool,
+}
+
+impl Group {
+    fn recompute_best(&mut self) {
+        let mut best = None;
+        for (p, (&v, &r)) in self.d2.iter().zip(&self.rows).enumerate() {
+            if better(v, r, best) {
+                best = Some((v, r, p));
+            }
+        }
+        self.best = best;
+    }
 }
 
 /// Whether (v, row) beats the current best: larger distance, or equal and a lower row.
@@ -254,29 +335,37 @@ fn better(v: f32, row: u32, best: Option<(f32, u32, usize)>) -> bool {
     }
 }
 
-/// What one chunk of a group reports after a new center was added.
+/// What one chunk of a group reports after a refresh.
 struct ChunkOut {
     /// Members kept; they are compacted to the front of the chunk.
     kept: usize,
-    /// Members now nearest to the new center, with their new squared distance.
-    moved: Vec<(u32, f32)>,
+    /// Members now nearest to another center: (row, squared distance, center).
+    moved: Vec<(u32, f32, u32)>,
     best: Option<(f32, u32, usize)>,
+    /// Smallest stamp among the kept members (u32::MAX when none).
+    min_stamp: u32,
     evals: u64,
     coords: u64,
+    rows: u64,
 }
 
 /// Counters for the benchmark: how many point–center distances were computed, and how
 /// many brute force would have computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Point–center distances started (not skipped by the triangle inequality).
+    /// Point–center distances started (not skipped by a bound, not deferred forever).
     pub distance_evals: u64,
     /// Point–center distances brute force computes (unpicked candidates per center).
     pub brute_force_evals: u64,
     /// Coordinates read by the started distances (early abandoning stops some).
     pub coords_read: u64,
-    /// Points that moved to a new, strictly closer center.
+    /// Points that moved to a new, strictly closer center (several centers applied at
+    /// once count as one move).
     pub moved: u64,
+    /// Candidate refreshes that read the candidate's row (at least one distance).
+    pub rows_read: u64,
+    /// Refresh rounds (parallel passes over the groups whose bound reaches a threshold).
+    pub rounds: u64,
 }
 
 /// Farthest-first state: the groups (index = center number), the center rows copied
@@ -286,13 +375,25 @@ struct State<'a> {
     d: usize,
     prune: bool,
     dist: SqDist,
+    err: Option<(f64, f64)>,
     centers: Vec<f32>,
     groups: Vec<Group>,
     /// Candidates before the first center; every one of them moves to it.
     unassigned: Group,
     remaining: usize,
+    /// Relative width of the refresh band below the largest bound (adapted per pick).
+    band: f64,
     stats: Stats,
 }
+
+/// Pending entries a group may hold per member before it is refreshed whole
+/// (plus [`PENDING_SLACK`]): caps the extra memory at O(n + centers).
+const PENDING_PER_MEMBER: usize = 2;
+const PENDING_SLACK: usize = 64;
+/// Bounds of the adaptive refresh band (relative, on squared distances).
+const BAND_MIN: f64 = 1e-6;
+const BAND_MAX: f64 = 0.5;
+const BAND_START: f64 = 1e-3;
 
 impl<'a> State<'a> {
     fn row(&self, i: u32) -> &'a [f32] {
@@ -300,136 +401,69 @@ impl<'a> State<'a> {
         &self.x[i * self.d..(i + 1) * self.d]
     }
 
-    /// Add row `c` as a center and move every candidate now nearest to it.
+    fn group_mut(&mut self, g: usize) -> &mut Group {
+        if g == UNASSIGNED {
+            &mut self.unassigned
+        } else {
+            &mut self.groups[g]
+        }
+    }
+
+    /// Add row `c` as a center: queue it on every group it might improve (nothing is
+    /// computed for the members yet; [`State::settle`] applies it when needed).
     fn add_center(&mut self, c: u32) {
         let d = self.d;
         let crow = self.row(c);
         let k = self.groups.len();
         let dist = self.dist;
+        let err = self.err;
         self.stats.brute_force_evals += self.remaining as u64;
 
-        // Skip bounds per existing group (center–center distances, same routine).
+        // Center–center distances to every group with members (same routine).
         let centers = &self.centers;
         let groups = &self.groups;
         let prune = self.prune;
-        let mut bounds = vec![-1.0f64; k];
-        bounds
-            .par_chunks_mut(CENTER_CHUNK)
+        let mut dcc = vec![f32::INFINITY; k];
+        dcc.par_chunks_mut(CENTER_CHUNK)
             .enumerate()
             .for_each(|(ci, out)| {
-                for (j, b) in out.iter_mut().enumerate() {
+                for (j, v) in out.iter_mut().enumerate() {
                     let a = ci * CENTER_CHUNK + j;
-                    *b = if !prune || groups[a].rows.is_empty() {
-                        -1.0
-                    } else {
-                        // A member at distance 0 can never get strictly closer.
-                        skip_bound(dist(crow, &centers[a * d..(a + 1) * d], f32::INFINITY).0, d)
-                            .max(0.0)
-                    };
-                }
-            });
-
-        // Work items: fixed-size chunks of every group that cannot be skipped whole.
-        // Index k stands for the unassigned candidates (bound: nothing skipped, all move).
-        let unassigned = &mut self.unassigned;
-        let mut items: Vec<(usize, &mut [u32], &mut [f32])> = Vec::new();
-        let mut touched: Vec<usize> = Vec::new();
-        for (g, grp) in self
-            .groups
-            .iter_mut()
-            .enumerate()
-            .chain(std::iter::once((k, unassigned)))
-        {
-            if grp.rows.is_empty() {
-                continue;
-            }
-            if g < k {
-                // A stale maximum (the group just lost its farthest member to the pick)
-                // reads as infinite, so that group is always scanned and refreshed.
-                let far = grp.best.map_or(f32::INFINITY, |b| b.0);
-                if f64::from(far) <= bounds[g] {
-                    continue;
-                }
-            }
-            touched.push(g);
-            for (r, v) in grp.rows.chunks_mut(CHUNK).zip(grp.d2.chunks_mut(CHUNK)) {
-                items.push((g, r, v));
-            }
-        }
-        let x = self.x;
-        let bounds = &bounds;
-        let outs: Vec<ChunkOut> = items
-            .into_par_iter()
-            .map(|(g, rows, d2)| {
-                let (bound, force) = if g < k {
-                    (bounds[g], false)
-                } else {
-                    (-1.0, true)
-                };
-                scan_chunk(x, d, crow, dist, bound, force, prune, rows, d2)
-            })
-            .collect();
-
-        // Merge in group then chunk order: compact each touched group, gather the movers.
-        let mut movers: Vec<(u32, f32)> = Vec::new();
-        let mut outs = outs.into_iter();
-        for &g in &touched {
-            let grp = if g < k {
-                &mut self.groups[g]
-            } else {
-                &mut self.unassigned
-            };
-            let n_chunks = grp.rows.len().div_ceil(CHUNK);
-            let mut w = 0usize;
-            let mut best: Option<(f32, u32, usize)> = None;
-            for ch in 0..n_chunks {
-                // The collect above produced exactly one output per chunk, in this order.
-                let Some(o) = outs.next() else { break };
-                self.stats.distance_evals += o.evals;
-                self.stats.coords_read += o.coords;
-                self.stats.moved += o.moved.len() as u64;
-                let start = ch * CHUNK;
-                if w != start {
-                    grp.rows.copy_within(start..start + o.kept, w);
-                    grp.d2.copy_within(start..start + o.kept, w);
-                }
-                if let Some((v, r, p)) = o.best {
-                    if better(v, r, best) {
-                        best = Some((v, r, w + p));
+                    if !groups[a].rows.is_empty() {
+                        *v = dist(crow, &centers[a * d..(a + 1) * d], f32::INFINITY).0;
                     }
                 }
-                w += o.kept;
-                movers.extend(o.moved);
+            });
+        for (grp, &dcc2) in self.groups.iter_mut().zip(&dcc) {
+            let Some((far, _, _)) = grp.best else {
+                continue;
+            };
+            // Group-level test against the largest bound: no member can move to c.
+            if prune && can_skip(dcc2, far, far, err) {
+                continue;
             }
-            grp.rows.truncate(w);
-            grp.d2.truncate(w);
-            grp.best = best;
+            grp.pending.push((k as u32, dcc2));
+            if grp.pending.len() > PENDING_SLACK + PENDING_PER_MEMBER * grp.rows.len() {
+                grp.overdue = true;
+            }
         }
-        // Every group stays sorted by row (compaction and `remove` keep the order), so
-        // a scan walks the feature matrix in address order: friendlier to the TLB and
-        // the prefetchers than a scattered order.
-        movers.sort_unstable_by_key(|&(r, _)| r);
-        let mut new_group = Group {
-            rows: Vec::with_capacity(movers.len()),
-            d2: Vec::with_capacity(movers.len()),
-            best: None,
-        };
-        for (r, v) in movers {
-            if better(v, r, new_group.best) {
-                new_group.best = Some((v, r, new_group.rows.len()));
-            }
-            new_group.rows.push(r);
-            new_group.d2.push(v);
+        if !self.unassigned.rows.is_empty() {
+            self.unassigned.pending.push((k as u32, f32::INFINITY));
         }
         self.centers.extend_from_slice(crow);
-        self.groups.push(new_group);
+        self.groups.push(Group::default());
     }
 
-    /// The farthest unpicked candidate: (squared distance, row, group, position).
-    fn farthest(&self) -> Option<(f32, u32, usize, usize)> {
+    /// The largest bound over all groups: (squared distance, row, group, position).
+    fn top(&self) -> Option<(f32, u32, usize, usize)> {
         let mut best: Option<(f32, u32, usize)> = None;
         let mut at = 0usize;
-        for (g, grp) in self.groups.iter().enumerate() {
+        for (g, grp) in self
+            .groups
+            .iter()
+            .enumerate()
+            .chain(std::iter::once((UNASSIGNED, &self.unassigned)))
+        {
             if let Some((v, r, p)) = grp.best {
                 if better(v, r, best) {
                     best = Some((v, r, p));
@@ -440,13 +474,183 @@ impl<'a> State<'a> {
         best.map(|(v, r, p)| (v, r, at, p))
     }
 
+    /// The farthest unpicked candidate, exact: (squared distance, row, group, position).
+    ///
+    /// Refreshes (applies the pending centers to) every stale member whose bound lies
+    /// in a band below the largest bound, until the largest bound belongs to a fresh
+    /// member. Then it is the true maximum: every other candidate's true distance is
+    /// at most its bound, which is below (or equal with a higher row).
+    fn settle(&mut self) -> Option<(f32, u32, usize, usize)> {
+        let k = self.groups.len() as u32;
+        let mut rounds = 0u32;
+        loop {
+            let overdue = self.groups.iter().any(|g| g.overdue);
+            let top = self.top();
+            let fresh = match top {
+                None => true,
+                Some((_, _, g, p)) => {
+                    let grp = if g == UNASSIGNED {
+                        &self.unassigned
+                    } else {
+                        &self.groups[g]
+                    };
+                    // Fresh: stamped up to date, or nothing pending since its stamp.
+                    grp.stamp[p] == k || grp.pending.last().is_none_or(|e| e.0 < grp.stamp[p])
+                }
+            };
+            if fresh && !overdue {
+                if self.prune {
+                    // Needed several rounds: widen the band; one was enough: narrow it.
+                    self.band = if rounds > 1 {
+                        (self.band * 4.0).min(BAND_MAX)
+                    } else {
+                        (self.band * 0.7).max(BAND_MIN)
+                    };
+                }
+                return top;
+            }
+            let threshold = match top {
+                _ if !self.prune => f32::NEG_INFINITY,
+                Some((v, ..)) if !fresh => {
+                    let t = f64::from(v) * (1.0 - self.band * f64::from(1u32 << rounds.min(20)));
+                    t as f32
+                }
+                // Only overdue groups to update.
+                _ => f32::INFINITY,
+            };
+            self.refresh(threshold);
+            rounds += 1;
+        }
+    }
+
+    /// Apply the pending centers to every stale member whose bound is `>= threshold`
+    /// (and to every member of an overdue group); move the ones now nearer another
+    /// center.
+    fn refresh(&mut self, threshold: f32) {
+        self.stats.rounds += 1;
+        let k = self.groups.len() as u32;
+        let (x, d, dist, err, prune) = (self.x, self.d, self.dist, self.err, self.prune);
+        let centers = &self.centers;
+        let unassigned = &mut self.unassigned;
+        // Work items: fixed-size chunks of every group whose largest bound reaches the
+        // threshold. Chunk results are merged in this (group, chunk) order.
+        let mut items: Vec<Item<'_>> = Vec::new();
+        let mut touched: Vec<usize> = Vec::new();
+        for (g, grp) in self
+            .groups
+            .iter_mut()
+            .enumerate()
+            .chain(std::iter::once((UNASSIGNED, unassigned)))
+        {
+            let Some((far, _, _)) = grp.best else {
+                continue;
+            };
+            let t = if grp.overdue {
+                f32::NEG_INFINITY
+            } else {
+                threshold
+            };
+            if far < t || grp.pending.is_empty() {
+                continue;
+            }
+            touched.push(g);
+            let pending = &grp.pending[..];
+            for ((r, v), s) in grp
+                .rows
+                .chunks_mut(CHUNK)
+                .zip(grp.d2.chunks_mut(CHUNK))
+                .zip(grp.stamp.chunks_mut(CHUNK))
+            {
+                items.push((g, t, pending, r, v, s));
+            }
+        }
+        let outs: Vec<ChunkOut> = items
+            .into_par_iter()
+            .map(|(g, t, pending, rows, d2, stamp)| {
+                let ctx = Refresh {
+                    x,
+                    d,
+                    centers,
+                    dist,
+                    err,
+                    prune,
+                    k,
+                    threshold: t,
+                    force: g == UNASSIGNED,
+                    pending,
+                };
+                ctx.chunk(rows, d2, stamp)
+            })
+            .collect();
+
+        // Merge in group then chunk order: compact each touched group, gather the movers.
+        let mut movers: Vec<(u32, f32, u32)> = Vec::new();
+        let mut outs = outs.into_iter();
+        for &g in &touched {
+            let stats = &mut self.stats;
+            let grp = if g == UNASSIGNED {
+                &mut self.unassigned
+            } else {
+                &mut self.groups[g]
+            };
+            let n_chunks = grp.rows.len().div_ceil(CHUNK);
+            let mut w = 0usize;
+            let mut best: Option<(f32, u32, usize)> = None;
+            let mut min_stamp = u32::MAX;
+            for ch in 0..n_chunks {
+                // The collect above produced exactly one output per chunk, in this order.
+                let Some(o) = outs.next() else { break };
+                stats.distance_evals += o.evals;
+                stats.coords_read += o.coords;
+                stats.rows_read += o.rows;
+                stats.moved += o.moved.len() as u64;
+                let start = ch * CHUNK;
+                if w != start {
+                    grp.rows.copy_within(start..start + o.kept, w);
+                    grp.d2.copy_within(start..start + o.kept, w);
+                    grp.stamp.copy_within(start..start + o.kept, w);
+                }
+                if let Some((v, r, p)) = o.best {
+                    if better(v, r, best) {
+                        best = Some((v, r, w + p));
+                    }
+                }
+                min_stamp = min_stamp.min(o.min_stamp);
+                w += o.kept;
+                movers.extend(o.moved);
+            }
+            grp.rows.truncate(w);
+            grp.d2.truncate(w);
+            grp.stamp.truncate(w);
+            grp.best = best;
+            grp.overdue = false;
+            // Entries every member has already applied are no longer needed.
+            let keep_from = grp.pending.partition_point(|e| e.0 < min_stamp);
+            grp.pending.drain(..keep_from);
+            if grp.rows.is_empty() {
+                grp.pending = Vec::new();
+            }
+        }
+        // Movers join their new group fully updated (stamp = number of centers).
+        movers.sort_unstable_by_key(|&(r, _, c)| (c, r));
+        for (r, v, c) in movers {
+            let grp = self.group_mut(c as usize);
+            if better(v, r, grp.best) {
+                grp.best = Some((v, r, grp.rows.len()));
+            }
+            grp.rows.push(r);
+            grp.d2.push(v);
+            grp.stamp.push(k);
+        }
+    }
+
     /// Take the member at `pos` out of group `g` (it is about to become a center).
     fn remove(&mut self, g: usize, pos: usize) {
-        let grp = &mut self.groups[g];
+        let grp = self.group_mut(g);
         grp.rows.remove(pos);
         grp.d2.remove(pos);
-        // Marked stale; the next `add_center` always scans this group and refreshes it.
-        grp.best = None;
+        grp.stamp.remove(pos);
+        grp.recompute_best();
         self.remaining -= 1;
     }
 }
@@ -472,75 +676,122 @@ fn prefetch(row: &[f32]) {
     let _ = row;
 }
 
-/// Update one chunk of a group for a new center `c`; keep the members that stay,
-/// compacted to the front, and return the ones that move.
-///
-/// Three passes over the chunk's (row, r²) entries, which stay in L1: pick the members
-/// the skip test cannot rule out, compute their distances (prefetching the rows a few
-/// members ahead: they are scattered over the feature matrix), then compact.
-#[allow(clippy::too_many_arguments)]
-fn scan_chunk(
-    x: &[f32],
+/// One refresh work item: group id, threshold, the group's pending centers, and one
+/// chunk of its rows, bounds and stamps.
+type Item<'s> = (
+    usize,
+    f32,
+    &'s [(u32, f32)],
+    &'s mut [u32],
+    &'s mut [f32],
+    &'s mut [u32],
+);
+
+/// What a refresh of one group needs, shared by its chunks.
+struct Refresh<'a> {
+    x: &'a [f32],
     d: usize,
-    c: &[f32],
+    centers: &'a [f32],
     dist: SqDist,
-    bound: f64,
+    err: Option<(f64, f64)>,
+    prune: bool,
+    /// Number of centers: a refreshed member gets this stamp.
+    k: u32,
+    threshold: f32,
+    /// The unassigned group: the first applied center always takes the member.
     force: bool,
-    early: bool,
-    rows: &mut [u32],
-    d2: &mut [f32],
-) -> ChunkOut {
-    let mut out = ChunkOut {
-        kept: 0,
-        moved: Vec::new(),
-        best: None,
-        evals: 0,
-        coords: 0,
-    };
-    let len = rows.len().min(d2.len()).min(CHUNK);
-    let row = |r: u32| &x[r as usize * d..(r as usize + 1) * d];
-    let mut todo = [0u16; CHUNK];
-    let mut m = 0usize;
-    for (j, &v) in d2[..len].iter().enumerate() {
-        if force || f64::from(v) > bound {
-            // CHUNK <= 2^16, so a position fits in u16.
-            todo[m] = j as u16;
-            m += 1;
+    pending: &'a [(u32, f32)],
+}
+
+impl Refresh<'_> {
+    /// Refresh one chunk of a group: apply the pending centers to the stale members
+    /// whose bound is `>= threshold`, keep the members that stay (compacted to the
+    /// front) and return the ones that move.
+    ///
+    /// Three passes over the chunk's entries, which stay in L1: pick the members to
+    /// refresh, refresh them (prefetching the rows a few members ahead: they are
+    /// scattered over the feature matrix), then compact.
+    fn chunk(&self, rows: &mut [u32], d2: &mut [f32], stamp: &mut [u32]) -> ChunkOut {
+        let d = self.d;
+        let mut out = ChunkOut {
+            kept: 0,
+            moved: Vec::new(),
+            best: None,
+            min_stamp: u32::MAX,
+            evals: 0,
+            coords: 0,
+            rows: 0,
+        };
+        let len = rows.len().min(d2.len()).min(stamp.len()).min(CHUNK);
+        let row = |r: u32| &self.x[r as usize * d..(r as usize + 1) * d];
+        let mut todo = [0u16; CHUNK];
+        let mut m = 0usize;
+        for j in 0..len {
+            if stamp[j] < self.k && d2[j] >= self.threshold {
+                // CHUNK <= 2^16, so a position fits in u16.
+                todo[m] = j as u16;
+                m += 1;
+            }
         }
+        let mut gone = [0u64; CHUNK / 64];
+        for t in 0..m {
+            if let Some(&ahead) = todo[..m].get(t + PREFETCH_AHEAD) {
+                prefetch(row(rows[ahead as usize]));
+            }
+            let j = todo[t] as usize;
+            let (r, ra2) = (rows[j], d2[j]);
+            let xr = row(r);
+            let from = self.pending.partition_point(|e| e.0 < stamp[j]);
+            let mut cur = ra2;
+            let mut to: Option<u32> = None;
+            let mut read = false;
+            for &(c, dcc2) in &self.pending[from..] {
+                if self.prune && can_skip(dcc2, ra2, cur, self.err) {
+                    continue;
+                }
+                let take_any = self.force && to.is_none();
+                // Brute force reads every coordinate (limit +inf); pruning may stop once
+                // the partial sum shows the point cannot move (see `sq_dist_body`).
+                let limit = if !self.prune || take_any {
+                    f32::INFINITY
+                } else {
+                    cur
+                };
+                let cu = c as usize;
+                let (nd, n_read) = (self.dist)(xr, &self.centers[cu * d..(cu + 1) * d], limit);
+                out.evals += 1;
+                out.coords += n_read as u64;
+                read = true;
+                // Strictly closer only: ties keep the older center, as brute force does.
+                if take_any || nd < cur {
+                    cur = nd;
+                    to = Some(c);
+                }
+            }
+            out.rows += u64::from(read);
+            stamp[j] = self.k;
+            if let Some(c) = to {
+                out.moved.push((r, cur, c));
+                gone[j / 64] |= 1 << (j % 64);
+            }
+        }
+        for j in 0..len {
+            if gone[j / 64] >> (j % 64) & 1 == 1 {
+                continue;
+            }
+            let (r, v, s) = (rows[j], d2[j], stamp[j]);
+            let w = out.kept;
+            rows[w] = r;
+            d2[w] = v;
+            stamp[w] = s;
+            if better(v, r, out.best) {
+                out.best = Some((v, r, w));
+            }
+            out.min_stamp = out.min_stamp.min(s);
+            out.kept += 1;
+        }
+        out
     }
-    let mut gone = [0u64; CHUNK / 64];
-    for t in 0..m {
-        if let Some(&ahead) = todo[..m].get(t + PREFETCH_AHEAD) {
-            prefetch(row(rows[ahead as usize]));
-        }
-        let j = todo[t] as usize;
-        let (r, v) = (rows[j], d2[j]);
-        // Brute force reads every coordinate (limit +inf); pruning may stop once the
-        // partial sum shows the point cannot move (see `sq_dist_body`).
-        let limit = if force || !early { f32::INFINITY } else { v };
-        let (nd, read) = dist(row(r), c, limit);
-        out.evals += 1;
-        out.coords += read as u64;
-        // Strictly closer only: ties keep the older center, as brute force does.
-        if force || nd < v {
-            out.moved.push((r, nd));
-            gone[j / 64] |= 1 << (j % 64);
-        }
-    }
-    for j in 0..len {
-        if gone[j / 64] >> (j % 64) & 1 == 1 {
-            continue;
-        }
-        let (r, v) = (rows[j], d2[j]);
-        let w = out.kept;
-        rows[w] = r;
-        d2[w] = v;
-        if better(v, r, out.best) {
-            out.best = Some((v, r, w));
-        }
-        out.kept += 1;
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -625,10 +876,12 @@ pub fn greedy_with(
         d,
         prune,
         dist,
+        err: error_bounds(d),
         centers: Vec::with_capacity((init.len() + budget) * d),
         groups: Vec::with_capacity(init.len() + budget),
         unassigned: Group::default(),
         remaining: cand.len(),
+        band: BAND_START,
         stats: Stats::default(),
     };
     let mut sel = Vec::with_capacity(budget);
@@ -647,10 +900,14 @@ pub fn greedy_with(
     } else {
         None
     };
+    let best = cand.first().map(|&r| (f32::INFINITY, r, 0));
     st.unassigned = Group {
         d2: vec![f32::INFINITY; cand.len()],
+        stamp: vec![0; cand.len()],
         rows: cand,
-        best: None,
+        pending: Vec::new(),
+        best,
+        overdue: false,
     };
     for &c in &init {
         st.add_center(c);
@@ -659,16 +916,22 @@ pub fn greedy_with(
         st.remaining -= 1;
         st.add_center(f);
         sel.push(i64::from(f));
-        radii.push(st.farthest().map_or(0.0, |b| b.0.sqrt()));
     }
-    while sel.len() < budget {
-        let Some((_, row, g, pos)) = st.farthest() else {
+    loop {
+        // The farthest candidate now: the next pick, and the radius after the last one.
+        let top = st.settle();
+        if !sel.is_empty() {
+            radii.push(top.map_or(0.0, |b| b.0.sqrt()));
+        }
+        if sel.len() == budget {
+            break;
+        }
+        let Some((_, row, g, pos)) = top else {
             return Err(invalid!("ran out of candidates after {} picks", sel.len()));
         };
         st.remove(g, pos);
         st.add_center(row);
         sel.push(i64::from(row));
-        radii.push(st.farthest().map_or(0.0, |b| b.0.sqrt()));
     }
     Ok((sel, radii, st.stats))
 }
@@ -776,11 +1039,21 @@ mod tests {
     }
 
     #[test]
-    fn skip_bound_never_skips_a_point_that_could_move() {
-        // 1-D: center a = 0, new center c at 2r exactly; the point at r ties and stays.
-        assert!(skip_bound(4.0, 1) < 1.0);
-        assert!(skip_bound(4.1, 1) >= 1.0);
-        assert!(skip_bound(f32::INFINITY, 8) < 0.0);
+    fn skip_test_never_skips_a_point_that_could_move() {
+        let err = error_bounds(1);
+        // 1-D: center a = 0, new center c at 2r exactly; the point at r ties and stays,
+        // but rounding could make it closer, so it must not be skipped.
+        assert!(!can_skip(4.0, 1.0, 1.0, err));
+        assert!(can_skip(4.1, 1.0, 1.0, err));
+        // A point already closer to its best center than to a: an easier skip.
+        assert!(can_skip(4.0, 0.25, 0.25, err));
+        assert!(!can_skip(f32::INFINITY, 1.0, 1.0, err));
+        assert!(!can_skip(4.0, f32::INFINITY, 1.0, err));
+        assert!(!can_skip(1e30, 1.0, 1.0, None));
+        assert!(error_bounds(1 << 30).is_none());
+        // Subnormal scale: the absolute error term keeps it from skipping.
+        let tiny = f32::from_bits(4);
+        assert!(!can_skip(tiny * 4.5, tiny, tiny, err));
     }
 
     #[test]
