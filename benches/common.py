@@ -135,6 +135,7 @@ def annotate(
             "d": w.d,
             "k": w.k,
             "scale": 1.0,
+            "loadavg_1min": os.getloadavg()[0],
             "extrapolated": False,
             "mode": MODE,
             **info,

@@ -100,7 +100,23 @@ def git_describe() -> str:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # Only what the measured code is built from: others' edits elsewhere
+            # (tests, docs, apps) do not change these numbers.
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "rust",
+                "benches",
+                "python/ecos_fast/kernels.py",
+                "python/ecos_fast/selection.py",
+                "python/ecos_fast/protocol.py",
+                "python/ecos_fast/_validation.py",
+                "Cargo.toml",
+                "Cargo.lock",
+            ],
             check=False,
             cwd=ROOT,
             capture_output=True,
@@ -237,6 +253,9 @@ def group_table(
     anchored = any(key[0] == group for key in ANCHORS)
     if anchored:
         cols.append("anchors.md, 2 threads")
+    loaded = any("loadavg_1min" in b["extra_info"] for rows in per_t.values() for b in rows)
+    if loaded:
+        cols.append("load avg at start")
     if group.startswith("select peak"):
         return rss_table(group, per_t)
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -268,6 +287,9 @@ def group_table(
             if anchored:
                 a = ANCHORS.get((group, e["impl"]))
                 cells.append(fmt_time(a) if a and t == 2 else "")
+            if loaded:
+                la = e.get("loadavg_1min")
+                cells.append(f"{la:.1f}" if la is not None else "")
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if group.startswith("scaling"):
