@@ -361,9 +361,9 @@ def run_experiment(
 def _selection_key(split: Any, cfg: ExperimentConfig, seed: int, what: str) -> str:
     """Cache key of a selection artefact: the split's data plus the method's settings."""
     sizes = "" if cfg.sizes is None else str(sorted(cfg.sizes.items()))
-    tag = _stable_seed(
-        split.client_domain, seed, cfg.preset, sizes, cfg.evaluate, split.extractor, what
-    )
+    # The pool does not depend on ``cfg.evaluate`` (validation only splits the private
+    # set), so validation runs share the test runs' entries; "test" keeps old keys valid.
+    tag = _stable_seed(split.client_domain, seed, cfg.preset, sizes, "test", split.extractor, what)
     return f"{split.client_domain}-s{seed}-{what}-{tag:08x}"
 
 
