@@ -6,7 +6,14 @@ Prior validation of data is assumed: call the wrappers in ``ecos_fast.kernels``.
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["assign", "build_info", "kcenter_clusters", "kcenter_greedy", "kmeans"]
+__all__ = [
+    "assign",
+    "build_info",
+    "kcenter_clusters",
+    "kcenter_greedy",
+    "kcenter_greedy_stats",
+    "kmeans",
+]
 
 def assign(
     features: NDArray[np.float32], centroids: NDArray[np.float32], n_threads: int
