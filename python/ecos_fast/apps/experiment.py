@@ -316,9 +316,7 @@ def run_experiment(
                         )
                         idx = np.asarray(sel.indices, dtype=np.int64)
                         sel_s = time.perf_counter() - t1 + fit_s / len(eps_list)
-                        records.append(
-                            ctx.run("ecos", budget, idx, eps, sel_s, ledger=led, response=resp)
-                        )
+                        records.append(ctx.run("ecos", budget, idx, eps, sel_s, response=resp))
                         bar.update(1)
                         t1 = time.perf_counter()
                     led.close()
@@ -520,7 +518,6 @@ class _RunContext:
         eps: float,
         select_s: float,
         *,
-        ledger: Any = None,
         response: Any = None,
     ) -> RunRecord:
         from .client_labeling import private_knn_label
@@ -587,9 +584,21 @@ class _RunContext:
                 seed=train_seed,
             )
         else:  # client-labeling
-            from ecos_fast.ledger import Ledger
+            from ecos_fast.ledger import Ledger, Release
 
-            led = ledger if ledger is not None else Ledger(":memory:", delta=cfg.delta)
+            # Each budget is a separate experiment: a fresh ledger holding this run's
+            # coverage release (shared by the budgets of one epsilon) and its kNN queries.
+            led = Ledger(":memory:", delta=cfg.delta)
+            if response is not None and response.sigma > 0:
+                led.spend(
+                    Release(
+                        "cloud",
+                        "gaussian",
+                        sigma=response.sigma,
+                        sensitivity=response.sensitivity,
+                        purpose="coverage",
+                    )
+                )
             kl = private_knn_label(
                 split.private_features,
                 split.private_labels,
@@ -602,8 +611,7 @@ class _RunContext:
                 true_labels=split.pool_labels[idx],
             )
             total_eps = kl.epsilon if not math.isinf(eps) else math.inf
-            if ledger is None:
-                led.close()
+            led.close()
             res = run_labeling(
                 self._pool_inputs(idx),
                 kl.labels,
