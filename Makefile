@@ -52,6 +52,7 @@ test: setup ## the default test suite (what CI runs)
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --doctest-modules python/ecos_fast
 	$(VENV)/bin/python -m mypy.stubtest ecos_fast._core
 	$(MAKE) --no-print-directory bench-smoke
+	$(MAKE) --no-print-directory lint
 
 .PHONY: test-all
 test-all: setup ## every test, including the slow ones

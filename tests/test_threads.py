@@ -7,10 +7,9 @@ import os
 import threading
 import time
 
+import ecos_fast
 import numpy as np
 import pytest
-
-import ecos_fast
 from ecos_fast._threads import ENV_VAR, default_threads, resolve_threads
 from ecos_fast.errors import InvalidInputError, InvalidTypeError
 
@@ -49,7 +48,7 @@ def test_thread_count_type() -> None:
         resolve_threads(True)
 
 
-def _child_assign(q: "mp.Queue[object]") -> None:
+def _child_assign(q: mp.Queue[object]) -> None:
     x, c = _data()
     labels, _ = ecos_fast.assign(x, c, n_threads=2)
     q.put(labels.tolist())

@@ -21,12 +21,15 @@ __all__ = [
 ]
 
 
-def sq_distances(features: NDArray[np.floating], centroids: NDArray[np.floating]) -> NDArray[np.float64]:
+def sq_distances(
+    features: NDArray[np.floating], centroids: NDArray[np.floating]
+) -> NDArray[np.float64]:
     """Dense squared Euclidean distances of shape (n_samples, n_clusters), in float64."""
     x = np.asarray(features, dtype=np.float64)
     c = np.asarray(centroids, dtype=np.float64)
     diff = x[:, None, :] - c[None, :, :]
-    return np.einsum("nkd,nkd->nk", diff, diff)
+    out: NDArray[np.float64] = np.einsum("nkd,nkd->nk", diff, diff)
+    return out
 
 
 def assign(
@@ -149,7 +152,9 @@ def kcenter_greedy(
     return np.asarray(sel, dtype=np.int64), np.asarray(radii)
 
 
-def kcenter_running_min(features: NDArray[np.float32], budget: int, first: int = 0) -> NDArray[np.int64]:
+def kcenter_running_min(
+    features: NDArray[np.float32], budget: int, first: int = 0
+) -> NDArray[np.int64]:
     """The usual NumPy baseline (Google active-learning style): float32, one
     running min-distance vector, one fused distance pass per pick.
 
