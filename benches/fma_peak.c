@@ -1,7 +1,10 @@
 /* Float32 FMA peak of this machine: independent FMA chains in registers, per thread.
  *
  * Usage: fma_peak N_THREADS WIDTH SECONDS   (WIDTH = 512 for AVX-512, 256 for AVX2+FMA)
- * Prints GFLOP/s over all threads (2 FLOPs per lane per FMA). benches/machine.py
+ * Prints two GFLOP/s figures over all threads (2 FLOPs per lane per FMA): the sum of
+ * each thread's FLOPs per second of its own CPU time (what the cores can do, even on a
+ * shared machine where threads wait for a core), then FLOPs per wall-clock second
+ * (what this run got). benches/machine.py
  * compiles it at run time with `gcc -O3 -pthread` and reports the best of a few runs.
  * 16 (AVX-512) or 12 (AVX2) accumulators hide the FMA latency (4 cycles x 2 pipes).
  */
@@ -13,6 +16,13 @@
 
 static long long REPS;
 static volatile float SINK;
+static double thread_cpu[64];
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
 
 #define BODY(T, FMA, SET, ADD, RED)                                                  \
     T a0 = SET(1.0f), a1 = SET(1.1f), a2 = SET(1.2f), a3 = SET(1.3f), a4 = SET(1.4f),  \
@@ -35,8 +45,9 @@ __attribute__((target("avx512f"))) static float red512(__m512 s) {
     return _mm512_reduce_add_ps(s);
 }
 __attribute__((target("avx512f"))) static void *run512(void *arg) {
-    (void)arg;
+    double t0 = cpu_now();
     BODY(__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_add_ps, red512)
+    thread_cpu[(long)arg] = cpu_now() - t0;
     return NULL;
 }
 
@@ -47,7 +58,7 @@ __attribute__((target("avx2,fma"))) static float red256(__m256 s) {
 }
 /* Only 16 ymm registers without AVX-512: 12 accumulators, so nothing spills. */
 __attribute__((target("avx2,fma"))) static void *run256(void *arg) {
-    (void)arg;
+    double t0 = cpu_now();
     __m256 a[12];
     for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps(1.0f + 0.1f * i);
     const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
@@ -62,6 +73,7 @@ __attribute__((target("avx2,fma"))) static void *run256(void *arg) {
     __m256 s = a[0];
     for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
     SINK = red256(s);
+    thread_cpu[(long)arg] = cpu_now() - t0;
     return NULL;
 }
 
@@ -75,7 +87,7 @@ static double measure(int threads, int width) {
     pthread_t tid[64];
     void *(*fn)(void *) = width == 512 ? run512 : run256;
     double t0 = now();
-    for (int i = 0; i < threads; i++) pthread_create(&tid[i], NULL, fn, NULL);
+    for (long i = 0; i < threads; i++) pthread_create(&tid[i], NULL, fn, (void *)i);
     for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
     return now() - t0;
 }
@@ -103,7 +115,9 @@ int main(int argc, char **argv) {
     if (REPS < 1000) REPS = 1000;
     t = measure(threads, width);
     double chains = width == 512 ? 16.0 : 12.0;
-    double flops = 2.0 * chains * (width / 32) * (double)REPS * threads;
-    printf("%.2f\n", flops / t / 1e9);
+    double per_thread = 2.0 * chains * (width / 32) * (double)REPS;
+    double cpu_rate = 0.0;
+    for (int i = 0; i < threads; i++) cpu_rate += per_thread / thread_cpu[i];
+    printf("%.2f %.2f\n", cpu_rate / 1e9, per_thread * threads / t / 1e9);
     return 0;
 }

@@ -118,24 +118,45 @@ def numpy_lloyd(x: np.ndarray, init: np.ndarray, n_iter: int) -> np.ndarray:
     """Plain NumPy Lloyd in float32: chunked GEMM + argmin + ``np.add.at`` per chunk
     (chunk sums in float32, the total in float64).
 
-    Empty clusters keep their centroid. Returns the final centroids.
+    Empty clusters are relocated as scikit-learn does (and
+    ``reference.kmeans_lloyd_relocating`` specifies): each takes the row farthest
+    from its centroid whose cluster keeps a member. Returns the final centroids.
     """
     c = np.array(init, dtype=np.float32)
     k, d = c.shape
+    n = x.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    dist = np.empty(n, dtype=np.float32)
     for _ in range(n_iter):
         c_sq = np.einsum("kd,kd->k", c, c)
         sums = np.zeros((k, d), dtype=np.float64)
         counts = np.zeros(k, dtype=np.int64)
-        for s in range(0, x.shape[0], CHUNK):
+        for s in range(0, n, CHUNK):
             xb = np.asarray(x[s : s + CHUNK])
             g = xb @ c.T
             g *= -2.0
             g += c_sq
             lab = np.argmin(g, axis=1)
+            labels[s : s + CHUNK] = lab
+            dist[s : s + CHUNK] = g[np.arange(len(lab)), lab] + np.einsum("nd,nd->n", xb, xb)
             part = np.zeros((k, d), dtype=np.float32)  # float32 add.at has a fast path
             np.add.at(part, lab, xb)
             sums += part
             counts += np.bincount(lab, minlength=k)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            order = np.lexsort((np.arange(n), -dist))  # farthest first, ties to the lowest row
+            pos = 0
+            for e in empty:
+                while pos < n:
+                    i = int(order[pos])
+                    pos += 1
+                    if counts[labels[i]] > 1:
+                        row = np.asarray(x[i], dtype=np.float64)
+                        sums[labels[i]] -= row
+                        counts[labels[i]] -= 1
+                        sums[e], counts[e], labels[i] = row, 1, e
+                        break
         nz = counts > 0
         c[nz] = (sums[nz] / counts[nz, None]).astype(np.float32)
     return c

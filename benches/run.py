@@ -155,7 +155,7 @@ def peak_for(machine: dict[str, Any], threads: int) -> float | None:
     fma = machine.get("fma_peak", {}).get(str(threads)) or machine.get("fma_peak", {}).get(threads)
     if not fma:
         return None
-    values = [v for v in fma.values() if v]
+    values = [fma.get(k) for k in ("avx512", "avx2") if fma.get(k)]
     return max(values) if values else None
 
 
@@ -302,7 +302,7 @@ def rss_table(group: str, per_t: dict[int, list[dict[str, Any]]]) -> list[str]:
         f"### {group}",
         "",
         (
-            "Peak resident set (`ru_maxrss`, a fresh process: imports, pool memmap, "
+            "Peak resident set (`VmHWM`, a fresh process: imports, pool memmap, "
             "`respond`, then the selection; file-backed pool pages count once touched)."
         ),
         "",
@@ -423,29 +423,36 @@ def machine_section(m: dict[str, Any], threads: list[int]) -> list[str]:
     lines += [
         "",
         (
-            "Float32 peak (FMA loop in benches/fma_peak.c, `gcc -O3`, best of 3) and "
-            "NumPy sgemm (4096², best of 3, BLAS capped by threadpoolctl):"
+            "Float32 peak: the FMA loop in benches/fma_peak.c (`gcc -O3`, best of 3), "
+            "per second of each thread's own CPU time (what the cores can do however "
+            "loaded the machine is) and, in brackets, per wall-clock second (what that "
+            "run got). NumPy sgemm: 4096² `a @ b`, best of 3, BLAS capped by threadpoolctl, "
+            "wall clock."
         ),
         "",
         "| threads | FMA AVX-512 GFLOP/s | FMA AVX2 GFLOP/s | NumPy sgemm GFLOP/s | sgemm / peak |",
         "|---|---|---|---|---|",
     ]
+
+    def cell(fma: dict[str, Any], key: str) -> str:
+        v, w = fma.get(key), fma.get(f"{key}_wall")
+        if not v:
+            return "—"
+        return f"{v:.0f}" + (f" ({w:.0f})" if w else "")
+
     for t in threads:
         fma = m["fma_peak"].get(str(t)) or m["fma_peak"].get(t) or {}
         sg = m["sgemm"].get(str(t)) or m["sgemm"].get(t)
         peak = peak_for(m, t)
-        lines.append(
-            f"| {t} | {fma.get('avx512') or '—'} | {fma.get('avx2') or '—'} | "
-            f"{sg:.1f} | {100 * sg / peak:.0f} % |"
-            if peak and sg
-            else f"| {t} | {fma.get('avx512') or '—'} | {fma.get('avx2') or '—'} | "
-            f"{sg if sg else '—'} | — |"
-        )
+        ratio = f"{100 * sg / peak:.0f} %" if peak and sg else "—"
+        sgs = f"{sg:.1f}" if sg else "—"
+        lines.append(f"| {t} | {cell(fma, 'avx512')} | {cell(fma, 'avx2')} | {sgs} | {ratio} |")
     lines += [
         "",
         (
-            "'% of FMA peak' below divides by the larger of the two FMA figures at the "
-            "same thread count."
+            "'% of FMA peak' below divides by the larger CPU-time FMA figure at the same "
+            "thread count; a shared machine gives a run less than that, so the load average "
+            "is recorded beside every benchmark."
         ),
         "",
     ]

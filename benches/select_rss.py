@@ -4,8 +4,8 @@ Usage: python benches/select_rss.py N D N_CLIENT BUDGET THREADS [ecos-fast|numpy
 
 Reads the memmapped pool and the centroids cached by test_select.py, runs ``respond``
 on the client's samples and then ``select`` (or the NumPy version), and prints one
-JSON line: ``ru_maxrss`` before and after the selection, in bytes, and the pool size.
-``ru_maxrss`` counts the pool's file-backed pages the process touched, so reading the
+JSON line: the peak RSS (``VmHWM``) before and after the selection, in bytes, and the
+pool size. The peak counts the pool's file-backed pages the process touched, so reading the
 whole pool once already costs 1.0x its bytes.
 """
 
@@ -25,6 +25,18 @@ import numpy as np
 
 
 def maxrss() -> int:
+    """Peak resident set of this process image, in bytes.
+
+    ``VmHWM`` from /proc/self/status, not ``getrusage``: Linux carries ``ru_maxrss``
+    over from the parent through fork and exec, so a child of a big pytest process
+    would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 

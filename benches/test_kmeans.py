@@ -1,7 +1,7 @@
 """k-means: Lloyd iterations from the same initial centroids, on the same points.
 
 ecos-fast ``kmeans(init=..., tol=0, max_points_per_centroid=None)`` | NumPy Lloyd
-(chunked GEMM + argmin + ``np.add.at``) | ``faiss.Kmeans`` (no subsampling) |
+(chunked GEMM + argmin + ``np.add.at``, empty clusters relocated as scikit-learn does) | ``faiss.Kmeans`` (no subsampling) |
 scikit-learn ``KMeans(algorithm="lloyd", n_init=1)`` | scikit-learn-intelex ``KMeans``.
 Every implementation trains on all rows for ``iters`` iterations; the time also covers
 what each does besides (ecos-fast and scikit-learn label every row once more at the
@@ -78,7 +78,7 @@ def test_kmeans(benchmark, w: Workload, impl: str, t: int) -> None:
         benchmark.extra_info["n_iter"] = getattr(N_ITER_OF[impl], "last_n_iter", None)
     if impl == "sklearnex":
         benchmark.extra_info["backend"] = getattr(peers.sklearnex_kmeans, "backend", None)
-    key = f"kmeans_n{w.n}_d{w.d}_k{w.k}_i{w.iters}"
+    key = f"kmeans_reloc_n{w.n}_d{w.d}_k{w.k}_i{w.iters}"
     ref = data.cached(
         key,
         lambda: {
