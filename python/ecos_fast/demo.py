@@ -19,9 +19,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = list(argv) if argv is not None else []
     return reproduce_main(
-        ["--app", "labeling", *args], prog="ecos-fast demo", sweep_default=False, name="demo"
+        ["--app", "labeling", *args],
+        prog="ecos-fast demo",
+        sweep_default=False,
+        name="demo",
+        command=" ".join(["ecos-fast demo", *args]),
     )
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -90,6 +90,7 @@ def main(
     prog: str = "ecos-fast reproduce",
     sweep_default: bool = True,
     name: str | None = None,
+    command: str | None = None,
 ) -> int:
     """Run one application's reproduction; returns the exit status."""
     from .experiment import (
@@ -129,7 +130,9 @@ def main(
     records, comms = run_experiment(cfg, log=log)
     elapsed = time.perf_counter() - start
     title = f"{_TITLES[cfg.app]} on the offline Digit-Five proxy (OCR-pretrained PP-OCRv4 features)"
-    cmd = " ".join(["ecos-fast", prog.split()[-1], *(argv if argv is not None else sys.argv[1:])])
+    cmd = command or " ".join(
+        ["ecos-fast", prog.split()[-1], *(argv if argv is not None else sys.argv[1:])]
+    )
     where = (
         "test split"
         if cfg.evaluate == "test"
