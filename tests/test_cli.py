@@ -404,3 +404,14 @@ def test_covering_radius_curve_matches_kcenter_radii() -> None:
     curve = covering_radius_curve(pool, pool[sel])
     np.testing.assert_allclose(curve, radii, rtol=1e-4)
     assert math.isclose(curve[-1], float(radii[-1]), rel_tol=1e-4)
+
+
+# -- reproduce: the applications' verb ---------------------------------------------
+def test_reproduce_verb_reaches_the_applications(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    ok = _cli_subprocess(tmp_path, "reproduce", "--help")
+    assert ok.returncode == 0, ok.stderr
+    assert "--app" in ok.stdout and "client-labeling" in ok.stdout
+    bad = _cli_subprocess(tmp_path, "reproduce", "--app", "bogus")
+    assert bad.returncode == 2
+    assert "bogus" in bad.stderr

@@ -963,6 +963,23 @@ def demo(ctx: click.Context) -> None:
     ctx.exit(int(code or 0))
 
 
+@cli.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    }
+)
+@click.pass_context
+def reproduce(ctx: click.Context) -> None:
+    """The paper's tables: --app {labeling,compression,client-labeling} (see --help)."""
+    try:
+        from .apps import reproduce as reproduce_module
+    except ImportError as exc:
+        raise click.ClickException(f"the applications need torch ({exc})") from None
+    ctx.exit(int(reproduce_module.main(list(ctx.args)) or 0))
+
+
 # -- entry points --------------------------------------------------------------
 def _exit_code(exc: BaseException) -> int:
     if isinstance(exc, PrivacyBudgetExceededError):
