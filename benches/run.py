@@ -241,11 +241,14 @@ def group_table(
     first = next(iter(per_t.values()))[0]["extra_info"]
     iters = first.get("iters")
     kcenter = group.startswith(("kcenter", "scaling kcenter"))
-    cols = ["implementation", "threads", "median", "rounds"]
+    scaling = group.startswith("scaling")
+    cols = ["implementation", "threads", *(["n"] if scaling else []), "median", "rounds"]
     if iters:
         cols.append("per iteration")
     if group.startswith("scaling"):
         cols.append("ns per row")
+    # K-Center skips most distances, so its brute-force-equivalent rate is "effective"
+    # and a fraction of the FMA peak would mean nothing.
     cols += ["GFLOP/s" + (" (brute-force equiv.)" if kcenter else ""), "% of FMA peak"]
     if kcenter or group.startswith(("select", "scaling kcenter")):
         cols.append("GB/s" + (" (brute-force equiv.)" if kcenter else ""))
@@ -265,7 +268,8 @@ def group_table(
         for b in rows:
             e = b["extra_info"]
             s = seconds(b)
-            cells = [impl_label(b), str(t), fmt_time(s), str(b["stats"]["rounds"])]
+            cells = [impl_label(b), str(t), *([f"{e['n']:,}"] if scaling else [])]
+            cells += [fmt_time(s), str(b["stats"]["rounds"])]
             if iters:
                 cells.append(fmt_time(s / iters))
             if group.startswith("scaling"):
@@ -274,7 +278,8 @@ def group_table(
             peak = peak_for(machine, t)
             if flops:
                 g = flops / s / 1e9
-                cells += [f"{g:.1f}", f"{100 * g / peak:.0f} %" if peak else "—"]
+                frac = f"{100 * g / peak:.0f} %" if peak and not kcenter else "—"
+                cells += [f"{g:.1f}", frac]
             else:
                 cells += ["—", "—"]
             if kcenter or group.startswith(("select", "scaling kcenter")):

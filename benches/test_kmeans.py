@@ -87,4 +87,7 @@ def test_kmeans(benchmark, w: Workload, impl: str, t: int) -> None:
             )
         },
     )
-    checks.record(benchmark, checks.check_kmeans(x, cents, float(ref["inertia"])))
+    rule = "faiss splits the largest cluster when one empties" if impl == "faiss" else ""
+    checks.record(
+        benchmark, checks.check_kmeans(x, cents, float(ref["inertia"]), other_empty_rule=rule)
+    )
