@@ -75,9 +75,7 @@ def kmeans_update(
     bins: NDArray[np.int64],
     old: NDArray[np.float32],
     scales: NDArray[np.float64],
-    cand: tuple[
-        NDArray[np.float32], NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]
-    ]
+    cand: tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]
     | None = None,
 ) -> tuple[NDArray[np.float32], float, float, NDArray[np.int64], NDArray[np.int64]]: ...
 def kcenter_greedy(
