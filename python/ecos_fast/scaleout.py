@@ -91,6 +91,9 @@ class RunStats:
     wall_s : float
     per_iteration_s : list of float
         Wall time of each distributed Lloyd iteration.
+    lloyd_bytes_to_driver : int
+        Of ``bytes_to_driver``, what the Lloyd iterations fetched (partial sums,
+        counts, inertia bins, relocation candidates).
     """
 
     n_shards: int = 0
@@ -100,6 +103,7 @@ class RunStats:
     driver_reduce_s: float = 0.0
     wall_s: float = 0.0
     per_iteration_s: list[float] = field(default_factory=list)
+    lloyd_bytes_to_driver: int = 0
 
 
 def _nbytes(obj: Any) -> int:
@@ -703,6 +707,7 @@ def _lloyd(
             [_remote(_w_partial).remote(sh, col, normalize, c_ref, sc_ref) for sh in p.shards]
         )
         st.bytes_to_driver += _nbytes(parts)
+        st.lloyd_bytes_to_driver += _nbytes(parts)
         tr = time.perf_counter()
         sums, counts, bins = _add(parts)
         st.driver_reduce_s += time.perf_counter() - tr
@@ -717,6 +722,7 @@ def _lloyd(
                 ]
             )
             st.bytes_to_driver += _nbytes(got)
+            st.lloyd_bytes_to_driver += _nbytes(got)
             cand = tuple(
                 np.ascontiguousarray(np.concatenate([g[i] for g in got])) for i in range(4)
             )
