@@ -178,6 +178,254 @@ fn kmeans<'py>(
     ))
 }
 
+fn to_array2<T: numpy::Element>(
+    v: Vec<T>,
+    rows: usize,
+    cols: usize,
+) -> PyResult<numpy::ndarray::Array2<T>> {
+    numpy::ndarray::Array2::from_shape_vec((rows, cols), v)
+        .map_err(|e| PyErr::from(invalid!("internal shape error: {e}")))
+}
+
+/// k-means++ seeding alone: centroids float32[k, d] (the first step of [`kmeans`]).
+#[pyfunction]
+#[pyo3(signature = (features, n_clusters, seed, n_threads, n_local_trials=1))]
+fn kmeans_plusplus<'py>(
+    py: Python<'py>,
+    features: PyReadonlyArray2<'py, f32>,
+    n_clusters: usize,
+    seed: u64,
+    n_threads: usize,
+    n_local_trials: usize,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let (n, d) = (features.shape()[0], features.shape()[1]);
+    let x = contiguous("features", &features)?;
+    let c = run_detached(py, n_threads, || {
+        km::kmeans_plusplus(x, n, d, n_clusters, seed, n_local_trials)
+    })?;
+    Ok(PyArray2::from_owned_array(py, to_array2(c, n_clusters, d)?))
+}
+
+/// Largest |value| of each feature: float32[d] (reduce shards with a max).
+#[pyfunction]
+#[pyo3(signature = (features, n_threads))]
+fn kmeans_max_abs<'py>(
+    py: Python<'py>,
+    features: PyReadonlyArray2<'py, f32>,
+    n_threads: usize,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let d = features.shape()[1];
+    let x = contiguous("features", &features)?;
+    let m = run_detached(py, n_threads, || Ok(km::max_abs(x, d)))?;
+    Ok(PyArray1::from_vec(py, m))
+}
+
+/// Per-feature fixed-point scales float64[d] for `n_total` rows with these max |values|.
+#[pyfunction]
+#[pyo3(signature = (max_abs, n_total))]
+fn kmeans_scales<'py>(
+    py: Python<'py>,
+    max_abs: PyReadonlyArray1<'py, f32>,
+    n_total: u64,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let m = contiguous1("max_abs", &max_abs)?;
+    Ok(PyArray1::from_vec(py, km::quant_scales(m, n_total)))
+}
+
+/// Fixed-point moments: (Σq int64[d], Σq² high words int64[d], Σq² low words uint64[d]).
+#[pyfunction]
+#[pyo3(signature = (features, scales, n_threads))]
+#[allow(clippy::type_complexity)]
+fn kmeans_moments<'py>(
+    py: Python<'py>,
+    features: PyReadonlyArray2<'py, f32>,
+    scales: PyReadonlyArray1<'py, f64>,
+    n_threads: usize,
+) -> PyResult<(
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<u64>>,
+)> {
+    let d = features.shape()[1];
+    let x = contiguous("features", &features)?;
+    let sc = contiguous1("scales", &scales)?;
+    if sc.len() != d {
+        return Err(invalid!("scales has {} entries but n_features={d}", sc.len()).into());
+    }
+    let (s, s2) = run_detached(py, n_threads, || Ok(km::moments(x, d, sc)))?;
+    let hi: Vec<i64> = s2.iter().map(|&v| (v >> 64) as i64).collect();
+    let lo: Vec<u64> = s2.iter().map(|&v| v as u64).collect();
+    Ok((
+        PyArray1::from_vec(py, s),
+        PyArray1::from_vec(py, hi),
+        PyArray1::from_vec(py, lo),
+    ))
+}
+
+/// Mean per-feature variance from summed [`kmeans_moments`] of `n_total` rows.
+#[pyfunction]
+#[pyo3(signature = (sum_q, sum_q2_hi, sum_q2_lo, n_total, scales))]
+fn kmeans_mean_variance(
+    sum_q: PyReadonlyArray1<'_, i64>,
+    sum_q2_hi: PyReadonlyArray1<'_, i64>,
+    sum_q2_lo: PyReadonlyArray1<'_, u64>,
+    n_total: u64,
+    scales: PyReadonlyArray1<'_, f64>,
+) -> PyResult<f64> {
+    let s = contiguous1("sum_q", &sum_q)?;
+    let hi = contiguous1("sum_q2_hi", &sum_q2_hi)?;
+    let lo = contiguous1("sum_q2_lo", &sum_q2_lo)?;
+    let sc = contiguous1("scales", &scales)?;
+    if s.len() != sc.len() || hi.len() != sc.len() || lo.len() != sc.len() {
+        return Err(invalid!("moments and scales differ in length").into());
+    }
+    let s2: Vec<i128> = hi
+        .iter()
+        .zip(lo)
+        .map(|(&h, &l)| ((h as i128) << 64) | l as i128)
+        .collect();
+    Ok(km::mean_variance(s, &s2, n_total, sc))
+}
+
+/// One shard's Lloyd contribution: (fixed-point sums int64[k, d], counts int64[k],
+/// inertia exponent bins int64[256]).
+#[pyfunction]
+#[pyo3(signature = (features, centroids, scales, n_threads))]
+#[allow(clippy::type_complexity)]
+fn kmeans_partial<'py>(
+    py: Python<'py>,
+    features: PyReadonlyArray2<'py, f32>,
+    centroids: PyReadonlyArray2<'py, f32>,
+    scales: PyReadonlyArray1<'py, f64>,
+    n_threads: usize,
+) -> PyResult<(
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+)> {
+    let (n, d) = (features.shape()[0], features.shape()[1]);
+    let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
+    let x = contiguous("features", &features)?;
+    let c = contiguous("centroids", &centroids)?;
+    let sc = contiguous1("scales", &scales)?;
+    if dc != d || sc.len() != d {
+        return Err(invalid!(
+            "features have n_features={d}, centroids {dc}, scales {}",
+            sc.len()
+        )
+        .into());
+    }
+    let p = run_detached(py, n_threads, || {
+        let packed = distance::Packed::new(c, k, d)?;
+        let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
+        Ok(km::partial(x, d, &packed, sc, &mut lab, &mut dis))
+    })?;
+    Ok((
+        PyArray2::from_owned_array(py, to_array2(p.sums, k, d)?),
+        PyArray1::from_vec(py, p.counts),
+        PyArray1::from_vec(py, p.bins),
+    ))
+}
+
+/// (dist float32[m], global index int64[m], label int64[m], rows float32[m, d]).
+type CandidateArrays<'py> = (
+    Bound<'py, PyArray1<f32>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray2<f32>>,
+);
+
+/// One shard's relocation candidates: its top `m` rows by (distance to the
+/// nearest centroid descending, global index ascending), rows offset by `row_offset`.
+#[pyfunction]
+#[pyo3(signature = (features, centroids, row_offset, m, n_threads))]
+fn kmeans_candidates<'py>(
+    py: Python<'py>,
+    features: PyReadonlyArray2<'py, f32>,
+    centroids: PyReadonlyArray2<'py, f32>,
+    row_offset: i64,
+    m: usize,
+    n_threads: usize,
+) -> PyResult<CandidateArrays<'py>> {
+    let (n, d) = (features.shape()[0], features.shape()[1]);
+    let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
+    let x = contiguous("features", &features)?;
+    let c = contiguous("centroids", &centroids)?;
+    let cand = run_detached(py, n_threads, || {
+        let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
+        distance::assign(x, n, d, c, k, dc, &mut lab, &mut dis)?;
+        Ok(km::candidates(x, d, &dis, &lab, row_offset, m))
+    })?;
+    let m = cand.dist.len();
+    Ok((
+        PyArray1::from_vec(py, cand.dist),
+        PyArray1::from_vec(py, cand.index),
+        PyArray1::from_vec(py, cand.label),
+        PyArray2::from_owned_array(py, to_array2(cand.rows, m, d)?),
+    ))
+}
+
+/// (centroids float32[k, d], shift, inertia, counts int64[k], moved rows int64[r, 3]).
+type UpdateArrays<'py> = (
+    Bound<'py, PyArray2<f32>>,
+    f64,
+    f64,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray2<i64>>,
+);
+
+/// The driver's Lloyd update from summed partials (and, when a cluster is
+/// empty, every shard's candidates concatenated). Moved rows: (row, from, to).
+#[pyfunction]
+#[pyo3(signature = (sums, counts, bins, old, scales, cand=None))]
+#[allow(clippy::type_complexity)]
+fn kmeans_update<'py>(
+    py: Python<'py>,
+    sums: PyReadonlyArray2<'py, i64>,
+    counts: PyReadonlyArray1<'py, i64>,
+    bins: PyReadonlyArray1<'py, i64>,
+    old: PyReadonlyArray2<'py, f32>,
+    scales: PyReadonlyArray1<'py, f64>,
+    cand: Option<(
+        PyReadonlyArray1<'py, f32>,
+        PyReadonlyArray1<'py, i64>,
+        PyReadonlyArray1<'py, i64>,
+        PyReadonlyArray2<'py, f32>,
+    )>,
+) -> PyResult<UpdateArrays<'py>> {
+    let (k, d) = (old.shape()[0], old.shape()[1]);
+    let p = km::Partial {
+        sums: contiguous("sums", &sums)?.to_vec(),
+        counts: contiguous1("counts", &counts)?.to_vec(),
+        bins: contiguous1("bins", &bins)?.to_vec(),
+    };
+    let cands = match &cand {
+        Some((dist, index, label, rows)) => Some(km::Candidates {
+            dist: contiguous1("cand dist", dist)?.to_vec(),
+            index: contiguous1("cand index", index)?.to_vec(),
+            label: contiguous1("cand label", label)?.to_vec(),
+            rows: contiguous("cand rows", rows)?.to_vec(),
+        }),
+        None => None,
+    };
+    let o = contiguous("old", &old)?;
+    let sc = contiguous1("scales", &scales)?;
+    let u = km::update(p, cands.as_ref(), o, sc)?;
+    let moved: Vec<i64> = u
+        .moves
+        .iter()
+        .flat_map(|&(i, a, b)| [i, a as i64, b as i64])
+        .collect();
+    let r = u.moves.len();
+    Ok((
+        PyArray2::from_owned_array(py, to_array2(u.centroids, k, d)?),
+        u.shift,
+        u.inertia,
+        PyArray1::from_vec(py, u.counts),
+        PyArray2::from_owned_array(py, to_array2(moved, r, 3)?),
+    ))
+}
+
 /// Greedy K-Center (farthest-first traversal), exact, ties to the lowest index.
 ///
 /// `rows` (optional) restricts the run to those pool rows; `initial` are rows
@@ -329,6 +577,14 @@ fn build_info() -> HashMap<&'static str, String> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_plusplus, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_max_abs, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_scales, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_moments, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_mean_variance, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_partial, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_candidates, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_update, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_greedy, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_greedy_stats, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_clusters, m)?)?;

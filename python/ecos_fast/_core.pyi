@@ -13,6 +13,14 @@ __all__ = [
     "kcenter_greedy",
     "kcenter_greedy_stats",
     "kmeans",
+    "kmeans_candidates",
+    "kmeans_max_abs",
+    "kmeans_mean_variance",
+    "kmeans_moments",
+    "kmeans_partial",
+    "kmeans_plusplus",
+    "kmeans_scales",
+    "kmeans_update",
 ]
 
 def assign(
@@ -29,6 +37,47 @@ def kmeans(
     n_local_trials: int = 1,
     sample: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.float64], int]: ...
+def kmeans_plusplus(
+    features: NDArray[np.float32],
+    n_clusters: int,
+    seed: int,
+    n_threads: int,
+    n_local_trials: int = 1,
+) -> NDArray[np.float32]: ...
+def kmeans_max_abs(features: NDArray[np.float32], n_threads: int) -> NDArray[np.float32]: ...
+def kmeans_scales(max_abs: NDArray[np.float32], n_total: int) -> NDArray[np.float64]: ...
+def kmeans_moments(
+    features: NDArray[np.float32], scales: NDArray[np.float64], n_threads: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.uint64]]: ...
+def kmeans_mean_variance(
+    sum_q: NDArray[np.int64],
+    sum_q2_hi: NDArray[np.int64],
+    sum_q2_lo: NDArray[np.uint64],
+    n_total: int,
+    scales: NDArray[np.float64],
+) -> float: ...
+def kmeans_partial(
+    features: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    scales: NDArray[np.float64],
+    n_threads: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]: ...
+def kmeans_candidates(
+    features: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    row_offset: int,
+    m: int,
+    n_threads: int,
+) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]: ...
+def kmeans_update(
+    sums: NDArray[np.int64],
+    counts: NDArray[np.int64],
+    bins: NDArray[np.int64],
+    old: NDArray[np.float32],
+    scales: NDArray[np.float64],
+    cand: tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]
+    | None = None,
+) -> tuple[NDArray[np.float32], float, float, NDArray[np.int64], NDArray[np.int64]]: ...
 def kcenter_greedy(
     features: NDArray[np.float32],
     budget: int,

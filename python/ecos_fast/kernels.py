@@ -8,21 +8,32 @@ Results are identical for any ``n_threads``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
 from ._threads import resolve_threads
-from ._validation import as_features, as_indices, check_int, check_seed
+from ._validation import as_features, as_indices, check_choice, check_int, check_seed
 from .errors import InvalidInputError
 
-__all__ = ["KMeansResult", "assign", "kcenter_greedy", "kmeans"]
+
+def check_backend(backend: Any) -> str:
+    """``backend`` checked: ``"local"`` or ``"ray"``."""
+    check_choice(backend, "backend", ("local", "ray"))
+    return str(backend)
+
+
+__all__ = ["KMeansResult", "assign", "init_sample_rows", "kcenter_greedy", "kmeans"]
 
 
 def assign(
-    features: Any, centroids: Any, *, n_threads: int | None = None
+    features: Any,
+    centroids: Any,
+    *,
+    n_threads: int | None = None,
+    backend: Literal["local", "ray"] = "local",
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Nearest centroid of every row, and the squared distance to it.
 
@@ -33,6 +44,10 @@ def assign(
     centroids : array-like of shape (n_clusters, n_features)
     n_threads : int, optional
         Worker threads; default ``ECOS_FAST_NUM_THREADS`` or the CPUs available.
+    backend : {"local", "ray"}, default "local"
+        ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
+        shards or a ``ray.data.Dataset``; the shards are assigned on the Ray workers
+        (:func:`ecos_fast.scaleout.assign`) and the result is the same.
 
     Returns
     -------
@@ -49,6 +64,10 @@ def assign(
     >>> labels.tolist(), d2.tolist()
     ([0, 1, 0], [0.0, 2.0, 1.0])
     """
+    if check_backend(backend) == "ray":
+        from . import scaleout
+
+        return scaleout.assign(features, centroids)
     c = as_features(centroids, "centroids")
     x = as_features(features, "features", n_features=c.shape[1])
     return _core.assign(x, c, resolve_threads(n_threads))
@@ -93,7 +112,9 @@ def kmeans(
     init: Any = None,
     max_points_per_centroid: int | None = 256,
     n_local_trials: int = 1,
+    init_sample: int | None = None,
     n_threads: int | None = None,
+    backend: Literal["local", "ray"] = "local",
 ) -> KMeansResult:
     """k-means: k-means++ seeding (or ``init``), then Lloyd iterations.
 
@@ -116,7 +137,22 @@ def kmeans(
         ``None`` trains on all rows.
     n_local_trials : int, default 1
         Candidates tried per k-means++ step (greedy k-means++ when > 1).
+    init_sample : int, optional
+        Seed k-means++ on a seeded sample of at most this many training rows
+        (:func:`init_sample_rows`) instead of on all of them. The Ray backend
+        needs it (or ``init``) when ``max_points_per_centroid=None``.
     n_threads : int, optional
+    backend : {"local", "ray"}, default "local"
+        ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
+        shards or a ``ray.data.Dataset``; see :func:`ecos_fast.scaleout.kmeans`. The
+        result is the local one, bit for bit.
+
+    Notes
+    -----
+    The centroid update sums each cluster's members in fixed point (one rounding
+    per value to a per-feature grid finer than float32 for up to 2^40 rows), so
+    the result does not depend on the thread count or on how the rows are split
+    into shards.
 
     Examples
     --------
@@ -127,6 +163,14 @@ def kmeans(
     >>> sorted(np.bincount(km.labels).tolist())
     [50, 50]
     """
+    if check_backend(backend) == "ray":
+        from . import scaleout
+
+        return scaleout.kmeans(  # type: ignore[no-any-return]
+            features, n_clusters, max_iter=max_iter, tol=tol, seed=seed, init=init,
+            max_points_per_centroid=max_points_per_centroid, n_local_trials=n_local_trials,
+            init_sample=init_sample, n_threads=n_threads,
+        )  # fmt: skip
     x = as_features(features, "features")
     n = x.shape[0]
     k = check_int(n_clusters, "n_clusters", low=1, high=n)
@@ -145,10 +189,49 @@ def kmeans(
         if n > cap:
             rng = np.random.default_rng(s)
             sample = np.sort(rng.choice(n, size=cap, replace=False)).astype(np.int64)
+    if init_c is None and init_sample is not None:
+        n_train = n if sample is None else sample.shape[0]
+        rows = init_sample_rows(n_train, init_sample, s, k)
+        if rows.shape[0] < n_train:  # else: the usual seeding on every training row
+            rows = rows if sample is None else sample[rows]
+            init_c = _core.kmeans_plusplus(x[rows], k, s, resolve_threads(n_threads), trials)
     c, labels, inertia, n_iter = _core.kmeans(
         x, k, iters, t, s, resolve_threads(n_threads), init_c, trials, sample
     )
     return KMeansResult(c, labels, inertia, int(n_iter))
+
+
+def init_sample_rows(
+    n_train: int, init_sample: int, seed: int, n_clusters: int
+) -> NDArray[np.int64]:
+    """The training rows k-means++ seeds on when ``init_sample`` is given.
+
+    A seeded uniform sample without replacement (``numpy.random.default_rng([seed, 1])``),
+    sorted; every row when ``init_sample >= n_train``. Both backends use it.
+
+    Parameters
+    ----------
+    n_train : int
+    init_sample : int
+        In [n_clusters, ...].
+    seed : int
+    n_clusters : int
+
+    Returns
+    -------
+    ndarray of shape (min(init_sample, n_train),), int64
+
+    Examples
+    --------
+    >>> from ecos_fast.kernels import init_sample_rows
+    >>> init_sample_rows(10, 4, 0, 2).shape, init_sample_rows(3, 4, 0, 2).tolist()
+    ((4,), [0, 1, 2])
+    """
+    m = check_int(init_sample, "init_sample", low=n_clusters)
+    if m >= n_train:
+        return np.arange(n_train, dtype=np.int64)
+    rng = np.random.default_rng([check_seed(seed), 1])
+    return np.sort(rng.choice(n_train, size=m, replace=False)).astype(np.int64)
 
 
 def kcenter_greedy(

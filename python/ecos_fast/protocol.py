@@ -213,7 +213,9 @@ def fit_centroids(
     max_iter: int = 25,
     normalize: Normalize = None,
     max_points_per_centroid: int | None = 256,
+    init_sample: int | None = None,
     n_threads: int | None = None,
+    backend: Literal["local", "ray"] = "local",
 ) -> Centroids:
     """Cloud, step 1: fit the centroid sketch of the pool with k-means.
 
@@ -232,7 +234,14 @@ def fit_centroids(
         result so the client and :func:`select` apply the same transform.
     max_points_per_centroid : int or None, default 256
         See :func:`ecos_fast.kmeans`.
+    init_sample : int, optional
+        See :func:`ecos_fast.kmeans`.
     n_threads : int, optional
+    backend : {"local", "ray"}, default "local"
+        ``"ray"``: ``pool_features`` may also be a directory or list of ``.npy`` /
+        Parquet shards or a ``ray.data.Dataset``, clustered on the Ray workers
+        (:func:`ecos_fast.scaleout.kmeans`); the centroids are the local ones, bit
+        for bit. ``labels`` is then None (they stay on the workers).
 
     Returns
     -------
@@ -249,6 +258,16 @@ def fit_centroids(
     ((2, 2), 100, 64)
     """
     check_choice(normalize, "normalize", NORMALIZE_CHOICES)
+    if kernels.check_backend(backend) == "ray":
+        from . import scaleout
+
+        pool = scaleout.ShardedPool.from_source(pool_features)
+        res = scaleout.kmeans(
+            pool, n_clusters, seed=seed, max_iter=max_iter, normalize=normalize,
+            max_points_per_centroid=max_points_per_centroid, init_sample=init_sample,
+            n_threads=n_threads, return_labels=False,
+        )  # fmt: skip
+        return Centroids(res.centroids, n_pool=pool.n_samples, seed=seed, normalize=normalize)
     x = as_features(pool_features, "pool_features")
     if normalize == "l2":
         x = _l2_normalize(x)
@@ -258,6 +277,7 @@ def fit_centroids(
         seed=seed,
         max_iter=max_iter,
         max_points_per_centroid=max_points_per_centroid,
+        init_sample=init_sample,
         n_threads=n_threads,
     )
     return Centroids(

@@ -145,6 +145,8 @@ def select(
     labels: Any = None,
     seed: int = 0,
     n_threads: int | None = None,
+    backend: Literal["local", "ray"] = "local",
+    kcenter: Literal["gather", "coreset"] = "gather",
 ) -> Selection:
     """Cloud, step 3: choose ``budget`` pool rows proximal to the client, and diverse.
 
@@ -170,6 +172,16 @@ def select(
     seed : int, default 0
         Seeds ``fallback="random"`` only.
     n_threads : int, optional
+    backend : {"local", "ray"}, default "local"
+        ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
+        shards or a ``ray.data.Dataset``; assignment and K-Center run on the Ray
+        workers (:func:`ecos_fast.scaleout.select`). ``labels`` must be None and
+        ``Selection.labels`` is None (labels stay on the workers).
+    kcenter : {"gather", "coreset"}, default "gather"
+        Ray only. ``"gather"``: each cluster with a quota is gathered to one worker;
+        the selection equals the local one exactly. ``"coreset"``: K-Center per shard,
+        then on the union of the shards' picks; covering radius within 4x the
+        optimum of each cluster, and it depends on the sharding.
 
     Returns
     -------
@@ -197,6 +209,16 @@ def select(
     >>> len(sel), bool((np.asarray(sel) >= 100).all())
     (10, True)
     """
+    check_choice(backend, "backend", ("local", "ray"))
+    if backend == "ray":
+        if labels is not None:
+            raise InvalidTypeError("labels= is not taken with backend='ray'")
+        from . import scaleout
+
+        return scaleout.select(  # type: ignore[no-any-return]
+            features, sketch, budget, threshold=threshold, fallback=fallback, seed=seed,
+            kcenter=kcenter,
+        )  # fmt: skip
     sk = _as_sketch(sketch)
     x = sk.centroids.transform(features, "features")
     n = x.shape[0]

@@ -281,6 +281,11 @@ impl<'a> Packed<'a> {
         })
     }
 
+    /// Number of centroids packed.
+    pub fn n_clusters(&self) -> usize {
+        self.k
+    }
+
     fn tile_fn(&self, width: usize) -> TileFn {
         let full = width == self.nr;
         match self.path {

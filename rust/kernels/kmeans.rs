@@ -13,26 +13,32 @@
 //!   proportional to the potential walks the chunk sums, then one chunk.
 //! - Each Lloyd iteration is one assignment pass ([`distance`]'s blocked kernel,
 //!   O(n·k·d)) and one update pass: rows are grouped by label with a counting
-//!   sort, and each cluster's members are summed in f64, in row order, in fixed
-//!   chunks of [`SUM_CHUNK`] members reduced in chunk order. Grouping first
+//!   sort, and each cluster's members are summed in fixed point (i64, one
+//!   rounding per value to a per-feature grid, see "Exact, order-independent
+//!   reductions" below) in chunks of [`SUM_CHUNK`] members. Grouping first
 //!   (instead of per-thread `k × d` accumulators) keeps the extra memory at
-//!   O(n + k·d) and makes the sums independent of the thread count.
+//!   O(n + k·d). Integer sums make the update independent of the thread count
+//!   *and* of any split of the rows into shards: [`partial`] on each shard,
+//!   [`Partial::add`] in any order and [`update`] give the local result bit for
+//!   bit (the Ray backend, `ecos_fast.scaleout`, relies on it).
 //! - Empty clusters take the rows farthest from their centroid (largest
 //!   distance first, ties to the lowest row), each from a cluster that keeps at
-//!   least one member, as scikit-learn's `_relocate_empty_clusters`.
+//!   least one member, as scikit-learn's `_relocate_empty_clusters`. Only the
+//!   top `n_empty + k` rows can be consulted, so shards send their own top
+//!   rows ([`candidates`]) and the merge is exact.
 //! - Stop after `max_iter` iterations or when the total squared centroid shift
 //!   is at most `tol` × the mean per-feature variance (scikit-learn's rule).
 //! - With a training subsample, Lloyd runs on the gathered sample rows and a
 //!   final assignment labels every row.
 //!
-//! Inertia history: the exact (directly recomputed) sum of squared distances
-//! at each assignment. Lloyd never increases it in exact arithmetic; here it
+//! Inertia history: the sum of the squared distances at each assignment,
+//! accumulated exactly per f32 exponent and read out in one fixed order. Lloyd never increases it in exact arithmetic; here it
 //! can rise only by rounding (f32 centroids, and near-ties that the distance
 //! expansion resolves within its rounding error).
 //!
-//! Determinism: fixed-size chunks, reductions in chunk order, ties to the
-//! lowest index, all randomness from one `Pcg64` seeded by `seed`; results are
-//! identical for any thread count.
+//! Determinism: fixed-size chunks, integer reductions for every Lloyd sum,
+//! ties to the lowest index, all randomness from one `Pcg64` seeded by `seed`;
+//! results are identical for any thread count and any sharding of the rows.
 
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
@@ -257,17 +263,14 @@ fn seed_centres(
     Ok(centers)
 }
 
-/// f64 sum in fixed chunks, combined in chunk order.
-fn chunked_sum(v: &[f32]) -> f64 {
-    let parts: Vec<f64> = v
-        .par_chunks(ROW_CHUNK)
-        .map(|c| c.iter().map(|&a| a as f64).sum())
-        .collect();
-    parts.iter().sum()
-}
-
 /// Lloyd's algorithm on the `sample` rows (all rows when `None`), then one
 /// full assignment of every row.
+///
+/// Each iteration is exactly what a sharded driver does with one shard:
+/// [`partial`] (assignment and fixed-point sums), [`candidates`] when a
+/// cluster is empty, then [`update`]. Because the partial results are
+/// integers, any split of the rows into shards, summed in any order, gives
+/// the same centroids bit for bit.
 pub fn kmeans(
     x: &[f32],
     n: usize,
@@ -313,25 +316,26 @@ pub fn kmeans(
         }
         None => kmeans_plusplus(tx, tn, d, k, params.seed, params.n_local_trials)?,
     };
+    let scales = quant_scales(&max_abs(tx, d), tn as u64);
     // tol is relative to the mean per-feature variance, as in scikit-learn.
-    let tol_abs = params.tol * mean_variance(tx, tn, d);
+    let (sq, sq2) = moments(tx, d, &scales);
+    let tol_abs = params.tol * mean_variance(&sq, &sq2, tn as u64, &scales);
     let mut labels = vec![0i64; tn];
     let mut dists = vec![0f32; tn];
     let mut inertia = Vec::new();
     let mut n_iter = 0;
     for _ in 0..params.max_iter {
         let packed = Packed::new(&centroids, k, d)?;
-        distance::assign_packed(tx, &packed, &mut labels, &mut dists);
-        inertia.push(chunked_sum(&dists));
+        let p = partial(tx, d, &packed, &scales, &mut labels, &mut dists);
+        let cands = match n_empty(&p.counts) {
+            0 => None,
+            e => Some(candidates(tx, d, &dists, &labels, 0, e + k)),
+        };
+        let u = update(p, cands.as_ref(), &centroids, &scales)?;
+        inertia.push(u.inertia);
         n_iter += 1;
-        let new = update_centroids(tx, d, k, &mut labels, &dists, &centroids);
-        let shift: f64 = new
-            .iter()
-            .zip(&centroids)
-            .map(|(a, b)| ((a - b) as f64).powi(2))
-            .sum();
-        centroids = new;
-        if shift <= tol_abs {
+        centroids = u.centroids;
+        if u.shift <= tol_abs {
             break;
         }
     }
@@ -340,7 +344,7 @@ pub fn kmeans(
     let packed = Packed::new(&centroids, k, d)?;
     distance::assign_packed(x, &packed, &mut all_labels, &mut all_dists);
     if sample.is_none() {
-        inertia.push(chunked_sum(&all_dists));
+        inertia.push(bins_total(&dist_bins(&all_dists)));
     }
     Ok(KMeansResult {
         centroids,
@@ -350,47 +354,107 @@ pub fn kmeans(
     })
 }
 
-/// Mean over features of the per-feature variance (f64, chunked, chunk order).
-fn mean_variance(x: &[f32], n: usize, d: usize) -> f64 {
-    let parts: Vec<(Vec<f64>, Vec<f64>)> = x
-        .par_chunks(ROW_CHUNK * d)
-        .map(|xb| {
-            let mut s = vec![0f64; d];
-            let mut sq = vec![0f64; d];
-            for row in xb.chunks_exact(d) {
-                for ((a, b), &v) in s.iter_mut().zip(sq.iter_mut()).zip(row) {
-                    let v = v as f64;
-                    *a += v;
-                    *b += v * v;
-                }
-            }
-            (s, sq)
-        })
-        .collect();
-    let mut s = vec![0f64; d];
-    let mut sq = vec![0f64; d];
-    for (ps, psq) in parts {
-        for j in 0..d {
-            s[j] += ps[j];
-            sq[j] += psq[j];
-        }
-    }
-    let nn = n as f64;
-    (0..d)
-        .map(|j| (sq[j] / nn - (s[j] / nn).powi(2)).max(0.0))
-        .sum::<f64>()
-        / d as f64
+// --- Exact, order-independent reductions --------------------------------------
+//
+// Floating-point sums depend on their order, so per-shard f64 sums added on a
+// driver would differ from one process's sums in the last bits, and the
+// difference would grow over iterations. Every reduction of the Lloyd loop is
+// therefore an integer sum (integer addition is associative):
+// - feature sums: each value is rounded once to a per-feature fixed-point grid,
+//   `q = round_half_even(x · 2^S_j)`, with `S_j` chosen from the feature's
+//   largest |value| and the number of rows so that no sum can overflow i64
+//   (|q| ≤ 2^B, B = min(50, 62 − ⌈log2 n⌉)); the grid step is ≤ 2^−B times the
+//   feature's largest |value|, far below float32's own resolution for n up to 2^40;
+// - counts: i64;
+// - inertia: each f32 distance is split into its 24-bit significand and
+//   exponent and the significands are added into one i64 bin per exponent
+//   (exact for up to 2^39 rows); the total is read out from the bins in a fixed
+//   order;
+// - the variance that scales `tol`: i64 and i128 sums of the same fixed-point
+//   values.
+// The max-abs that sets the scales is a max, also order-independent.
+
+/// Largest bit width of one fixed-point value (the rounding trick needs < 51).
+const MAX_BITS: i32 = 50;
+
+/// Exponent bins of an f32 (biased exponents 1..=254; denormals share bin 1).
+pub const N_BINS: usize = 256;
+
+/// The scale `2^e` as an f64 (`e` within the normal range).
+fn pow2(e: i32) -> f64 {
+    f64::from_bits(((e + 1023) as u64) << 52)
 }
 
-/// `acc += Σ x[i]` over `rows`, in f64, in the order given.
-fn add_rows(acc: &mut [f64], x: &[f32], rows: &[usize]) {
+/// Largest |value| of each feature (a max: exact and order-independent).
+pub fn max_abs(x: &[f32], d: usize) -> Vec<f32> {
+    x.par_chunks(ROW_CHUNK * d)
+        .map(|xb| {
+            let mut m = vec![0f32; d];
+            for row in xb.chunks_exact(d) {
+                for (a, &v) in m.iter_mut().zip(row) {
+                    *a = a.max(v.abs());
+                }
+            }
+            m
+        })
+        .reduce(
+            || vec![0f32; d],
+            |mut a, b| {
+                for (u, v) in a.iter_mut().zip(b) {
+                    *u = u.max(v);
+                }
+                a
+            },
+        )
+}
+
+/// Per-feature fixed-point scales `2^S_j` for `n_total` rows whose largest
+/// |values| are `max_abs`: `|x · 2^S_j| ≤ 2^B` with `n_total · 2^B < 2^63`.
+pub fn quant_scales(max_abs: &[f32], n_total: u64) -> Vec<f64> {
+    let log_n = 64 - n_total.max(1).saturating_sub(1).leading_zeros() as i32; // ⌈log2 n⌉
+    let bits = MAX_BITS.min(62 - log_n);
+    max_abs
+        .iter()
+        .map(|&m| {
+            if m == 0.0 || !m.is_finite() {
+                return 1.0;
+            }
+            // e = ⌈log2 m⌉, read from the f64 bits (m is normal as an f64).
+            let b = (m as f64).to_bits();
+            let exp = ((b >> 52) & 0x7ff) as i32 - 1023;
+            let e = if b & ((1u64 << 52) - 1) == 0 {
+                exp
+            } else {
+                exp + 1
+            };
+            pow2(bits - e)
+        })
+        .collect()
+}
+
+/// `acc[j] += round_half_even(row[j] · scales[j])`.
+///
+/// `|row[j] · scales[j]| ≤ 2^50`, so adding 1.5·2^52 lands in [2^52, 2^53),
+/// where the f64 grid is the integers: the addition itself rounds (half to
+/// even), and the low bits are the integer. No float-to-int conversion, so it
+/// vectorises on every path and gives the same bits on all of them.
+#[inline(always)]
+fn add_quantized(acc: &mut [i64], row: &[f32], scales: &[f64]) {
+    const MAGIC: f64 = 6755399441055744.0; // 1.5 · 2^52
+    let magic_bits = MAGIC.to_bits() as i64;
+    for ((a, &v), &s) in acc.iter_mut().zip(row).zip(scales) {
+        let y = v as f64 * s + MAGIC;
+        *a += y.to_bits() as i64 - magic_bits;
+    }
+}
+
+/// `acc += Σ quantized rows` over `rows` of `x`.
+fn add_rows(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
     #[inline(always)]
-    fn body(acc: &mut [f64], x: &[f32], rows: &[usize]) {
+    fn body(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
         let d = acc.len();
         for &i in rows {
-            for (a, &v) in acc.iter_mut().zip(&x[i * d..(i + 1) * d]) {
-                *a += v as f64;
-            }
+            add_quantized(acc, &x[i * d..(i + 1) * d], scales);
         }
     }
     #[cfg(target_arch = "x86_64")]
@@ -398,74 +462,174 @@ fn add_rows(acc: &mut [f64], x: &[f32], rows: &[usize]) {
         /// # Safety
         /// The CPU supports AVX-512F.
         #[target_feature(enable = "avx512f")]
-        unsafe fn wide512(acc: &mut [f64], x: &[f32], rows: &[usize]) {
-            body(acc, x, rows)
+        unsafe fn wide512(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
+            body(acc, x, rows, scales)
         }
         /// # Safety
         /// The CPU supports AVX2.
         #[target_feature(enable = "avx2")]
-        unsafe fn wide256(acc: &mut [f64], x: &[f32], rows: &[usize]) {
-            body(acc, x, rows)
+        unsafe fn wide256(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
+            body(acc, x, rows, scales)
         }
-        // Same bits on every path: lane-wise f64 adds in row order.
+        // Integer results: the same on every path.
         match distance::path() {
             // SAFETY: the feature was detected at run time by `path()`.
-            SimdPath::Avx512 => return unsafe { wide512(acc, x, rows) },
+            SimdPath::Avx512 => return unsafe { wide512(acc, x, rows, scales) },
             // SAFETY: as above (AVX2+FMA detected).
-            SimdPath::Avx2Fma => return unsafe { wide256(acc, x, rows) },
+            SimdPath::Avx2Fma => return unsafe { wide256(acc, x, rows, scales) },
             SimdPath::Portable => {}
         }
     }
-    body(acc, x, rows)
+    body(acc, x, rows, scales)
 }
 
-/// New centroids as means of their members; empty clusters first take the
-/// farthest rows (which changes their `labels`).
-fn update_centroids(
+/// Fixed-point feature sums (i64) and sums of squares (i128) of the rows.
+pub fn moments(x: &[f32], d: usize, scales: &[f64]) -> (Vec<i64>, Vec<i128>) {
+    x.par_chunks(ROW_CHUNK * d)
+        .map(|xb| {
+            let mut s = vec![0i64; d];
+            let mut s2 = vec![0i128; d];
+            let mut q = vec![0i64; d];
+            for row in xb.chunks_exact(d) {
+                q.iter_mut().for_each(|v| *v = 0);
+                add_quantized(&mut q, row, scales);
+                for ((a, b), &v) in s.iter_mut().zip(s2.iter_mut()).zip(&q) {
+                    *a += v;
+                    *b += (v as i128) * (v as i128);
+                }
+            }
+            (s, s2)
+        })
+        .reduce(
+            || (vec![0i64; d], vec![0i128; d]),
+            |(mut a, mut a2), (b, b2)| {
+                a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
+                a2.iter_mut().zip(b2).for_each(|(u, v)| *u += v);
+                (a, a2)
+            },
+        )
+}
+
+/// Mean over features of the per-feature variance, from [`moments`] of `n` rows.
+///
+/// `n² · var_j · 2^(2 S_j) = n Σq² − (Σq)²`, exact in i128, then one division.
+pub fn mean_variance(sum_q: &[i64], sum_q2: &[i128], n: u64, scales: &[f64]) -> f64 {
+    if n == 0 || scales.is_empty() {
+        return 0.0;
+    }
+    let nn = n as i128;
+    let total: f64 = sum_q
+        .iter()
+        .zip(sum_q2)
+        .zip(scales)
+        .map(|((&s, &s2), &sc)| {
+            let num = (nn * s2 - (s as i128) * (s as i128)).max(0);
+            num as f64 / (n as f64 * n as f64) / (sc * sc)
+        })
+        .sum();
+    total / scales.len() as f64
+}
+
+/// Significand bins of non-negative f32 values, per exponent (see the
+/// section comment); bin `b` holds multiples of `2^(b − 150)`.
+pub fn dist_bins(v: &[f32]) -> Vec<i64> {
+    v.par_chunks(ROW_CHUNK)
+        .map(|c| {
+            let mut bins = vec![0i64; N_BINS];
+            for &x in c {
+                let b = x.abs().to_bits();
+                let e = (b >> 23) as usize;
+                let m = (b & 0x7f_ffff) as i64;
+                if e == 0 {
+                    bins[1] += m;
+                } else {
+                    bins[e] += m | (1 << 23);
+                }
+            }
+            bins
+        })
+        .reduce(
+            || vec![0i64; N_BINS],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
+                a
+            },
+        )
+}
+
+/// The value of [`dist_bins`]' bins (smallest exponent first, in f64).
+pub fn bins_total(bins: &[i64]) -> f64 {
+    bins.iter()
+        .enumerate()
+        .filter(|(_, &m)| m != 0)
+        .map(|(e, &m)| m as f64 * 2f64.powi(e as i32 - 150))
+        .sum()
+}
+
+/// One shard's contribution to a Lloyd iteration.
+pub struct Partial {
+    /// Fixed-point feature sums per cluster, `k × d`.
+    pub sums: Vec<i64>,
+    /// Members per cluster.
+    pub counts: Vec<i64>,
+    /// [`dist_bins`] of the squared distances (the inertia).
+    pub bins: Vec<i64>,
+}
+
+impl Partial {
+    pub fn zeros(k: usize, d: usize) -> Self {
+        Partial {
+            sums: vec![0; k * d],
+            counts: vec![0; k],
+            bins: vec![0; N_BINS],
+        }
+    }
+
+    /// `self += other` (exact).
+    pub fn add(&mut self, other: &Partial) {
+        for (a, b) in [
+            (&mut self.sums, &other.sums),
+            (&mut self.counts, &other.counts),
+            (&mut self.bins, &other.bins),
+        ] {
+            a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
+        }
+    }
+}
+
+/// Clusters with no member.
+pub fn n_empty(counts: &[i64]) -> usize {
+    counts.iter().filter(|&&c| c == 0).count()
+}
+
+/// Assign the rows of `x` (filling `labels`, `dists`) and sum them per cluster.
+pub fn partial(
     x: &[f32],
     d: usize,
-    k: usize,
+    packed: &Packed<'_>,
+    scales: &[f64],
     labels: &mut [i64],
-    dists: &[f32],
-    old: &[f32],
-) -> Vec<f32> {
-    let n = labels.len();
+    dists: &mut [f32],
+) -> Partial {
+    let k = packed.n_clusters();
+    distance::assign_packed(x, packed, labels, dists);
     let mut counts = vec![0usize; k];
     for &l in labels.iter() {
         counts[l as usize] += 1;
     }
-    if counts.contains(&0) {
-        let mut order: Vec<usize> = (0..n).collect();
-        order.par_sort_unstable_by(|&a, &b| dists[b].total_cmp(&dists[a]).then(a.cmp(&b)));
-        let mut next = order.into_iter();
-        for e in 0..k {
-            if counts[e] != 0 {
-                continue;
-            }
-            for i in next.by_ref() {
-                let l = labels[i] as usize;
-                if counts[l] > 1 {
-                    counts[l] -= 1;
-                    counts[e] = 1;
-                    labels[i] = e as i64;
-                    break;
-                }
-            }
-        }
-    }
-    // Counting sort of rows by label (stable: members in row order).
+    // Counting sort of rows by label, then each cluster's member list cut
+    // into SUM_CHUNK pieces: O(n + k·d) memory, any number of threads.
     let mut start = vec![0usize; k + 1];
     for c in 0..k {
         start[c + 1] = start[c] + counts[c];
     }
     let mut pos = start.clone();
-    let mut members = vec![0usize; n];
+    let mut members = vec![0usize; labels.len()];
     for (i, &l) in labels.iter().enumerate() {
         let l = l as usize;
         members[pos[l]] = i;
         pos[l] += 1;
     }
-    // Fixed tasks: each cluster's member list cut into SUM_CHUNK pieces.
     let mut tasks = Vec::new();
     for c in 0..k {
         let mut s = start[c];
@@ -475,33 +639,180 @@ fn update_centroids(
             s = e;
         }
     }
-    let partial: Vec<Vec<f64>> = tasks
+    let parts: Vec<Vec<i64>> = tasks
         .par_iter()
         .map(|&(_, s, e)| {
-            let mut acc = vec![0f64; d];
-            add_rows(&mut acc, x, &members[s..e]);
+            let mut acc = vec![0i64; d];
+            add_rows(&mut acc, x, &members[s..e], scales);
             acc
         })
         .collect();
-    let mut sums = vec![0f64; k * d];
-    for (&(c, _, _), p) in tasks.iter().zip(&partial) {
-        for (a, b) in sums[c * d..(c + 1) * d].iter_mut().zip(p) {
-            *a += b;
+    let mut sums = vec![0i64; k * d];
+    for (&(c, _, _), p) in tasks.iter().zip(&parts) {
+        sums[c * d..(c + 1) * d]
+            .iter_mut()
+            .zip(p)
+            .for_each(|(a, b)| *a += b);
+    }
+    Partial {
+        sums,
+        counts: counts.iter().map(|&c| c as i64).collect(),
+        bins: dist_bins(dists),
+    }
+}
+
+/// Rows that may move to empty clusters: the `m` rows with the largest
+/// distance (ties to the lowest global index), with their labels and features.
+pub struct Candidates {
+    pub dist: Vec<f32>,
+    /// Global row index (`row_offset` + local row).
+    pub index: Vec<i64>,
+    pub label: Vec<i64>,
+    /// `m × d`.
+    pub rows: Vec<f32>,
+}
+
+/// The order of relocation: distance descending, then global index.
+fn cand_order(da: f32, ia: i64, db: f32, ib: i64) -> std::cmp::Ordering {
+    db.total_cmp(&da).then(ia.cmp(&ib))
+}
+
+/// The top `m` rows of one shard in relocation order (see [`Candidates`]).
+///
+/// At most `n_empty + k` rows are ever consulted by [`update`] (each empty
+/// cluster takes one row, and each cluster left with one member turns one
+/// row away), so the global top `n_empty + k` is the merge of every shard's.
+pub fn candidates(
+    x: &[f32],
+    d: usize,
+    dists: &[f32],
+    labels: &[i64],
+    row_offset: i64,
+    m: usize,
+) -> Candidates {
+    let n = dists.len();
+    let m = m.min(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    let cmp = |&a: &usize, &b: &usize| cand_order(dists[a], a as i64, dists[b], b as i64);
+    if m < n && m > 0 {
+        order.select_nth_unstable_by(m - 1, cmp);
+    }
+    order.truncate(m);
+    order.sort_unstable_by(cmp);
+    let mut rows = Vec::with_capacity(m * d);
+    for &i in &order {
+        rows.extend_from_slice(&x[i * d..(i + 1) * d]);
+    }
+    Candidates {
+        dist: order.iter().map(|&i| dists[i]).collect(),
+        index: order.iter().map(|&i| row_offset + i as i64).collect(),
+        label: order.iter().map(|&i| labels[i]).collect(),
+        rows,
+    }
+}
+
+/// A Lloyd update from the summed partials.
+pub struct Update {
+    pub centroids: Vec<f32>,
+    /// Total squared centroid shift.
+    pub shift: f64,
+    /// Inertia of the assignment the partials came from.
+    pub inertia: f64,
+    /// Members per cluster after relocation.
+    pub counts: Vec<i64>,
+    /// (global row, from, to) of every relocated row.
+    pub moves: Vec<(i64, usize, usize)>,
+}
+
+/// New centroids as means of their members. Empty clusters first take the
+/// farthest rows (largest distance first, ties to the lowest row), each from a
+/// cluster that keeps at least one member, as scikit-learn's
+/// `_relocate_empty_clusters`; `cands` (any order, any number of shards
+/// concatenated) must then hold at least the global top `n_empty + k`.
+pub fn update(
+    mut p: Partial,
+    cands: Option<&Candidates>,
+    old: &[f32],
+    scales: &[f64],
+) -> KernelResult<Update> {
+    let k = p.counts.len();
+    let d = scales.len();
+    if k == 0 || d == 0 || p.sums.len() != k * d || old.len() != k * d || p.bins.len() != N_BINS {
+        return Err(invalid!(
+            "partial sums do not match n_clusters={k}, n_features={d}"
+        ));
+    }
+    if let Some(&bad) = p.counts.iter().find(|&&c| c < 0) {
+        return Err(invalid!("counts hold a negative value {bad}"));
+    }
+    let mut moves = Vec::new();
+    let empty = n_empty(&p.counts);
+    if empty > 0 && p.counts.iter().sum::<i64>() >= k as i64 {
+        let c = cands.ok_or_else(|| invalid!("{empty} empty clusters but no candidates"))?;
+        let m = c.dist.len();
+        if c.index.len() != m || c.label.len() != m || c.rows.len() != m * d {
+            return Err(invalid!("candidate buffers do not match m={m}, d={d}"));
+        }
+        if let Some(&bad) = c.label.iter().find(|&&l| l < 0 || l as usize >= k) {
+            return Err(invalid!("candidate label {bad} outside [0, {k})"));
+        }
+        let mut order: Vec<usize> = (0..m).collect();
+        order.sort_unstable_by(|&a, &b| cand_order(c.dist[a], c.index[a], c.dist[b], c.index[b]));
+        order.dedup_by_key(|&mut i| c.index[i]);
+        let mut next = order.into_iter();
+        let mut q = vec![0i64; d];
+        for e in 0..k {
+            if p.counts[e] != 0 {
+                continue;
+            }
+            for i in next.by_ref() {
+                let l = c.label[i] as usize;
+                if p.counts[l] > 1 {
+                    p.counts[l] -= 1;
+                    p.counts[e] = 1;
+                    q.iter_mut().for_each(|v| *v = 0);
+                    add_quantized(&mut q, &c.rows[i * d..(i + 1) * d], scales);
+                    for (j, &v) in q.iter().enumerate() {
+                        p.sums[l * d + j] -= v;
+                        p.sums[e * d + j] += v;
+                    }
+                    moves.push((c.index[i], l, e));
+                    break;
+                }
+            }
+        }
+        if n_empty(&p.counts) > 0 {
+            return Err(invalid!(
+                "{} candidates were too few to relocate {empty} empty clusters",
+                m
+            ));
         }
     }
     let mut out = old.to_vec();
     for c in 0..k {
-        if counts[c] > 0 {
-            let inv = counts[c] as f64;
-            for (o, s) in out[c * d..(c + 1) * d]
+        if p.counts[c] > 0 {
+            let cnt = p.counts[c] as f64;
+            for ((o, &s), &sc) in out[c * d..(c + 1) * d]
                 .iter_mut()
-                .zip(&sums[c * d..(c + 1) * d])
+                .zip(&p.sums[c * d..(c + 1) * d])
+                .zip(scales)
             {
-                *o = (s / inv) as f32;
+                *o = (s as f64 / cnt / sc) as f32;
             }
         }
     }
-    out
+    let shift: f64 = out
+        .iter()
+        .zip(old)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    Ok(Update {
+        centroids: out,
+        shift,
+        inertia: bins_total(&p.bins),
+        counts: p.counts,
+        moves,
+    })
 }
 
 #[cfg(test)]
@@ -528,5 +839,78 @@ mod tests {
             let b = seed_centres(&x, n, d, 60, 7, trials, false).unwrap();
             assert_eq!(a, b, "trials={trials}");
         }
+    }
+
+    fn lcg_rows(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n * d)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 7.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sharded_partials_equal_one_partial_bit_for_bit() {
+        let (n, d, k) = (5000, 9, 13);
+        let x = lcg_rows(n, d, 3);
+        let c = x[..k * d].to_vec();
+        let scales = quant_scales(&max_abs(&x, d), n as u64);
+        let packed = Packed::new(&c, k, d).unwrap();
+        let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
+        let whole = partial(&x, d, &packed, &scales, &mut lab, &mut dis);
+        let mut summed = Partial::zeros(k, d);
+        // Uneven shards, added in reverse order.
+        let cuts = [0, 7, 1500, 1501, 4000, n];
+        for w in cuts.windows(2).rev() {
+            let (a, b) = (w[0], w[1]);
+            let (mut l, mut ds) = (vec![0i64; b - a], vec![0f32; b - a]);
+            summed.add(&partial(
+                &x[a * d..b * d],
+                d,
+                &packed,
+                &scales,
+                &mut l,
+                &mut ds,
+            ));
+            assert_eq!(&l[..], &lab[a..b]);
+        }
+        assert_eq!(summed.sums, whole.sums);
+        assert_eq!(summed.counts, whole.counts);
+        assert_eq!(summed.bins, whole.bins);
+        let u1 = update(whole, None, &c, &scales).unwrap();
+        let u2 = update(summed, None, &c, &scales).unwrap();
+        assert_eq!(u1.centroids, u2.centroids);
+        assert_eq!(u1.inertia.to_bits(), u2.inertia.to_bits());
+    }
+
+    #[test]
+    fn fixed_point_is_exact_on_small_integers_and_never_overflows() {
+        // Integer data: the grid holds every value, so sums and means are exact.
+        let x: Vec<f32> = (0..40).map(|i| (i % 7) as f32 - 3.0).collect();
+        let scales = quant_scales(&max_abs(&x, 2), 20);
+        let (s, s2) = moments(&x, 2, &scales);
+        let sum0: f64 = x.iter().step_by(2).map(|&v| v as f64).sum();
+        assert_eq!(s[0] as f64 / scales[0], sum0);
+        let var = mean_variance(&s, &s2, 20, &scales);
+        assert!(var > 0.0 && var.is_finite());
+        // The largest |value| at the largest row count still fits.
+        let big = quant_scales(&[f32::MAX, 1e-30, 0.0], 1 << 40);
+        let q = (f32::MAX as f64 * big[0]).abs();
+        assert!(q <= 2f64.powi(22) && q * 2f64.powi(40) < 2f64.powi(63));
+        assert_eq!(big[2], 1.0);
+    }
+
+    #[test]
+    fn exponent_bins_sum_exactly() {
+        let v = [1.5f32, 0.25, 3.0e-40, 1e30, 7.0];
+        let b = dist_bins(&v);
+        let want: f64 = v.iter().map(|&x| x as f64).sum();
+        assert_eq!(bins_total(&b), want);
+        let rev: Vec<f32> = v.iter().rev().copied().collect();
+        assert_eq!(dist_bins(&rev), b);
     }
 }

@@ -1,0 +1,217 @@
+"""The Ray backend against the local one, on a real local Ray cluster.
+
+A session fixture starts Ray (``ray.init(num_cpus=2)``: a head node with its own
+raylet, object store and worker processes) and shuts it down after. The pool is
+200,000 x 16 float32 rows split into 8 ``.npy`` shards (and re-split other ways):
+every result must equal the local backend's bit for bit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ecos_fast
+import numpy as np
+import pytest
+from ecos_fast import scaleout
+from ecos_fast.errors import InvalidInputError, InvalidTypeError
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ecos-fast[ray]')")
+# Ray Data's own context warns about its deprecated options when first built.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+N, D, K, SHARDS = 200_000, 16, 32, 8
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Any]:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        object_store_memory=400 * 1024 * 1024,
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pool() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    means = rng.normal(scale=5.0, size=(40, D))
+    which = rng.integers(0, 40, size=N)
+    return (means[which] + rng.normal(size=(N, D))).astype(np.float32)
+
+
+def write_shards(x: np.ndarray, root: Path, cuts: list[int], fmt: str = "npy") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i, (a, b) in enumerate(itertools.pairwise(cuts)):
+        if fmt == "npy":
+            np.save(root / f"part-{i:03d}.npy", x[a:b])
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            flat = pa.array(x[a:b].reshape(-1))
+            col = pa.FixedSizeListArray.from_arrays(flat, x.shape[1])
+            pq.write_table(pa.table({"features": col}), root / f"part-{i:03d}.parquet")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shards(pool: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cuts = np.linspace(0, N, SHARDS + 1).astype(int).tolist()
+    return write_shards(pool, tmp_path_factory.mktemp("pool8"), cuts)
+
+
+@pytest.fixture(scope="session")
+def other_shards(pool: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Uneven, including a one-row shard.
+    return write_shards(pool, tmp_path_factory.mktemp("pool3"), [0, 1, 123_457, N])
+
+
+def same_kmeans(a: ecos_fast.KMeansResult, b: ecos_fast.KMeansResult) -> None:
+    assert a.centroids.tobytes() == b.centroids.tobytes()
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.n_iter == b.n_iter
+    assert a.inertia_history.tobytes() == b.inertia_history.tobytes()
+
+
+def test_sharded_pool_reads_directories_lists_and_arrays(
+    cluster: Any, shards: Path, pool: np.ndarray
+) -> None:
+    p = scaleout.ShardedPool.from_source(shards)
+    assert p.n_shards == SHARDS and p.n_samples == N and p.n_features == D
+    files = sorted(str(f) for f in shards.iterdir())
+    assert scaleout.ShardedPool.from_source(files).offsets == p.offsets
+    rows = np.array([0, 5, 24_999, 25_000, 199_999])
+    np.testing.assert_array_equal(scaleout.gather_rows(p, rows), pool[rows])
+    a = scaleout.ShardedPool.from_source(pool, n_shards=5)
+    assert a.n_shards == 5 and a.offsets[-1] == N
+
+
+def test_lloyd_on_every_row_equals_local_for_any_sharding(
+    cluster: Any, pool: np.ndarray, shards: Path, other_shards: Path
+) -> None:
+    kw: dict[str, Any] = {
+        "seed": 3,
+        "max_points_per_centroid": None,
+        "init_sample": 4096,
+        "max_iter": 8,
+    }
+    local = ecos_fast.kmeans(pool, K, **kw)
+    stats = scaleout.RunStats()
+    same_kmeans(local, scaleout.kmeans(shards, K, stats=stats, **kw))
+    assert stats.iterations == local.n_iter and stats.n_shards == SHARDS
+    same_kmeans(local, ecos_fast.kmeans(other_shards, K, backend="ray", **kw))
+    same_kmeans(local, scaleout.kmeans(scaleout.ShardedPool.from_source(pool, n_shards=5), K, **kw))
+
+
+def test_sample_path_equals_local(cluster: Any, pool: np.ndarray, shards: Path) -> None:
+    local = ecos_fast.kmeans(pool, K, seed=7, max_points_per_centroid=64)
+    same_kmeans(
+        local, ecos_fast.kmeans(shards, K, seed=7, max_points_per_centroid=64, backend="ray")
+    )
+
+
+def test_empty_clusters_relocate_across_shards_like_local(
+    cluster: Any, pool: np.ndarray, other_shards: Path
+) -> None:
+    # Duplicate initial centroids: ties go to the lowest index, so the copies
+    # start empty and take the globally farthest rows, from any shard.
+    init = np.repeat(pool[[10, 70_000, 150_000, 199_000]], 3, axis=0)
+    kw: dict[str, Any] = {"init": init, "max_points_per_centroid": None, "max_iter": 4, "tol": 0.0}
+    local = ecos_fast.kmeans(pool, 12, **kw)
+    assert np.bincount(local.labels, minlength=12).min() > 0
+    same_kmeans(local, scaleout.kmeans(other_shards, 12, **kw))
+
+
+def test_fit_centroids_and_assign_equal_local(cluster: Any, pool: np.ndarray, shards: Path) -> None:
+    for normalize in (None, "l2"):
+        loc = ecos_fast.fit_centroids(pool, K, seed=1, normalize=normalize)
+        rc = ecos_fast.fit_centroids(shards, K, seed=1, normalize=normalize, backend="ray")
+        assert rc.fingerprint == loc.fingerprint and rc.n_pool == N and rc.labels is None
+    lab, d2 = ecos_fast.assign(shards, loc.centroids, backend="ray")
+    want = ecos_fast.assign(pool, loc.centroids)
+    np.testing.assert_array_equal(lab, want[0])
+    assert d2.tobytes() == want[1].tobytes()
+
+
+@pytest.fixture(scope="session")
+def sketch(pool: np.ndarray) -> ecos_fast.Sketch:
+    cents = ecos_fast.fit_centroids(pool, K, seed=1)
+    rng = np.random.default_rng(1)
+    private = pool[rng.choice(N, 3000, replace=False)]
+    private = private[ecos_fast.assign(private, cents.centroids)[0] % 5 == 0]  # a few clusters
+    return ecos_fast.Sketch.join(cents, ecos_fast.respond(private, cents, math.inf, 1e-5))
+
+
+def test_select_gather_equals_local_for_any_sharding_and_input(
+    cluster: Any,
+    pool: np.ndarray,
+    shards: Path,
+    other_shards: Path,
+    sketch: ecos_fast.Sketch,
+    tmp_path: Path,
+) -> None:
+    local = ecos_fast.select(pool, sketch, 2000)
+    parquet = write_shards(pool, tmp_path / "pq", [0, 50_000, 150_000, N], fmt="parquet")
+    ds = ray.data.from_numpy(pool).repartition(6)
+    for source in (shards, other_shards, parquet, ds):
+        got = ecos_fast.select(source, sketch, 2000, backend="ray")
+        np.testing.assert_array_equal(got.indices, local.indices)
+        np.testing.assert_array_equal(got.quotas, local.quotas)
+        assert got.method == "ecos" and got.labels is None
+
+
+def test_select_coreset_is_a_valid_bounded_selection(
+    cluster: Any, pool: np.ndarray, shards: Path, sketch: ecos_fast.Sketch
+) -> None:
+    local = ecos_fast.select(pool, sketch, 600)
+    got = ecos_fast.select(shards, sketch, 600, backend="ray", kcenter="coreset")
+    np.testing.assert_array_equal(got.quotas, local.quotas)
+    assert len(np.unique(got.indices)) == 600
+    labels = ecos_fast.assign(pool, sketch.centroids.centroids)[0]
+    assert np.array_equal(np.bincount(labels[got.indices], minlength=K), got.quotas)
+
+    # Per cluster: covering radius <= 4 OPT <= 4 x the local greedy radius.
+    def radius(members: np.ndarray, idx: np.ndarray) -> float:
+        d = ((members[:, None, :] - pool[idx][None, :, :]) ** 2).sum(-1).min(1)
+        return float(np.sqrt(d.max()))
+
+    for c in np.flatnonzero(got.quotas > 0)[:3]:
+        members = pool[labels == c].astype(np.float64)
+        r_loc = radius(members, local.indices[labels[local.indices] == c])
+        r_got = radius(members, got.indices[labels[got.indices] == c])
+        assert r_got <= 4 * r_loc + 1e-6
+
+
+def test_errors_are_explicit(cluster: Any, shards: Path, sketch: ecos_fast.Sketch) -> None:
+    with pytest.raises(InvalidInputError, match="init_sample"):
+        scaleout.kmeans(shards, K, max_points_per_centroid=None)
+    with pytest.raises(InvalidTypeError, match="labels"):
+        ecos_fast.select(shards, sketch, 10, backend="ray", labels=np.zeros(N, np.int64))
+    with pytest.raises(InvalidInputError, match="backend"):
+        ecos_fast.kmeans(np.zeros((4, 2), np.float32), 1, backend="spark")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="no .npy"):
+        scaleout.ShardedPool.from_source(shards.parent)
+
+
+def test_local_backend_never_imports_ray() -> None:
+    code = (
+        "import sys, numpy as np, ecos_fast\n"
+        "x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)\n"
+        "c = ecos_fast.fit_centroids(x, 3)\n"
+        "ecos_fast.kmeans(x, 3, init_sample=50, max_points_per_centroid=None)\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
