@@ -159,6 +159,10 @@ def peak_for(machine: dict[str, Any], threads: int) -> float | None:
     return max(values) if values else None
 
 
+def verdict(correct: bool | None) -> str:
+    return {True: "✓", None: "n/c (not comparable)"}.get(correct, "✗ WRONG")
+
+
 def impl_label(b: dict[str, Any]) -> str:
     e = b["extra_info"]
     name = e.get("call") or PEER_NAMES.get(e["impl"], e["impl"])
@@ -202,7 +206,8 @@ def headline(groups: dict[str, dict[int, list[dict[str, Any]]]], threads: int) -
         (
             "Ratio = baseline time / ecos-fast time (above 1: ecos-fast is faster). "
             "`e` = the baseline's total was extrapolated from a timed prefix. "
-            "✓/✗ = every result in the row checked correct / not."
+            "✓/✗ = every result in the row checked correct / not; n/c = a baseline's result "
+            "was not comparable (see its check)."
         ),
         "",
         "| workload | ecos-fast | "
@@ -227,9 +232,13 @@ def headline(groups: dict[str, dict[int, list[dict[str, Any]]]], threads: int) -
             cells.append(
                 fmt_ratio(r) + (" e" if match[0]["extra_info"].get("extrapolated") else "")
             )
-        ok = all(b["extra_info"].get("correct") for b in rows)
+        flags = [b["extra_info"].get("correct") for b in rows]
+        ok = all(f is not False for f in flags)
+        nc = sum(f is None for f in flags)
         lines.append(
-            f"| {group} | {fmt_time(mine)} | " + " | ".join(cells) + f" | {'✓' if ok else '✗'} |"
+            f"| {group} | {fmt_time(mine)} | "
+            + " | ".join(cells)
+            + f" | {'✓' if ok else '✗'}{f' ({nc} n/c)' if nc else ''} |"
         )
     return lines + [""]
 
@@ -288,7 +297,7 @@ def group_table(
                 cells.append(fmt_ratio(s / mine))
             else:
                 cells.append("")
-            cells.append("✓" if e.get("correct") else "✗ WRONG")
+            cells.append(verdict(e.get("correct")))
             if anchored:
                 a = ANCHORS.get((group, e["impl"]))
                 cells.append(fmt_time(a) if a and t == 2 else "")
@@ -476,7 +485,7 @@ def correctness_section(benchmarks: list[dict[str, Any]]) -> list[str]:
     for b in benchmarks:
         e = b["extra_info"]
         lines.append(
-            f"| {b['name'].removeprefix('test_')} | {'✓' if e.get('correct') else '✗'} "
+            f"| {b['name'].removeprefix('test_')} | {verdict(e.get('correct'))} "
             f"| {e.get('check', 'not checked')} |"
         )
     return lines + [""]
@@ -566,7 +575,9 @@ def main() -> int:
     results = json.loads(json_path.read_text())
     write_report(out, mode_name, info, results, threads, wall, rc)
     (json_path.with_suffix(".machine.json")).write_text(json.dumps(info, indent=1, default=str))
-    wrong = [b["name"] for b in results.get("benchmarks", []) if not b["extra_info"].get("correct")]
+    wrong = [
+        b["name"] for b in results.get("benchmarks", []) if b["extra_info"].get("correct") is False
+    ]
     print(
         f"report: {out} ({len(results.get('benchmarks', []))} benchmarks, "
         f"{wall:.0f} s, {len(wrong)} wrong)"
