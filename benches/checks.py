@@ -242,13 +242,13 @@ def check_select(
     labels: np.ndarray,
     quotas: np.ndarray,
     ref_assign: dict[str, np.ndarray],
-    ref: dict[str, np.ndarray],
 ) -> dict[str, Any]:
-    """An ECOS selection against the NumPy one (``peers.numpy_select``): labels right
-    up to near-ties, quotas as ``allocate_quotas`` gives for those labels, every pick
-    in its cluster, and inside each cluster the picks equal to NumPy's up to a near-tie
-    (compared where both assign the cluster the same members)."""
-    from ecos_fast import allocate_quotas
+    """An ECOS selection, checked step by step: labels right up to near-ties (float64
+    reference), quotas as ``allocate_quotas`` gives for those labels, every pick in its
+    cluster, each cluster's first pick its member nearest the centroid (exact float64,
+    up to a near-tie), and each cluster's picks equal to the NumPy running-min K-Center
+    run on the same members from the same first pick (up to a near-tie)."""
+    from ecos_fast import allocate_quotas, reference
 
     indices = np.asarray(indices, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -265,34 +265,32 @@ def check_select(
     got_lab = labels[indices]
     if not np.array_equal(np.bincount(got_lab, minlength=r), quotas):
         problems.append("picks per cluster differ from the quotas")
-    compared = ties = skipped = 0
-    ref_lab = ref["labels"][ref["indices"]]
-    for k in np.flatnonzero(quotas > 0):
+    first_ties = pick_ties = 0
+    clusters = np.flatnonzero(quotas > 0)
+    for k in clusters:
         rows = np.flatnonzero(labels == k)
-        if not np.array_equal(rows, np.flatnonzero(ref["labels"] == k)):
-            skipped += 1  # membership differs at near-ties: picks not comparable
-            continue
         mine = np.searchsorted(rows, indices[got_lab == k])
-        theirs = np.searchsorted(rows, ref["indices"][ref_lab == k])
         xr = np.asarray(x[rows])
-        if mine[0] != theirs[0]:
-            c = centroids[k]
-            da, db = exact_sq(xr[[mine[0]]], c[None]), exact_sq(xr[[theirs[0]]], c[None])
-            scale = float(_sqnorm64(xr[[mine[0], theirs[0]]]).max() + _sqnorm64(c[None])[0])
-            if abs(da[0] - db[0]) > TIE_RTOL * scale:
-                problems.append(f"cluster {k}: first pick is not the nearest member")
-            ties += 1
-            continue
+        c = np.asarray(centroids[k], dtype=np.float64)
+        d_c = np.concatenate(
+            [exact_sq(xr[s : s + CHUNK], c[None]) for s in range(0, len(rows), CHUNK)]
+        )
+        nearest = int(np.argmin(d_c))
+        if mine[0] != nearest:
+            scale = float(_sqnorm64(xr[[mine[0], nearest]]).max() + _sqnorm64(c[None])[0])
+            if d_c[mine[0]] - d_c[nearest] > TIE_RTOL * scale:
+                problems.append(f"cluster {k}: first pick is not the member nearest the centroid")
+            first_ties += 1
+        theirs = reference.kcenter_running_min(xr, int(quotas[k]), first=int(mine[0]))
         res = check_kcenter(xr, mine, theirs)
-        compared += 1
         if not res["correct"]:
             problems.append(f"cluster {k}: {res['check']}")
         elif "near-tie" in res["check"]:
-            ties += 1
-    n_k = int((quotas > 0).sum())
+            pick_ties += 1
     text = (
-        f"select: {lab['check']}; quotas ok; {n_k} clusters picked, {compared} compared "
-        f"with NumPy ({ties} end at a near-tie, {skipped} skipped: near-tie members)"
+        f"select: {lab['check']}; quotas ok; {len(clusters)} clusters picked, each checked "
+        f"against NumPy running-min on its members ({pick_ties} end at a near-tie; "
+        f"{first_ties} first picks are near-ties for the nearest member)"
     )
     if problems:
         text += "; " + "; ".join(problems)
