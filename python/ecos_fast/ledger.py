@@ -37,7 +37,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -425,18 +425,8 @@ class Ledger:
                     release.purpose,
                 ),
             )
-            recorded = Release(
-                cloud=release.cloud,
-                mechanism=release.mechanism,
-                sigma=release.sigma,
-                sensitivity=release.sensitivity,
-                epsilon=release.epsilon,
-                delta=release.delta,
-                count=release.count,
-                purpose=release.purpose,
-                time=stamp,
-                id=cur.lastrowid,
-            )
+            # The stored record is the request plus what the database assigned.
+            recorded = replace(release, time=stamp, id=cur.lastrowid)
             yield recorded
         except BaseException:
             conn.execute("ROLLBACK")
