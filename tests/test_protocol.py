@@ -175,8 +175,9 @@ def test_no_warning_when_budget_fits(setup: tuple) -> None:
     pool, _, private, cents = setup
     resp = ecos_fast.respond(private, cents, math.inf, 1e-5)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        ecos_fast.select(pool, (cents, resp), 10)
+        warnings.simplefilter("error")  # a BudgetShortfallWarning would fail here
+        sel = ecos_fast.select(pool, (cents, resp), 10)
+    assert sel.n_selected == 10 and sel.shortfall == 0
 
 
 def test_no_coverage_raises_or_falls_back(setup: tuple) -> None:
