@@ -13,6 +13,11 @@ count gives the same picks and radii.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import ecos_fast
 import numpy as np
 import pytest
@@ -319,12 +324,13 @@ def test_core_rechecks_without_panicking() -> None:
 def lazy_problems(draw: st.DrawFn) -> dict:
     """Data where the lazy refresh does real work: clusters in a low-dimensional
     subspace plus noise (bounds concentrate), duplicates, tiny or huge scales, d from 1
-    to 40, and budgets up to most of the rows (tiny groups, pending lists over their
+    to 140 (below, at and past the 64-lane SIMD blocks, with and without a tail), and
+    budgets up to most of the rows (tiny groups, pending lists over their
     cap, refreshed whole)."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     n = draw(st.integers(2, 600))
-    d = draw(st.integers(1, 40))
+    d = draw(st.one_of(st.integers(1, 40), st.integers(60, 140)))
     k = draw(st.integers(1, 8))
     latent = draw(st.integers(1, 4))
     basis = rng.normal(size=(latent, d))
@@ -385,3 +391,47 @@ def test_many_picks_small_groups_equal_brute_force() -> None:
             sel, radii = _core.kcenter_greedy(x, b, t)
             np.testing.assert_array_equal(sel, sel_bf)
             assert radii.tobytes() == radii_bf.tobytes()
+
+
+def test_large_groups_with_holes_equal_brute_force() -> None:
+    # Few wide clusters: groups of thousands of members span many chunks, members
+    # leave them as holes round after round, and groups are compacted; picks and radii
+    # must still be brute force's, bit for bit, for any thread count.
+    rng = np.random.default_rng(9)
+    x = _mixture(rng, 12_000, 70, k=3)
+    sel_bf, radii_bf = _core.kcenter_greedy(x, 400, 2, prune=False)
+    for t in (1, 3):
+        sel, radii = _core.kcenter_greedy(x, 400, t)
+        np.testing.assert_array_equal(sel, sel_bf)
+        assert radii.tobytes() == radii_bf.tobytes()
+
+
+_SIMD_CHILD = """
+import json, sys, numpy as np
+from ecos_fast import _core
+rng = np.random.default_rng(5)
+out = {"simd": _core.build_info()["kcenter_simd"]}
+for d in (3, 64, 100, 128):
+    x = (rng.normal(size=(3000, d)) * rng.uniform(0.2, 3.0, size=(3000, 1))).astype(np.float32)
+    sel, radii = _core.kcenter_greedy(x, 120, 2)
+    out[str(d)] = [sel.tolist(), radii.view(np.uint32).tolist()]
+print(json.dumps(out))
+"""
+
+
+def test_every_simd_path_gives_bit_identical_picks() -> None:
+    # The path is chosen once per process, so each capped path runs in a child; every
+    # path sums the same 64 lanes in the same order, so picks and radii agree bit for
+    # bit (d = 64 and 128 fold in registers, 3 and 100 go through the scalar tail).
+    runs = {}
+    for cap in ("", "avx2", "portable"):
+        env = {**os.environ, "ECOS_FAST_SIMD": cap}
+        out = subprocess.run(
+            [sys.executable, "-c", _SIMD_CHILD], env=env, capture_output=True, text=True, check=True
+        )
+        res = json.loads(out.stdout)
+        runs[res.pop("simd")] = res
+    assert "portable" in runs
+    first = next(iter(runs.values()))
+    for path, res in runs.items():
+        assert res == first, path

@@ -11,13 +11,15 @@
 //! x with a(x) = a), and each group keeps its largest bound and a `pending` list.
 //! 1. Adding center c computes ‖c − a‖ for every non-empty group a and appends c to a's
 //!    pending list unless ‖c − a‖ ≥ 2·√(max b) proves that no member can move (no member is
-//!    touched: O(centers·d)).
+//!    touched: O(centers·d); a distance stops early once its partial sum proves that).
 //! 2. The next pick is found by `State::settle`: while the largest bound over all
 //!    groups (ties: lowest row) belongs to a stale member, *refresh* every stale member
 //!    whose bound lies in a band just below it: walk the group's pending centers newer
 //!    than its stamp, skip each with ‖c − a‖ − ‖x − a‖ ≥ √(current best) (triangle
-//!    inequality, see `can_skip`), compute the rest (reading the row once: the centers
-//!    then come from cache), move x to the strictly closest one. Once the largest bound
+//!    inequality, see `can_skip`), compute the rest, move x to the strictly closest
+//!    one. Members are refreshed in batches of 8 that walk the pending centers
+//!    together, so each center row is read once per batch and then hits L1 (the center
+//!    rows outgrow L2 after a few hundred picks). Once the largest bound
 //!    is fresh it is the true maximum, since every other candidate's true distance is
 //!    at most its bound. The band adapts: wider after a pick needed several rounds.
 //!
@@ -40,24 +42,29 @@
 //!
 //! Complexity. Worst case O(budget·n·d) time like brute force, plus O(budget²·d) for
 //! the center–center distances; per pick the refresh rounds scan the bounds (4 bytes
-//! per member) of the groups that reach the band, and read only the refreshed rows.
+//! per member) of the chunks whose summary reaches the band, and read only the
+//! refreshed rows.
 //!
-//! Memory. O(n) for the groups (row, bound, stamp: 12 bytes per candidate), O(centers·d)
-//! for a contiguous copy of the center rows, and the pending lists, capped at
-//! 2 entries per member + 64 per group (8 bytes each; a group over its cap is refreshed
-//! whole on the next pick), so O(n + centers) in all; never budget × n. 1M × 512,
-//! budget 3000: ≈ 58 MB peak extra (3 % of the 2 GB pool).
+//! Memory. O(n) for the groups (row, bound, stamp: 12 bytes per entry; members that
+//! leave stay as holes until they are half a group's entries, so at most 24 bytes per
+//! candidate), O(centers·d) for a contiguous copy of the center rows, and the pending
+//! lists, capped at 2 entries per member + 64 per group (8 bytes each; a group over its
+//! cap is refreshed whole on the next pick), so O(n + centers) in all; never
+//! budget × n. 1M × 512, budget 3000: well under 100 MB extra (5 % of the 2 GB pool).
 //!
-//! Determinism. Refresh work is split into fixed-size chunks of group members
-//! (independent of the thread count), chunk results are merged in group then chunk
-//! order, movers are appended sorted by (center, row), and every maximum breaks ties by
-//! the lowest row index, so the output does not depend on the number of threads.
+//! Determinism. Refresh work is split into fixed-size chunks of group members and
+//! batches of their stale members (independent of the thread count); each member's
+//! result depends only on its own row and pending list, chunk results are merged in
+//! group then chunk order, movers are appended sorted by (center, row), and every
+//! maximum breaks ties by the lowest row index, so the output does not depend on the
+//! number of threads.
 //!
-//! SIMD. The distance loop has an AVX2 path (explicit intrinsics) and a portable one,
-//! picked at run time with `is_x86_feature_detected!` (never `target-cpu=native`); both
-//! sum the same 32 lanes in the same order without fused multiply-adds, so they give
-//! bit-identical results. The loop stops early once a partial sum proves the point
-//! cannot move (exact: see `sq_dist_body`).
+//! SIMD. The distance loop has an AVX-512 path, an AVX2 path (explicit intrinsics) and
+//! a portable one, picked at run time with `is_x86_feature_detected!` (never
+//! `target-cpu=native`; `ECOS_FAST_SIMD=avx2|portable` caps it, as for assignment);
+//! all sum the same 64 lanes in the same order without fused multiply-adds, so they
+//! give bit-identical results. The loop stops early once a partial sum proves the
+//! point cannot move (exact: see `sq_dist_body`).
 
 use std::sync::OnceLock;
 
@@ -66,14 +73,16 @@ use rayon::prelude::*;
 use crate::errors::KernelResult;
 use crate::invalid;
 
-/// Group members handled by one task. Fixed, so results never depend on thread count.
-/// At most 2^16 (positions inside a chunk are stored as u16).
-const CHUNK: usize = 2048;
+/// Positions per chunk: the unit of the group summaries and of the scan and apply
+/// passes. Fixed, so results never depend on thread count. At most 2^16 (positions
+/// inside a chunk are stored as u16).
+const CHUNK: usize = 512;
 /// Centers whose center–center distances one task computes.
 const CENTER_CHUNK: usize = 64;
-/// Lanes of the distance accumulator: 2 AVX-512 or 4 AVX2 registers, enough to hide
-/// the add latency. Part of the summation order, so changing it changes results.
-const LANES: usize = 32;
+/// Lanes of the distance accumulator: 4 AVX-512 or 8 AVX2 registers, so the adds of
+/// one block form 4 (8) independent chains and the loop is not bound by the add
+/// latency. Part of the summation order, so changing it changes results.
+const LANES: usize = 64;
 
 // ---------------------------------------------------------------------------------------
 // Distance
@@ -148,14 +157,25 @@ fn finish(mut acc: [f32; LANES], a: &[f32], b: &[f32], done: usize) -> (f32, usi
     (fold(&acc), n)
 }
 
-// The explicit-SIMD path below keeps the portable order exactly: lane l of the 32
-// accumulator lanes lives in register l / 8, slot l % 8; each lane sees
-// `acc + (x − y)·(x − y)` with separate roundings (no FMA: LLVM does not contract
-// intrinsics), and the in-register fold adds lane l + w into lane l for w = 16, 8, 4,
-// 2, 1 like `fold`. Float addition is commutative, so the results are bit-identical.
-//
-// No AVX-512 variant: its intrinsics are stable only since Rust 1.89 (MSRV is 1.85),
-// and four 256-bit accumulators already outrun memory on this streaming loop.
+// The explicit-SIMD paths below keep the portable order exactly: lane l of the 64
+// accumulator lanes lives in register l / W, slot l % W (W = 16 for AVX-512, 8 for
+// AVX2); each lane sees `acc + (x − y)·(x − y)` with separate roundings (no FMA: LLVM
+// does not contract intrinsics), and the in-register fold adds lane l + w into lane l
+// for w = 32, 16, 8, 4, 2, 1 like `fold`. Float addition is commutative, so the
+// results are bit-identical.
+
+/// Fold 8 lanes (one 256-bit register) like `fold`'s last three halvings.
+///
+/// # Safety
+/// The CPU must support AVX.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn fold8(u: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let v = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps::<1>(u));
+    let w = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(w, _mm_shuffle_ps::<1>(w, w)))
+}
 
 /// # Safety
 /// The CPU must support AVX2 (AVX is enough for the instructions used).
@@ -164,25 +184,28 @@ fn finish(mut acc: [f32; LANES], a: &[f32], b: &[f32], done: usize) -> (f32, usi
 unsafe fn sq_dist_avx2_inner(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
     use std::arch::x86_64::*;
     #[inline(always)]
-    fn fold256(s: &[__m256; 4]) -> f32 {
+    fn fold256(s: &[__m256; 8]) -> f32 {
         // SAFETY: only inlined into `sq_dist_avx2_inner`, which requires AVX2.
         unsafe {
-            let t0 = _mm256_add_ps(s[0], s[2]);
-            let t1 = _mm256_add_ps(s[1], s[3]);
-            let u = _mm256_add_ps(t0, t1);
-            let v = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps::<1>(u));
-            let w = _mm_add_ps(v, _mm_movehl_ps(v, v));
-            _mm_cvtss_f32(_mm_add_ss(w, _mm_shuffle_ps::<1>(w, w)))
+            let t = [
+                _mm256_add_ps(s[0], s[4]),
+                _mm256_add_ps(s[1], s[5]),
+                _mm256_add_ps(s[2], s[6]),
+                _mm256_add_ps(s[3], s[7]),
+            ];
+            let u0 = _mm256_add_ps(t[0], t[2]);
+            let u1 = _mm256_add_ps(t[1], t[3]);
+            fold8(_mm256_add_ps(u0, u1))
         }
     }
     let n = a.len().min(b.len());
     let blocks = n / LANES;
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut s = [_mm256_setzero_ps(); 4];
+    let mut s = [_mm256_setzero_ps(); 8];
     for blk in 0..blocks {
         let o = blk * LANES;
         for (r, acc) in s.iter_mut().enumerate() {
-            // SAFETY: o + 8r + 8 <= blocks * 32 <= n, the length of both slices.
+            // SAFETY: o + 8r + 8 <= blocks * 64 <= n, the length of both slices.
             let dv = unsafe {
                 _mm256_sub_ps(
                     _mm256_loadu_ps(pa.add(o + 8 * r)),
@@ -198,9 +221,13 @@ unsafe fn sq_dist_avx2_inner(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
             }
         }
     }
+    if blocks * LANES == n {
+        // No tail: the in-register fold is `fold`'s order.
+        return (fold256(&s), n);
+    }
     let mut acc = [0f32; LANES];
     for (r, v) in s.iter().enumerate() {
-        // SAFETY: `acc` holds 32 f32; each 8-lane store at 8r fits.
+        // SAFETY: `acc` holds 64 f32; each 8-lane store at 8r fits.
         unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(8 * r), *v) };
     }
     finish(acc, a, b, blocks * LANES)
@@ -213,15 +240,83 @@ fn sq_dist_avx2(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
     unsafe { sq_dist_avx2_inner(a, b, limit) }
 }
 
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sq_dist_avx512_inner(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
+    use std::arch::x86_64::*;
+    #[inline(always)]
+    fn fold512(s: &[__m512; 4]) -> f32 {
+        // SAFETY: only inlined into `sq_dist_avx512_inner`, which requires AVX-512F.
+        unsafe {
+            let t0 = _mm512_add_ps(s[0], s[2]);
+            let t1 = _mm512_add_ps(s[1], s[3]);
+            let u = _mm512_add_ps(t0, t1);
+            let lo = _mm512_castps512_ps256(u);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(u)));
+            fold8(_mm256_add_ps(lo, hi))
+        }
+    }
+    let n = a.len().min(b.len());
+    let blocks = n / LANES;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut s = [_mm512_setzero_ps(); 4];
+    for blk in 0..blocks {
+        let o = blk * LANES;
+        for (r, acc) in s.iter_mut().enumerate() {
+            // SAFETY: o + 16r + 16 <= blocks * 64 <= n, the length of both slices.
+            let dv = unsafe {
+                _mm512_sub_ps(
+                    _mm512_loadu_ps(pa.add(o + 16 * r)),
+                    _mm512_loadu_ps(pb.add(o + 16 * r)),
+                )
+            };
+            *acc = _mm512_add_ps(*acc, _mm512_mul_ps(dv, dv));
+        }
+        if blk % CHECK_EVERY == CHECK_EVERY - 1 && blk + 1 < blocks {
+            let partial = fold512(&s);
+            if partial >= limit {
+                return (partial, o + LANES);
+            }
+        }
+    }
+    if blocks * LANES == n {
+        // No tail: the in-register fold is `fold`'s order.
+        return (fold512(&s), n);
+    }
+    let mut acc = [0f32; LANES];
+    for (r, v) in s.iter().enumerate() {
+        // SAFETY: `acc` holds 64 f32; each 16-lane store at 16r fits.
+        unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(16 * r), *v) };
+    }
+    finish(acc, a, b, blocks * LANES)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn sq_dist_avx512(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
+    // SAFETY: `select_sq_dist` hands out this function only after
+    // `is_x86_feature_detected!("avx512f")` returned true.
+    unsafe { sq_dist_avx512_inner(a, b, limit) }
+}
+
+/// The distance routine for this process: the widest path the CPU has, unless
+/// `ECOS_FAST_SIMD` caps it (`avx2` or `portable`, as for the assignment kernels).
+/// Every path gives bit-identical results.
 fn select_sq_dist() -> (SqDist, &'static str) {
     static CHOICE: OnceLock<(SqDist, &'static str)> = OnceLock::new();
     *CHOICE.get_or_init(|| {
+        let cap = std::env::var("ECOS_FAST_SIMD").unwrap_or_default();
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2") {
+            if cap != "avx2" && cap != "portable" && std::is_x86_feature_detected!("avx512f") {
+                return (sq_dist_avx512 as SqDist, "avx512f");
+            }
+            if cap != "portable" && std::is_x86_feature_detected!("avx2") {
                 return (sq_dist_avx2 as SqDist, "avx2");
             }
         }
+        let _ = cap;
         (sq_dist_portable as SqDist, "portable")
     })
 }
@@ -269,21 +364,73 @@ fn error_bounds(d: usize) -> Option<(f64, f64)> {
 /// `>= rc2`, brute force (which moves a point only when strictly closer) would not
 /// move x either. Evaluated in f64, whose own rounding (~1e-16) the 1e-9 slack covers.
 /// Infinite inputs (no center yet, overflow) give no information: nothing is skipped.
+///
+/// The two square roots depend on one side each, so the refresh loop computes them
+/// once: [`center_gap`] when a center is queued, [`member_reach`] once per member.
 #[inline]
 fn can_skip(dcc2: f32, ra2: f32, rc2: f32, err: Option<(f64, f64)>) -> bool {
+    skip_by(center_gap(dcc2, err), member_reach(ra2, err), rc2, err)
+}
+
+/// A lower bound of the exact ‖c − a‖ from its computed square, rounded down to f32
+/// (so storing it in a pending entry only makes the test more cautious); −∞ when the
+/// computed value gives no information.
+fn center_gap(dcc2: f32, err: Option<(f64, f64)>) -> f32 {
+    let Some((gamma, abs)) = err else {
+        return f32::NEG_INFINITY;
+    };
+    if !dcc2.is_finite() {
+        return f32::NEG_INFINITY;
+    }
+    let lo = ((f64::from(dcc2) - abs) / (1.0 + gamma)).max(0.0).sqrt();
+    let f = lo as f32;
+    if f64::from(f) > lo {
+        f.next_down()
+    } else {
+        f
+    }
+}
+
+/// An upper bound of the exact ‖x − a‖ from its computed square; +∞ when none.
+#[inline]
+fn member_reach(ra2: f32, err: Option<(f64, f64)>) -> f64 {
+    match err {
+        Some((gamma, abs)) if ra2.is_finite() => ((f64::from(ra2) + abs) / (1.0 - gamma)).sqrt(),
+        _ => f64::INFINITY,
+    }
+}
+
+/// [`can_skip`] from the precomputed bounds: `gap` ≤ ‖c − a‖ and `reach` ≥ ‖x − a‖.
+#[inline(always)]
+fn skip_by(gap: f32, reach: f64, rc2: f32, err: Option<(f64, f64)>) -> bool {
     let Some((gamma, abs)) = err else {
         return false;
     };
-    if !dcc2.is_finite() || !ra2.is_finite() {
-        return false;
-    }
-    let lo_cc = ((f64::from(dcc2) - abs) / (1.0 + gamma)).max(0.0);
-    let hi_xa = (f64::from(ra2) + abs) / (1.0 - gamma);
-    let s = lo_cc.sqrt() - hi_xa.sqrt();
-    if s <= 0.0 {
+    let s = f64::from(gap) - reach;
+    // Also false for NaN (−∞ − +∞).
+    if s.is_nan() || s <= 0.0 {
         return false;
     }
     (1.0 - gamma) * s * s * (1.0 - 1e-9) - abs >= f64::from(rc2)
+}
+
+/// A squared center–center distance at or above which [`can_skip`]`(·, far, far)`
+/// holds: the group-level test then needs no more than a partial sum reaching it.
+/// Only a shortcut: callers still run the test on the value they got, so a limit
+/// that is slightly low costs a recomputation, never a wrong skip. +∞ when the test
+/// can never pass.
+fn group_skip_limit(far: f32, err: Option<(f64, f64)>) -> f32 {
+    let Some((gamma, abs)) = err else {
+        return f32::INFINITY;
+    };
+    let reach = member_reach(far, err);
+    let s_min = ((f64::from(far) + abs) / ((1.0 - gamma) * (1.0 - 1e-9))).sqrt();
+    let limit = ((reach + s_min).powi(2) * (1.0 + gamma) + abs) * (1.0 + 1e-5);
+    if limit.is_finite() && limit < f64::from(f32::MAX) {
+        limit as f32
+    } else {
+        f32::INFINITY
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -300,12 +447,26 @@ const UNASSIGNED: usize = usize::MAX;
 /// `d2[i]` is therefore an upper bound of its true squared distance to the nearest
 /// center, exact once `stamp[i]` equals the number of centers (*fresh*). `pending`
 /// lists, in index order, the centers the group-level test could not rule out when
-/// they were added, with their squared distance to this group's center.
+/// they were added, with a lower bound of their distance to this group's center
+/// ([`center_gap`]).
+///
+/// Members that leave (moved to a nearer center, or picked) become *holes* (row
+/// [`HOLE`], bound −∞, stamp `u32::MAX`: never stale, never the largest) until holes
+/// are half the entries and the group is compacted. So positions stay put between
+/// compactions, and each chunk of [`CHUNK`] positions keeps a summary (its largest
+/// bound and smallest stamp): a refresh round reads only the chunks that can hold a
+/// stale member in its band, not every member of every group it touches.
 #[derive(Default)]
 struct Group {
     rows: Vec<u32>,
     d2: Vec<f32>,
     stamp: Vec<u32>,
+    /// Per chunk: (d2, row, position) of its member with the largest bound.
+    chunk_best: Vec<Option<(f32, u32, usize)>>,
+    /// Per chunk: the smallest stamp of its members (`u32::MAX` when none).
+    chunk_min_stamp: Vec<u32>,
+    /// Members that are not holes.
+    live: usize,
     pending: Vec<(u32, f32)>,
     /// (d2, row, position) of the member with the largest `d2`; ties to the lowest row.
     best: Option<(f32, u32, usize)>,
@@ -314,16 +475,125 @@ struct Group {
     overdue: bool,
 }
 
+/// Row id of a hole (see [`Group`]).
+const HOLE: u32 = u32::MAX;
+
 impl Group {
+    /// A group holding `rows` with bounds `d2`, every one stamped `stamp`.
+    fn with_members(rows: Vec<u32>, d2: Vec<f32>, stamp: u32) -> Self {
+        let mut g = Group {
+            stamp: vec![stamp; rows.len()],
+            live: rows.len(),
+            rows,
+            d2,
+            ..Group::default()
+        };
+        g.summarize_all();
+        g
+    }
+
+    /// Recompute chunk `ch`'s summary from its entries.
+    fn summarize(&mut self, ch: usize) {
+        let a = ch * CHUNK;
+        let b = (a + CHUNK).min(self.rows.len());
+        let (best, min_stamp) = summary(&self.rows[a..b], &self.d2[a..b], &self.stamp[a..b]);
+        self.chunk_best[ch] = best.map(|(v, r, p)| (v, r, a + p));
+        self.chunk_min_stamp[ch] = min_stamp;
+    }
+
+    fn summarize_all(&mut self) {
+        let n_chunks = self.rows.len().div_ceil(CHUNK);
+        self.chunk_best = vec![None; n_chunks];
+        self.chunk_min_stamp = vec![u32::MAX; n_chunks];
+        for ch in 0..n_chunks {
+            self.summarize(ch);
+        }
+        self.recompute_best();
+    }
+
+    /// The group's largest bound, from the chunk summaries.
     fn recompute_best(&mut self) {
         let mut best = None;
-        for (p, (&v, &r)) in self.d2.iter().zip(&self.rows).enumerate() {
+        for &(v, r, p) in self.chunk_best.iter().flatten() {
             if better(v, r, best) {
                 best = Some((v, r, p));
             }
         }
         self.best = best;
     }
+
+    fn min_stamp(&self) -> u32 {
+        self.chunk_min_stamp
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(u32::MAX)
+    }
+
+    /// Append a member, keeping the summaries current.
+    fn push(&mut self, row: u32, v: f32, stamp: u32) {
+        let pos = self.rows.len();
+        self.rows.push(row);
+        self.d2.push(v);
+        self.stamp.push(stamp);
+        self.live += 1;
+        let ch = pos / CHUNK;
+        if ch == self.chunk_best.len() {
+            self.chunk_best.push(None);
+            self.chunk_min_stamp.push(u32::MAX);
+        }
+        if better(v, row, self.chunk_best[ch]) {
+            self.chunk_best[ch] = Some((v, row, pos));
+        }
+        self.chunk_min_stamp[ch] = self.chunk_min_stamp[ch].min(stamp);
+        if better(v, row, self.best) {
+            self.best = Some((v, row, pos));
+        }
+    }
+
+    /// Drop the holes once they are half the entries (amortized O(1) per hole), or
+    /// everything once no member is left.
+    fn compact_if_sparse(&mut self) {
+        let holes = self.rows.len() - self.live;
+        if self.live == 0 {
+            *self = Group::default();
+            return;
+        }
+        if holes == 0 || 2 * holes < self.rows.len() {
+            return;
+        }
+        let mut w = 0;
+        for i in 0..self.rows.len() {
+            if self.rows[i] != HOLE {
+                self.rows[w] = self.rows[i];
+                self.d2[w] = self.d2[i];
+                self.stamp[w] = self.stamp[i];
+                w += 1;
+            }
+        }
+        self.rows.truncate(w);
+        self.d2.truncate(w);
+        self.stamp.truncate(w);
+        self.summarize_all();
+    }
+}
+
+/// The member with the largest bound (holes excluded; position inside the slices) and
+/// the smallest stamp of a run of entries.
+///
+/// Two branch-free passes the compiler vectorizes (the largest bound and the smallest
+/// stamp; holes hold −∞ and `u32::MAX`, so they never win), then the lowest row among
+/// the members that reach the largest bound.
+fn summary(rows: &[u32], d2: &[f32], stamp: &[u32]) -> (Option<(f32, u32, usize)>, u32) {
+    let min_stamp = stamp.iter().copied().fold(u32::MAX, u32::min);
+    let top = d2.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut best = None;
+    for (p, (&r, &v)) in rows.iter().zip(d2).enumerate() {
+        if v == top && r != HOLE && best.is_none_or(|(_, br, _)| r < br) {
+            best = Some((v, r, p));
+        }
+    }
+    (best, min_stamp)
 }
 
 /// Whether (v, row) beats the current best: larger distance, or equal and a lower row.
@@ -337,12 +607,13 @@ fn better(v: f32, row: u32, best: Option<(f32, u32, usize)>) -> bool {
 
 /// What one chunk of a group reports after a refresh.
 struct ChunkOut {
-    /// Members kept; they are compacted to the front of the chunk.
-    kept: usize,
-    /// Members now nearest to another center: (row, squared distance, center).
+    group: usize,
+    chunk: usize,
+    /// Members now nearest to another center: (row, squared distance, center); they
+    /// left holes behind.
     moved: Vec<(u32, f32, u32)>,
+    /// The chunk's new summary: its largest bound (absolute position), smallest stamp.
     best: Option<(f32, u32, usize)>,
-    /// Smallest stamp among the kept members (u32::MAX when none).
     min_stamp: u32,
     evals: u64,
     coords: u64,
@@ -419,36 +690,54 @@ impl<'a> State<'a> {
         let err = self.err;
         self.stats.brute_force_evals += self.remaining as u64;
 
-        // Center–center distances to every group with members (same routine).
+        // Center–center distances to every group with members (same routine). A
+        // distance only matters while it is below the group-level skip limit, so it
+        // may stop early once its partial sum proves the whole group can skip c.
         let centers = &self.centers;
         let groups = &self.groups;
         let prune = self.prune;
-        let mut dcc = vec![f32::INFINITY; k];
+        let mut dcc: Vec<Option<f32>> = vec![None; k];
         dcc.par_chunks_mut(CENTER_CHUNK)
             .enumerate()
             .for_each(|(ci, out)| {
                 for (j, v) in out.iter_mut().enumerate() {
                     let a = ci * CENTER_CHUNK + j;
-                    if !groups[a].rows.is_empty() {
-                        *v = dist(crow, &centers[a * d..(a + 1) * d], f32::INFINITY).0;
+                    let Some((far, _, _)) = groups[a].best else {
+                        continue;
+                    };
+                    let ca = &centers[a * d..(a + 1) * d];
+                    let limit = if prune {
+                        group_skip_limit(far, err)
+                    } else {
+                        f32::INFINITY
+                    };
+                    let (v0, _) = dist(crow, ca, limit);
+                    let dcc2 = if v0 < limit {
+                        // Complete (see `SqDist`).
+                        v0
+                    } else if can_skip(v0, far, far, err) {
+                        // A partial sum is a lower bound of the distance and the test
+                        // only gets easier as the distance grows: c is ruled out.
+                        continue;
+                    } else {
+                        dist(crow, ca, f32::INFINITY).0
+                    };
+                    // Group-level test against the largest bound: no member can move.
+                    if !(prune && can_skip(dcc2, far, far, err)) {
+                        *v = Some(center_gap(dcc2, err));
                     }
                 }
             });
-        for (grp, &dcc2) in self.groups.iter_mut().zip(&dcc) {
-            let Some((far, _, _)) = grp.best else {
-                continue;
-            };
-            // Group-level test against the largest bound: no member can move to c.
-            if prune && can_skip(dcc2, far, far, err) {
-                continue;
-            }
-            grp.pending.push((k as u32, dcc2));
-            if grp.pending.len() > PENDING_SLACK + PENDING_PER_MEMBER * grp.rows.len() {
-                grp.overdue = true;
+        for (grp, v) in self.groups.iter_mut().zip(dcc) {
+            if let Some(gap) = v {
+                grp.pending.push((k as u32, gap));
+                if grp.pending.len() > PENDING_SLACK + PENDING_PER_MEMBER * grp.live {
+                    grp.overdue = true;
+                }
             }
         }
-        if !self.unassigned.rows.is_empty() {
-            self.unassigned.pending.push((k as u32, f32::INFINITY));
+        if self.unassigned.live > 0 {
+            self.unassigned.pending.push((k as u32, f32::NEG_INFINITY));
         }
         self.centers.extend_from_slice(crow);
         self.groups.push(Group::default());
@@ -526,14 +815,25 @@ impl<'a> State<'a> {
     /// Apply the pending centers to every stale member whose bound is `>= threshold`
     /// (and to every member of an overdue group); move the ones now nearer another
     /// center.
+    ///
+    /// The work items are the chunks whose summary shows a stale member in the band.
+    /// Three parallel passes: list the members to refresh in each chunk; refresh them
+    /// in batches of [`BATCH`] members of one chunk (the unit of parallel work, so that
+    /// a round with a few hundred stale members still splits evenly over the threads);
+    /// then stamp them, punch holes for the movers and summarize each chunk again.
     fn refresh(&mut self, threshold: f32) {
         self.stats.rounds += 1;
         let k = self.groups.len() as u32;
-        let (x, d, dist, err, prune) = (self.x, self.d, self.dist, self.err, self.prune);
-        let centers = &self.centers;
+        let ctx = Refresh {
+            x: self.x,
+            d: self.d,
+            centers: &self.centers,
+            dist: self.dist,
+            err: self.err,
+            prune: self.prune,
+        };
         let unassigned = &mut self.unassigned;
-        // Work items: fixed-size chunks of every group whose largest bound reaches the
-        // threshold. Chunk results are merged in this (group, chunk) order.
+        // Work items in (group, chunk) order.
         let mut items: Vec<Item<'_>> = Vec::new();
         let mut touched: Vec<usize> = Vec::new();
         for (g, grp) in self
@@ -554,109 +854,122 @@ impl<'a> State<'a> {
                 continue;
             }
             touched.push(g);
-            let pending = &grp.pending[..];
-            for ((r, v), s) in grp
-                .rows
+            let Group {
+                rows,
+                d2,
+                stamp,
+                chunk_best,
+                chunk_min_stamp,
+                pending,
+                ..
+            } = grp;
+            let pending = &pending[..];
+            for (chunk, ((rows, d2), stamp)) in rows
                 .chunks_mut(CHUNK)
-                .zip(grp.d2.chunks_mut(CHUNK))
-                .zip(grp.stamp.chunks_mut(CHUNK))
+                .zip(d2.chunks_mut(CHUNK))
+                .zip(stamp.chunks_mut(CHUNK))
+                .enumerate()
             {
-                items.push((g, t, pending, r, v, s));
+                let in_band = chunk_best[chunk].is_some_and(|b| b.0 >= t);
+                if in_band && chunk_min_stamp[chunk] < k {
+                    items.push(Item {
+                        group: g,
+                        chunk,
+                        threshold: t,
+                        pending,
+                        rows,
+                        d2,
+                        stamp,
+                    });
+                }
             }
+        }
+        // Pass 1: the stale members each chunk refreshes (positions inside the chunk).
+        let todo: Vec<Vec<u16>> = items.par_iter().map(|it| it.todo(k)).collect();
+        // Pass 2: refresh them, batch by batch; each batch writes its own result slots.
+        let total: usize = todo.iter().map(Vec::len).sum();
+        let mut results = vec![Member::default(); total];
+        {
+            let mut batches: Vec<(&Item<'_>, &[u16], &mut [Member])> = Vec::new();
+            let mut rest = &mut results[..];
+            for (it, t) in items.iter().zip(&todo) {
+                for part in t.chunks(BATCH) {
+                    let (head, tail) = std::mem::take(&mut rest).split_at_mut(part.len());
+                    batches.push((it, part, head));
+                    rest = tail;
+                }
+            }
+            batches
+                .into_par_iter()
+                .for_each(|(it, part, out)| ctx.batch(it, part, out));
+        }
+        let mut parts: Vec<&[Member]> = Vec::with_capacity(todo.len());
+        let mut rest = &results[..];
+        for t in &todo {
+            let (head, tail) = rest.split_at(t.len());
+            parts.push(head);
+            rest = tail;
         }
         let outs: Vec<ChunkOut> = items
             .into_par_iter()
-            .map(|(g, t, pending, rows, d2, stamp)| {
-                let ctx = Refresh {
-                    x,
-                    d,
-                    centers,
-                    dist,
-                    err,
-                    prune,
-                    k,
-                    threshold: t,
-                    force: g == UNASSIGNED,
-                    pending,
-                };
-                ctx.chunk(rows, d2, stamp)
-            })
+            .zip(todo.par_iter())
+            .zip(parts)
+            .map(|((it, t), res)| it.apply(t, res, k))
             .collect();
 
-        // Merge in group then chunk order: compact each touched group, gather the movers.
         let mut movers: Vec<(u32, f32, u32)> = Vec::new();
-        let mut outs = outs.into_iter();
-        for &g in &touched {
+        for o in outs {
             let stats = &mut self.stats;
-            let grp = if g == UNASSIGNED {
+            stats.distance_evals += o.evals;
+            stats.coords_read += o.coords;
+            stats.rows_read += o.rows;
+            stats.moved += o.moved.len() as u64;
+            let grp = if o.group == UNASSIGNED {
                 &mut self.unassigned
             } else {
-                &mut self.groups[g]
+                &mut self.groups[o.group]
             };
-            let n_chunks = grp.rows.len().div_ceil(CHUNK);
-            let mut w = 0usize;
-            let mut best: Option<(f32, u32, usize)> = None;
-            let mut min_stamp = u32::MAX;
-            for ch in 0..n_chunks {
-                // The collect above produced exactly one output per chunk, in this order.
-                let Some(o) = outs.next() else { break };
-                stats.distance_evals += o.evals;
-                stats.coords_read += o.coords;
-                stats.rows_read += o.rows;
-                stats.moved += o.moved.len() as u64;
-                let start = ch * CHUNK;
-                if w != start {
-                    grp.rows.copy_within(start..start + o.kept, w);
-                    grp.d2.copy_within(start..start + o.kept, w);
-                    grp.stamp.copy_within(start..start + o.kept, w);
-                }
-                if let Some((v, r, p)) = o.best {
-                    if better(v, r, best) {
-                        best = Some((v, r, w + p));
-                    }
-                }
-                min_stamp = min_stamp.min(o.min_stamp);
-                w += o.kept;
-                movers.extend(o.moved);
-            }
-            grp.rows.truncate(w);
-            grp.d2.truncate(w);
-            grp.stamp.truncate(w);
-            grp.best = best;
+            grp.chunk_best[o.chunk] = o.best;
+            grp.chunk_min_stamp[o.chunk] = o.min_stamp;
+            grp.live -= o.moved.len();
+            movers.extend(o.moved);
+        }
+        for &g in &touched {
+            let grp = self.group_mut(g);
             grp.overdue = false;
+            grp.recompute_best();
             // Entries every member has already applied are no longer needed.
+            let min_stamp = grp.min_stamp();
             let keep_from = grp.pending.partition_point(|e| e.0 < min_stamp);
             grp.pending.drain(..keep_from);
-            if grp.rows.is_empty() {
-                grp.pending = Vec::new();
-            }
+            grp.compact_if_sparse();
         }
         // Movers join their new group fully updated (stamp = number of centers).
         movers.sort_unstable_by_key(|&(r, _, c)| (c, r));
         for (r, v, c) in movers {
-            let grp = self.group_mut(c as usize);
-            if better(v, r, grp.best) {
-                grp.best = Some((v, r, grp.rows.len()));
-            }
-            grp.rows.push(r);
-            grp.d2.push(v);
-            grp.stamp.push(k);
+            self.group_mut(c as usize).push(r, v, k);
         }
     }
 
     /// Take the member at `pos` out of group `g` (it is about to become a center).
     fn remove(&mut self, g: usize, pos: usize) {
         let grp = self.group_mut(g);
-        grp.rows.remove(pos);
-        grp.d2.remove(pos);
-        grp.stamp.remove(pos);
+        grp.rows[pos] = HOLE;
+        grp.d2[pos] = f32::NEG_INFINITY;
+        grp.stamp[pos] = u32::MAX;
+        grp.live -= 1;
+        grp.summarize(pos / CHUNK);
         grp.recompute_best();
+        grp.compact_if_sparse();
         self.remaining -= 1;
     }
 }
 
-/// Rows ahead whose first cache lines are prefetched while one distance is computed.
-const PREFETCH_AHEAD: usize = 2;
+/// Stale members refreshed together by one task. Each pending center is read once per
+/// batch and then served from L1 to every member (a batch of 512-d rows is 16 KB), so
+/// the center rows, which outgrow L2 after a few hundred picks, stream from L3 once
+/// per batch instead of once per member. Any value gives the same results.
+const BATCH: usize = 8;
 /// Cache lines of 64 bytes prefetched per row; the hardware streamer takes the rest.
 const PREFETCH_LINES: usize = 8;
 
@@ -676,18 +989,96 @@ fn prefetch(row: &[f32]) {
     let _ = row;
 }
 
-/// One refresh work item: group id, threshold, the group's pending centers, and one
-/// chunk of its rows, bounds and stamps.
-type Item<'s> = (
-    usize,
-    f32,
-    &'s [(u32, f32)],
-    &'s mut [u32],
-    &'s mut [f32],
-    &'s mut [u32],
-);
+/// One refresh work item: one chunk of a group's rows, bounds and stamps, with the
+/// group's pending centers and the round's threshold for it.
+struct Item<'s> {
+    group: usize,
+    chunk: usize,
+    threshold: f32,
+    pending: &'s [(u32, f32)],
+    rows: &'s mut [u32],
+    d2: &'s mut [f32],
+    stamp: &'s mut [u32],
+}
 
-/// What a refresh of one group needs, shared by its chunks.
+/// Where a refresh leaves one member: its new bound and the center it moves to.
+#[derive(Clone, Copy)]
+struct Member {
+    d2: f32,
+    /// `NO_MOVE` when no pending center is strictly closer.
+    to: u32,
+    evals: u64,
+    coords: u64,
+}
+
+const NO_MOVE: u32 = u32::MAX;
+
+impl Default for Member {
+    fn default() -> Self {
+        Member {
+            d2: 0.0,
+            to: NO_MOVE,
+            evals: 0,
+            coords: 0,
+        }
+    }
+}
+
+impl Item<'_> {
+    /// Positions of the stale members whose bound is `>= threshold` (branch-free:
+    /// every position is written, and the count advances only for the ones kept).
+    fn todo(&self, k: u32) -> Vec<u16> {
+        let len = self
+            .rows
+            .len()
+            .min(self.d2.len())
+            .min(self.stamp.len())
+            .min(CHUNK);
+        let mut out = vec![0u16; len];
+        let mut m = 0usize;
+        for j in 0..len {
+            // CHUNK <= 2^16, so a position fits in u16.
+            out[m] = j as u16;
+            m += usize::from(self.stamp[j] < k && self.d2[j] >= self.threshold);
+        }
+        out.truncate(m);
+        out
+    }
+
+    /// Stamp the refreshed members, punch holes where they move away, and summarize
+    /// the chunk again.
+    fn apply(self, todo: &[u16], res: &[Member], k: u32) -> ChunkOut {
+        let mut moved = Vec::new();
+        let (mut evals, mut coords, mut rows) = (0u64, 0u64, 0u64);
+        for (&j, m) in todo.iter().zip(res) {
+            let j = j as usize;
+            evals += m.evals;
+            coords += m.coords;
+            rows += u64::from(m.evals > 0);
+            self.stamp[j] = k;
+            if m.to != NO_MOVE {
+                moved.push((self.rows[j], m.d2, m.to));
+                self.rows[j] = HOLE;
+                self.d2[j] = f32::NEG_INFINITY;
+                self.stamp[j] = u32::MAX;
+            }
+        }
+        let (best, min_stamp) = summary(self.rows, self.d2, self.stamp);
+        let base = self.chunk * CHUNK;
+        ChunkOut {
+            group: self.group,
+            chunk: self.chunk,
+            moved,
+            best: best.map(|(v, r, p)| (v, r, base + p)),
+            min_stamp,
+            evals,
+            coords,
+            rows,
+        }
+    }
+}
+
+/// What a refresh needs besides the work item, shared by every task of a round.
 struct Refresh<'a> {
     x: &'a [f32],
     d: usize,
@@ -695,102 +1086,69 @@ struct Refresh<'a> {
     dist: SqDist,
     err: Option<(f64, f64)>,
     prune: bool,
-    /// Number of centers: a refreshed member gets this stamp.
-    k: u32,
-    threshold: f32,
-    /// The unassigned group: the first applied center always takes the member.
-    force: bool,
-    pending: &'a [(u32, f32)],
 }
 
 impl Refresh<'_> {
-    /// Refresh one chunk of a group: apply the pending centers to the stale members
-    /// whose bound is `>= threshold`, keep the members that stay (compacted to the
-    /// front) and return the ones that move.
+    /// Apply the pending centers to the members of `it` at positions `part` (at most
+    /// [`BATCH`]), writing each one's result to `out`.
     ///
-    /// Three passes over the chunk's entries, which stay in L1: pick the members to
-    /// refresh, refresh them (prefetching the rows a few members ahead: they are
-    /// scattered over the feature matrix), then compact.
-    fn chunk(&self, rows: &mut [u32], d2: &mut [f32], stamp: &mut [u32]) -> ChunkOut {
+    /// Centers outer, members inner, so each center row is read once for the batch;
+    /// every member still sees its own pending centers in index order, skips the ones
+    /// the triangle inequality rules out and stops a distance early once it cannot
+    /// move, exactly as it would alone.
+    fn batch(&self, it: &Item<'_>, part: &[u16], out: &mut [Member]) {
         let d = self.d;
-        let mut out = ChunkOut {
-            kept: 0,
-            moved: Vec::new(),
-            best: None,
-            min_stamp: u32::MAX,
-            evals: 0,
-            coords: 0,
-            rows: 0,
-        };
-        let len = rows.len().min(d2.len()).min(stamp.len()).min(CHUNK);
-        let row = |r: u32| &self.x[r as usize * d..(r as usize + 1) * d];
-        let mut todo = [0u16; CHUNK];
-        let mut m = 0usize;
-        for j in 0..len {
-            if stamp[j] < self.k && d2[j] >= self.threshold {
-                // CHUNK <= 2^16, so a position fits in u16.
-                todo[m] = j as u16;
-                m += 1;
-            }
+        let b = part.len().min(out.len()).min(BATCH);
+        let mut xrow: [&[f32]; BATCH] = [&[]; BATCH];
+        let mut from = [0usize; BATCH];
+        let mut reach = [0f64; BATCH];
+        let mut start = usize::MAX;
+        for m in 0..b {
+            let j = part[m] as usize;
+            let r = it.rows[j] as usize;
+            xrow[m] = &self.x[r * d..(r + 1) * d];
+            prefetch(xrow[m]);
+            let s = it.stamp[j];
+            from[m] = it.pending.partition_point(|e| e.0 < s);
+            start = start.min(from[m]);
+            reach[m] = member_reach(it.d2[j], self.err);
+            out[m] = Member {
+                d2: it.d2[j],
+                ..Member::default()
+            };
         }
-        let mut gone = [0u64; CHUNK / 64];
-        for t in 0..m {
-            if let Some(&ahead) = todo[..m].get(t + PREFETCH_AHEAD) {
-                prefetch(row(rows[ahead as usize]));
-            }
-            let j = todo[t] as usize;
-            let (r, ra2) = (rows[j], d2[j]);
-            let xr = row(r);
-            let from = self.pending.partition_point(|e| e.0 < stamp[j]);
-            let mut cur = ra2;
-            let mut to: Option<u32> = None;
-            let mut read = false;
-            for &(c, dcc2) in &self.pending[from..] {
-                if self.prune && can_skip(dcc2, ra2, cur, self.err) {
+        if b == 0 {
+            return;
+        }
+        for (idx, &(c, gap)) in it.pending.iter().enumerate().skip(start) {
+            let cu = c as usize;
+            let crow = &self.centers[cu * d..(cu + 1) * d];
+            for m in 0..b {
+                if idx < from[m] {
                     continue;
                 }
-                let take_any = self.force && to.is_none();
+                let o = &mut out[m];
+                if self.prune && skip_by(gap, reach[m], o.d2, self.err) {
+                    continue;
+                }
+                let take_any = it.group == UNASSIGNED && o.to == NO_MOVE;
                 // Brute force reads every coordinate (limit +inf); pruning may stop once
                 // the partial sum shows the point cannot move (see `sq_dist_body`).
                 let limit = if !self.prune || take_any {
                     f32::INFINITY
                 } else {
-                    cur
+                    o.d2
                 };
-                let cu = c as usize;
-                let (nd, n_read) = (self.dist)(xr, &self.centers[cu * d..(cu + 1) * d], limit);
-                out.evals += 1;
-                out.coords += n_read as u64;
-                read = true;
+                let (nd, n_read) = (self.dist)(xrow[m], crow, limit);
+                o.evals += 1;
+                o.coords += n_read as u64;
                 // Strictly closer only: ties keep the older center, as brute force does.
-                if take_any || nd < cur {
-                    cur = nd;
-                    to = Some(c);
+                if take_any || nd < o.d2 {
+                    o.d2 = nd;
+                    o.to = c;
                 }
             }
-            out.rows += u64::from(read);
-            stamp[j] = self.k;
-            if let Some(c) = to {
-                out.moved.push((r, cur, c));
-                gone[j / 64] |= 1 << (j % 64);
-            }
         }
-        for j in 0..len {
-            if gone[j / 64] >> (j % 64) & 1 == 1 {
-                continue;
-            }
-            let (r, v, s) = (rows[j], d2[j], stamp[j]);
-            let w = out.kept;
-            rows[w] = r;
-            d2[w] = v;
-            stamp[w] = s;
-            if better(v, r, out.best) {
-                out.best = Some((v, r, w));
-            }
-            out.min_stamp = out.min_stamp.min(s);
-            out.kept += 1;
-        }
-        out
     }
 }
 
@@ -900,15 +1258,8 @@ pub fn greedy_with(
     } else {
         None
     };
-    let best = cand.first().map(|&r| (f32::INFINITY, r, 0));
-    st.unassigned = Group {
-        d2: vec![f32::INFINITY; cand.len()],
-        stamp: vec![0; cand.len()],
-        rows: cand,
-        pending: Vec::new(),
-        best,
-        overdue: false,
-    };
+    let bounds = vec![f32::INFINITY; cand.len()];
+    st.unassigned = Group::with_members(cand, bounds, 0);
     for &c in &init {
         st.add_center(c);
     }
@@ -1014,6 +1365,10 @@ mod tests {
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
                 p.push(sq_dist_avx2);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx512f") {
+                p.push(sq_dist_avx512);
             }
             p.push(select_sq_dist().0);
             p
