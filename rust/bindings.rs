@@ -58,17 +58,59 @@ fn pool(n_threads: usize) -> KernelResult<Arc<rayon::ThreadPool>> {
     Ok(p)
 }
 
-/// Run `f` on a pool of `n_threads` workers with the GIL released.
+/// Below this many multiply-adds a call runs on the calling thread: a hand-off to the
+/// pool and back costs tens of microseconds (two futex wake-ups on a VM), more than
+/// such a call computes. Results do not depend on the thread count, so this only
+/// changes where the work runs.
+const SMALL_WORK: u64 = 1 << 23;
+
+thread_local! {
+    /// A one-worker pool whose worker is this thread itself (`use_current_thread`):
+    /// `install` runs the closure inline, and the kernels' parallel iterators stay on
+    /// this thread. `None` if the thread already belongs to another rayon pool.
+    static INLINE: Option<rayon::ThreadPool> = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .use_current_thread()
+        .build()
+        .ok();
+}
+
+/// Run `f` with the GIL released: on a pool of `n_threads` workers, or on the calling
+/// thread when one thread is asked for or the call is small (`work` multiply-adds
+/// below [`SMALL_WORK`]).
 ///
 /// The one helper every long call goes through (polars' `enter_polars` idea).
-fn run_detached<T, F>(py: Python<'_>, n_threads: usize, f: F) -> PyResult<T>
+fn run_detached<T, F>(py: Python<'_>, n_threads: usize, work: u64, f: F) -> PyResult<T>
 where
     T: Send,
     F: FnOnce() -> KernelResult<T> + Send,
 {
+    if n_threads == 0 {
+        return Err(invalid!("n_threads={n_threads} must be >= 1").into());
+    }
+    if n_threads == 1 || work < SMALL_WORK {
+        let inline = py.detach(|| {
+            INLINE.with(|p| match p {
+                Some(p) => Ok(p.install(f)),
+                None => Err(f),
+            })
+        });
+        return match inline {
+            Ok(out) => Ok(out?),
+            Err(f) => {
+                let p = pool(1)?;
+                Ok(py.detach(|| p.install(f))?)
+            }
+        };
+    }
     let p = pool(n_threads)?;
     let out = py.detach(|| p.install(f))?;
     Ok(out)
+}
+
+/// `a · b · c` multiply-adds, saturating (a work estimate for [`run_detached`]).
+fn work(a: usize, b: usize, c: usize) -> u64 {
+    (a as u64).saturating_mul(b as u64).saturating_mul(c as u64)
 }
 
 fn contiguous<'a, T: numpy::Element>(
@@ -104,7 +146,7 @@ fn assign<'py>(
     let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
     let x = contiguous("features", &features)?;
     let c = contiguous("centroids", &centroids)?;
-    let (labels, dists) = run_detached(py, n_threads, || {
+    let (labels, dists) = run_detached(py, n_threads, work(n, k, d), || {
         let mut labels = vec![0i64; n];
         let mut dists = vec![0f32; n];
         distance::assign(x, n, d, c, k, dc, &mut labels, &mut dists)?;
@@ -165,9 +207,13 @@ fn kmeans<'py>(
         seed,
         n_local_trials,
     };
-    let res = run_detached(py, n_threads, || {
-        km::kmeans(x, n, d, &params, init_slice, sample_slice)
-    })?;
+    let iters = max_iter.max(1);
+    let res = run_detached(
+        py,
+        n_threads,
+        work(n, n_clusters, d).saturating_mul(iters as u64),
+        || km::kmeans(x, n, d, &params, init_slice, sample_slice),
+    )?;
     let centroids = numpy::ndarray::Array2::from_shape_vec((n_clusters, d), res.centroids)
         .map_err(|e| PyErr::from(invalid!("internal shape error: {e}")))?;
     Ok((
@@ -200,7 +246,7 @@ fn kmeans_plusplus<'py>(
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
     let (n, d) = (features.shape()[0], features.shape()[1]);
     let x = contiguous("features", &features)?;
-    let c = run_detached(py, n_threads, || {
+    let c = run_detached(py, n_threads, work(n, n_clusters, d), || {
         km::kmeans_plusplus(x, n, d, n_clusters, seed, n_local_trials)
     })?;
     Ok(PyArray2::from_owned_array(py, to_array2(c, n_clusters, d)?))
@@ -216,7 +262,7 @@ fn kmeans_max_abs<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let d = features.shape()[1];
     let x = contiguous("features", &features)?;
-    let m = run_detached(py, n_threads, || Ok(km::max_abs(x, d)))?;
+    let m = run_detached(py, n_threads, work(x.len(), 1, 1), || Ok(km::max_abs(x, d)))?;
     Ok(PyArray1::from_vec(py, m))
 }
 
@@ -252,7 +298,9 @@ fn kmeans_moments<'py>(
     if sc.len() != d {
         return Err(invalid!("scales has {} entries but n_features={d}", sc.len()).into());
     }
-    let (s, s2) = run_detached(py, n_threads, || Ok(km::moments(x, d, sc)))?;
+    let (s, s2) = run_detached(py, n_threads, work(x.len(), 1, 1), || {
+        Ok(km::moments(x, d, sc))
+    })?;
     let hi: Vec<i64> = s2.iter().map(|&v| (v >> 64) as i64).collect();
     let lo: Vec<u64> = s2.iter().map(|&v| v as u64).collect();
     Ok((
@@ -315,7 +363,7 @@ fn kmeans_partial<'py>(
         )
         .into());
     }
-    let p = run_detached(py, n_threads, || {
+    let p = run_detached(py, n_threads, work(n, k, d), || {
         let packed = distance::Packed::new(c, k, d)?;
         let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
         Ok(km::partial(x, d, &packed, sc, &mut lab, &mut dis))
@@ -351,7 +399,7 @@ fn kmeans_candidates<'py>(
     let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
     let x = contiguous("features", &features)?;
     let c = contiguous("centroids", &centroids)?;
-    let cand = run_detached(py, n_threads, || {
+    let cand = run_detached(py, n_threads, work(n, k, d), || {
         let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
         distance::assign(x, n, d, c, k, dc, &mut lab, &mut dis)?;
         Ok(km::candidates(x, d, &dis, &lab, row_offset, m))
@@ -511,7 +559,7 @@ fn kcenter_run<'py>(
         Some(a) => Some(contiguous1("rows", a)?),
         None => None,
     };
-    let (sel, radii, stats) = run_detached(py, n_threads, || {
+    let (sel, radii, stats) = run_detached(py, n_threads, work(n, d, budget), || {
         kcenter::greedy_with(x, n, d, budget, first, initial_slice, rows_slice, prune)
     })?;
     Ok((
@@ -544,7 +592,8 @@ fn kcenter_clusters<'py>(
     let members = contiguous1("members", &members)?;
     let quotas = contiguous1("quotas", &quotas)?;
     let first = contiguous1("first", &first)?;
-    let sel = run_detached(py, n_threads, || {
+    let most = quotas.iter().copied().max().unwrap_or(0).max(0) as usize;
+    let sel = run_detached(py, n_threads, work(members.len(), d, most), || {
         kcenter::per_cluster(x, n, d, indptr, members, quotas, first)
     })?;
     Ok(PyArray1::from_vec(py, sel))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -48,24 +51,61 @@ def test_thread_count_type() -> None:
         resolve_threads(True)
 
 
+# Large enough (n·k·d >= 2^23 multiply-adds) to run on the thread pool; _data()'s
+# default is small and runs on the calling thread.
+_LARGE = {"n": 40_000, "d": 64, "k": 8}
+
+
 def _child_assign(q: mp.Queue[object]) -> None:
-    x, c = _data()
-    labels, _ = ecos_fast.assign(x, c, n_threads=2)
-    q.put(labels.tolist())
+    small, _ = ecos_fast.assign(*_data(), n_threads=2)
+    large, _ = ecos_fast.assign(*_data(**_LARGE), n_threads=2)
+    q.put([small.tolist(), large.tolist()])
 
 
 def test_usable_after_fork() -> None:
     """A forked child (torch DataLoader worker, multiprocessing) must not deadlock
-    on the parent's thread pool, whose worker threads do not exist in the child."""
-    x, c = _data()
-    parent_labels, _ = ecos_fast.assign(x, c, n_threads=2)  # the parent builds its pool first
+    on the parent's thread pool, whose worker threads do not exist in the child, nor
+    on the parent thread's inline pool (small calls), which the child inherits."""
+    small, _ = ecos_fast.assign(*_data(), n_threads=2)  # the parent's inline pool
+    large, _ = ecos_fast.assign(*_data(**_LARGE), n_threads=2)  # and its 2-thread pool
     ctx = mp.get_context("fork")
     q: mp.Queue[object] = ctx.Queue()
     p = ctx.Process(target=_child_assign, args=(q,))
     p.start()
+    # Read before joining: the child exits only once its queue's pipe is drained.
+    got = q.get(timeout=60)
     p.join(timeout=60)
     assert p.exitcode == 0, "the forked child hung or crashed"
-    assert q.get(timeout=5) == parent_labels.tolist()
+    assert got == [small.tolist(), large.tolist()]
+
+
+_THREADS_CHILD = """
+import json, os, numpy as np, ecos_fast
+def pool_threads():
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    return sum(n.startswith("ecos-fast-") for n in names)
+rng = np.random.default_rng(0)
+x = rng.normal(size=(1000, 16)).astype(np.float32)
+ecos_fast.assign(x, x[:8], n_threads=2)
+ecos_fast.kcenter_greedy(x, 8, n_threads=2)
+after_small = pool_threads()
+xl = rng.normal(size=(40_000, 64)).astype(np.float32)
+ecos_fast.assign(xl, xl[:8], n_threads=2)
+print(json.dumps([after_small, pool_threads()]))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_small_calls_run_on_the_calling_thread() -> None:
+    """A call of a few microseconds' work must not hand off to pool threads and wait
+    for them to wake (that hand-off alone cost ~50-100 us, see benches/RESULTS.md);
+    a large call does use the pool."""
+    out = subprocess.run(
+        [sys.executable, "-c", _THREADS_CHILD], capture_output=True, text=True, check=True
+    )
+    after_small, after_large = json.loads(out.stdout)
+    assert after_small == 0
+    assert after_large == 2
 
 
 def test_gil_released_during_kernels() -> None:

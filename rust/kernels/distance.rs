@@ -367,13 +367,7 @@ impl<'a> Packed<'a> {
         for i in 0..m {
             let vals = &s.best[i * nr..(i + 1) * nr];
             let idxs = &s.best_idx[i * nr..(i + 1) * nr];
-            // The minimum over lanes, then the lowest index holding it (two
-            // branch-free, vectorisable folds).
-            let bv = vals.iter().fold(f32::INFINITY, |a, &v| a.min(v));
-            let bj = vals
-                .iter()
-                .zip(idxs)
-                .fold(i32::MAX, |a, (&v, &j)| if v == bv { a.min(j) } else { a });
+            let (_, bj) = lane_argmin(vals, idxs);
             // Padding lanes hold +inf and can never win a strict comparison, so
             // bj < k; the guards only matter for overflowed (inf/NaN) inputs.
             let j = if bj == i32::MAX {
@@ -386,6 +380,43 @@ impl<'a> Packed<'a> {
             dists[i] = sq_dist_exact(&x[i * d..(i + 1) * d], &self.centroids[j * d..(j + 1) * d]);
         }
     }
+}
+
+/// The smallest value over the lanes of one row, and the lowest index holding it.
+///
+/// Two passes over 8 independent lane accumulators, each a compare-and-select that
+/// LLVM turns into `minps`/`pminsd` (a plain `fold` with `f32::min` is one serial
+/// chain of scalar, NaN-aware minimums: ~60 ns a row with 32 lanes, a quarter of the
+/// whole call at k = 100, d = 128). NaN never wins a `<`, as with `f32::min`.
+#[inline(always)]
+fn lane_argmin(vals: &[f32], idxs: &[i32]) -> (f32, i32) {
+    const L: usize = 8;
+    let mut mv = [f32::INFINITY; L];
+    let (vc, vr) = (vals.chunks_exact(L), vals.chunks_exact(L).remainder());
+    for ch in vc {
+        for l in 0..L {
+            mv[l] = if ch[l] < mv[l] { ch[l] } else { mv[l] };
+        }
+    }
+    let mut bv = f32::INFINITY;
+    for &v in mv.iter().chain(vr) {
+        bv = if v < bv { v } else { bv };
+    }
+    let mut mj = [i32::MAX; L];
+    for (cv, cj) in vals.chunks_exact(L).zip(idxs.chunks_exact(L)) {
+        for l in 0..L {
+            let j = if cv[l] == bv { cj[l] } else { i32::MAX };
+            mj[l] = mj[l].min(j);
+        }
+    }
+    let tail = vals.len() - vr.len();
+    let mut bj = mj.iter().copied().min().unwrap_or(i32::MAX);
+    for (&v, &j) in vr.iter().zip(&idxs[tail.min(idxs.len())..]) {
+        if v == bv {
+            bj = bj.min(j);
+        }
+    }
+    (bv, bj)
 }
 
 /// Portable micro-kernel (4 × 8), written so LLVM vectorises the inner loops.

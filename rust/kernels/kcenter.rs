@@ -221,16 +221,31 @@ unsafe fn sq_dist_avx2_inner(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
             }
         }
     }
-    if blocks * LANES == n {
-        // No tail: the in-register fold is `fold`'s order.
-        return (fold256(&s), n);
+    // The tail as one more block whose missing coordinates load as 0 (see the AVX-512
+    // path: adding +0 changes no bit), folded in registers.
+    let o = blocks * LANES;
+    let tail = n - o;
+    for (r, acc) in s.iter_mut().enumerate() {
+        let lanes = tail.saturating_sub(8 * r).min(8);
+        if lanes == 0 {
+            break;
+        }
+        // Lane l is enabled when its sign bit is set: l < lanes.
+        let m = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(lanes as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        // SAFETY: the mask enables only lanes o + 8r + l < n, inside both slices;
+        // masked-off lanes are not read.
+        let dv = unsafe {
+            _mm256_sub_ps(
+                _mm256_maskload_ps(pa.add(o + 8 * r), m),
+                _mm256_maskload_ps(pb.add(o + 8 * r), m),
+            )
+        };
+        *acc = _mm256_add_ps(*acc, _mm256_mul_ps(dv, dv));
     }
-    let mut acc = [0f32; LANES];
-    for (r, v) in s.iter().enumerate() {
-        // SAFETY: `acc` holds 64 f32; each 8-lane store at 8r fits.
-        unsafe { _mm256_storeu_ps(acc.as_mut_ptr().add(8 * r), *v) };
-    }
-    finish(acc, a, b, blocks * LANES)
+    (fold256(&s), n)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -281,16 +296,28 @@ unsafe fn sq_dist_avx512_inner(a: &[f32], b: &[f32], limit: f32) -> (f32, usize)
             }
         }
     }
-    if blocks * LANES == n {
-        // No tail: the in-register fold is `fold`'s order.
-        return (fold512(&s), n);
+    // The tail (n % 64 coordinates) as one more block whose missing coordinates load
+    // as 0: those lanes add (0 − 0)² = +0 to a non-negative sum, which changes no bit,
+    // so this is the portable `finish` order, folded in registers.
+    let o = blocks * LANES;
+    let tail = n - o;
+    for (r, acc) in s.iter_mut().enumerate() {
+        let lanes = tail.saturating_sub(16 * r).min(16);
+        if lanes == 0 {
+            break;
+        }
+        let m: __mmask16 = ((1u32 << lanes) - 1) as u16;
+        // SAFETY: the mask enables only lanes o + 16r + l < n, inside both slices;
+        // masked-off lanes are not read.
+        let dv = unsafe {
+            _mm512_sub_ps(
+                _mm512_maskz_loadu_ps(m, pa.add(o + 16 * r)),
+                _mm512_maskz_loadu_ps(m, pb.add(o + 16 * r)),
+            )
+        };
+        *acc = _mm512_add_ps(*acc, _mm512_mul_ps(dv, dv));
     }
-    let mut acc = [0f32; LANES];
-    for (r, v) in s.iter().enumerate() {
-        // SAFETY: `acc` holds 64 f32; each 16-lane store at 16r fits.
-        unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(16 * r), *v) };
-    }
-    finish(acc, a, b, blocks * LANES)
+    (fold512(&s), n)
 }
 
 #[cfg(target_arch = "x86_64")]
