@@ -930,6 +930,7 @@ impl<'a> State<'a> {
                 .into_par_iter()
                 .for_each(|(it, part, out)| ctx.batch(it, part, out));
         }
+        // Pass 3: stamp, punch holes for the movers, summarize each chunk again.
         let mut parts: Vec<&[Member]> = Vec::with_capacity(todo.len());
         let mut rest = &results[..];
         for t in &todo {
@@ -944,6 +945,7 @@ impl<'a> State<'a> {
             .map(|((it, t), res)| it.apply(t, res, k))
             .collect();
 
+        // Merge in (group, chunk) order: the chunk summaries, then each touched group's.
         let mut movers: Vec<(u32, f32, u32)> = Vec::new();
         for o in outs {
             let stats = &mut self.stats;
