@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 
 use crate::errors::{KernelError, KernelResult};
 use crate::invalid;
-use crate::kernels::{distance, kcenter, kmeans as km};
+use crate::kernels::{distance, finite, kcenter, kmeans as km};
 
 /// Thread pools cached per size, and the process that built them.
 ///
@@ -531,6 +531,12 @@ fn kcenter_greedy_stats<'py>(
     out.insert("moved", stats.moved);
     out.insert("rows_read", stats.rows_read);
     out.insert("rounds", stats.rounds);
+    out.insert("ns_scan", stats.ns_scan);
+    out.insert("ns_refresh", stats.ns_refresh);
+    out.insert("ns_apply", stats.ns_apply);
+    out.insert("ns_merge", stats.ns_merge);
+    out.insert("ns_add", stats.ns_add);
+    out.insert("ns_total", stats.ns_total);
     Ok((sel, radii, out))
 }
 
@@ -599,6 +605,23 @@ fn kcenter_clusters<'py>(
     Ok(PyArray1::from_vec(py, sel))
 }
 
+/// Flat index of the first NaN or ±inf of a float32 array of any shape, or `None`
+/// (the lowest such index, whatever the thread count).
+#[pyfunction]
+#[pyo3(signature = (values, n_threads))]
+fn first_non_finite(
+    py: Python<'_>,
+    values: numpy::PyReadonlyArrayDyn<'_, f32>,
+    n_threads: usize,
+) -> PyResult<Option<usize>> {
+    let v = values
+        .as_slice()
+        .map_err(|_| PyErr::from(invalid!("values must be C-contiguous")))?;
+    run_detached(py, n_threads, work(v.len(), 1, 1), || {
+        Ok(finite::first_non_finite(v))
+    })
+}
+
 /// Build facts for `ecos-fast info`: profile, SIMD paths the CPU offers, rayon default threads.
 #[pyfunction]
 fn build_info() -> HashMap<&'static str, String> {
@@ -625,6 +648,7 @@ fn build_info() -> HashMap<&'static str, String> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(assign, m)?)?;
+    m.add_function(wrap_pyfunction!(first_non_finite, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_plusplus, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_max_abs, m)?)?;

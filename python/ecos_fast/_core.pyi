@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 __all__ = [
     "assign",
     "build_info",
+    "first_non_finite",
     "kcenter_clusters",
     "kcenter_greedy",
     "kcenter_greedy_stats",
@@ -26,6 +27,7 @@ __all__ = [
 def assign(
     features: NDArray[np.float32], centroids: NDArray[np.float32], n_threads: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]: ...
+def first_non_finite(values: NDArray[np.float32], n_threads: int) -> int | None: ...
 def kmeans(
     features: NDArray[np.float32],
     n_clusters: int,

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _core
+from ._threads import resolve_threads
 from .errors import (
     BudgetError,
     InvalidInputError,
@@ -37,8 +39,22 @@ def _from_torch(x: Any, name: str) -> Any:
 
 
 def check_finite(a: NDArray[Any], name: str) -> None:
-    """Raise if ``a`` holds NaN or inf, scanning in bounded chunks (memmap-safe)."""
+    """Raise if ``a`` holds NaN or inf.
+
+    float32 C-contiguous input (the common case, memmaps included) is scanned by the
+    compiled core on every worker thread without a temporary; anything else in
+    bounded NumPy chunks (memmap-safe).
+    """
     if a.size == 0:
+        return
+    if a.dtype == np.float32 and a.flags.c_contiguous:
+        at = _core.first_non_finite(a, resolve_threads(None))
+        if at is not None:
+            pos = np.unravel_index(at, a.shape)
+            raise InvalidInputError(
+                f"{name} holds a non-finite value ({a[pos]!r}) at row {int(pos[0])}; "
+                f"remove or impute NaN/inf first"
+            )
         return
     rows_per_chunk = max(
         1, _FINITE_CHUNK_BYTES // max(1, a[0].nbytes if a.ndim > 1 else a.itemsize)

@@ -67,6 +67,7 @@
 //! point cannot move (exact: see `sq_dist_body`).
 
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use rayon::prelude::*;
 
@@ -664,6 +665,28 @@ pub struct Stats {
     pub rows_read: u64,
     /// Refresh rounds (parallel passes over the groups whose bound reaches a threshold).
     pub rounds: u64,
+    /// Wall-clock nanoseconds per phase, for profiling (`benches/kcenter_profile.py`):
+    /// choosing the chunks of a round and listing their stale members (parallel);
+    pub ns_scan: u64,
+    /// refreshing the stale members (the distances; parallel);
+    pub ns_refresh: u64,
+    /// stamping them and summarizing the chunks again (parallel);
+    pub ns_apply: u64,
+    /// merging the chunk results and moving the movers into their groups (serial);
+    pub ns_merge: u64,
+    /// adding a center: center–center distances (parallel) and queuing (serial);
+    pub ns_add: u64,
+    /// the whole call, so the rest (finding the top bound, removing the pick,
+    /// set-up) is `ns_total` minus the phases above (serial).
+    pub ns_total: u64,
+}
+
+/// Nanoseconds since `t`, and restart `t` (phase timing for [`Stats`]).
+fn lap(t: &mut Instant) -> u64 {
+    let now = Instant::now();
+    let ns = now.duration_since(*t).as_nanos() as u64;
+    *t = now;
+    ns
 }
 
 /// Farthest-first state: the groups (index = center number), the center rows copied
@@ -710,6 +733,7 @@ impl<'a> State<'a> {
     /// Add row `c` as a center: queue it on every group it might improve (nothing is
     /// computed for the members yet; [`State::settle`] applies it when needed).
     fn add_center(&mut self, c: u32) {
+        let mut clock = Instant::now();
         let d = self.d;
         let crow = self.row(c);
         let k = self.groups.len();
@@ -768,6 +792,7 @@ impl<'a> State<'a> {
         }
         self.centers.extend_from_slice(crow);
         self.groups.push(Group::default());
+        self.stats.ns_add += lap(&mut clock);
     }
 
     /// The largest bound over all groups: (squared distance, row, group, position).
@@ -849,6 +874,7 @@ impl<'a> State<'a> {
     /// a round with a few hundred stale members still splits evenly over the threads);
     /// then stamp them, punch holes for the movers and summarize each chunk again.
     fn refresh(&mut self, threshold: f32) {
+        let mut clock = Instant::now();
         self.stats.rounds += 1;
         let k = self.groups.len() as u32;
         let ctx = Refresh {
@@ -913,6 +939,7 @@ impl<'a> State<'a> {
         }
         // Pass 1: the stale members each chunk refreshes (positions inside the chunk).
         let todo: Vec<Vec<u16>> = items.par_iter().map(|it| it.todo(k)).collect();
+        let ns_scan = lap(&mut clock);
         // Pass 2: refresh them, batch by batch; each batch writes its own result slots.
         let total: usize = todo.iter().map(Vec::len).sum();
         let mut results = vec![Member::default(); total];
@@ -930,6 +957,7 @@ impl<'a> State<'a> {
                 .into_par_iter()
                 .for_each(|(it, part, out)| ctx.batch(it, part, out));
         }
+        let ns_refresh = lap(&mut clock);
         // Pass 3: stamp, punch holes for the movers, summarize each chunk again.
         let mut parts: Vec<&[Member]> = Vec::with_capacity(todo.len());
         let mut rest = &results[..];
@@ -945,6 +973,7 @@ impl<'a> State<'a> {
             .map(|((it, t), res)| it.apply(t, res, k))
             .collect();
 
+        let ns_apply = lap(&mut clock);
         // Merge in (group, chunk) order: the chunk summaries, then each touched group's.
         let mut movers: Vec<(u32, f32, u32)> = Vec::new();
         for o in outs {
@@ -978,6 +1007,11 @@ impl<'a> State<'a> {
         for (r, v, c) in movers {
             self.group_mut(c as usize).push(r, v, k);
         }
+        let stats = &mut self.stats;
+        stats.ns_scan += ns_scan;
+        stats.ns_refresh += ns_refresh;
+        stats.ns_apply += ns_apply;
+        stats.ns_merge += lap(&mut clock);
     }
 
     /// Take the member at `pos` out of group `g` (it is about to become a center).
@@ -1257,6 +1291,7 @@ pub fn greedy_with(
             cand.len()
         ));
     }
+    let started = Instant::now();
     let (dist, _) = select_sq_dist();
     let mut st = State {
         x,
@@ -1313,6 +1348,7 @@ pub fn greedy_with(
         st.add_center(row);
         sel.push(i64::from(row));
     }
+    st.stats.ns_total = started.elapsed().as_nanos() as u64;
     Ok((sel, radii, st.stats))
 }
 

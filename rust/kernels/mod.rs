@@ -4,5 +4,6 @@
 //! re-check only cheap shape invariants and return `KernelError`s.
 
 pub mod distance;
+pub mod finite;
 pub mod kcenter;
 pub mod kmeans;

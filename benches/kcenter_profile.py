@@ -1,0 +1,93 @@
+"""Where greedy K-Center's time goes, per phase, at 1 and 2 threads.
+
+Usage: python benches/kcenter_profile.py [N] [BUDGET] [REPEATS]   (default 1000000 3000 3)
+
+Runs ``_core.kcenter_greedy_stats`` on the first N rows of the benchmark suite's seeded
+1M x 512 mixture (benches/data.py, memmapped from $ECOS_BENCH_DIR), alternating 1 and 2
+threads REPEATS times, and prints a Markdown table of the median wall time of each phase
+the kernel times itself (``ns_*`` in its stats, see rust/kernels/kcenter.rs ``Stats``),
+with the speed-up the second thread brings to each. The phases that run serially, and
+the parallel ones whose rounds are too small to split, are what keeps the whole call
+from a 2x speed-up. Every run must pick the same rows (checked).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+from ecos_fast import _core
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import data
+import machine
+
+PHASES = [
+    ("ns_scan", "choose chunks, list stale members", "parallel"),
+    ("ns_refresh", "refresh stale members (distances)", "parallel"),
+    ("ns_apply", "stamp, punch holes, summarize chunks", "parallel"),
+    ("ns_merge", "merge chunk results, move the movers", "serial"),
+    ("ns_add", "add a center (center-center distances)", "parallel + serial queueing"),
+    ("other", "top bound, remove the pick, set-up", "serial"),
+]
+
+
+def run(n: int, budget: int, repeats: int) -> str:
+    x = data.mixture(max(n, 1_000_000), 512)[:n]
+    _core.kcenter_greedy(x, 10, 2, None, None, None)  # warm the page cache and pools
+    runs: dict[int, list[dict[str, int]]] = {1: [], 2: []}
+    picks: list[np.ndarray] = []
+    for _ in range(repeats):
+        for t in (1, 2):
+            sel, _, stats = _core.kcenter_greedy_stats(x, budget, t)
+            stats = dict(stats)
+            stats["other"] = stats["ns_total"] - sum(stats[p] for p, _, _ in PHASES[:-1])
+            runs[t].append(stats)
+            picks.append(sel)
+    same = all(np.array_equal(p, picks[0]) for p in picks)
+
+    def med(t: int, key: str) -> float:
+        return statistics.median(r[key] for r in runs[t]) / 1e9
+
+    cpu = machine.cpu_info()
+    head = (
+        f"K-Center phases, {n:,} x 512, budget {budget:,}: median of {repeats} runs per thread "
+        f"count, alternating 1 and 2 threads ({cpu['model']} family {cpu['cpu_family']}, "
+        f"{cpu['cores']} cores, load {machine.loadavg()}); picks identical in every "
+        f"run: {'yes' if same else 'NO'}."
+    )
+    lines = [
+        head,
+        "",
+        "| phase | runs | 1 thread | 2 threads | speed-up | share of 2-thread time |",
+        "|---|---|---|---|---|---|",
+    ]
+    total2 = med(2, "ns_total")
+    for key, label, kind in [*PHASES, ("ns_total", "whole call", "")]:
+        a, b = med(1, key), med(2, key)
+        ratio = f"{a / b:.2f}x" if b > 0 else "-"
+        share = f"{b / total2:.0%}" if key != "ns_total" else "100%"
+        name = f"**{label}**" if key == "ns_total" else label
+        lines.append(f"| {name} | {kind} | {a:.3f} s | {b:.3f} s | {ratio} | {share} |")
+    r = runs[2][0]
+    counts = (
+        f"Rounds: {r['rounds']:,} ({r['rounds'] / budget:.2f} per pick); rows read: "
+        f"{r['rows_read']:,}; distances: {r['distance_evals']:,} "
+        f"({r['distance_evals'] / r['brute_force_evals']:.1%} of brute force)."
+    )
+    lines += ["", counts]
+    if not same:
+        raise SystemExit("\n".join(lines) + "\nERROR: picks differ between runs")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = [int(a) for a in sys.argv[1:]]
+    n, budget, repeats = (args + [1_000_000, 3000, 3][len(args) :])[:3]
+    print(run(n, budget, repeats))
+
+
+if __name__ == "__main__":
+    main()
