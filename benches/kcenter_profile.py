@@ -3,7 +3,7 @@
 Usage: python benches/kcenter_profile.py [N] [BUDGET] [REPEATS]   (default 1000000 3000 3)
 
 Runs ``_core.kcenter_greedy_stats`` on the first N rows of the benchmark suite's seeded
-1M x 512 mixture (benches/data.py, memmapped from $ECOS_BENCH_DIR), alternating 1 and 2
+512-d mixture (benches/data.py, memmapped from $ECOS_BENCH_DIR), alternating 1 and 2
 threads REPEATS times, and prints a Markdown table of the median wall time of each phase
 the kernel times itself (``ns_*`` in its stats, see rust/kernels/kcenter.rs ``Stats``),
 with the speed-up the second thread brings to each. The phases that run serially, and
@@ -35,7 +35,7 @@ PHASES = [
 
 
 def run(n: int, budget: int, repeats: int) -> str:
-    x = data.mixture(max(n, 1_000_000), 512)[:n]
+    x = data.mixture(n, 512)
     _core.kcenter_greedy(x, 10, 2, None, None, None)  # warm the page cache and pools
     runs: dict[int, list[dict[str, int]]] = {1: [], 2: []}
     picks: list[np.ndarray] = []
