@@ -117,9 +117,10 @@ def threads(n_threads: int) -> Iterator[None]:
         yield
 
 
-def run(benchmark: Any, fn: Callable[[], Any], *, rounds: int = 1) -> Any:
-    """Time ``fn`` ``rounds`` times (no warm-up: big cases are minutes each)."""
-    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=0)
+def run(benchmark: Any, fn: Callable[[], Any], *, rounds: int = 1, warmup: int = 0) -> Any:
+    """Time ``fn`` ``rounds`` times after ``warmup`` untimed calls (default none: big
+    cases are minutes each)."""
+    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup)
 
 
 def annotate(
