@@ -524,19 +524,22 @@ fn kcenter_greedy_stats<'py>(
 )> {
     let (sel, radii, stats) =
         kcenter_run(py, features, budget, n_threads, first, initial, rows, prune)?;
-    let mut out = HashMap::new();
-    out.insert("distance_evals", stats.distance_evals);
-    out.insert("brute_force_evals", stats.brute_force_evals);
-    out.insert("coords_read", stats.coords_read);
-    out.insert("moved", stats.moved);
-    out.insert("rows_read", stats.rows_read);
-    out.insert("rounds", stats.rounds);
-    out.insert("ns_scan", stats.ns_scan);
-    out.insert("ns_refresh", stats.ns_refresh);
-    out.insert("ns_apply", stats.ns_apply);
-    out.insert("ns_merge", stats.ns_merge);
-    out.insert("ns_add", stats.ns_add);
-    out.insert("ns_total", stats.ns_total);
+    let out: HashMap<&'static str, u64> = [
+        ("distance_evals", stats.distance_evals),
+        ("brute_force_evals", stats.brute_force_evals),
+        ("coords_read", stats.coords_read),
+        ("moved", stats.moved),
+        ("rows_read", stats.rows_read),
+        ("rounds", stats.rounds),
+        ("ns_scan", stats.ns_scan),
+        ("ns_refresh", stats.ns_refresh),
+        ("ns_apply", stats.ns_apply),
+        ("ns_merge", stats.ns_merge),
+        ("ns_add", stats.ns_add),
+        ("ns_total", stats.ns_total),
+    ]
+    .into_iter()
+    .collect();
     Ok((sel, radii, out))
 }
 
