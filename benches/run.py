@@ -581,6 +581,7 @@ def write_report(
     wall: float,
     rc: int,
     profiles: list[str] | None = None,
+    alternating: str | None = None,
 ) -> None:
     benchmarks = results.get("benchmarks", [])
     groups = by_group(benchmarks)
@@ -628,6 +629,20 @@ def write_report(
         ]
         for p in profiles:
             lines += [p, ""]
+    if alternating:
+        lines += [
+            "## The 2-thread speed-up, 1- and 2-thread calls alternating",
+            "",
+            (
+                "The scaling group above times every round of one thread count before the "
+                "other, so a change of load on the shared machine between them lands on one "
+                "side of its ratio. `benches/scaling_check.py`, run after the suite, "
+                "alternates them in one process with NumPy's BLAS held to one thread:"
+            ),
+            "",
+            alternating,
+            "",
+        ]
     lines += ["## Every group", ""]
     for group, per_t in groups.items():
         lines += group_table(group, per_t, machine)
@@ -668,15 +683,17 @@ def main() -> int:
     rc = run_pytest(mode_name, ",".join(map(str, threads)), json_path, args.pytest_args)
     wall = time.perf_counter() - start
     import kcenter_profile
+    import scaling_check
 
     shapes = [(250_000, 1000, 3), (1_000_000, 3000, 3)] if args.full else [(20_000, 50, 1)]
     profiles = [kcenter_profile.run(*shape) for shape in shapes]
+    alternating = scaling_check.run(*((250_000, 9) if args.full else (20_000, 1)))
     info["loadavg_end"] = machine.loadavg()
     if not json_path.exists():
         print(f"no benchmark JSON was written (pytest exit code {rc})", file=sys.stderr)
         return rc or 1
     results = json.loads(json_path.read_text())
-    write_report(out, mode_name, info, results, threads, wall, rc, profiles)
+    write_report(out, mode_name, info, results, threads, wall, rc, profiles, alternating)
     (json_path.with_suffix(".machine.json")).write_text(json.dumps(info, indent=1, default=str))
     wrong = [
         b["name"] for b in results.get("benchmarks", []) if b["extra_info"].get("correct") is False

@@ -1,0 +1,79 @@
+"""The 2-thread speed-up measured with 1- and 2-thread calls alternating.
+
+Usage: python benches/scaling_check.py [N] [REPEATS]   (default 250000 9)
+
+The suite's scaling group times all rounds of one thread count, then all rounds of the
+other, so a change in the shared machine's load between the two (another tenant, or
+OpenBLAS threads still spinning after the previous benchmark's check) lands entirely on
+one side of the ratio. Here ``assign`` (k=100) and ``kcenter_greedy`` (budget 1000) on the
+first N rows of the 512-d pool alternate 1 and 2 threads REPEATS times in one process
+with NumPy's BLAS held to one thread, and the ratio of the medians is reported beside
+the suite's. Results must be identical across thread counts (checked).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ecos_fast
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import data
+import machine
+
+
+def _alternate(fn: Callable[[int], Any], repeats: int) -> tuple[float, float, bool]:
+    fn(2)  # map the memmapped rows, build the pools
+    times: dict[int, list[float]] = {1: [], 2: []}
+    outs: list[Any] = []
+    for _ in range(repeats):
+        for t in (1, 2):
+            start = time.perf_counter()
+            outs.append(fn(t))
+            times[t].append(time.perf_counter() - start)
+    same = all(all(np.array_equal(a, b) for a, b in zip(o, outs[0])) for o in outs)
+    return statistics.median(times[1]), statistics.median(times[2]), same
+
+
+def run(n: int, repeats: int) -> str:
+    x = data.mixture(n, 512)
+    c = np.array(x[data.sample_rows(n, 100, seed=3)])
+    head = (
+        f"2-thread speed-up with 1- and 2-thread calls alternating, n = {n:,} x 512, median of "
+        f"{repeats} each (load {machine.loadavg()}):"
+    )
+    lines = [
+        head,
+        "",
+        "| call | 1 thread | 2 threads | speed-up | identical results |",
+        "|---|---|---|---|---|",
+    ]
+    calls: list[tuple[str, Callable[[int], Any]]] = [
+        ("assign, k=100", lambda t: ecos_fast.assign(x, c, n_threads=t)),
+        ("kcenter_greedy, budget 1000", lambda t: ecos_fast.kcenter_greedy(x, 1000, n_threads=t)),
+    ]
+    with threadpool_limits(1, user_api="blas"):
+        for name, fn in calls:
+            one, two, same = _alternate(fn, repeats)
+            lines.append(
+                f"| {name} | {one * 1e3:.1f} ms | {two * 1e3:.1f} ms | {one / two:.2f}× | "
+                f"{'yes' if same else 'NO'} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = [int(a) for a in sys.argv[1:]]
+    n, repeats = (args + [250_000, 9][len(args) :])[:2]
+    print(run(n, repeats))
+
+
+if __name__ == "__main__":
+    main()
