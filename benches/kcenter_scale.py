@@ -103,7 +103,20 @@ def main() -> None:
     else:
         t_base = c_base = float("nan")
         same, first_diff = None, None
-    per_pick_base = t_base / max(base_picks, 1)
+    # Without a timed baseline (BASELINE_PICKS=0) its fields are null, not NaN.
+    baseline: dict[str, float | None] = dict.fromkeys(
+        ["numpy_ms_per_pick", "numpy_s_extrapolated", "speedup"]
+        + ["numpy_cpu_ms_per_pick", "speedup_cpu_time"]
+    )
+    if base_picks:
+        per_pick, cpu_per_pick = t_base / base_picks, c_base / base_picks
+        baseline = {
+            "numpy_ms_per_pick": round(1e3 * per_pick, 3),
+            "numpy_s_extrapolated": round(per_pick * budget, 1),
+            "speedup": round(per_pick * budget / t_fast, 2),
+            "numpy_cpu_ms_per_pick": round(1e3 * cpu_per_pick, 2),
+            "speedup_cpu_time": round(cpu_per_pick * budget / c_fast, 2),
+        }
     out = {
         "n": n,
         "d": d,
@@ -113,12 +126,8 @@ def main() -> None:
         "fast_s": round(t_fast, 3),
         "fast_ms_per_pick": round(1e3 * t_fast / budget, 3),
         "numpy_picks_timed": base_picks,
-        "numpy_ms_per_pick": round(1e3 * per_pick_base, 3),
-        "numpy_s_extrapolated": round(per_pick_base * budget, 1),
-        "speedup": round(per_pick_base * budget / t_fast, 2),
         "fast_cpu_s": round(c_fast, 2),
-        "numpy_cpu_ms_per_pick": round(1e3 * c_base / base_picks, 2),
-        "speedup_cpu_time": round(c_base / max(base_picks, 1) * budget / c_fast, 2),
+        **baseline,
         "load_avg_1min_before": load_before,
         "load_avg_1min_after": os.getloadavg()[0],
         "same_picks_prefix": same,

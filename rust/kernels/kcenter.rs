@@ -50,7 +50,8 @@
 //! candidate), O(centers·d) for a contiguous copy of the center rows, and the pending
 //! lists, capped at 2 entries per member + 64 per group (8 bytes each; a group over its
 //! cap is refreshed whole on the next pick), so O(n + centers) in all; never
-//! budget × n. 1M × 512, budget 3000: well under 100 MB extra (5 % of the 2 GB pool).
+//! budget × n. 1M × 512, budget 3000: 60 MB peak extra, 3 % of the 2 GB pool
+//! (`benches/kcenter_scale.py`).
 //!
 //! Determinism. Refresh work is split into fixed-size chunks of group members and
 //! batches of their stale members (independent of the thread count); each member's
