@@ -70,3 +70,31 @@ def test_non_float32_and_strided_input_still_checked() -> None:
     with pytest.raises(InvalidInputError, match="at row 4"):
         check_finite(b, "x")
     check_finite(np.ones((10, 8), np.float32)[:, ::2], "x")
+
+
+def test_each_public_call_scans_its_input_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # fit_centroids, respond and select_kcenter check their input and then call the
+    # kernels on it: the finiteness pass (a full read of a pool that may be GBs) must
+    # not run a second time inside the kernel wrapper.
+    from ecos_fast import _validation
+
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    real = _validation.check_finite
+
+    def counting(a: np.ndarray, name: str) -> None:
+        seen.append((name, a.shape))
+        real(a, name)
+
+    monkeypatch.setattr(_validation, "check_finite", counting)
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(600, 8)).astype(np.float32)
+    private = rng.normal(size=(90, 8)).astype(np.float32)
+
+    cents = ecos_fast.fit_centroids(pool, 5, seed=0)
+    assert [s for _, s in seen].count(pool.shape) == 1
+    seen.clear()
+    ecos_fast.respond(private, cents, epsilon=1.0, delta=1e-5, seed=0)
+    assert [s for _, s in seen].count(private.shape) == 1
+    seen.clear()
+    ecos_fast.select_kcenter(pool, 10)
+    assert [s for _, s in seen].count(pool.shape) == 1

@@ -88,5 +88,5 @@ def select_kcenter(
     """
     x = as_features(features, "features")
     b = check_budget(budget, x.shape[0])
-    idx, _ = kernels.kcenter_greedy(x, b, first=first, n_threads=n_threads)
+    idx, _ = kernels._kcenter_greedy_checked(x, b, first=first, n_threads=n_threads)
     return Selection(idx, b, method="kcenter")

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from . import kernels
+from . import _core, kernels
 from ._threads import resolve_threads
 from ._validation import (
     as_features,
@@ -271,7 +271,8 @@ def fit_centroids(
     x = as_features(pool_features, "pool_features")
     if normalize == "l2":
         x = _l2_normalize(x)
-    km = kernels.kmeans(
+    # x is checked (as_features above): no second pass over the pool.
+    km = kernels._kmeans_checked(
         x,
         n_clusters,
         seed=seed,
@@ -433,7 +434,8 @@ def respond(
     sigma = calibrate_gaussian_sigma(epsilon, delta, sens)
     rng = np.random.default_rng(None if seed is None else check_seed(seed))
     x = centroids.transform(private_features, "private_features")
-    labels, _ = kernels.assign(x, centroids.centroids, n_threads=resolve_threads(n_threads))
+    # Both are checked: x by transform, the centroids when Centroids was built.
+    labels, _ = _core.assign(x, centroids.centroids, resolve_threads(n_threads))
     counts = np.bincount(labels, minlength=centroids.n_clusters).astype(np.float64)
     if sigma > 0:
         counts += rng.normal(0.0, sigma, size=counts.shape[0])
