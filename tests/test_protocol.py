@@ -160,8 +160,10 @@ def test_shortfall_warns_and_reports(setup: tuple) -> None:
     counts[[2, 5]] = [10.0, 1.0]
     cap = np.bincount(cents.labels, minlength=16)
     have = int(cap[2] + cap[5])
-    with pytest.warns(BudgetShortfallWarning, match=f"shortfall={500 - have}"):
+    with pytest.warns(BudgetShortfallWarning, match=f"shortfall={500 - have}") as rec:
         sel = ecos_fast.select(pool, _sketch_with_counts(cents, counts), 500)
+    # The warning points at the user's call, not into the package.
+    assert [w.filename for w in rec] == [__file__]
     assert sel.n_selected == have and sel.shortfall == 500 - have
     assert sel.quotas is not None and sel.quotas.tolist() == [
         int(cap[k]) if k in (2, 5) else 0 for k in range(16)

@@ -837,13 +837,12 @@ def select(
     cluster). ``fallback="kcenter"`` (global K-Center over the whole pool) is not
     offered here. The returned ``Selection.labels`` is None: labels stay on the workers.
     """
-    import warnings
 
     from ._validation import check_budget, check_nonneg_float
     from .baselines import select_random
-    from .errors import BudgetShortfallWarning, NoCoverageError
+    from .errors import NoCoverageError
     from .quotas import allocate_quotas
-    from .selection import FALLBACKS, Selection, _as_sketch
+    from .selection import FALLBACKS, Selection, _as_sketch, ecos_selection
 
     t0 = time.perf_counter()
     st = stats if stats is not None else RunStats()
@@ -927,13 +926,6 @@ def select(
             picks.append(rows[got_c])
     st.bytes_to_driver += _nbytes(picks)
     idx = np.concatenate(picks).astype(np.int64) if picks else np.zeros(0, np.int64)
-    sel = Selection(idx, b, quotas=quotas, labels=None, weights=w, method="ecos")
-    if sel.shortfall > 0:
-        warnings.warn(
-            f"selected {sel.n_selected} of budget={b}: the {int((w > 0).sum())} clusters "
-            f"with positive weight hold only {covered} pool rows (shortfall={sel.shortfall})",
-            BudgetShortfallWarning,
-            stacklevel=2,
-        )
+    sel = ecos_selection(idx, b, quotas, None, w, covered, stacklevel=3)
     st.wall_s = time.perf_counter() - t0
     return sel

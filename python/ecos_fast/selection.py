@@ -277,12 +277,29 @@ def select(
     np.cumsum(capacity, out=indptr[1:])
     first = _nearest_members(x, c, members, indptr, quotas, sq_dist)
     idx = _core.kcenter_clusters(x, indptr, members, quotas, first, threads)
-    sel = Selection(idx, b, quotas=quotas, labels=lab, weights=w, method="ecos")
+    return ecos_selection(idx, b, quotas, lab, w, covered, stacklevel=3)
+
+
+def ecos_selection(
+    idx: NDArray[np.int64],
+    budget: int,
+    quotas: NDArray[np.int64],
+    labels: NDArray[np.int64] | None,
+    weights: NDArray[np.float64],
+    covered: int,
+    *,
+    stacklevel: int,
+) -> Selection:
+    """The ECOS :class:`Selection` (local or Ray backend), with a
+    :class:`BudgetShortfallWarning` when the covered clusters hold fewer rows than the
+    budget; ``stacklevel`` points the warning at the user's call."""
+    sel = Selection(idx, budget, quotas=quotas, labels=labels, weights=weights, method="ecos")
     if sel.shortfall > 0:
         warnings.warn(
-            f"selected {sel.n_selected} of budget={b}: the {int((w > 0).sum())} clusters "
-            f"with positive weight hold only {covered} pool rows (shortfall={sel.shortfall})",
+            f"selected {sel.n_selected} of budget={budget}: the {int((weights > 0).sum())} "
+            f"clusters with positive weight hold only {covered} pool rows "
+            f"(shortfall={sel.shortfall})",
             BudgetShortfallWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     return sel
