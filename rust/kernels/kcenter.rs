@@ -1409,20 +1409,7 @@ pub fn per_cluster(
 mod tests {
     use super::*;
 
-    /// A small deterministic generator, so the test needs no extra crate.
-    fn values(seed: u64, len: usize) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 7.0
-            })
-            .collect()
-    }
+    use crate::kernels::testdata::lcg_values as values;
 
     #[test]
     fn simd_paths_are_bit_identical_and_early_abandon_is_exact() {

@@ -841,22 +841,10 @@ mod tests {
         }
     }
 
-    fn lcg_rows(n: usize, d: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n * d)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 7.0
-            })
-            .collect()
-    }
-
     #[test]
     fn sharded_partials_equal_one_partial_bit_for_bit() {
         let (n, d, k) = (5000, 9, 13);
-        let x = lcg_rows(n, d, 3);
+        let x = crate::kernels::testdata::lcg_values(3, n * d);
         let c = x[..k * d].to_vec();
         let scales = quant_scales(&max_abs(&x, d), n as u64);
         let packed = Packed::new(&c, k, d).unwrap();
