@@ -8,6 +8,7 @@ values ("prior validation of data is assumed").
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,15 @@ def check_finite(a: NDArray[Any], name: str) -> None:
             )
 
 
+@dataclass(frozen=True)
+class Checked:
+    """Features that :func:`as_features` returned: handing them on to a public function
+    (``kernels.kmeans`` inside ``fit_centroids``, say) skips a second finiteness pass
+    over what may be a pool of gigabytes. Shape and dtype are still checked."""
+
+    array: NDArray[np.float32]
+
+
 def as_features(
     x: Any, name: str = "features", *, n_features: int | None = None, finite: bool = True
 ) -> NDArray[np.float32]:
@@ -82,6 +92,8 @@ def as_features(
     are viewed through ``.numpy()``. Complex, object, bool and string dtypes
     are refused.
     """
+    if isinstance(x, Checked):
+        x, finite = x.array, False
     x = _from_torch(x, name)
     if not isinstance(x, np.ndarray):
         try:

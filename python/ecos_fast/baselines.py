@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from ._validation import as_features, check_budget, check_int, check_seed
+from ._validation import Checked, as_features, check_budget, check_int, check_seed
 from .errors import InvalidInputError
 from .selection import Selection
 
@@ -88,5 +88,5 @@ def select_kcenter(
     """
     x = as_features(features, "features")
     b = check_budget(budget, x.shape[0])
-    idx, _ = kernels._kcenter_greedy_checked(x, b, first=first, n_threads=n_threads)
+    idx, _ = kernels.kcenter_greedy(Checked(x), b, first=first, n_threads=n_threads)
     return Selection(idx, b, method="kcenter")

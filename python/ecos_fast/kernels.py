@@ -171,28 +171,7 @@ def kmeans(
             max_points_per_centroid=max_points_per_centroid, n_local_trials=n_local_trials,
             init_sample=init_sample, n_threads=n_threads,
         )  # fmt: skip
-    return _kmeans_checked(
-        as_features(features, "features"), n_clusters, max_iter=max_iter, tol=tol, seed=seed,
-        init=init, max_points_per_centroid=max_points_per_centroid,
-        n_local_trials=n_local_trials, init_sample=init_sample, n_threads=n_threads,
-    )  # fmt: skip
-
-
-def _kmeans_checked(
-    x: NDArray[np.float32],
-    n_clusters: int,
-    *,
-    max_iter: int = 25,
-    tol: float = 1e-4,
-    seed: int = 0,
-    init: Any = None,
-    max_points_per_centroid: int | None = 256,
-    n_local_trials: int = 1,
-    init_sample: int | None = None,
-    n_threads: int | None = None,
-) -> KMeansResult:
-    """:func:`kmeans` on features that :func:`as_features` already checked (callers that
-    validated the pool themselves skip a second pass over it)."""
+    x = as_features(features, "features")
     n = x.shape[0]
     k = check_int(n_clusters, "n_clusters", low=1, high=n)
     iters = check_int(max_iter, "max_iter", low=1)
@@ -308,22 +287,7 @@ def kcenter_greedy(
     >>> sel.tolist(), radii.tolist()
     ([0, 2, 3], [10.0, 4.0, 1.0])
     """
-    return _kcenter_greedy_checked(
-        as_features(features, "features"), budget, first=first, initial=initial, rows=rows,
-        n_threads=n_threads,
-    )  # fmt: skip
-
-
-def _kcenter_greedy_checked(
-    x: NDArray[np.float32],
-    budget: int,
-    *,
-    first: int | None = None,
-    initial: Any = None,
-    rows: Any = None,
-    n_threads: int | None = None,
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """:func:`kcenter_greedy` on features that :func:`as_features` already checked."""
+    x = as_features(features, "features")
     n = x.shape[0]
     rows_a = None if rows is None else as_indices(rows, "rows", upper=n, allow_empty=False)
     n_cand = n if rows_a is None else rows_a.shape[0]

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from . import _core, kernels
 from ._threads import resolve_threads
 from ._validation import (
+    Checked,
     as_features,
     as_vector,
     check_choice,
@@ -271,9 +272,8 @@ def fit_centroids(
     x = as_features(pool_features, "pool_features")
     if normalize == "l2":
         x = _l2_normalize(x)
-    # x is checked (as_features above): no second pass over the pool.
-    km = kernels._kmeans_checked(
-        x,
+    km = kernels.kmeans(
+        Checked(x),  # checked above: no second pass over the pool
         n_clusters,
         seed=seed,
         max_iter=max_iter,
