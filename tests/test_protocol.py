@@ -41,7 +41,7 @@ def setup() -> tuple[np.ndarray, np.ndarray, np.ndarray, ecos_fast.Centroids]:
 def reference_select(
     pool: np.ndarray, cents: ecos_fast.Centroids, weights: np.ndarray, budget: int
 ) -> np.ndarray:
-    """The selection rule of docs/ecos-method.md in plain NumPy (float64)."""
+    """The selection rule of docs/method.md in plain NumPy (float64)."""
     c = cents.centroids
     labels, d2 = reference.assign(pool, c)
     cap = np.bincount(labels, minlength=c.shape[0])

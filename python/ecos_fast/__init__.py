@@ -1,6 +1,6 @@
 """ecos-fast: train for a client without uploading its data (ECOS, NeurIPS 2022).
 
-The protocol in three calls (see ``docs/ecos-method.md``)::
+The protocol in three calls (see ``docs/method.md``)::
 
     centroids = ecos_fast.fit_centroids(pool, n_clusters=100)         # cloud
     response = ecos_fast.respond(private, centroids, epsilon, delta)   # client

@@ -1,6 +1,6 @@
 """The ECOS protocol roles: the cloud's centroid sketch and the client's response.
 
-One round (see ``docs/ecos-method.md``):
+One round (see ``docs/method.md``):
 
 1. the cloud runs k-means on its pool features and sends the :class:`Centroids`
    (public data only: no privacy cost);
