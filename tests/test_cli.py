@@ -19,9 +19,9 @@ from ecos_fast.cli import (
     EXIT_INPUT,
     EXIT_OK,
     EXIT_USAGE,
-    load_features,
     run,
 )
+from ecos_fast.feature_files import load_features
 from ecos_fast.ledger import Ledger
 
 K, SEED, NOISE_SEED, BUDGET, EPS, DELTA = 6, 3, 11, 40, 0.58, 1e-5

@@ -47,6 +47,7 @@ from .errors import (
     InvalidInputError,
     PrivacyBudgetExceededError,
 )
+from .feature_files import load_features
 
 __all__ = [
     "EXIT_BUDGET",
@@ -55,7 +56,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "cli",
-    "load_features",
     "main",
     "run",
 ]
@@ -74,8 +74,6 @@ Exit codes:
   3  invalid or tampered input (features, exchange files, budgets)
   4  privacy budget exhausted (the ledger refused the release)
 """
-
-_MAX_HEADER_BYTES = 1 << 20
 
 
 # -- output ----------------------------------------------------------------------
@@ -145,101 +143,6 @@ def _steps(state: _State, total: int, desc: str) -> Iterator[Any]:
         yield bar
     finally:
         bar.close()
-
-
-# -- inputs --------------------------------------------------------------------
-def _open_npy(path: Path) -> NDArray[Any]:
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise InvalidInputError(f"{path}: cannot read it as a .npy array ({exc})") from None
-    if not isinstance(arr, np.ndarray):
-        raise InvalidInputError(f"{path}: holds {type(arr).__name__}, expected one .npy array")
-    if arr.ndim != 2:
-        raise InvalidInputError(
-            f"{path}: features must be 2-D (n_samples, n_features); got shape={arr.shape}"
-        )
-    return arr
-
-
-def load_features(path: str | os.PathLike[str], *, progress: bool = False) -> NDArray[Any]:
-    """Features from a ``.npy`` file (memory-mapped) or a folder of ``.npy`` shards.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        A ``.npy`` file, read with ``mmap_mode="r"`` (no copy for float32), or a
-        folder whose ``*.npy`` files, in name order, are the row blocks of one
-        matrix (copied into memory, one shard at a time).
-    progress : bool, default False
-        Show a per-shard progress bar (stderr).
-
-    Returns
-    -------
-    ndarray of shape (n_samples, n_features)
-        Row ``i`` of the result is row ``i`` of the concatenated shards; selected
-        indices refer to this order.
-
-    Raises
-    ------
-    InvalidInputError
-        Missing or unreadable files, pickled arrays, shards of different widths.
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile, os
-    >>> from ecos_fast.cli import load_features
-    >>> d = tempfile.mkdtemp()
-    >>> np.save(os.path.join(d, "b.npy"), np.ones((2, 3), np.float32))
-    >>> np.save(os.path.join(d, "a.npy"), np.zeros((1, 3), np.float32))
-    >>> load_features(d).tolist()
-    [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
-    """
-    p = Path(path)
-    if p.is_dir():
-        shards = sorted(q for q in p.iterdir() if q.suffix == ".npy" and q.is_file())
-        if not shards:
-            raise InvalidInputError(f"{p}: folder holds no .npy shards")
-        arrays = [_open_npy(q) for q in shards]
-        if len(arrays) == 1:
-            return arrays[0]
-        widths = {a.shape[1] for a in arrays}
-        if len(widths) != 1:
-            detail = ", ".join(f"{q.name}: {a.shape}" for q, a in zip(shards, arrays))
-            raise InvalidInputError(f"{p}: shards have different n_features ({detail})")
-        dtype = np.result_type(*arrays)
-        if dtype.kind not in "fiu":
-            raise InvalidInputError(f"{p}: shards have dtype {dtype}; expected real numbers")
-        if dtype.kind != "f" or dtype.itemsize < 4:
-            dtype = np.dtype(np.float32)
-        out = np.empty((sum(a.shape[0] for a in arrays), widths.pop()), dtype=dtype)
-        row = 0
-        it: Any = zip(shards, arrays)
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(it, total=len(arrays), desc="load shards", unit="shard", leave=False)
-        for _, a in it:
-            out[row : row + a.shape[0]] = a
-            row += a.shape[0]
-        return out
-    if not p.exists():
-        raise InvalidInputError(f"{p}: no such file or folder")
-    return _open_npy(p)
-
-
-def _file_kind(path: Path) -> str | None:
-    """'centroids' or 'response' from a safetensors header; None if unrecognisable."""
-    try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if n > _MAX_HEADER_BYTES:
-                return None
-            header = json.loads(f.read(n).decode("utf-8"))
-        schema = json.loads(header["__metadata__"]["ecos"])["schema"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return {"ecos-fast/centroids": "centroids", "ecos-fast/response": "response"}.get(schema)
 
 
 def _sha256_file(path: Path) -> str:
@@ -807,15 +710,11 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 @click.pass_obj
 def inspect(state: _State, file: Path, centroids: Path | None) -> None:
     """Show and verify a centroid or response file (exit 3 if it is invalid)."""
-    from .exchange import load_centroids, load_response
+    from .exchange import file_kind, load_centroids, load_response
 
     if not file.exists():
         raise ExchangeFileError(f"{file}: no such file")
-    kind = _file_kind(file)
-    if kind is None:
-        raise ExchangeFileError(
-            f"{file}: not an ecos-fast exchange file (no readable 'ecos' metadata)"
-        )
+    kind = file_kind(file)
     payload: dict[str, Any] = {
         "command": "inspect",
         "file": str(file),

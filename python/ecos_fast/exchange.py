@@ -25,7 +25,7 @@ import tempfile
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +37,7 @@ from .protocol import SCHEMA_VERSION, Centroids, Response
 __all__ = [
     "MAX_CENTROIDS_BYTES",
     "MAX_RESPONSE_BYTES",
+    "file_kind",
     "load_centroids",
     "load_response",
     "save_centroids",
@@ -107,23 +108,14 @@ def _fail(path: Path, kind: str, what: str) -> ExchangeFileError:
     return ExchangeFileError(f"{path}: not a valid ecos-fast {kind} file: {what}")
 
 
-def _load(path: PathLike, kind: str, max_bytes: int) -> tuple[Path, dict[str, Any], NDArray[Any]]:
-    """Read, bound-check and verify a file; return (path, metadata, the one tensor)."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError as exc:
-        raise ExchangeFileError(f"{p}: cannot read the {kind} file: {exc.strerror}") from None
-    if not p.is_file():
-        raise _fail(p, kind, "not a regular file")
-    if st.st_size < 8:
-        raise _fail(p, kind, f"truncated: {st.st_size} bytes, fewer than the 8-byte header")
-    if st.st_size > max_bytes:
-        raise _fail(p, kind, f"{st.st_size} bytes exceeds max_bytes={max_bytes}")
-    with open(p, "rb") as f:
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _fail(p, kind, f"grew past max_bytes={max_bytes} while being read")
+def _parse_header(data: bytes, p: Path, kind: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """The safetensors metadata and its ``ecos`` document from a file's first bytes.
+
+    The one header parser (and the one header size limit) for loading and for
+    :func:`file_kind`; ``data`` must start at the file's first byte.
+    """
+    if len(data) < 8:
+        raise _fail(p, kind, f"truncated: {len(data)} bytes, fewer than the 8-byte header")
     n_header = int.from_bytes(data[:8], "little")
     if n_header > _MAX_HEADER_BYTES:
         raise _fail(p, kind, f"declares a {n_header}-byte header (limit {_MAX_HEADER_BYTES} bytes)")
@@ -152,6 +144,70 @@ def _load(path: PathLike, kind: str, max_bytes: int) -> tuple[Path, dict[str, An
         raise _fail(p, kind, f"metadata 'ecos' is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise _fail(p, kind, "metadata 'ecos' is not a JSON object")
+    return st_meta, meta
+
+
+def file_kind(path: PathLike) -> Literal["centroids", "response"]:
+    """Which exchange file this is, from its header alone (no payload is read).
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    {"centroids", "response"}
+        Read from the schema name in the header; the file is not verified (use
+        :func:`load_centroids` / :func:`load_response` for that).
+
+    Raises
+    ------
+    ExchangeFileError
+        Missing or unreadable, a header over 1 MiB, truncated, not safetensors,
+        or without ecos-fast metadata of a known schema.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, ecos_fast
+    >>> from ecos_fast.exchange import file_kind
+    >>> c = ecos_fast.Centroids(np.eye(2, dtype=np.float32))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     file_kind(ecos_fast.save_centroids(c, os.path.join(d, "c.safetensors")))
+    'centroids'
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            data = f.read(8 + _MAX_HEADER_BYTES)
+    except OSError as exc:
+        raise ExchangeFileError(f"{p}: cannot read the exchange file: {exc.strerror}") from None
+    _, meta = _parse_header(data, p, "exchange")
+    schema = meta.get("schema")
+    if schema == "ecos-fast/centroids":
+        return "centroids"
+    if schema == "ecos-fast/response":
+        return "response"
+    raise _fail(
+        p, "exchange", f"schema={schema!r}, expected 'ecos-fast/centroids' or 'ecos-fast/response'"
+    )
+
+
+def _load(path: PathLike, kind: str, max_bytes: int) -> tuple[Path, dict[str, Any], NDArray[Any]]:
+    """Read, bound-check and verify a file; return (path, metadata, the one tensor)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise ExchangeFileError(f"{p}: cannot read the {kind} file: {exc.strerror}") from None
+    if not p.is_file():
+        raise _fail(p, kind, "not a regular file")
+    if st.st_size > max_bytes:
+        raise _fail(p, kind, f"{st.st_size} bytes exceeds max_bytes={max_bytes}")
+    with open(p, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _fail(p, kind, f"grew past max_bytes={max_bytes} while being read")
+    st_meta, meta = _parse_header(data, p, kind)
     want_schema = f"ecos-fast/{kind}"
     if meta.get("schema") != want_schema:
         raise _fail(p, kind, f"schema={meta.get('schema')!r}, expected {want_schema!r}")
