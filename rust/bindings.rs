@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 
 use crate::errors::{KernelError, KernelResult};
 use crate::invalid;
-use crate::kernels::{distance, finite, kcenter, kmeans as km};
+use crate::kernels::{distance, finite, kcenter, kmeans as km, simd};
 
 /// Thread pools cached per size, and the process that built them.
 ///
@@ -88,6 +88,8 @@ where
     if n_threads == 0 {
         return Err(invalid!("n_threads={n_threads} must be >= 1").into());
     }
+    // An unknown `ECOS_FAST_SIMD` is an error before any kernel runs.
+    simd::checked()?;
     if n_threads == 1 || work < SMALL_WORK {
         let inline = py.detach(|| {
             INLINE.with(|p| match p {
@@ -627,7 +629,8 @@ fn first_non_finite(
 
 /// Build facts for `ecos-fast info`: profile, SIMD paths the CPU offers, rayon default threads.
 #[pyfunction]
-fn build_info() -> HashMap<&'static str, String> {
+fn build_info() -> PyResult<HashMap<&'static str, String>> {
+    let path = simd::checked()?;
     let mut info = HashMap::new();
     let profile = if cfg!(debug_assertions) {
         "debug"
@@ -636,8 +639,10 @@ fn build_info() -> HashMap<&'static str, String> {
     };
     info.insert("profile", profile.to_string());
     info.insert("version", env!("CARGO_PKG_VERSION").to_string());
-    info.insert("simd", distance::simd_path().to_string());
-    info.insert("kcenter_simd", kcenter::simd_path().to_string());
+    // One detector for every kernel: both keys name the same path (kept for readers
+    // of older reports).
+    info.insert("simd", path.name().to_string());
+    info.insert("kcenter_simd", path.name().to_string());
     info.insert("target_arch", std::env::consts::ARCH.to_string());
     info.insert(
         "available_parallelism",
@@ -646,7 +651,7 @@ fn build_info() -> HashMap<&'static str, String> {
             .unwrap_or(1)
             .to_string(),
     );
-    info
+    Ok(info)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

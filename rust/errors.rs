@@ -7,12 +7,17 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::PyErr;
 use std::fmt;
 
+// The package's own class, so a bad setting reads like every other input error.
+pyo3::import_exception!(ecos_fast.errors, InvalidInputError);
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum KernelError {
     /// An argument is out of range or inconsistent with another one.
     InvalidArgument(String),
     /// The thread pool could not be built.
     ThreadPool(String),
+    /// A setting read from the environment is invalid (e.g. `ECOS_FAST_SIMD`).
+    Config(String),
 }
 
 impl fmt::Display for KernelError {
@@ -20,6 +25,7 @@ impl fmt::Display for KernelError {
         match self {
             KernelError::InvalidArgument(msg) => write!(f, "{msg}"),
             KernelError::ThreadPool(msg) => write!(f, "could not build the thread pool: {msg}"),
+            KernelError::Config(msg) => write!(f, "{msg}"),
         }
     }
 }
@@ -31,6 +37,8 @@ impl From<KernelError> for PyErr {
         match err {
             KernelError::InvalidArgument(_) => PyValueError::new_err(err.to_string()),
             KernelError::ThreadPool(_) => PyRuntimeError::new_err(err.to_string()),
+            // `ecos_fast.errors.InvalidInputError` (a `ValueError`).
+            KernelError::Config(_) => InvalidInputError::new_err(err.to_string()),
         }
     }
 }

@@ -189,6 +189,43 @@ def test_every_simd_path_is_exact_on_integer_data(cap: str) -> None:
     assert res["labels_ok"] and res["dists_ok"]
 
 
+_BAD_CAP = """
+import json, numpy as np, ecos_fast
+from ecos_fast import _core
+from ecos_fast.errors import InvalidInputError
+x = np.zeros((10, 3), np.float32)
+calls = {
+    "assign": lambda: ecos_fast.assign(x, x[:2]),
+    "kmeans": lambda: ecos_fast.kmeans(x, 2, seed=0),
+    "kcenter": lambda: ecos_fast.kcenter_greedy(x, 2),
+    "build_info": _core.build_info,
+}
+out = {}
+for name, call in calls.items():
+    try:
+        call()
+        out[name] = None
+    except InvalidInputError as exc:
+        out[name] = str(exc)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("cap", ["avx3", "AVX2", "sse"])
+def test_an_unknown_simd_cap_is_an_error_naming_the_allowed_values(cap: str) -> None:
+    # Before simd.rs, an unknown ECOS_FAST_SIMD was silently ignored (the widest path ran).
+    env = {**os.environ, "ECOS_FAST_SIMD": cap}
+    out = subprocess.run(
+        [sys.executable, "-c", _BAD_CAP], env=env, capture_output=True, text=True, check=True
+    )
+    res = json.loads(out.stdout)
+    for name, msg in res.items():
+        assert msg is not None, f"{name} ran with ECOS_FAST_SIMD={cap!r}"
+        assert f"ECOS_FAST_SIMD={cap!r}".replace("'", '"') in msg, msg
+        for allowed in ("avx512f", "avx2", "portable"):
+            assert f'"{allowed}"' in msg, msg
+
+
 @pytest.mark.parametrize(
     ("features", "centroids", "error"),
     [

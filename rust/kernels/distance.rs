@@ -25,11 +25,10 @@
 //! of each other (a few f32 ulps of `||x − mu||² + ||c − mu||²`; the tests
 //! allow 1e-5 of it), and then the chosen one is within that error of the best.
 //!
-//! SIMD. Chosen at run time ([`simd_path`]): AVX-512F (12 × 32 tile, 12 × 16
-//! for a short last panel), AVX2+FMA (6 × 16, 6 × 8), or portable Rust (4 × 8,
-//! auto-vectorised); never `-C target-cpu=native`. Setting
-//! `ECOS_FAST_SIMD=avx2|portable` before the first call caps the path (tests use
-//! it to exercise every path on one machine).
+//! SIMD. Chosen at run time by [`super::simd`] (which also owns the
+//! `ECOS_FAST_SIMD` cap): AVX-512F (12 × 32 tile, 12 × 16 for a short last
+//! panel), AVX2+FMA (6 × 16, 6 × 8), or portable Rust (4 × 8, auto-vectorised);
+//! never `-C target-cpu=native`.
 //!
 //! Complexity. O(n·k·d) flops (2 per multiply-add), O(n·d) for the row copy and
 //! the exact re-check, O(k·d) for packing the centroids.
@@ -45,10 +44,9 @@
 //! micro-kernel's epilogue as in faiss's `exhaustive_L2sqr_blas` but without
 //! its `block × k` distance buffer.
 
-use std::sync::OnceLock;
-
 use rayon::prelude::*;
 
+use super::simd::{self, path, SimdPath};
 use crate::errors::KernelResult;
 use crate::invalid;
 
@@ -59,67 +57,22 @@ pub const ROW_BLOCK: usize = 192;
 /// Rows per chunk in chunked reductions elsewhere (k-means++ sums).
 pub const ROW_CHUNK: usize = 4096;
 
-/// The instruction set the assignment micro-kernel uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimdPath {
-    Avx512,
-    Avx2Fma,
-    Portable,
-}
-
-impl SimdPath {
-    fn name(self) -> &'static str {
-        match self {
-            SimdPath::Avx512 => "avx512f",
-            SimdPath::Avx2Fma => "avx2+fma",
-            SimdPath::Portable => "portable",
-        }
-    }
-
-    /// Columns of the narrow kernel used for a short last panel.
-    fn tail_width(self) -> usize {
-        match self {
-            SimdPath::Avx512 => 16,
-            SimdPath::Avx2Fma => 8,
-            SimdPath::Portable => 8,
-        }
-    }
-
-    /// (rows, columns) of the register tile.
-    fn tile(self) -> (usize, usize) {
-        match self {
-            SimdPath::Avx512 => (12, 32),
-            SimdPath::Avx2Fma => (6, 16),
-            SimdPath::Portable => (4, 8),
-        }
+/// Columns of the narrow kernel used for a short last panel.
+fn tail_width(path: SimdPath) -> usize {
+    match path {
+        SimdPath::Avx512 => 16,
+        SimdPath::Avx2Fma => 8,
+        SimdPath::Portable => 8,
     }
 }
 
-fn detect() -> SimdPath {
-    let cap = std::env::var("ECOS_FAST_SIMD").unwrap_or_default();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cap != "avx2" && cap != "portable" && is_x86_feature_detected!("avx512f") {
-            return SimdPath::Avx512;
-        }
-        if cap != "portable" && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-        {
-            return SimdPath::Avx2Fma;
-        }
+/// (rows, columns) of the register tile.
+fn tile(path: SimdPath) -> (usize, usize) {
+    match path {
+        SimdPath::Avx512 => (12, 32),
+        SimdPath::Avx2Fma => (6, 16),
+        SimdPath::Portable => (4, 8),
     }
-    let _ = cap;
-    SimdPath::Portable
-}
-
-/// The SIMD path of this process (detected once).
-pub fn path() -> SimdPath {
-    static PATH: OnceLock<SimdPath> = OnceLock::new();
-    *PATH.get_or_init(detect)
-}
-
-/// Which SIMD path this process uses, e.g. `"avx512f"`.
-pub fn simd_path() -> &'static str {
-    path().name()
 }
 
 /// Squared Euclidean distance, summed in a fixed order.
@@ -227,9 +180,9 @@ impl<'a> Packed<'a> {
         if c.len() != k * d {
             return Err(invalid!("centroids buffer does not match k={k}, d={d}"));
         }
-        let path = path();
-        let (mr, nr) = path.tile();
-        let tail_nr = path.tail_width();
+        let path = simd::checked()?;
+        let (mr, nr) = tile(path);
+        let tail_nr = tail_width(path);
         let mut mu = vec![0f64; d];
         for row in c.chunks_exact(d) {
             for (m, &v) in mu.iter_mut().zip(row) {

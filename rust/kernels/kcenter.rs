@@ -61,17 +61,17 @@
 //! number of threads.
 //!
 //! SIMD. The distance loop has an AVX-512 path, an AVX2 path (explicit intrinsics) and
-//! a portable one, picked at run time with `is_x86_feature_detected!` (never
-//! `target-cpu=native`; `ECOS_FAST_SIMD=avx2|portable` caps it, as for assignment);
+//! a portable one, picked at run time by `kernels::simd` (never `target-cpu=native`;
+//! `ECOS_FAST_SIMD` caps it, as for every kernel);
 //! all sum the same 64 lanes in the same order without fused multiply-adds, so they
 //! give bit-identical results. The loop stops early once a partial sum proves the
 //! point cannot move (exact: see `sq_dist_body`).
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::simd::{self, SimdPath};
 use crate::errors::KernelResult;
 use crate::invalid;
 
@@ -252,8 +252,8 @@ unsafe fn sq_dist_avx2_inner(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
 
 #[cfg(target_arch = "x86_64")]
 fn sq_dist_avx2(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
-    // SAFETY: `select_sq_dist` hands out this function only after
-    // `is_x86_feature_detected!("avx2")` returned true.
+    // SAFETY: `sq_dist_for` hands out this function only for `SimdPath::Avx2Fma`,
+    // which `simd` reports only after `is_x86_feature_detected!("avx2")` returned true.
     unsafe { sq_dist_avx2_inner(a, b, limit) }
 }
 
@@ -324,40 +324,31 @@ unsafe fn sq_dist_avx512_inner(a: &[f32], b: &[f32], limit: f32) -> (f32, usize)
 
 #[cfg(target_arch = "x86_64")]
 fn sq_dist_avx512(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
-    // SAFETY: `select_sq_dist` hands out this function only after
-    // `is_x86_feature_detected!("avx512f")` returned true.
+    // SAFETY: `sq_dist_for` hands out this function only for `SimdPath::Avx512`,
+    // which `simd` reports only after `is_x86_feature_detected!("avx512f")` returned true.
     unsafe { sq_dist_avx512_inner(a, b, limit) }
 }
 
-/// The distance routine for this process: the widest path the CPU has, unless
-/// `ECOS_FAST_SIMD` caps it (`avx2` or `portable`, as for the assignment kernels).
-/// Every path gives bit-identical results.
-fn select_sq_dist() -> (SqDist, &'static str) {
-    static CHOICE: OnceLock<(SqDist, &'static str)> = OnceLock::new();
-    *CHOICE.get_or_init(|| {
-        let cap = std::env::var("ECOS_FAST_SIMD").unwrap_or_default();
+/// The distance routine for a SIMD path (see [`super::simd`], which owns detection
+/// and the `ECOS_FAST_SIMD` cap). Every path gives bit-identical results.
+fn sq_dist_for(path: SimdPath) -> SqDist {
+    match path {
         #[cfg(target_arch = "x86_64")]
-        {
-            if cap != "avx2" && cap != "portable" && std::is_x86_feature_detected!("avx512f") {
-                return (sq_dist_avx512 as SqDist, "avx512f");
-            }
-            if cap != "portable" && std::is_x86_feature_detected!("avx2") {
-                return (sq_dist_avx2 as SqDist, "avx2");
-            }
-        }
-        let _ = cap;
-        (sq_dist_portable as SqDist, "portable")
-    })
+        SimdPath::Avx512 => sq_dist_avx512,
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx2Fma => sq_dist_avx2,
+        _ => sq_dist_portable,
+    }
 }
 
-/// Which SIMD path the K-Center distance loop uses in this process.
-pub fn simd_path() -> &'static str {
-    select_sq_dist().1
+/// The distance routine for this process.
+fn select_sq_dist() -> SqDist {
+    sq_dist_for(simd::path())
 }
 
 /// Squared distance through the process-wide SIMD path (same order on every path).
 pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
-    (select_sq_dist().0)(a, b, f32::INFINITY).0
+    select_sq_dist()(a, b, f32::INFINITY).0
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1293,7 +1284,7 @@ pub fn greedy_with(
         ));
     }
     let started = Instant::now();
-    let (dist, _) = select_sq_dist();
+    let dist = sq_dist_for(simd::checked()?);
     let mut st = State {
         x,
         d,
@@ -1423,7 +1414,7 @@ mod tests {
             if std::is_x86_feature_detected!("avx512f") {
                 p.push(sq_dist_avx512);
             }
-            p.push(select_sq_dist().0);
+            p.push(select_sq_dist());
             p
         };
         for len in (0..300).chain([511, 512, 513, 1000]) {

@@ -44,7 +44,8 @@ use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
 use rayon::prelude::*;
 
-use super::distance::{self, sq_dist_wide, Packed, SimdPath, ROW_CHUNK};
+use super::distance::{self, sq_dist_wide, Packed, ROW_CHUNK};
+use super::simd::{self, SimdPath};
 use crate::errors::KernelResult;
 use crate::invalid;
 
@@ -472,7 +473,7 @@ fn add_rows(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
             body(acc, x, rows, scales)
         }
         // Integer results: the same on every path.
-        match distance::path() {
+        match simd::path() {
             // SAFETY: the feature was detected at run time by `path()`.
             SimdPath::Avx512 => return unsafe { wide512(acc, x, rows, scales) },
             // SAFETY: as above (AVX2+FMA detected).
