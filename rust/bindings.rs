@@ -12,7 +12,9 @@ use pyo3::prelude::*;
 
 use crate::errors::{KernelError, KernelResult};
 use crate::invalid;
-use crate::kernels::{distance, finite, kcenter, kmeans as km, simd};
+// `nearest`: the assignment kernel (`kernels::assign`), renamed here because the
+// `assign` binding below takes that name.
+use crate::kernels::{assign as nearest, finite, kcenter, kmeans as km, simd};
 
 /// Thread pools cached per size, and the process that built them.
 ///
@@ -151,7 +153,7 @@ fn assign<'py>(
     let (labels, dists) = run_detached(py, n_threads, work(n, k, d), || {
         let mut labels = vec![0i64; n];
         let mut dists = vec![0f32; n];
-        distance::assign(x, n, d, c, k, dc, &mut labels, &mut dists)?;
+        nearest::assign(x, n, d, c, k, dc, &mut labels, &mut dists)?;
         Ok((labels, dists))
     })?;
     Ok((
@@ -366,7 +368,7 @@ fn kmeans_partial<'py>(
         .into());
     }
     let p = run_detached(py, n_threads, work(n, k, d), || {
-        let packed = distance::Packed::new(c, k, d)?;
+        let packed = nearest::Packed::new(c, k, d)?;
         let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
         Ok(km::partial(x, d, &packed, sc, &mut lab, &mut dis))
     })?;
@@ -403,7 +405,7 @@ fn kmeans_candidates<'py>(
     let c = contiguous("centroids", &centroids)?;
     let cand = run_detached(py, n_threads, work(n, k, d), || {
         let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
-        distance::assign(x, n, d, c, k, dc, &mut lab, &mut dis)?;
+        nearest::assign(x, n, d, c, k, dc, &mut lab, &mut dis)?;
         Ok(km::candidates(x, d, &dis, &lab, row_offset, m))
     })?;
     let m = cand.dist.len();

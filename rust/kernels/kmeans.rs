@@ -11,7 +11,7 @@
 //!   all: on clustered data most steps touch a small fraction of the rows
 //!   (the pruning idea of Elkan 2003 applied to seeding). Sampling
 //!   proportional to the potential walks the chunk sums, then one chunk.
-//! - Each Lloyd iteration is one assignment pass ([`distance`]'s blocked kernel,
+//! - Each Lloyd iteration is one assignment pass ([`assign`]'s blocked kernel,
 //!   O(n·k·d)) and one update pass: rows are grouped by label with a counting
 //!   sort, and each cluster's members are summed in fixed point (i64, one
 //!   rounding per value to a per-feature grid, see "Exact, order-independent
@@ -44,7 +44,7 @@ use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
 use rayon::prelude::*;
 
-use super::distance::{self, sq_dist_wide, Packed, ROW_CHUNK};
+use super::assign::{self, sq_dist_wide, Packed, ROW_CHUNK};
 use super::simd::{self, SimdPath};
 use crate::errors::KernelResult;
 use crate::invalid;
@@ -343,7 +343,7 @@ pub fn kmeans(
     let mut all_labels = vec![0i64; n];
     let mut all_dists = vec![0f32; n];
     let packed = Packed::new(&centroids, k, d)?;
-    distance::assign_packed(x, &packed, &mut all_labels, &mut all_dists);
+    assign::assign_packed(x, &packed, &mut all_labels, &mut all_dists);
     if sample.is_none() {
         inertia.push(bins_total(&dist_bins(&all_dists)));
     }
@@ -613,7 +613,7 @@ pub fn partial(
     dists: &mut [f32],
 ) -> Partial {
     let k = packed.n_clusters();
-    distance::assign_packed(x, packed, labels, dists);
+    assign::assign_packed(x, packed, labels, dists);
     let mut counts = vec![0usize; k];
     for &l in labels.iter() {
         counts[l as usize] += 1;

@@ -3,7 +3,7 @@
 //! Prior validation of data is assumed (Python's `_validation` module); kernels
 //! re-check only cheap shape invariants and return `KernelError`s.
 
-pub mod distance;
+pub mod assign;
 pub mod finite;
 pub mod kcenter;
 pub mod kmeans;
