@@ -222,3 +222,31 @@ def test_save_rejects_wrong_objects(tmp_path: Path) -> None:
     with pytest.raises(ExchangeFileError, match="Response"):
         ecos_fast.save_response(CENTS, tmp_path / "r")  # type: ignore[arg-type]
     assert not os.listdir(tmp_path)
+
+
+def test_file_kind_reads_only_the_header(tmp_path: Path) -> None:
+    from ecos_fast.exchange import file_kind
+
+    c = ecos_fast.save_centroids(CENTS, tmp_path / "c.safetensors")
+    r = ecos_fast.save_response(RESP, tmp_path / "r.safetensors")
+    assert (file_kind(c), file_kind(r)) == ("centroids", "response")
+    # A payload byte flipped: the kind is still read (verifying is load_*'s job).
+    data = bytearray(c.read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "flip").write_bytes(bytes(data))
+    assert file_kind(tmp_path / "flip") == "centroids"
+    # The same limit and messages as loading, through the same parser.
+    (tmp_path / "huge").write_bytes((2**62).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ExchangeFileError, match="declares a 4611686018427387904-byte header"):
+        file_kind(tmp_path / "huge")
+    (tmp_path / "tiny").write_bytes(b"abc")
+    with pytest.raises(ExchangeFileError, match="truncated: 3 bytes"):
+        file_kind(tmp_path / "tiny")
+    (tmp_path / "zeros").write_bytes(b"\x00" * 64)
+    with pytest.raises(ExchangeFileError, match="header is not valid JSON"):
+        file_kind(tmp_path / "zeros")
+    other = forge(tmp_path / "o", "centroids", CENTS.centroids, {"schema": "acme/thing"})
+    with pytest.raises(ExchangeFileError, match="schema='acme/thing', expected"):
+        file_kind(other)
+    with pytest.raises(ExchangeFileError, match="cannot read the exchange file"):
+        file_kind(tmp_path / "missing")
