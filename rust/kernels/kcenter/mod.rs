@@ -1,0 +1,303 @@
+//! Greedy K-Center (farthest-first traversal; Gonzalez 1985, Sener & Savarese 2018),
+//! exact, evaluated lazily: a new center is applied to a candidate only when that
+//! candidate could be the next pick, and then only if the triangle inequality cannot
+//! rule it out.
+//!
+//! Algorithm. Every unpicked candidate x keeps a center a(x), the squared distance
+//! b(x) = ‖x − a(x)‖² and a stamp s(x): every center with index < s(x) has been applied
+//! to x, so b(x) is the exact squared distance to its nearest center among those, hence
+//! an *upper bound* of the true one; x is *fresh* when no center it has not seen could
+//! matter. Candidates live in one group per center a (its members
+//! x with a(x) = a), and each group keeps its largest bound and a `pending` list.
+//! 1. Adding center c computes ‖c − a‖ for every non-empty group a and appends c to a's
+//!    pending list unless ‖c − a‖ ≥ 2·√(max b) proves that no member can move (no member is
+//!    touched: O(centers·d); a distance stops early once its partial sum proves that).
+//! 2. The next pick is found by `State::settle`: while the largest bound over all
+//!    groups (ties: lowest row) belongs to a stale member, *refresh* every stale member
+//!    whose bound lies in a band just below it: walk the group's pending centers newer
+//!    than its stamp, skip each with ‖c − a‖ − ‖x − a‖ ≥ √(current best) (triangle
+//!    inequality, see `can_skip`), compute the rest, move x to the strictly closest
+//!    one. Members are refreshed in batches of 8 that walk the pending centers
+//!    together, so each center row is read once per batch and then hits L1 (the center
+//!    rows outgrow L2 after a few hundred picks). Once the largest bound
+//!    is fresh it is the true maximum, since every other candidate's true distance is
+//!    at most its bound. The band adapts: wider after a pick needed several rounds.
+//!
+//! A candidate whose bound is below the covering radius is not touched, however many
+//! centers arrive, until the radius falls to its bound: on clustered features only
+//! ~0.1–0.3 % of the rows are read per pick (1M × 512, budget 3000: 0.1 %), against
+//! every row for brute force and ~2–5 % for eager triangle-inequality pruning, whose
+//! test rarely fires inside wide high-dimensional clusters (distances concentrate).
+//!
+//! Exactness. Bounds only decrease, and a bound is replaced only by a computed distance,
+//! so the value that decides each pick is the minimum over the same float32 distances
+//! that brute force takes the minimum of (min is order-independent). Skipping never
+//! drops an update brute force would make: the skip test carries a margin larger than
+//! the worst float32 rounding of the three distances involved (see `error_bounds`).
+//! Every distance — point–center and center–center, pruned or not — comes from the one
+//! [`SqDist`] routine with a fixed summation order and no FMA contraction. `prune =
+//! false` runs the same code as brute force (every center pending for every group,
+//! every member refreshed every pick, nothing skipped, no early abandoning) and gives
+//! bit-identical picks and radii; the tests check that.
+//!
+//! Complexity. Worst case O(budget·n·d) time like brute force, plus O(budget²·d) for
+//! the center–center distances; per pick the refresh rounds scan the bounds (4 bytes
+//! per member) of the chunks whose summary reaches the band, and read only the
+//! refreshed rows.
+//!
+//! Memory. O(n) for the groups (row, bound, stamp: 12 bytes per entry; members that
+//! leave stay as holes until they are half a group's entries, so at most 24 bytes per
+//! candidate), O(centers·d) for a contiguous copy of the center rows, and the pending
+//! lists, capped at 2 entries per member + 64 per group (8 bytes each; a group over its
+//! cap is refreshed whole on the next pick), so O(n + centers) in all; never
+//! budget × n. 1M × 512, budget 3000: 60 MB peak extra, 3 % of the 2 GB pool
+//! (`benches/kcenter_scale.py`).
+//!
+//! Determinism. Refresh work is split into fixed-size chunks of group members and
+//! batches of their stale members (independent of the thread count); each member's
+//! result depends only on its own row and pending list, chunk results are merged in
+//! group then chunk order, movers are appended sorted by (center, row), and every
+//! maximum breaks ties by the lowest row index, so the output does not depend on the
+//! number of threads.
+//!
+//! SIMD. The distance loop has an AVX-512 path, an AVX2 path (explicit intrinsics) and
+//! a portable one, picked at run time by `kernels::simd` (never `target-cpu=native`;
+//! `ECOS_FAST_SIMD` caps it, as for every kernel);
+//! all sum the same 64 lanes in the same order without fused multiply-adds, so they
+//! give bit-identical results. The loop stops early once a partial sum proves the
+//! point cannot move (exact: see `sq_dist_body`).
+
+//!
+//! Layout: `distance` (the SIMD distance loop), `bounds` (the skip tests' error
+//! bounds), `state` (groups, state, refresh rounds), `scan` (the refresh work items
+//! and batches); the entry points are here.
+
+mod bounds;
+mod distance;
+mod scan;
+mod state;
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::errors::KernelResult;
+use crate::invalid;
+use crate::kernels::simd;
+
+use bounds::error_bounds;
+use distance::sq_dist_for;
+pub use distance::{sq_dist, SqDist};
+pub use state::Stats;
+use state::{Group, State, BAND_START};
+
+/// Positions per chunk: the unit of the group summaries and of the scan and apply
+/// passes. Fixed, so results never depend on thread count. At most 2^16 (positions
+/// inside a chunk are stored as u16).
+const CHUNK: usize = 512;
+/// Centers whose center–center distances one task computes.
+const CENTER_CHUNK: usize = 64;
+
+/// Farthest-first traversal over `rows` (all rows when `None`).
+///
+/// `initial` rows are centers already chosen: they are never picked, and count as
+/// centers from the start. Without them, the first pick is `first` or else the lowest
+/// candidate row. Returns the picked rows and the covering radius (Euclidean) of the
+/// unpicked candidates after each pick (0 when none remain).
+pub fn greedy(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    budget: usize,
+    first: Option<i64>,
+    initial: &[i64],
+    rows: Option<&[i64]>,
+) -> KernelResult<(Vec<i64>, Vec<f32>)> {
+    greedy_with(x, n, d, budget, first, initial, rows, true).map(|(s, r, _)| (s, r))
+}
+
+/// [`greedy`] with pruning switchable (`prune = false` is brute force through the same
+/// code) and the distance counters returned.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub fn greedy_with(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    budget: usize,
+    first: Option<i64>,
+    initial: &[i64],
+    rows: Option<&[i64]>,
+    prune: bool,
+) -> KernelResult<(Vec<i64>, Vec<f32>, Stats)> {
+    if d == 0 || x.len() != n * d {
+        return Err(invalid!(
+            "features buffer of {} values does not match n={n}, d={d}",
+            x.len()
+        ));
+    }
+    if n > u32::MAX as usize {
+        return Err(invalid!("n_samples={n} exceeds the supported {}", u32::MAX));
+    }
+    let check = |name: &str, i: i64| -> KernelResult<u32> {
+        if i < 0 || i as usize >= n {
+            Err(invalid!("{name} holds index {i} outside [0, {n})"))
+        } else {
+            Ok(i as u32)
+        }
+    };
+    // Candidates in ascending row order, so "lowest candidate" is the first one.
+    let mut cand: Vec<u32> = match rows {
+        Some(r) => r
+            .iter()
+            .map(|&i| check("rows", i))
+            .collect::<KernelResult<_>>()?,
+        None => (0..n as u32).collect(),
+    };
+    cand.sort_unstable();
+    if let Some(w) = cand.windows(2).find(|w| w[0] == w[1]) {
+        return Err(invalid!("rows holds the index {} twice", w[0]));
+    }
+    let init: Vec<u32> = initial
+        .iter()
+        .map(|&i| check("initial", i))
+        .collect::<KernelResult<_>>()?;
+    // Already-selected rows are centers, never picks.
+    let mut is_init = init.clone();
+    is_init.sort_unstable();
+    cand.retain(|r| is_init.binary_search(r).is_err());
+    if budget > cand.len() {
+        return Err(invalid!(
+            "budget={budget} exceeds the {} candidate rows that are not already selected",
+            cand.len()
+        ));
+    }
+    let started = Instant::now();
+    let dist = sq_dist_for(simd::checked()?);
+    let mut st = State {
+        x,
+        d,
+        prune,
+        dist,
+        err: error_bounds(d),
+        centers: Vec::with_capacity((init.len() + budget) * d),
+        groups: Vec::with_capacity(init.len() + budget),
+        unassigned: Group::default(),
+        remaining: cand.len(),
+        band: BAND_START,
+        stats: Stats::default(),
+    };
+    let mut sel = Vec::with_capacity(budget);
+    let mut radii = Vec::with_capacity(budget);
+    if budget == 0 {
+        return Ok((sel, radii, st.stats));
+    }
+    let start = if init.is_empty() {
+        let pos = match first {
+            Some(f) => cand
+                .binary_search(&check("first", f)?)
+                .map_err(|_| invalid!("first={f} is not one of the candidate rows"))?,
+            None => 0,
+        };
+        Some(cand.remove(pos))
+    } else {
+        None
+    };
+    let bounds = vec![f32::INFINITY; cand.len()];
+    st.unassigned = Group::with_members(cand, bounds, 0);
+    for &c in &init {
+        st.add_center(c);
+    }
+    if let Some(f) = start {
+        st.remaining -= 1;
+        st.add_center(f);
+        sel.push(i64::from(f));
+    }
+    loop {
+        // The farthest candidate now: the next pick, and the radius after the last one.
+        let top = st.settle();
+        if !sel.is_empty() {
+            radii.push(top.map_or(0.0, |b| b.0.sqrt()));
+        }
+        if sel.len() == budget {
+            break;
+        }
+        let Some((_, row, g, pos)) = top else {
+            return Err(invalid!("ran out of candidates after {} picks", sel.len()));
+        };
+        st.remove(g, pos);
+        st.add_center(row);
+        sel.push(i64::from(row));
+    }
+    st.stats.ns_total = started.elapsed().as_nanos() as u64;
+    Ok((sel, radii, st.stats))
+}
+
+/// Independent K-Center runs inside clusters, the clusters in parallel.
+///
+/// Cluster `c` holds rows `members[indptr[c]..indptr[c+1]]` and gets `quotas[c]` picks
+/// starting from `first[c]` (-1: its lowest row). Each run is itself parallel (nested
+/// rayon), so one large cluster does not serialize the call; the output is the picks
+/// of every cluster concatenated in cluster order, each in pick order.
+pub fn per_cluster(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    indptr: &[i64],
+    members: &[i64],
+    quotas: &[i64],
+    first: &[i64],
+) -> KernelResult<Vec<i64>> {
+    let r = quotas.len();
+    if indptr.len() != r + 1 || first.len() != r {
+        return Err(invalid!(
+            "indptr has {} entries and first {} for {r} quotas",
+            indptr.len(),
+            first.len()
+        ));
+    }
+    let parts: Vec<KernelResult<Vec<i64>>> = (0..r)
+        .into_par_iter()
+        .map(|c| {
+            let (a, b) = (indptr[c], indptr[c + 1]);
+            if a < 0 || b < a || b as usize > members.len() {
+                return Err(invalid!(
+                    "indptr[{c}..{}] = ({a}, {b}) is not a valid range",
+                    c + 1
+                ));
+            }
+            let q = quotas[c];
+            if q < 0 {
+                return Err(invalid!("quotas[{c}]={q} is negative"));
+            }
+            if q == 0 {
+                return Ok(Vec::new());
+            }
+            let rows = &members[a as usize..b as usize];
+            let f = if first[c] < 0 { None } else { Some(first[c]) };
+            greedy(x, n, d, q as usize, f, &[], Some(rows)).map(|(s, _)| s)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_inputs_are_errors_not_panics() {
+        let x = [0f32; 6];
+        assert!(greedy(&x, 3, 2, 4, None, &[], None).is_err());
+        assert!(greedy(&x, 3, 3, 1, None, &[], None).is_err());
+        assert!(greedy(&x, 3, 2, 1, Some(5), &[], None).is_err());
+        assert!(greedy(&x, 3, 2, 1, None, &[-1], None).is_err());
+        assert!(greedy(&x, 3, 2, 1, None, &[], Some(&[0, 0])).is_err());
+        assert!(greedy(&x, 3, 2, 3, None, &[1], None).is_err());
+        assert!(per_cluster(&x, 3, 2, &[0, 5], &[0, 1], &[1], &[-1]).is_err());
+        assert_eq!(greedy(&x, 3, 2, 0, None, &[], None).unwrap().0.len(), 0);
+    }
+}
