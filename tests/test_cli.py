@@ -415,3 +415,25 @@ def test_reproduce_verb_reaches_the_applications(tmp_path: Path) -> None:
     bad = _cli_subprocess(tmp_path, "reproduce", "--app", "bogus")
     assert bad.returncode == 2
     assert "bogus" in bad.stderr
+
+
+def test_select_outputs_are_replaced_atomically(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, summary = tmp_path / "sel" / "s.npy", tmp_path / "sel" / "s.json"
+    out.parent.mkdir()
+    common = [files["centroids"], files["response"], "-b", BUDGET, "-o", out]
+    assert _run("-q", "select", files["pool"], *common, "--summary", summary) == 0
+    first, inode = np.load(out), out.stat().st_ino
+    assert json.loads(summary.read_text())["n_selected"] == len(first) == BUDGET
+    assert _run("-q", "select", files["pool"], *common) == 0
+    assert out.stat().st_ino != inode  # a rename over the old file, not a rewrite in place
+    assert sorted(p.name for p in out.parent.iterdir()) == ["s.json", "s.npy"]
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert _run("-q", "select", files["pool"], *common, "-b", 7) == EXIT_INPUT
+    np.testing.assert_array_equal(np.load(out), first)  # the old selection is intact
+    assert sorted(p.name for p in out.parent.iterdir()) == ["s.json", "s.npy"]  # no temp file

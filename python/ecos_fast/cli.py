@@ -23,22 +23,31 @@ Exit codes (also in ``ecos-fast --help`` and ``docs/cli.md``):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
-import math
-import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
 import click
 import numpy as np
-from numpy.typing import NDArray
 
+from ._cli_output import (
+    THREADS,
+    State,
+    communication,
+    describe_centroids,
+    describe_response,
+    error_json,
+    finite_or_none,
+    output_options,
+    save_npy,
+    sha256_file,
+    steps,
+    write_json,
+)
 from ._threads import default_threads
 from .errors import (
     EcosError,
@@ -76,118 +85,7 @@ Exit codes:
 """
 
 
-# -- output ----------------------------------------------------------------------
-@dataclass
-class _State:
-    """Global options, shared by every verb through ``click``'s ``ctx.obj``."""
-
-    quiet: bool = False
-    json: bool = False
-    messages: list[str] = field(default_factory=list)
-
-    @property
-    def progress(self) -> bool:
-        """Progress bars only for a person watching a terminal."""
-        return not self.quiet and not self.json and sys.stderr.isatty()
-
-    def note(self, message: str) -> None:
-        """A side remark for a person (stderr); silenced by ``--quiet``."""
-        self.messages.append(message)
-        if not self.quiet:
-            click.echo(message, err=True)
-
-    def result(self, payload: dict[str, Any], human: Sequence[str]) -> None:
-        """The verb's result: JSON on stdout with ``--json``, else readable lines."""
-        if self.json:
-            if self.messages:
-                payload = {**payload, "messages": list(self.messages)}
-            click.echo(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
-        elif not self.quiet:
-            for line in human:
-                click.echo(line)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def _finite_or_none(x: float) -> float | None:
-    """JSON has no inf: report it as null (the human output says 'inf')."""
-    return x if math.isfinite(x) else None
-
-
-@contextmanager
-def _steps(state: _State, total: int, desc: str) -> Iterator[Any]:
-    """A step-level progress bar on a TTY, a no-op object otherwise."""
-    if not state.progress:
-
-        class _Null:
-            def update(self, n: int = 1) -> None:
-                pass
-
-            def set_postfix_str(self, s: str) -> None:
-                pass
-
-        yield _Null()
-        return
-    from tqdm import tqdm  # type: ignore[import-untyped]
-
-    bar = tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr)
-    try:
-        yield bar
-    finally:
-        bar.close()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # -- the command group ---------------------------------------------------------
-def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value:
-        setattr(ctx.ensure_object(_State), str(param.name), True)
-
-
-def _output_options(f: Any) -> Any:
-    """``--quiet`` and ``--json`` after the verb too (``ecos-fast info --json``)."""
-    f = click.option(
-        "--json",
-        "json",
-        is_flag=True,
-        expose_value=False,
-        callback=_set_flag,
-        help="Print one JSON object on stdout (for scripts).",
-    )(f)
-    return click.option(
-        "--quiet",
-        "-q",
-        "quiet",
-        is_flag=True,
-        expose_value=False,
-        callback=_set_flag,
-        help="No progress bars, no remarks on stderr.",
-    )(f)
-
-
-_THREADS = click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker threads (default: ECOS_FAST_NUM_THREADS, else the CPUs available).",
-)
-
-
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=_EXIT_HELP,
@@ -210,7 +108,7 @@ def cli(ctx: click.Context, quiet: bool, as_json: bool) -> None:
 
     Features are .npy files (memory-mapped) or folders of .npy shards.
     """
-    state = ctx.ensure_object(_State)
+    state = ctx.ensure_object(State)
     state.quiet = state.quiet or quiet
     state.json = state.json or as_json
 
@@ -231,11 +129,11 @@ def cli(ctx: click.Context, quiet: bool, as_json: bool) -> None:
     show_default=True,
     help="Feature transform before k-means; recorded in the file, applied by both roles.",
 )
-@_THREADS
-@_output_options
+@THREADS
+@output_options
 @click.pass_obj
 def sketch(
-    state: _State,
+    state: State,
     pool: Path,
     output: Path,
     clusters: int,
@@ -251,7 +149,7 @@ def sketch(
     from .exchange import save_centroids
     from .protocol import fit_centroids
 
-    with _steps(state, 3, "sketch") as bar:
+    with steps(state, 3, "sketch") as bar:
         x = load_features(pool, progress=state.progress)
         bar.update()
         cents = fit_centroids(
@@ -353,11 +251,11 @@ def sketch(
     default=None,
     help="Seed the noise (reproducible tests only: whoever knows it can remove the noise).",
 )
-@_THREADS
-@_output_options
+@THREADS
+@output_options
 @click.pass_obj
 def respond(
-    state: _State,
+    state: State,
     centroids: Path,
     private: Path,
     output: Path,
@@ -388,7 +286,7 @@ def respond(
 
     if budget_epsilon is not None and ledger_path is None:
         raise click.UsageError("--budget-epsilon needs --ledger PATH")
-    with _steps(state, 4, "respond") as bar:
+    with steps(state, 4, "respond") as bar:
         cents = load_centroids(centroids)
         x = load_features(private, progress=state.progress)
         if x.shape[1] != cents.n_features:
@@ -435,7 +333,7 @@ def respond(
         "output": str(output),
         "n_clusters": response.n_clusters,
         "n_private": int(x.shape[0]),
-        "epsilon": _finite_or_none(response.epsilon),
+        "epsilon": finite_or_none(response.epsilon),
         "delta": response.delta,
         "sigma": response.sigma,
         "sensitivity": response.sensitivity,
@@ -444,7 +342,7 @@ def respond(
         "file_bytes": size,
         "ledger": None if ledger_path is None else str(ledger_path),
         "cloud": cloud,
-        "total_epsilon": None if total is None else _finite_or_none(total),
+        "total_epsilon": None if total is None else finite_or_none(total),
         "budget_epsilon": budget_epsilon,
         "budget_delta": budget_delta,
     }
@@ -526,11 +424,11 @@ def respond(
     default=None,
     help="Simulation only: private features whose true coverage the report shows.",
 )
-@_THREADS
-@_output_options
+@THREADS
+@output_options
 @click.pass_obj
 def select(
-    state: _State,
+    state: State,
     pool: Path,
     centroids: Path | None,
     response: Path | None,
@@ -564,7 +462,7 @@ def select(
         from .report import require_matplotlib
 
         require_matplotlib()
-    with _steps(state, 3, "select") as bar:
+    with steps(state, 3, "select") as bar:
         cents = None if centroids is None else load_centroids(centroids)
         resp = None if response is None else load_response(response, centroids=cents)
         sk = None if cents is None or resp is None else Sketch.join(cents, resp)
@@ -593,10 +491,10 @@ def select(
             raise click.UsageError(f"--method {method} cannot run with these arguments")
         bar.update()
         indices = np.asarray(sel.indices, dtype=np.int64)
-        _save_npy(output, indices)
+        save_npy(output, indices)
         bar.update()
 
-    comm = _communication(centroids, response, cents)
+    comm = communication(centroids, response, cents)
     quotas = None if sel.quotas is None else np.asarray(sel.quotas)
     payload: dict[str, Any] = {
         "command": "select",
@@ -610,7 +508,7 @@ def select(
         "quotas": quotas,
         "weights": None if sel.weights is None else np.asarray(sel.weights),
         "noisy_counts": None if resp is None else np.asarray(resp.noisy_counts),
-        "epsilon": None if resp is None else _finite_or_none(resp.epsilon),
+        "epsilon": None if resp is None else finite_or_none(resp.epsilon),
         "delta": None if resp is None else resp.delta,
         "sigma": None if resp is None else resp.sigma,
         "threshold": threshold,
@@ -618,7 +516,7 @@ def select(
         "indices_sha256": hashlib.sha256(indices.astype("<i8").tobytes()).hexdigest(),
     }
     if summary_path is not None:
-        _write_json(summary_path, payload)
+        write_json(summary_path, payload)
     if report_path is not None:
         from .report import write_report
 
@@ -662,41 +560,6 @@ def select(
     state.result(payload, human)
 
 
-def _communication(
-    centroids: Path | None, response: Path | None, cents: Any
-) -> dict[str, int | None]:
-    down = None if centroids is None else centroids.stat().st_size
-    up = None if response is None else response.stat().st_size
-    return {
-        "download_bytes": down,
-        "upload_bytes": up,
-        "total_bytes": (down or 0) + (up or 0),
-        # The numbers themselves: R*d float32 down, R float64 up.
-        "download_payload_bytes": None
-        if cents is None
-        else cents.n_clusters * cents.n_features * 4,
-        "upload_payload_bytes": None if response is None or cents is None else cents.n_clusters * 8,
-    }
-
-
-def _save_npy(path: Path, array: NDArray[Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # -- inspect -------------------------------------------------------------------
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
@@ -706,9 +569,9 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     default=None,
     help="For a response: also check that it answers these centroids.",
 )
-@_output_options
+@output_options
 @click.pass_obj
-def inspect(state: _State, file: Path, centroids: Path | None) -> None:
+def inspect(state: State, file: Path, centroids: Path | None) -> None:
     """Show and verify a centroid or response file (exit 3 if it is invalid)."""
     from .exchange import file_kind, load_centroids, load_response
 
@@ -721,60 +584,22 @@ def inspect(state: _State, file: Path, centroids: Path | None) -> None:
         "kind": kind,
         "valid": True,
         "file_bytes": file.stat().st_size,
-        "sha256": _sha256_file(file),
+        "sha256": sha256_file(file),
     }
     if kind == "centroids":
-        c = load_centroids(file)
-        payload.update(
-            n_clusters=c.n_clusters,
-            n_features=c.n_features,
-            n_pool=c.n_pool,
-            seed=c.seed,
-            normalize=c.normalize,
-            fingerprint=c.fingerprint,
-        )
-        human = [
-            f"{file}: valid centroids file",
-            (
-                f"  {c.n_clusters} centroids x {c.n_features} features (float32), "
-                f"from {c.n_pool} pool rows, seed {c.seed}, normalize {c.normalize}"
-            ),
-            f"  fingerprint {c.fingerprint}",
-        ]
+        fields, human = describe_centroids(file, load_centroids(file))
     else:
         cents = None if centroids is None else load_centroids(centroids)
-        r = load_response(file, centroids=cents)
-        counts = np.asarray(r.noisy_counts)
-        payload.update(
-            n_clusters=r.n_clusters,
-            epsilon=_finite_or_none(r.epsilon),
-            delta=r.delta,
-            sigma=r.sigma,
-            sensitivity=r.sensitivity,
-            relation=r.relation,
-            mechanism=r.mechanism,
-            centroids_fingerprint=r.centroids_fingerprint,
-            noisy_counts_sum=float(counts.sum()),
-            matches_centroids=None if cents is None else True,
-        )
-        human = [
-            f"{file}: valid response file",
-            (
-                f"  {r.n_clusters} noisy counts (sum {counts.sum():.1f}); mechanism {r.mechanism}, "
-                f"epsilon={r.epsilon:.4g}, delta={r.delta:.3g}, sigma={r.sigma:.4g}, "
-                f"sensitivity={r.sensitivity:.4g} ({r.relation})"
-            ),
-            f"  answers centroids {r.centroids_fingerprint}"
-            + ("" if cents is None else " (matches the given centroids)"),
-        ]
+        fields, human = describe_response(file, load_response(file, centroids=cents), cents)
+    payload.update(fields)
     state.result(payload, human)
 
 
 # -- info ----------------------------------------------------------------------
 @cli.command()
-@_output_options
+@output_options
 @click.pass_obj
-def info(state: _State) -> None:
+def info(state: State) -> None:
     """Version, compiled core build, threads and SIMD path."""
     from . import __version__, _core
 
@@ -806,9 +631,9 @@ def info(state: _State) -> None:
     show_default=True,
 )
 @click.option("--accountant", type=click.Choice(["pld", "rdp"]), default="pld", show_default=True)
-@_output_options
+@output_options
 @click.pass_obj
-def ledger_cmd(state: _State, path: Path, cloud: str | None, delta: float, accountant: str) -> None:
+def ledger_cmd(state: State, path: Path, cloud: str | None, delta: float, accountant: str) -> None:
     """Client: list the releases in a ledger and their composed epsilon."""
     from .ledger import Ledger
 
@@ -824,23 +649,9 @@ def ledger_cmd(state: _State, path: Path, cloud: str | None, delta: float, accou
         "ledger": str(path),
         "delta": delta,
         "accountant": accountant,
-        "total_epsilon": _finite_or_none(everything),
-        "clouds": {c: _finite_or_none(e) for c, e in per_cloud.items()},
-        "releases": [
-            {
-                "id": r.id,
-                "cloud": r.cloud,
-                "time": r.time,
-                "mechanism": r.mechanism,
-                "sigma": r.sigma,
-                "sensitivity": r.sensitivity,
-                "epsilon": r.epsilon,
-                "delta": r.delta,
-                "count": r.count,
-                "purpose": r.purpose,
-            }
-            for r in rows
-        ],
+        "total_epsilon": finite_or_none(everything),
+        "clouds": {c: finite_or_none(e) for c, e in per_cloud.items()},
+        "releases": [dataclasses.asdict(r) for r in rows],
     }
     human = [f"{path}: {len(rows)} releases; epsilon at delta={delta:.3g} ({accountant})"]
     human += [f"  cloud {c!r}: {e:.4g}" for c, e in per_cloud.items()]
@@ -897,7 +708,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     >>> run(["--quiet", "info"])
     0
     """
-    state = _State()
+    state = State()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=args, prog_name="ecos-fast", obj=state, standalone_mode=False)
@@ -908,23 +719,15 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 130
     except click.UsageError as exc:
         exc.show()
-        return _error_json(state, "UsageError", exc.format_message(), EXIT_USAGE)
+        return error_json(state, "UsageError", exc.format_message(), EXIT_USAGE)
     except click.ClickException as exc:
         exc.show()
-        return _error_json(state, type(exc).__name__, exc.format_message(), EXIT_INTERNAL)
+        return error_json(state, type(exc).__name__, exc.format_message(), EXIT_INTERNAL)
     except (EcosError, OSError) as exc:
         code = EXIT_INPUT if isinstance(exc, OSError) else _exit_code(exc)
         click.echo(f"error: {exc}", err=True)
-        return _error_json(state, type(exc).__name__, str(exc), code)
+        return error_json(state, type(exc).__name__, str(exc), code)
     return EXIT_OK
-
-
-def _error_json(state: _State, kind: str, message: str, code: int) -> int:
-    if state.json:
-        click.echo(
-            json.dumps({"error": {"type": kind, "message": message, "exit_code": code}}, indent=2)
-        )
-    return code
 
 
 def main() -> NoReturn:

@@ -42,6 +42,7 @@ __all__ = [
     "load_response",
     "save_centroids",
     "save_response",
+    "write_atomically",
 ]
 
 #: Default cap on a centroids file's size (2 GiB).
@@ -70,7 +71,22 @@ def _checksum(meta_json: str, payload: NDArray[Any]) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_atomically(path: PathLike, data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically (temporary file, fsync, ``os.replace``).
+
+    Readers see the old file or the new one, never a partial write; on any
+    failure the temporary file is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from ecos_fast.exchange import write_atomically
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_atomically(os.path.join(d, "f"), b"new")
+    ...     open(os.path.join(d, "f"), "rb").read(), os.listdir(d)
+    (b'new', ['f'])
+    """
+    path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -100,7 +116,7 @@ def _save(path: PathLike, kind: str, meta: dict[str, Any], payload: NDArray[Any]
         {_KINDS[kind]: np.ascontiguousarray(payload)},
         metadata={"ecos": meta_json, "sha256": _checksum(meta_json, payload)},
     )
-    _atomic_write(p, data)
+    write_atomically(p, data)
     return p
 
 

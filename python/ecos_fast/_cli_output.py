@@ -1,0 +1,249 @@
+"""What the ``ecos-fast`` commands print and write, apart from the exchange files.
+
+One :class:`State` per run carries ``--quiet`` / ``--json``: every command ends
+with one :meth:`State.result` (a JSON object on stdout, or readable lines), side
+remarks go to stderr through :meth:`State.note`, and progress bars appear only
+on a terminal. The command's own output files (selected indices, summaries) are
+written atomically, like the exchange files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import numpy as np
+from numpy.typing import NDArray
+
+from .exchange import write_atomically
+
+if TYPE_CHECKING:
+    from .protocol import Centroids, Response
+
+__all__ = [
+    "THREADS",
+    "State",
+    "communication",
+    "describe_centroids",
+    "describe_response",
+    "error_json",
+    "finite_or_none",
+    "json_default",
+    "output_options",
+    "save_npy",
+    "sha256_file",
+    "steps",
+    "write_json",
+]
+
+
+@dataclass
+class State:
+    """Global options, shared by every verb through ``click``'s ``ctx.obj``."""
+
+    quiet: bool = False
+    json: bool = False
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def progress(self) -> bool:
+        """Progress bars only for a person watching a terminal."""
+        return not self.quiet and not self.json and sys.stderr.isatty()
+
+    def note(self, message: str) -> None:
+        """A side remark for a person (stderr); silenced by ``--quiet``."""
+        self.messages.append(message)
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    def result(self, payload: dict[str, Any], human: Sequence[str]) -> None:
+        """The verb's result: JSON on stdout with ``--json``, else readable lines."""
+        if self.json:
+            if self.messages:
+                payload = {**payload, "messages": list(self.messages)}
+            click.echo(json.dumps(payload, indent=2, sort_keys=True, default=json_default))
+        elif not self.quiet:
+            for line in human:
+                click.echo(line)
+
+
+def error_json(state: State, kind: str, message: str, code: int) -> int:
+    """With ``--json``, print the error as one JSON object; return ``code``."""
+    if state.json:
+        click.echo(
+            json.dumps({"error": {"type": kind, "message": message, "exit_code": code}}, indent=2)
+        )
+    return code
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps``'s fallback for NumPy arrays and scalars and paths."""
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def finite_or_none(x: float) -> float | None:
+    """JSON has no inf: report it as null (the human output says 'inf')."""
+    return x if math.isfinite(x) else None
+
+
+@contextmanager
+def steps(state: State, total: int, desc: str) -> Iterator[Any]:
+    """A step-level progress bar on a TTY, a no-op object otherwise."""
+    if not state.progress:
+
+        class _Null:
+            def update(self, n: int = 1) -> None:
+                pass
+
+            def set_postfix_str(self, s: str) -> None:
+                pass
+
+        yield _Null()
+        return
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    bar = tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        setattr(ctx.ensure_object(State), str(param.name), True)
+
+
+def output_options(f: Any) -> Any:
+    """``--quiet`` and ``--json`` after the verb too (``ecos-fast info --json``)."""
+    f = click.option(
+        "--json",
+        "json",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag,
+        help="Print one JSON object on stdout (for scripts).",
+    )(f)
+    return click.option(
+        "--quiet",
+        "-q",
+        "quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag,
+        help="No progress bars, no remarks on stderr.",
+    )(f)
+
+
+THREADS = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker threads (default: ECOS_FAST_NUM_THREADS, else the CPUs available).",
+)
+
+
+def communication(
+    centroids: Path | None, response: Path | None, cents: Any
+) -> dict[str, int | None]:
+    """Bytes of the two exchange files, and of the numbers they carry."""
+    down = None if centroids is None else centroids.stat().st_size
+    up = None if response is None else response.stat().st_size
+    return {
+        "download_bytes": down,
+        "upload_bytes": up,
+        "total_bytes": (down or 0) + (up or 0),
+        # The numbers themselves: R*d float32 down, R float64 up.
+        "download_payload_bytes": None
+        if cents is None
+        else cents.n_clusters * cents.n_features * 4,
+        "upload_payload_bytes": None if response is None or cents is None else cents.n_clusters * 8,
+    }
+
+
+def save_npy(path: Path, array: NDArray[Any]) -> None:
+    """Write ``array`` as ``.npy`` (no pickle), atomically."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    write_atomically(path, buf.getvalue())
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented, key-sorted JSON, atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=json_default) + "\n"
+    write_atomically(path, text.encode("utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe_centroids(path: Path, c: Centroids) -> tuple[dict[str, Any], list[str]]:
+    """``inspect``'s fields and lines for a verified centroids file."""
+    fields = {
+        "n_clusters": c.n_clusters,
+        "n_features": c.n_features,
+        "n_pool": c.n_pool,
+        "seed": c.seed,
+        "normalize": c.normalize,
+        "fingerprint": c.fingerprint,
+    }
+    human = [
+        f"{path}: valid centroids file",
+        (
+            f"  {c.n_clusters} centroids x {c.n_features} features (float32), "
+            f"from {c.n_pool} pool rows, seed {c.seed}, normalize {c.normalize}"
+        ),
+        f"  fingerprint {c.fingerprint}",
+    ]
+    return fields, human
+
+
+def describe_response(
+    path: Path, r: Response, matched: Centroids | None
+) -> tuple[dict[str, Any], list[str]]:
+    """``inspect``'s fields and lines for a verified response (``matched``: it answers them)."""
+    total = float(np.asarray(r.noisy_counts).sum())
+    fields = {
+        "n_clusters": r.n_clusters,
+        "epsilon": finite_or_none(r.epsilon),
+        "delta": r.delta,
+        "sigma": r.sigma,
+        "sensitivity": r.sensitivity,
+        "relation": r.relation,
+        "mechanism": r.mechanism,
+        "centroids_fingerprint": r.centroids_fingerprint,
+        "noisy_counts_sum": total,
+        "matches_centroids": None if matched is None else True,
+    }
+    human = [
+        f"{path}: valid response file",
+        (
+            f"  {r.n_clusters} noisy counts (sum {total:.1f}); mechanism {r.mechanism}, "
+            f"epsilon={r.epsilon:.4g}, delta={r.delta:.3g}, sigma={r.sigma:.4g}, "
+            f"sensitivity={r.sensitivity:.4g} ({r.relation})"
+        ),
+        f"  answers centroids {r.centroids_fingerprint}"
+        + ("" if matched is None else " (matches the given centroids)"),
+    ]
+    return fields, human
