@@ -5,10 +5,18 @@ Usage: python benches/kcenter_profile.py [N] [BUDGET] [REPEATS]   (default 10000
 Runs ``_core.kcenter_greedy_stats`` on the first N rows of the benchmark suite's seeded
 512-d mixture (benches/data.py, memmapped from $ECOS_BENCH_DIR), alternating 1 and 2
 threads REPEATS times, and prints a Markdown table of the median wall time of each phase
-the kernel times itself (``ns_*`` in its stats, see rust/kernels/kcenter.rs ``Stats``),
-with the speed-up the second thread brings to each. The phases that run serially, and
-the parallel ones whose rounds are too small to split, are what keeps the whole call
-from a 2x speed-up. Every run must pick the same rows (checked).
+the kernel times itself (``ns_*`` in its stats, see rust/kernels/kcenter/state.rs
+``Stats``), with the speed-up the second thread brings to each. The phases that run
+serially, and the parallel ones whose rounds are too small to split, are what keeps the
+whole call from a 2x speed-up. Every run must pick the same rows (checked).
+
+The phase timers exist only in a core built with the ``profile`` cargo feature (off by
+default, so the shipped loop reads no clock)::
+
+    .venv/bin/maturin develop --release -q -F profile
+
+Without it the script still runs, checks the picks and prints the counters, and says
+that the per-phase table needs that build.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data
 import machine
 
+REBUILD = ".venv/bin/maturin develop --release -q -F profile"
+
 PHASES = [
     ("ns_scan", "choose chunks, list stale members", "parallel"),
     ("ns_refresh", "refresh stale members (distances)", "parallel"),
@@ -34,16 +44,23 @@ PHASES = [
 ]
 
 
+def timers_built() -> bool:
+    """Whether the compiled core measures K-Center's phases (the ``profile`` feature)."""
+    return _core.build_info().get("kcenter_timers") == "on"
+
+
 def run(n: int, budget: int, repeats: int) -> str:
     x = data.mixture(n, 512)
     _core.kcenter_greedy(x, 10, 2, None, None, None)  # warm the page cache and pools
+    timed = timers_built()
     runs: dict[int, list[dict[str, int]]] = {1: [], 2: []}
     picks: list[np.ndarray] = []
     for _ in range(repeats):
         for t in (1, 2):
             sel, _, stats = _core.kcenter_greedy_stats(x, budget, t)
             stats = dict(stats)
-            stats["other"] = stats["ns_total"] - sum(stats[p] for p, _, _ in PHASES[:-1])
+            if timed:
+                stats["other"] = stats["ns_total"] - sum(stats[p] for p, _, _ in PHASES[:-1])
             runs[t].append(stats)
             picks.append(sel)
     same = all(np.array_equal(p, picks[0]) for p in picks)
@@ -58,14 +75,19 @@ def run(n: int, budget: int, repeats: int) -> str:
         f"{cpu['cores']} cores, load {machine.loadavg()}); picks identical in every "
         f"run: {'yes' if same else 'NO'}."
     )
-    lines = [
-        head,
-        "",
-        "| phase | runs | 1 thread | 2 threads | speed-up | share of 2-thread time |",
-        "|---|---|---|---|---|---|",
-    ]
-    total2 = med(2, "ns_total")
-    for key, label, kind in [*PHASES, ("ns_total", "whole call", "")]:
+    lines = [head, ""]
+    if timed:
+        lines += [
+            "| phase | runs | 1 thread | 2 threads | speed-up | share of 2-thread time |",
+            "|---|---|---|---|---|---|",
+        ]
+    else:
+        lines.append(
+            "No per-phase times: this core was built without the `profile` cargo feature "
+            f"(`_core.build_info()['kcenter_timers']` is off). Rebuild with `{REBUILD}`."
+        )
+    total2 = med(2, "ns_total") if timed else 0.0
+    for key, label, kind in [*PHASES, ("ns_total", "whole call", "")] if timed else []:
         a, b = med(1, key), med(2, key)
         ratio = f"{a / b:.2f}x" if b > 0 else "-"
         share = f"{b / total2:.0%}" if key != "ns_total" else "100%"

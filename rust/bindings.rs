@@ -508,7 +508,8 @@ fn kcenter_greedy<'py>(
 /// {"distance_evals": point–center distances started, "brute_force_evals": what brute
 /// force computes, "coords_read": coordinates those distances read, "moved": points
 /// that changed center, "rows_read": candidate refreshes that read the row, "rounds":
-/// refresh rounds}. For benchmarks.
+/// refresh rounds}, plus the per-phase wall times `ns_*` in a build with the `profile`
+/// cargo feature. For benchmarks.
 #[pyfunction]
 #[pyo3(signature = (features, budget, n_threads, first=None, initial=None, rows=None, prune=true))]
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
@@ -528,22 +529,27 @@ fn kcenter_greedy_stats<'py>(
 )> {
     let (sel, radii, stats) =
         kcenter_run(py, features, budget, n_threads, first, initial, rows, prune)?;
-    let out: HashMap<&'static str, u64> = [
+    let mut out: HashMap<&'static str, u64> = [
         ("distance_evals", stats.distance_evals),
         ("brute_force_evals", stats.brute_force_evals),
         ("coords_read", stats.coords_read),
         ("moved", stats.moved),
         ("rows_read", stats.rows_read),
         ("rounds", stats.rounds),
-        ("ns_scan", stats.ns_scan),
-        ("ns_refresh", stats.ns_refresh),
-        ("ns_apply", stats.ns_apply),
-        ("ns_merge", stats.ns_merge),
-        ("ns_add", stats.ns_add),
-        ("ns_total", stats.ns_total),
     ]
     .into_iter()
     .collect();
+    // The phase timers exist only in a `profile` build (see Cargo.toml).
+    if cfg!(feature = "profile") {
+        out.extend([
+            ("ns_scan", stats.ns_scan),
+            ("ns_refresh", stats.ns_refresh),
+            ("ns_apply", stats.ns_apply),
+            ("ns_merge", stats.ns_merge),
+            ("ns_add", stats.ns_add),
+            ("ns_total", stats.ns_total),
+        ]);
+    }
     Ok((sel, radii, out))
 }
 
@@ -646,6 +652,12 @@ fn build_info() -> PyResult<HashMap<&'static str, String>> {
     info.insert("simd", path.name().to_string());
     info.insert("kcenter_simd", path.name().to_string());
     info.insert("target_arch", std::env::consts::ARCH.to_string());
+    let timers = if cfg!(feature = "profile") {
+        "on"
+    } else {
+        "off"
+    };
+    info.insert("kcenter_timers", timers.to_string());
     info.insert(
         "available_parallelism",
         std::thread::available_parallelism()

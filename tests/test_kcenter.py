@@ -406,6 +406,17 @@ def test_large_groups_with_holes_equal_brute_force() -> None:
         assert radii.tobytes() == radii_bf.tobytes()
 
 
+def test_phase_timers_exist_only_in_a_profile_build() -> None:
+    # The wall-clock timers sit behind the `profile` cargo feature (off by default): the
+    # shipped loop reads no clock, and the stats say which build this is.
+    x = np.arange(60, dtype=np.float32).reshape(20, 3)
+    _, _, stats = _core.kcenter_greedy_stats(x, 5, 1)
+    timers = _core.build_info()["kcenter_timers"]
+    assert timers in {"on", "off"}
+    assert ("ns_total" in stats) == (timers == "on")
+    assert stats["rounds"] >= 1 and stats["brute_force_evals"] > 0
+
+
 _SIMD_CHILD = """
 import json, sys, numpy as np
 from ecos_fast import _core

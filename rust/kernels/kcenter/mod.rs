@@ -77,8 +77,6 @@ mod distance;
 mod scan;
 mod state;
 
-use std::time::Instant;
-
 use rayon::prelude::*;
 
 use crate::errors::KernelResult;
@@ -89,7 +87,7 @@ use bounds::error_bounds;
 use distance::sq_dist_for;
 pub use distance::{sq_dist, SqDist};
 pub use state::Stats;
-use state::{Group, State, BAND_START};
+use state::{Clock, Group, State, BAND_START};
 
 /// Positions per chunk: the unit of the group summaries and of the scan and apply
 /// passes. Fixed, so results never depend on thread count. At most 2^16 (positions
@@ -171,7 +169,7 @@ pub fn greedy_with(
             cand.len()
         ));
     }
-    let started = Instant::now();
+    let mut started = Clock::start();
     let dist = sq_dist_for(simd::checked()?);
     let mut st = State {
         x,
@@ -228,7 +226,7 @@ pub fn greedy_with(
         st.add_center(row);
         sel.push(i64::from(row));
     }
-    st.stats.ns_total = started.elapsed().as_nanos() as u64;
+    st.stats.ns_total = started.lap();
     Ok((sel, radii, st.stats))
 }
 

@@ -2,8 +2,6 @@
 //! summaries, the lazily applied pending centers, and the refresh rounds that settle
 //! each pick.
 
-use std::time::Instant;
-
 use rayon::prelude::*;
 
 use super::bounds::{can_skip, center_gap, group_skip_limit};
@@ -212,7 +210,8 @@ pub struct Stats {
     pub rows_read: u64,
     /// Refresh rounds (parallel passes over the groups whose bound reaches a threshold).
     pub rounds: u64,
-    /// Wall-clock nanoseconds per phase, for profiling (`benches/kcenter_profile.py`):
+    /// Wall-clock nanoseconds per phase, for profiling (`benches/kcenter_profile.py`);
+    /// measured only with the `profile` cargo feature (else 0):
     /// choosing the chunks of a round and listing their stale members (parallel);
     pub ns_scan: u64,
     /// refreshing the stale members (the distances; parallel);
@@ -228,12 +227,45 @@ pub struct Stats {
     pub ns_total: u64,
 }
 
-/// Nanoseconds since `t`, and restart `t` (phase timing for [`Stats`]).
-pub(super) fn lap(t: &mut Instant) -> u64 {
-    let now = Instant::now();
-    let ns = now.duration_since(*t).as_nanos() as u64;
-    *t = now;
-    ns
+/// The phase timer behind [`Stats`]' `ns_*` fields. Without the `profile` cargo
+/// feature (the default, so every shipped build) it reads no clock and every lap is
+/// 0: the production loop pays nothing for the profiling.
+pub(super) struct Clock {
+    #[cfg(feature = "profile")]
+    last: std::time::Instant,
+}
+
+#[cfg(feature = "profile")]
+impl Clock {
+    #[inline(always)]
+    pub(super) fn start() -> Self {
+        Clock {
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the start or the previous lap.
+    #[inline(always)]
+    pub(super) fn lap(&mut self) -> u64 {
+        let now = std::time::Instant::now();
+        let ns = now.duration_since(self.last).as_nanos() as u64;
+        self.last = now;
+        ns
+    }
+}
+
+#[cfg(not(feature = "profile"))]
+impl Clock {
+    #[inline(always)]
+    pub(super) fn start() -> Self {
+        Clock {}
+    }
+
+    /// Always 0: the timers are compiled out.
+    #[inline(always)]
+    pub(super) fn lap(&mut self) -> u64 {
+        0
+    }
 }
 
 /// Farthest-first state: the groups (index = center number), the center rows copied
@@ -280,7 +312,7 @@ impl<'a> State<'a> {
     /// Add row `c` as a center: queue it on every group it might improve (nothing is
     /// computed for the members yet; [`State::settle`] applies it when needed).
     pub(super) fn add_center(&mut self, c: u32) {
-        let mut clock = Instant::now();
+        let mut clock = Clock::start();
         let d = self.d;
         let crow = self.row(c);
         let k = self.groups.len();
@@ -339,7 +371,7 @@ impl<'a> State<'a> {
         }
         self.centers.extend_from_slice(crow);
         self.groups.push(Group::default());
-        self.stats.ns_add += lap(&mut clock);
+        self.stats.ns_add += clock.lap();
     }
 
     /// The largest bound over all groups: (squared distance, row, group, position).
@@ -421,7 +453,7 @@ impl<'a> State<'a> {
     /// a round with a few hundred stale members still splits evenly over the threads);
     /// then stamp them, punch holes for the movers and summarize each chunk again.
     pub(super) fn refresh(&mut self, threshold: f32) {
-        let mut clock = Instant::now();
+        let mut clock = Clock::start();
         self.stats.rounds += 1;
         let k = self.groups.len() as u32;
         let ctx = Refresh {
@@ -486,7 +518,7 @@ impl<'a> State<'a> {
         }
         // Pass 1: the stale members each chunk refreshes (positions inside the chunk).
         let todo: Vec<Vec<u16>> = items.par_iter().map(|it| it.todo(k)).collect();
-        let ns_scan = lap(&mut clock);
+        let ns_scan = clock.lap();
         // Pass 2: refresh them, batch by batch; each batch writes its own result slots.
         let total: usize = todo.iter().map(Vec::len).sum();
         let mut results = vec![Member::default(); total];
@@ -504,7 +536,7 @@ impl<'a> State<'a> {
                 .into_par_iter()
                 .for_each(|(it, part, out)| ctx.batch(it, part, out));
         }
-        let ns_refresh = lap(&mut clock);
+        let ns_refresh = clock.lap();
         // Pass 3: stamp, punch holes for the movers, summarize each chunk again.
         let mut parts: Vec<&[Member]> = Vec::with_capacity(todo.len());
         let mut rest = &results[..];
@@ -520,7 +552,7 @@ impl<'a> State<'a> {
             .map(|((it, t), res)| it.apply(t, res, k))
             .collect();
 
-        let ns_apply = lap(&mut clock);
+        let ns_apply = clock.lap();
         // Merge in (group, chunk) order: the chunk summaries, then each touched group's.
         let mut movers: Vec<(u32, f32, u32)> = Vec::new();
         for o in outs {
@@ -558,7 +590,7 @@ impl<'a> State<'a> {
         stats.ns_scan += ns_scan;
         stats.ns_refresh += ns_refresh;
         stats.ns_apply += ns_apply;
-        stats.ns_merge += lap(&mut clock);
+        stats.ns_merge += clock.lap();
     }
 
     /// Take the member at `pos` out of group `g` (it is about to become a center).
