@@ -83,7 +83,7 @@ def main() -> int:
 
     import ecos_fast
     import ray
-    from ecos_fast import scaleout
+    from ecos_fast import ray_backend
     from ray.cluster_utils import Cluster
 
     t = time.perf_counter()
@@ -104,7 +104,7 @@ def main() -> int:
     # Local baseline on this machine, same seeding and iterations: per-iteration
     # time from the difference of an `iters` run and a 1-iteration run.
     from ecos_fast import _core
-    from ecos_fast.kernels import init_sample_rows
+    from ecos_fast.clustering import init_sample_rows
 
     init = _core.kmeans_plusplus(x[init_sample_rows(args.n, args.k * 64, 0, args.k)], args.k, 0, 2)
     lk = {"init": init, "max_points_per_centroid": None, "tol": 0.0}
@@ -148,12 +148,12 @@ def main() -> int:
         try:
             nodes = [nd for nd in ray.nodes() if nd["Alive"]]
             # Warm-up: start the worker processes and import ecos_fast in them.
-            scaleout.kmeans(
+            ray_backend.kmeans_sharded(
                 root, args.k, max_iter=1, **{k: v for k, v in kw.items() if k != "max_iter"}
             )
-            st = scaleout.RunStats()
+            st = ray_backend.RunStats()
             t = time.perf_counter()
-            res = scaleout.kmeans(root, args.k, stats=st, **kw)
+            res = ray_backend.kmeans_sharded(root, args.k, stats=st, **kw)
             total = time.perf_counter() - t
             assert res.centroids.tobytes() == local.centroids.tobytes(), "Ray != local"
             it = np.array(st.per_iteration_s)
@@ -165,8 +165,8 @@ def main() -> int:
             sel = ecos_fast.select(root, sketch, args.budget, backend="ray")
             select_s = time.perf_counter() - t
             assert np.array_equal(sel.indices, sel_local.indices), "Ray select != local"
-            sst2 = scaleout.RunStats()
-            scaleout.select(root, sketch, args.budget, stats=sst2)
+            sst2 = ray_backend.RunStats()
+            ray_backend.select_sharded(root, sketch, args.budget, stats=sst2)
             row = {
                 "config": f"ray {w} worker node(s)",
                 "nodes": len(nodes),

@@ -20,7 +20,7 @@ from typing import Any
 import ecos_fast
 import numpy as np
 import pytest
-from ecos_fast import scaleout
+from ecos_fast import ray_backend
 from ecos_fast.errors import InvalidInputError, InvalidTypeError
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ecos-fast[ray]')")
@@ -89,13 +89,13 @@ def same_kmeans(a: ecos_fast.KMeansResult, b: ecos_fast.KMeansResult) -> None:
 def test_sharded_pool_reads_directories_lists_and_arrays(
     cluster: Any, shards: Path, pool: np.ndarray
 ) -> None:
-    p = scaleout.ShardedPool.from_source(shards)
+    p = ray_backend.ShardedPool.from_source(shards)
     assert p.n_shards == SHARDS and p.n_samples == N and p.n_features == D
     files = sorted(str(f) for f in shards.iterdir())
-    assert scaleout.ShardedPool.from_source(files).offsets == p.offsets
+    assert ray_backend.ShardedPool.from_source(files).offsets == p.offsets
     rows = np.array([0, 5, 24_999, 25_000, 199_999])
-    np.testing.assert_array_equal(scaleout.gather_rows(p, rows), pool[rows])
-    a = scaleout.ShardedPool.from_source(pool, n_shards=5)
+    np.testing.assert_array_equal(ray_backend.gather_rows(p, rows), pool[rows])
+    a = ray_backend.ShardedPool.from_source(pool, n_shards=5)
     assert a.n_shards == 5 and a.offsets[-1] == N
 
 
@@ -109,11 +109,14 @@ def test_lloyd_on_every_row_equals_local_for_any_sharding(
         "max_iter": 8,
     }
     local = ecos_fast.kmeans(pool, K, **kw)
-    stats = scaleout.RunStats()
-    same_kmeans(local, scaleout.kmeans(shards, K, stats=stats, **kw))
+    stats = ray_backend.RunStats()
+    same_kmeans(local, ray_backend.kmeans_sharded(shards, K, stats=stats, **kw))
     assert stats.iterations == local.n_iter and stats.n_shards == SHARDS
     same_kmeans(local, ecos_fast.kmeans(other_shards, K, backend="ray", **kw))
-    same_kmeans(local, scaleout.kmeans(scaleout.ShardedPool.from_source(pool, n_shards=5), K, **kw))
+    same_kmeans(
+        local,
+        ray_backend.kmeans_sharded(ray_backend.ShardedPool.from_source(pool, n_shards=5), K, **kw),
+    )
 
 
 def test_sample_path_equals_local(cluster: Any, pool: np.ndarray, shards: Path) -> None:
@@ -132,7 +135,7 @@ def test_empty_clusters_relocate_across_shards_like_local(
     kw: dict[str, Any] = {"init": init, "max_points_per_centroid": None, "max_iter": 4, "tol": 0.0}
     local = ecos_fast.kmeans(pool, 12, **kw)
     assert np.bincount(local.labels, minlength=12).min() > 0
-    same_kmeans(local, scaleout.kmeans(other_shards, 12, **kw))
+    same_kmeans(local, ray_backend.kmeans_sharded(other_shards, 12, **kw))
 
 
 def test_fit_centroids_and_assign_equal_local(cluster: Any, pool: np.ndarray, shards: Path) -> None:
@@ -195,15 +198,40 @@ def test_select_coreset_is_a_valid_bounded_selection(
         assert r_got <= 4 * r_loc + 1e-6
 
 
+def test_fallback_and_no_coverage_are_the_local_ones(
+    cluster: Any, pool: np.ndarray, shards: Path, sketch: ecos_fast.Sketch
+) -> None:
+    cents = sketch.centroids
+    nothing = ecos_fast.Response(
+        noisy_counts=np.full(K, -1.0), epsilon=math.inf, delta=1e-5, sigma=0.0,
+        sensitivity=1.0, relation="add_remove", mechanism="none",
+        centroids_fingerprint=cents.fingerprint,
+    )  # fmt: skip
+    sk = ecos_fast.Sketch.join(cents, nothing)
+    local = ecos_fast.select(pool, sk, 50, fallback="random", seed=3)
+    got = ecos_fast.select(shards, sk, 50, fallback="random", seed=3, backend="ray")
+    assert got.method == local.method == "ecos-fallback-random"
+    np.testing.assert_array_equal(got.indices, local.indices)
+    # The Ray fallback used to return quotas=None; it records the picks per cluster.
+    assert got.quotas is not None and local.quotas is not None
+    np.testing.assert_array_equal(got.quotas, local.quotas)
+    np.testing.assert_array_equal(got.weights, local.weights)
+    with pytest.raises(ecos_fast.NoCoverageError) as want:
+        ecos_fast.select(pool, sk, 50)
+    with pytest.raises(ecos_fast.NoCoverageError) as have:
+        ecos_fast.select(shards, sk, 50, backend="ray")
+    assert str(have.value) == str(want.value)
+
+
 def test_errors_are_explicit(cluster: Any, shards: Path, sketch: ecos_fast.Sketch) -> None:
     with pytest.raises(InvalidInputError, match="init_sample"):
-        scaleout.kmeans(shards, K, max_points_per_centroid=None)
+        ray_backend.kmeans_sharded(shards, K, max_points_per_centroid=None)
     with pytest.raises(InvalidTypeError, match="labels"):
         ecos_fast.select(shards, sketch, 10, backend="ray", labels=np.zeros(N, np.int64))
     with pytest.raises(InvalidInputError, match="backend"):
         ecos_fast.kmeans(np.zeros((4, 2), np.float32), 1, backend="spark")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="no .npy"):
-        scaleout.ShardedPool.from_source(shards.parent)
+        ray_backend.ShardedPool.from_source(shards.parent)
 
 
 def test_local_backend_never_imports_ray() -> None:

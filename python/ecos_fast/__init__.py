@@ -13,6 +13,7 @@ only by the functions that need them.
 from __future__ import annotations
 
 from .baselines import select_kcenter, select_random
+from .clustering import KMeansResult
 from .errors import (
     BudgetError,
     BudgetShortfallWarning,
@@ -21,17 +22,19 @@ from .errors import (
     ExchangeFileError,
     InvalidInputError,
     InvalidTypeError,
+    LowSignalWarning,
     NoCoverageError,
     PrivacyBudgetExceededError,
     PrivacyParameterError,
     SketchMismatchError,
 )
 from .exchange import load_centroids, load_response, save_centroids, save_response
-from .kernels import KMeansResult, assign, kcenter_greedy, kmeans
+from .kernels import assign, kcenter_greedy, kmeans
 from .privacy import calibrate_gaussian_sigma
 from .protocol import SCHEMA_VERSION, Centroids, Response, Sketch, fit_centroids, respond
 from .quotas import allocate_quotas
-from .selection import Selection, select
+from .rule import Selection
+from .selection import select
 
 __version__ = "0.1.0"
 
@@ -46,6 +49,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidTypeError",
     "KMeansResult",
+    "LowSignalWarning",
     "NoCoverageError",
     "PrivacyBudgetExceededError",
     "PrivacyParameterError",

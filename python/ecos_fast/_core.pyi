@@ -1,6 +1,8 @@
 """Type stubs for the compiled core (checked by ``mypy.stubtest``).
 
-Prior validation of data is assumed: call the wrappers in ``ecos_fast.kernels``.
+Prior validation of data is assumed: users call the validated wrappers in
+``ecos_fast.kernels``; the package's own modules call the core only with inputs
+already checked by ``ecos_fast._validation``.
 """
 
 import numpy as np

@@ -1,8 +1,10 @@
-"""The only place inputs are coerced and checked.
+"""The only place inputs are coerced and checked (the command line's own option
+parsing aside, which click does).
 
 Everything that crosses into Rust goes through here first, so kernels can
 assume C-contiguous float32 / int64 arrays of consistent shapes with finite
-values ("prior validation of data is assumed").
+values ("prior validation of data is assumed"). The library's modules and both
+backends call these checks; none writes its own.
 """
 
 from __future__ import annotations
@@ -242,3 +244,116 @@ def as_vector(x: Any, name: str, *, length: int | None = None) -> NDArray[np.flo
     out = np.ascontiguousarray(a, dtype=np.float64)
     check_finite(out, name)
     return out
+
+
+def check_real(value: Any, name: str, *, low: float) -> float:
+    """A finite real number >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidTypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or v < low:
+        raise InvalidInputError(f"{name}={v} must be a finite number >= {low:g}")
+    return v
+
+
+def as_weights(weights: Any, name: str = "weights") -> NDArray[np.float64]:
+    """Cluster weights: a finite 1-D float64 vector, every entry >= 0."""
+    w = as_vector(weights, name)
+    if w.size and float(w.min()) < 0:
+        raise InvalidInputError(f"{name} must be >= 0; found {float(w.min())}")
+    return w
+
+
+def as_capacity(capacity: Any, n_clusters: int, name: str = "capacity") -> NDArray[np.int64]:
+    """Rows per cluster: 1-D integers >= 0, one per cluster."""
+    a = np.asarray(capacity)
+    if a.dtype.kind not in "iu":
+        raise InvalidTypeError(f"{name} has dtype {a.dtype}; expected integers")
+    if a.shape != (n_clusters,):
+        raise InvalidInputError(f"{name} has shape {a.shape} but weights has shape ({n_clusters},)")
+    out = a.astype(np.int64)
+    if out.size and int(out.min()) < 0:
+        raise InvalidInputError(f"{name} must be >= 0; found {int(out.min())}")
+    return out
+
+
+@dataclass(frozen=True)
+class KMeansParams:
+    """The checked parameters of one k-means run (both backends take these).
+
+    ``max_train`` is ``n_clusters * max_points_per_centroid`` (None: train on every row).
+    """
+
+    n_clusters: int
+    max_iter: int
+    tol: float
+    seed: int
+    init: NDArray[np.float32] | None
+    max_train: int | None
+    n_local_trials: int
+    init_sample: int | None
+
+
+def check_kmeans_params(
+    n_samples: int,
+    n_features: int,
+    n_clusters: Any,
+    *,
+    max_iter: Any,
+    tol: Any,
+    seed: Any,
+    init: Any,
+    max_points_per_centroid: Any,
+    n_local_trials: Any,
+    init_sample: Any,
+) -> KMeansParams:
+    """Every k-means parameter checked against a pool of ``n_samples`` x ``n_features``."""
+    k = check_int(n_clusters, "n_clusters", low=1, high=n_samples)
+    init_c = None if init is None else as_features(init, "init", n_features=n_features)
+    if init_c is not None and init_c.shape[0] != k:
+        raise InvalidInputError(f"init has {init_c.shape[0]} rows but n_clusters={k}")
+    cap = None
+    if max_points_per_centroid is not None:
+        cap = check_int(max_points_per_centroid, "max_points_per_centroid", low=1) * k
+    return KMeansParams(
+        n_clusters=k,
+        max_iter=check_int(max_iter, "max_iter", low=1),
+        tol=check_nonneg_float(tol, "tol"),
+        seed=check_seed(seed),
+        init=init_c,
+        max_train=cap,
+        n_local_trials=check_int(n_local_trials, "n_local_trials", low=1),
+        init_sample=None if init_sample is None else check_int(init_sample, "init_sample", low=k),
+    )
+
+
+@dataclass(frozen=True)
+class KCenterArgs:
+    """The checked arguments of one greedy K-Center run."""
+
+    budget: int
+    first: int | None
+    initial: NDArray[np.int64] | None
+    rows: NDArray[np.int64] | None
+
+
+def check_kcenter_args(
+    n_samples: int, budget: Any, *, first: Any, initial: Any, rows: Any
+) -> KCenterArgs:
+    """K-Center's budget, first pick, already-selected rows and candidate rows, checked."""
+    n = n_samples
+    rows_a = None if rows is None else as_indices(rows, "rows", upper=n, allow_empty=False)
+    n_cand = n if rows_a is None else rows_a.shape[0]
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
+        raise InvalidTypeError(f"budget must be an int, got {type(budget).__name__}")
+    init_a = None if initial is None else as_indices(initial, "initial", upper=n)
+    if init_a is not None and init_a.size:
+        # Already-selected rows are centers, never picks: they leave the candidates.
+        n_cand -= int(np.isin(init_a, rows_a).sum()) if rows_a is not None else init_a.size
+    b = check_budget(budget, n_cand)
+    f = None
+    if first is not None and (init_a is None or init_a.size == 0):
+        f = check_int(first, "first", low=0, high=n - 1)
+        if rows_a is not None and f not in set(rows_a.tolist()):
+            raise InvalidInputError(f"first={f} is not one of the candidate rows")
+    return KCenterArgs(b, f, init_a, rows_a)

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from ._validation import Checked, as_features, check_budget, check_int, check_seed
+from ._validation import Checked, as_features, check_budget, check_int
 from .errors import InvalidInputError
-from .selection import Selection
+from .rule import Selection, random_rows
 
 __all__ = ["select_kcenter", "select_random"]
 
@@ -54,9 +54,7 @@ def select_random(features_or_n: Any, budget: int, *, seed: int | None) -> Selec
     """
     n = _pool_size(features_or_n)
     b = check_budget(budget, n)
-    rng = np.random.default_rng(None if seed is None else check_seed(seed))
-    idx = np.sort(rng.choice(n, size=b, replace=False)).astype(np.int64)
-    return Selection(idx, b, method="random")
+    return Selection(random_rows(n, b, seed), b, method="random")
 
 
 def select_kcenter(

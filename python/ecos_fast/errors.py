@@ -14,6 +14,7 @@ __all__ = [
     "ExchangeFileError",
     "InvalidInputError",
     "InvalidTypeError",
+    "LowSignalWarning",
     "NoCoverageError",
     "PrivacyBudgetExceededError",
     "PrivacyParameterError",
@@ -65,4 +66,13 @@ class BudgetShortfallWarning(EcosWarning):
     """A selection returned fewer samples than the budget (the weighted clusters ran out).
 
     The shortfall is also recorded in ``Selection.shortfall``.
+    """
+
+
+class LowSignalWarning(EcosWarning):
+    """The client's release carries almost no signal: the noisy total is within a few
+    noise standard deviations (``sigma * sqrt(n_clusters)``) of zero.
+
+    The selection is then close to random. Fewer clusters (a smaller ``n_clusters``)
+    or a larger ``epsilon`` raise the signal.
     """

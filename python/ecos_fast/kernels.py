@@ -7,25 +7,18 @@ Results are identical for any ``n_threads``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
+from ._backend import check_backend, ray_backend
 from ._threads import resolve_threads
-from ._validation import as_features, as_indices, check_choice, check_int, check_seed
-from .errors import InvalidInputError
+from ._validation import as_features, check_kcenter_args, check_kmeans_params
+from .clustering import KMeansResult, kmeans_rows
 
-
-def check_backend(backend: Any) -> str:
-    """``backend`` checked: ``"local"`` or ``"ray"``."""
-    check_choice(backend, "backend", ("local", "ray"))
-    return str(backend)
-
-
-__all__ = ["KMeansResult", "assign", "init_sample_rows", "kcenter_greedy", "kmeans"]
+__all__ = ["KMeansResult", "assign", "kcenter_greedy", "kmeans"]
 
 
 def assign(
@@ -47,7 +40,7 @@ def assign(
     backend : {"local", "ray"}, default "local"
         ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
         shards or a ``ray.data.Dataset``; the shards are assigned on the Ray workers
-        (:func:`ecos_fast.scaleout.assign`) and the result is the same.
+        (:func:`ecos_fast.ray_backend.assign_sharded`) and the result is the same.
 
     Returns
     -------
@@ -65,41 +58,10 @@ def assign(
     ([0, 1, 0], [0.0, 2.0, 1.0])
     """
     if check_backend(backend) == "ray":
-        from . import scaleout
-
-        return scaleout.assign(features, centroids)
+        return ray_backend().assign_sharded(features, centroids)  # type: ignore[no-any-return]
     c = as_features(centroids, "centroids")
     x = as_features(features, "features", n_features=c.shape[1])
     return _core.assign(x, c, resolve_threads(n_threads))
-
-
-@dataclass(frozen=True)
-class KMeansResult:
-    """What :func:`kmeans` returns.
-
-    Attributes
-    ----------
-    centroids : ndarray of shape (n_clusters, n_features), float32
-    labels : ndarray of shape (n_samples,), int64
-        Nearest centroid of every row (all rows, also when training subsampled).
-    inertia_history : ndarray of shape (n_iter + 1,) or (n_iter,), float64
-        Sum of squared distances of the training rows at each assignment; it
-        never increases (up to float32 rounding). Length ``n_iter + 1`` when
-        training on every row (the last entry is the final centroids'),
-        ``n_iter`` when training on a subsample.
-    n_iter : int
-        Lloyd iterations run.
-    """
-
-    centroids: NDArray[np.float32]
-    labels: NDArray[np.int64]
-    inertia_history: NDArray[np.float64]
-    n_iter: int
-
-    @property
-    def inertia(self) -> float:
-        """The final inertia."""
-        return float(self.inertia_history[-1])
 
 
 def kmeans(
@@ -139,12 +101,12 @@ def kmeans(
         Candidates tried per k-means++ step (greedy k-means++ when > 1).
     init_sample : int, optional
         Seed k-means++ on a seeded sample of at most this many training rows
-        (:func:`init_sample_rows`) instead of on all of them. The Ray backend
+        (:func:`ecos_fast.clustering.init_sample_rows`) instead of on all of them. The Ray backend
         needs it (or ``init``) when ``max_points_per_centroid=None``.
     n_threads : int, optional
     backend : {"local", "ray"}, default "local"
         ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
-        shards or a ``ray.data.Dataset``; see :func:`ecos_fast.scaleout.kmeans`. The
+        shards or a ``ray.data.Dataset``; see :func:`ecos_fast.ray_backend.kmeans_sharded`. The
         result is the local one, bit for bit.
 
     Notes
@@ -164,74 +126,18 @@ def kmeans(
     [50, 50]
     """
     if check_backend(backend) == "ray":
-        from . import scaleout
-
-        return scaleout.kmeans(  # type: ignore[no-any-return]
+        return ray_backend().kmeans_sharded(  # type: ignore[no-any-return]
             features, n_clusters, max_iter=max_iter, tol=tol, seed=seed, init=init,
             max_points_per_centroid=max_points_per_centroid, n_local_trials=n_local_trials,
             init_sample=init_sample, n_threads=n_threads,
         )  # fmt: skip
     x = as_features(features, "features")
-    n = x.shape[0]
-    k = check_int(n_clusters, "n_clusters", low=1, high=n)
-    iters = check_int(max_iter, "max_iter", low=1)
-    trials = check_int(n_local_trials, "n_local_trials", low=1)
-    s = check_seed(seed)
-    t = float(tol)
-    if not np.isfinite(t) or t < 0:
-        raise InvalidInputError(f"tol={tol} must be a finite number >= 0")
-    init_c = None if init is None else as_features(init, "init", n_features=x.shape[1])
-    if init_c is not None and init_c.shape[0] != k:
-        raise InvalidInputError(f"init has {init_c.shape[0]} rows but n_clusters={k}")
-    sample = None
-    if max_points_per_centroid is not None:
-        cap = check_int(max_points_per_centroid, "max_points_per_centroid", low=1) * k
-        if n > cap:
-            rng = np.random.default_rng(s)
-            sample = np.sort(rng.choice(n, size=cap, replace=False)).astype(np.int64)
-    if init_c is None and init_sample is not None:
-        n_train = n if sample is None else sample.shape[0]
-        rows = init_sample_rows(n_train, init_sample, s, k)
-        if rows.shape[0] < n_train:  # else: the usual seeding on every training row
-            rows = rows if sample is None else sample[rows]
-            init_c = _core.kmeans_plusplus(x[rows], k, s, resolve_threads(n_threads), trials)
-    c, labels, inertia, n_iter = _core.kmeans(
-        x, k, iters, t, s, resolve_threads(n_threads), init_c, trials, sample
-    )
-    return KMeansResult(c, labels, inertia, int(n_iter))
-
-
-def init_sample_rows(
-    n_train: int, init_sample: int, seed: int, n_clusters: int
-) -> NDArray[np.int64]:
-    """The training rows k-means++ seeds on when ``init_sample`` is given.
-
-    A seeded uniform sample without replacement (``numpy.random.default_rng([seed, 1])``),
-    sorted; every row when ``init_sample >= n_train``. Both backends use it.
-
-    Parameters
-    ----------
-    n_train : int
-    init_sample : int
-        In [n_clusters, ...].
-    seed : int
-    n_clusters : int
-
-    Returns
-    -------
-    ndarray of shape (min(init_sample, n_train),), int64
-
-    Examples
-    --------
-    >>> from ecos_fast.kernels import init_sample_rows
-    >>> init_sample_rows(10, 4, 0, 2).shape, init_sample_rows(3, 4, 0, 2).tolist()
-    ((4,), [0, 1, 2])
-    """
-    m = check_int(init_sample, "init_sample", low=n_clusters)
-    if m >= n_train:
-        return np.arange(n_train, dtype=np.int64)
-    rng = np.random.default_rng([check_seed(seed), 1])
-    return np.sort(rng.choice(n_train, size=m, replace=False)).astype(np.int64)
+    params = check_kmeans_params(
+        x.shape[0], x.shape[1], n_clusters, max_iter=max_iter, tol=tol, seed=seed, init=init,
+        max_points_per_centroid=max_points_per_centroid, n_local_trials=n_local_trials,
+        init_sample=init_sample,
+    )  # fmt: skip
+    return kmeans_rows(x, params, resolve_threads(n_threads))
 
 
 def kcenter_greedy(
@@ -288,23 +194,5 @@ def kcenter_greedy(
     ([0, 2, 3], [10.0, 4.0, 1.0])
     """
     x = as_features(features, "features")
-    n = x.shape[0]
-    rows_a = None if rows is None else as_indices(rows, "rows", upper=n, allow_empty=False)
-    n_cand = n if rows_a is None else rows_a.shape[0]
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
-        from .errors import InvalidTypeError
-
-        raise InvalidTypeError(f"budget must be an int, got {type(budget).__name__}")
-    from ._validation import check_budget
-
-    init_a = None if initial is None else as_indices(initial, "initial", upper=n)
-    if init_a is not None and init_a.size:
-        # Already-selected rows are centers, never picks: they leave the candidates.
-        n_cand -= int(np.isin(init_a, rows_a).sum()) if rows_a is not None else init_a.size
-    b = check_budget(budget, n_cand)
-    f = None
-    if first is not None and (init_a is None or init_a.size == 0):
-        f = check_int(first, "first", low=0, high=n - 1)
-        if rows_a is not None and f not in set(rows_a.tolist()):
-            raise InvalidInputError(f"first={f} is not one of the candidate rows")
-    return _core.kcenter_greedy(x, b, resolve_threads(n_threads), f, init_a, rows_a)
+    a = check_kcenter_args(x.shape[0], budget, first=first, initial=initial, rows=rows)
+    return _core.kcenter_greedy(x, a.budget, resolve_threads(n_threads), a.first, a.initial, a.rows)

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core, kernels
+from ._backend import check_backend, ray_backend
 from ._threads import resolve_threads
 from ._validation import (
     Checked,
@@ -37,6 +38,8 @@ from ._validation import (
 )
 from .errors import InvalidInputError, InvalidTypeError, PrivacyParameterError, SketchMismatchError
 from .privacy import calibrate_gaussian_sigma, sensitivity_for
+from .rule import cluster_weights
+from .transform import NORMALIZE_CHOICES, Normalize, l2_normalize
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -51,8 +54,6 @@ __all__ = [
 #: Version of the in-memory and on-disk layout of :class:`Centroids` and :class:`Response`.
 SCHEMA_VERSION = 1
 
-Normalize = Literal["l2"] | None
-NORMALIZE_CHOICES: tuple[str | None, ...] = (None, "l2")
 MECHANISMS = ("gaussian", "none")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -95,13 +96,6 @@ def centroid_fingerprint(centroids: NDArray[np.float32], normalize: str | None =
     h.update(f"ecos-fast/centroids|<f4|{c.shape[0]}x{c.shape[1]}|{normalize}\0".encode())
     h.update(c.tobytes())
     return h.hexdigest()
-
-
-def _l2_normalize(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Rows scaled to unit L2 norm (all-zero rows stay zero); a new array."""
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-    norms[norms == 0] = 1.0
-    return np.ascontiguousarray(x / norms[:, None].astype(np.float32), dtype=np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,7 +196,7 @@ class Centroids:
         """
         x = as_features(features, name, n_features=self.n_features)
         if self.normalize == "l2":
-            x = _l2_normalize(x)
+            x = l2_normalize(x)
         return x
 
 
@@ -241,7 +235,7 @@ def fit_centroids(
     backend : {"local", "ray"}, default "local"
         ``"ray"``: ``pool_features`` may also be a directory or list of ``.npy`` /
         Parquet shards or a ``ray.data.Dataset``, clustered on the Ray workers
-        (:func:`ecos_fast.scaleout.kmeans`); the centroids are the local ones, bit
+        (:func:`ecos_fast.ray_backend.kmeans_sharded`); the centroids are the local ones, bit
         for bit. ``labels`` is then None (they stay on the workers).
 
     Returns
@@ -259,11 +253,10 @@ def fit_centroids(
     ((2, 2), 100, 64)
     """
     check_choice(normalize, "normalize", NORMALIZE_CHOICES)
-    if kernels.check_backend(backend) == "ray":
-        from . import scaleout
-
-        pool = scaleout.ShardedPool.from_source(pool_features)
-        res = scaleout.kmeans(
+    if check_backend(backend) == "ray":
+        rb = ray_backend()
+        pool = rb.ShardedPool.from_source(pool_features)
+        res = rb.kmeans_sharded(
             pool, n_clusters, seed=seed, max_iter=max_iter, normalize=normalize,
             max_points_per_centroid=max_points_per_centroid, init_sample=init_sample,
             n_threads=n_threads, return_labels=False,
@@ -271,7 +264,7 @@ def fit_centroids(
         return Centroids(res.centroids, n_pool=pool.n_samples, seed=seed, normalize=normalize)
     x = as_features(pool_features, "pool_features")
     if normalize == "l2":
-        x = _l2_normalize(x)
+        x = l2_normalize(x)
     km = kernels.kmeans(
         Checked(x),  # checked above: no second pass over the pool
         n_clusters,
@@ -506,13 +499,19 @@ class Sketch:
         """Number of clusters, R."""
         return self.centroids.n_clusters
 
-    def weights(self, threshold: float = 0.0) -> NDArray[np.float64]:
-        """Cluster weights ``max(noisy_count - threshold * sigma, 0)``.
+    def weights(
+        self, threshold: float = 0.0, weights: Literal["noisy", "posterior"] = "noisy"
+    ) -> NDArray[np.float64]:
+        """Cluster weights ``max(estimate - threshold * sigma, 0)``.
+
+        The rule's :func:`ecos_fast.rule.cluster_weights` on this release.
 
         Parameters
         ----------
         threshold : float, default 0.0
             Multiples of ``sigma`` to subtract (>= 0).
+        weights : {"noisy", "posterior"}, default "noisy"
+            The estimate: the noisy count, or its posterior mean.
 
         Returns
         -------
@@ -526,6 +525,5 @@ class Sketch:
         >>> ecos_fast.Sketch.join(cents, resp).weights().tolist()
         [2.0, 1.0]
         """
-        t = check_nonneg_float(threshold, "threshold")
-        tau = t * self.response.sigma
-        return np.maximum(np.asarray(self.response.noisy_counts) - tau, 0.0)
+        r = self.response
+        return cluster_weights(r.noisy_counts, r.sigma, threshold, weights)

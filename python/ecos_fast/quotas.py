@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import as_vector, check_int
-from .errors import InvalidInputError, InvalidTypeError
+from ._validation import as_capacity, as_weights, check_int
 
 __all__ = ["allocate_quotas"]
 
@@ -55,17 +54,8 @@ def allocate_quotas(weights: Any, capacity: Any, budget: int) -> NDArray[np.int6
     >>> allocate_quotas([1.0, 0.0, 8.0], [10, 10, 2], 8).tolist()  # overflow moves on
     [6, 0, 2]
     """
-    w = as_vector(weights, "weights")
-    if w.size and float(w.min()) < 0:
-        raise InvalidInputError(f"weights must be >= 0; found {float(w.min())}")
-    cap_a = np.asarray(capacity)
-    if cap_a.dtype.kind not in "iu":
-        raise InvalidTypeError(f"capacity has dtype {cap_a.dtype}; expected integers")
-    if cap_a.shape != w.shape:
-        raise InvalidInputError(f"capacity has shape {cap_a.shape} but weights has shape {w.shape}")
-    cap = cap_a.astype(np.int64)
-    if cap.size and int(cap.min()) < 0:
-        raise InvalidInputError(f"capacity must be >= 0; found {int(cap.min())}")
+    w = as_weights(weights, "weights")
+    cap = as_capacity(capacity, w.shape[0], "capacity")
     b = check_int(budget, "budget", low=0)
 
     quotas = np.zeros(w.shape[0], dtype=np.int64)

@@ -1,96 +1,44 @@
 """Cloud, step 3: proximal and diverse selection from the pool ("our rule").
 
-Every pool row goes to its nearest centroid; cluster weights are the client's
-noisy counts minus ``threshold * sigma`` (floored at 0); the budget is split
-by :func:`ecos_fast.allocate_quotas`; inside each cluster greedy K-Center
-(farthest-first) picks the quota, starting from the member nearest the
-centroid. The clusters run in parallel in the Rust core.
+Every pool row goes to its nearest centroid; cluster weights come from the
+client's noisy counts (:func:`ecos_fast.rule.cluster_weights`); the budget is
+split by :func:`ecos_fast.allocate_quotas`; inside each cluster the members
+nearest the centroid form a candidate set and greedy K-Center (farthest-first,
+from the member nearest the centroid) removes the redundant ones. The rule
+itself lives in :mod:`ecos_fast.rule`, shared with the Ray backend; this module
+validates, assigns the pool on this machine, or hands the call to the backend.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
 from . import _core
+from ._backend import check_backend, ray_backend
 from ._threads import resolve_threads
-from ._validation import as_labels, check_budget, check_choice, check_nonneg_float, check_seed
-from .errors import BudgetShortfallWarning, InvalidTypeError, NoCoverageError
+from ._validation import as_labels, check_budget, check_seed
+from .baselines import select_kcenter
+from .errors import InvalidTypeError
 from .protocol import Centroids, Response, Sketch
-from .quotas import allocate_quotas
+from .rule import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_THRESHOLD,
+    DEFAULT_WEIGHTS,
+    DEFAULT_WITHIN,
+    Selection,
+    Weights,
+    Within,
+    check_rule_options,
+    ecos_selection,
+    fallback_selection,
+    plan_selection,
+    random_rows,
+    select_within,
+)
 
 __all__ = ["Selection", "select"]
-
-FALLBACKS = ("raise", "random", "kcenter")
-# Rows per block when computing distances to the own centroid (bounded memory).
-_DIST_CHUNK = 1 << 16
-
-
-@dataclass(frozen=True, eq=False)
-class Selection:
-    """Pool rows chosen for the cloud to train on.
-
-    Behaves like its ``indices``: ``np.asarray(selection)``, ``len(selection)``
-    and iteration all give the selected row indices.
-
-    Attributes
-    ----------
-    indices : ndarray of shape (n_selected,), int64
-        Unique pool rows. For ECOS: cluster order, then pick order inside a
-        cluster. Read-only.
-    budget : int
-        Samples asked for.
-    quotas : ndarray of shape (n_clusters,), int64, or None
-        Rows taken from each cluster (sums to ``n_selected``); None for the
-        baselines, which know no clusters.
-    labels : ndarray of shape (n_samples,), int64, or None
-        Nearest centroid of every pool row.
-    weights : ndarray of shape (n_clusters,), float64, or None
-        Cluster weights used for the quotas.
-    method : str
-        ``"ecos"``, ``"ecos-fallback-random"``, ``"ecos-fallback-kcenter"``,
-        ``"random"`` or ``"kcenter"``.
-    """
-
-    indices: NDArray[np.int64]
-    budget: int
-    quotas: NDArray[np.int64] | None = None
-    labels: NDArray[np.int64] | None = None
-    weights: NDArray[np.float64] | None = None
-    method: str = "ecos"
-
-    def __post_init__(self) -> None:
-        for name in ("indices", "quotas", "labels", "weights"):
-            a = getattr(self, name)
-            if a is not None:
-                a = np.array(a, copy=True)
-                a.flags.writeable = False
-                object.__setattr__(self, name, a)
-
-    @property
-    def n_selected(self) -> int:
-        """Number of rows selected."""
-        return int(self.indices.shape[0])
-
-    @property
-    def shortfall(self) -> int:
-        """``budget - n_selected`` (> 0 only when the weighted clusters ran out)."""
-        return self.budget - self.n_selected
-
-    def __len__(self) -> int:
-        return self.n_selected
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices.tolist())
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
-        out = self.indices if dtype is None else self.indices.astype(dtype)
-        return np.array(out, copy=True) if copy else out
 
 
 def _as_sketch(sketch: Any) -> Sketch:
@@ -107,40 +55,15 @@ def _as_sketch(sketch: Any) -> Sketch:
     )
 
 
-def _nearest_members(
-    x: NDArray[np.float32],
-    centroids: NDArray[np.float32],
-    members: NDArray[np.int64],
-    indptr: NDArray[np.int64],
-    quotas: NDArray[np.int64],
-    sq_dist: NDArray[np.float32] | None,
-) -> NDArray[np.int64]:
-    """For each cluster with a quota, its member nearest the centroid (else -1).
-
-    Members are in increasing row order, so ``argmin`` breaks ties to the
-    lowest row.
-    """
-    first = np.full(quotas.shape[0], -1, dtype=np.int64)
-    for k in np.flatnonzero(quotas > 0):
-        rows = members[indptr[k] : indptr[k + 1]]
-        if sq_dist is not None:
-            d2 = sq_dist[rows]
-        else:
-            c = centroids[k].astype(np.float64)
-            d2 = np.empty(rows.shape[0], dtype=np.float64)
-            for s in range(0, rows.shape[0], _DIST_CHUNK):
-                diff = x[rows[s : s + _DIST_CHUNK]].astype(np.float64) - c
-                d2[s : s + _DIST_CHUNK] = np.einsum("ij,ij->i", diff, diff)
-        first[k] = rows[int(np.argmin(d2))]
-    return first
-
-
 def select(
     features: Any,
     sketch: Sketch | tuple[Centroids, Response],
     budget: int,
     *,
-    threshold: float = 0.0,
+    threshold: float = DEFAULT_THRESHOLD,
+    weights: Weights = DEFAULT_WEIGHTS,
+    within: Within = DEFAULT_WITHIN,
+    candidates: float = DEFAULT_CANDIDATES,
     fallback: Literal["raise", "random", "kcenter"] = "raise",
     labels: Any = None,
     seed: int = 0,
@@ -160,8 +83,22 @@ def select(
         joined with :meth:`Sketch.join` (fingerprint and size checked).
     budget : int
         In [1, n_samples].
-    threshold : float, default 0.0
-        Cluster weights are ``max(noisy_count - threshold * sigma, 0)``.
+    threshold : float, default rule.DEFAULT_THRESHOLD (0.0)
+        In units of the release's ``sigma``: cluster weights are
+        ``max(estimate - threshold * sigma, 0)``.
+    weights : {"noisy", "posterior"}, default rule.DEFAULT_WEIGHTS ("noisy")
+        The estimate of each cluster's count: the noisy count itself, or its
+        posterior mean under the Gaussian noise with a flat prior on counts >= 0
+        (:func:`ecos_fast.rule.posterior_mean_counts`).
+    within : {"neighbourhood", "kcenter", "nearest"}, default rule.DEFAULT_WITHIN
+        How a cluster's quota ``q`` is picked. ``"neighbourhood"``: its
+        ``ceil(candidates * q)`` members nearest the centroid, then greedy
+        K-Center inside them from the nearest one; ``"kcenter"``: greedy K-Center
+        over the whole cluster from the member nearest the centroid;
+        ``"nearest"``: the ``q`` members nearest the centroid.
+    candidates : float, default rule.DEFAULT_CANDIDATES (4.0)
+        The candidate factor of ``"neighbourhood"``, >= 1 (1: ``"nearest"``;
+        large: ``"kcenter"``).
     fallback : {"raise", "random", "kcenter"}, default "raise"
         What to do when every weight is zero: raise :class:`NoCoverageError`, or
         select uniformly at random / by global K-Center instead (recorded in
@@ -175,10 +112,10 @@ def select(
     backend : {"local", "ray"}, default "local"
         ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
         shards or a ``ray.data.Dataset``; assignment and K-Center run on the Ray
-        workers (:func:`ecos_fast.scaleout.select`). ``labels`` must be None and
+        workers (:func:`ecos_fast.ray_backend.select_sharded`). ``labels`` must be None and
         ``Selection.labels`` is None (labels stay on the workers).
     kcenter : {"gather", "coreset"}, default "gather"
-        Ray only. ``"gather"``: each cluster with a quota is gathered to one worker;
+        Ray with ``within="kcenter"`` only. ``"gather"``: each cluster with a quota is gathered to one worker;
         the selection equals the local one exactly. ``"coreset"``: K-Center per shard,
         then on the union of the shards' picks; covering radius within 4x the
         optimum of each cluster, and it depends on the sharding.
@@ -188,7 +125,9 @@ def select(
     Selection
         ``quotas`` sum to ``n_selected``. If the weighted clusters hold fewer
         than ``budget`` rows, all of them are returned, ``shortfall`` says how
-        many are missing and a :class:`BudgetShortfallWarning` is issued.
+        many are missing and a :class:`BudgetShortfallWarning` is issued. A
+        :class:`LowSignalWarning` is issued when the noisy total is below
+        ``3 * sigma * sqrt(n_clusters)`` (the selection is then close to random).
 
     Notes
     -----
@@ -209,97 +148,40 @@ def select(
     >>> len(sel), bool((np.asarray(sel) >= 100).all())
     (10, True)
     """
-    check_choice(backend, "backend", ("local", "ray"))
+    check_backend(backend)
+    opts = check_rule_options(
+        threshold=threshold, weights=weights, within=within, candidates=candidates,
+        fallback=fallback,
+    )  # fmt: skip
+    sk = _as_sketch(sketch)
     if backend == "ray":
         if labels is not None:
             raise InvalidTypeError("labels= is not taken with backend='ray'")
-        from . import scaleout
-
-        return scaleout.select(  # type: ignore[no-any-return]
-            features, sketch, budget, threshold=threshold, fallback=fallback, seed=seed,
-            kcenter=kcenter,
+        return ray_backend().select_sharded(  # type: ignore[no-any-return]
+            features, sk, budget, threshold=opts.threshold, weights=opts.weights,
+            within=opts.within, candidates=opts.candidates, fallback=opts.fallback,
+            seed=seed, kcenter=kcenter, stacklevel=3,
         )  # fmt: skip
-    sk = _as_sketch(sketch)
     x = sk.centroids.transform(features, "features")
     n = x.shape[0]
     b = check_budget(budget, n)
-    thr = check_nonneg_float(threshold, "threshold")
-    check_choice(fallback, "fallback", FALLBACKS)
     s = check_seed(seed)
     threads = resolve_threads(n_threads)
     c = sk.centroids.centroids
     r = sk.n_clusters
-
-    sq_dist: NDArray[np.float32] | None
     if labels is None:
         lab, sq_dist = _core.assign(x, c, threads)
     else:
         lab, sq_dist = as_labels(labels, "labels", n_samples=n, n_clusters=r), None
-    w = sk.weights(thr)
     capacity = np.bincount(lab, minlength=r).astype(np.int64)
-
-    covered = int(capacity[w > 0].sum())
-    if covered == 0:
-        counts = np.asarray(sk.response.noisy_counts)
-        if fallback == "raise":
-            why = (
-                f"every cluster weight is zero: the largest noisy count is "
-                f"{float(counts.max()):.4g} and threshold*sigma={thr}*{sk.response.sigma:.4g}"
-                f"={thr * sk.response.sigma:.4g}"
-                if not (w > 0).any()
-                else f"the {int((w > 0).sum())} clusters with positive weight hold no pool row"
-            )
-            raise NoCoverageError(
-                f"{why} (n_clusters={r}, n_samples={n}, budget={b}); the client's data "
-                f"matches nothing in the pool. Pass fallback='random' or 'kcenter' to "
-                f"select anyway"
-            )
-        from .baselines import select_kcenter, select_random
-
-        base = (
-            select_random(n, b, seed=s)
-            if fallback == "random"
-            else select_kcenter(x, b, n_threads=threads)
+    resp = sk.response
+    plan = plan_selection(resp.noisy_counts, resp.sigma, capacity, b, opts, stacklevel=2)
+    if plan.fallback is not None:
+        idx = (
+            random_rows(n, b, s)
+            if plan.fallback == "random"
+            else select_kcenter(x, b, n_threads=threads).indices
         )
-        idx = base.indices
-        return Selection(
-            idx,
-            b,
-            quotas=np.bincount(lab[idx], minlength=r).astype(np.int64),
-            labels=lab,
-            weights=w,
-            method=f"ecos-fallback-{fallback}",
-        )
-
-    quotas = allocate_quotas(w, capacity, b)
-    members = np.argsort(lab, kind="stable").astype(np.int64)
-    indptr = np.zeros(r + 1, dtype=np.int64)
-    np.cumsum(capacity, out=indptr[1:])
-    first = _nearest_members(x, c, members, indptr, quotas, sq_dist)
-    idx = _core.kcenter_clusters(x, indptr, members, quotas, first, threads)
-    return ecos_selection(idx, b, quotas, lab, w, covered, stacklevel=3)
-
-
-def ecos_selection(
-    idx: NDArray[np.int64],
-    budget: int,
-    quotas: NDArray[np.int64],
-    labels: NDArray[np.int64] | None,
-    weights: NDArray[np.float64],
-    covered: int,
-    *,
-    stacklevel: int,
-) -> Selection:
-    """The ECOS :class:`Selection` (local or Ray backend), with a
-    :class:`BudgetShortfallWarning` when the covered clusters hold fewer rows than the
-    budget; ``stacklevel`` points the warning at the user's call."""
-    sel = Selection(idx, budget, quotas=quotas, labels=labels, weights=weights, method="ecos")
-    if sel.shortfall > 0:
-        warnings.warn(
-            f"selected {sel.n_selected} of budget={budget}: the {int((weights > 0).sum())} "
-            f"clusters with positive weight hold only {covered} pool rows "
-            f"(shortfall={sel.shortfall})",
-            BudgetShortfallWarning,
-            stacklevel=stacklevel,
-        )
-    return sel
+        return fallback_selection(idx, plan, np.bincount(lab[idx], minlength=r), lab)
+    idx = select_within(x, c, lab, sq_dist, plan, opts, threads)
+    return ecos_selection(idx, plan, lab, stacklevel=2)

@@ -1,0 +1,335 @@
+"""The sharded pool: Ray start-up, shard readers and :class:`ShardedPool`.
+
+A pool is a list of *shards* in a fixed order (row ``i`` of the pool is row
+``i - offset[s]`` of shard ``s``): ``.npy`` files (memory-mapped by the worker,
+through :mod:`ecos_fast.feature_files`), Parquet files, the blocks of a Ray
+Dataset, or an in-memory array split into blocks and put in the object store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .._validation import as_features, check_int
+from ..errors import InvalidInputError, InvalidTypeError
+from ..feature_files import list_shards, open_npy
+from ..transform import apply_normalize
+
+__all__ = ["RunStats", "ShardedPool", "load_shard", "ray_module", "remote", "task_threads"]
+
+SUFFIXES = (".npy", ".parquet")
+_THREADS_ENV = "ECOS_FAST_TASK_THREADS"
+
+
+@dataclass
+class RunStats:
+    """What a scale-out call measured (filled in when passed as ``stats=``).
+
+    Attributes
+    ----------
+    n_shards : int
+    iterations : int
+        Lloyd iterations run on the workers (0 when clustering a gathered sample).
+    bytes_to_workers : int
+        Bytes the driver put in the object store for the workers (centroids,
+        scales, labels requests); one copy per call, whatever the number of nodes.
+    bytes_to_driver : int
+        Bytes of the results the driver fetched from the workers.
+    driver_reduce_s : float
+        Driver time spent adding partial results and updating centroids.
+    wall_s : float
+    per_iteration_s : list of float
+        Wall time of each distributed Lloyd iteration.
+    lloyd_bytes_to_driver : int
+        Of ``bytes_to_driver``, what the Lloyd iterations fetched (partial sums,
+        counts, inertia bins, relocation candidates).
+    bytes_between_workers : int
+        Bytes moved from shard tasks to other tasks (``select(kcenter="gather")``:
+        the members of every cluster with a quota).
+    """
+
+    n_shards: int = 0
+    iterations: int = 0
+    bytes_to_workers: int = 0
+    bytes_to_driver: int = 0
+    driver_reduce_s: float = 0.0
+    wall_s: float = 0.0
+    per_iteration_s: list[float] = field(default_factory=list)
+    lloyd_bytes_to_driver: int = 0
+    bytes_between_workers: int = 0
+
+
+def nbytes(obj: Any) -> int:
+    """Bytes of the arrays in ``obj`` (nested tuples, lists, dicts); 8 per scalar."""
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if isinstance(obj, (tuple, list)):
+        return sum(nbytes(o) for o in obj)
+    if isinstance(obj, dict):
+        return sum(nbytes(o) for o in obj.values())
+    return 8
+
+
+def ray_module() -> Any:
+    """The ``ray`` module, started locally if no cluster is connected."""
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - exercised only without ray
+        raise ImportError(
+            "backend='ray' needs Ray: pip install 'ecos-fast[ray]' (ray[data]==2.60.0)"
+        ) from exc
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return ray
+
+
+_REMOTES: dict[str, Any] = {}
+
+
+def remote(fn: Any, **options: Any) -> Any:
+    """``ray.remote(fn)`` made once per function and options (one CPU by default)."""
+    key = f"{fn.__module__}.{fn.__name__}|{sorted(options.items())}"
+    if key not in _REMOTES:
+        _REMOTES[key] = ray_module().remote(**({"num_cpus": 1} | options))(fn)
+    return _REMOTES[key]
+
+
+def task_threads() -> int:
+    """Threads of a worker task's kernel calls (``ECOS_FAST_TASK_THREADS``, default 1)."""
+    return int(os.environ.get(_THREADS_ENV, "1"))
+
+
+def _matrix_from_table(table: Any, column: str | None, name: str) -> NDArray[np.float32]:
+    """A pyarrow Table as a float32 matrix: one list/tensor column, or numeric columns."""
+    import pyarrow as pa
+
+    cols = [column] if column is not None else list(table.column_names)
+    if len(cols) == 1:
+        col = table.column(cols[0]).combine_chunks()
+        if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
+            flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False))
+            return np.ascontiguousarray(flat.reshape(len(col), -1), dtype=np.float32)
+        if hasattr(col, "to_numpy_ndarray"):  # Ray's / Arrow's tensor extension types
+            arr = np.asarray(col.to_numpy_ndarray())
+            return np.ascontiguousarray(arr.reshape(len(col), -1), dtype=np.float32)
+    mats = [np.asarray(table.column(c).to_numpy(zero_copy_only=False)) for c in cols]
+    if any(m.ndim != 1 or m.dtype.kind not in "fiu" for m in mats):
+        raise InvalidTypeError(
+            f"{name}: columns {cols} are not numeric scalars or one list column; "
+            f"pass column= naming the feature column"
+        )
+    return np.ascontiguousarray(np.column_stack(mats), dtype=np.float32)
+
+
+_MAPS: dict[tuple[str, int, int], NDArray[Any]] = {}
+
+
+def _mapped(path: str) -> NDArray[Any]:
+    """A ``.npy`` shard memory-mapped once per worker process.
+
+    Workers are long-lived: keeping the map open means later iterations touch
+    pages that are already mapped (no page faults, no copy); the memory is the
+    OS page cache, shared by every process on the node.
+    """
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _MAPS:
+        for old in [k for k in _MAPS if k[0] == path]:
+            del _MAPS[old]
+        _MAPS[key] = open_npy(path)
+    return _MAPS[key]
+
+
+def load_shard(shard: Any, column: str | None, normalize: str | None) -> NDArray[np.float32]:
+    """A shard's rows as a float32 matrix (memory-mapped for ``.npy``), transformed."""
+    if isinstance(shard, np.ndarray):
+        x = shard
+    elif isinstance(shard, str) and shard.endswith(".npy"):
+        x = _mapped(shard)
+    elif isinstance(shard, str) and shard.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        x = _matrix_from_table(pq.read_table(shard), column, shard)
+    else:
+        raise InvalidTypeError(f"cannot read shard {shard!r}")
+    return apply_normalize(as_features(x, "pool shard"), normalize)
+
+
+def _shard_rows(shard: str) -> tuple[int, int]:
+    """(rows, features) of a file shard without reading its data (-1: not known yet)."""
+    if shard.endswith(".npy"):
+        a = open_npy(shard)
+        return int(a.shape[0]), int(a.shape[1])
+    import pyarrow.parquet as pq
+
+    md = pq.read_metadata(shard)
+    return int(md.num_rows), -1
+
+
+def _shape(x: NDArray[np.float32]) -> tuple[int, int]:
+    return int(x.shape[0]), int(x.shape[1]) if x.ndim == 2 else -1
+
+
+class _ToMatrix:
+    """Ray Data batch function: one ``features`` column of float32 rows."""
+
+    def __init__(self, column: str | None) -> None:
+        self.column = column
+
+    def __call__(self, batch: dict[str, NDArray[Any]]) -> dict[str, NDArray[np.float32]]:
+        cols = [self.column] if self.column is not None else sorted(batch)
+        mats = [np.asarray(batch[c]) for c in cols]
+        if len(mats) == 1 and mats[0].ndim >= 2:
+            m = mats[0].reshape(mats[0].shape[0], -1)
+        else:
+            m = np.column_stack(mats)
+        return {"features": np.ascontiguousarray(m, dtype=np.float32)}
+
+
+@dataclass(frozen=True)
+class ShardedPool:
+    """A pool as an ordered list of shards with global row offsets.
+
+    Attributes
+    ----------
+    shards : tuple
+        Each a path (``.npy`` / ``.parquet``) or a Ray ObjectRef of a float32 matrix.
+    offsets : tuple of int
+        ``offsets[s]`` is the global index of shard ``s``'s first row;
+        ``offsets[-1]`` is ``n_samples``.
+    n_features : int
+    column : str or None
+        Feature column of Parquet shards (None: the only list column, or all
+        numeric columns in order).
+    """
+
+    shards: tuple[Any, ...]
+    offsets: tuple[int, ...]
+    n_features: int
+    column: str | None = None
+
+    @property
+    def n_samples(self) -> int:
+        """Rows in the pool."""
+        return int(self.offsets[-1])
+
+    @property
+    def n_shards(self) -> int:
+        """Number of shards."""
+        return len(self.shards)
+
+    def shard_of(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The shard holding each of the global ``rows``."""
+        return np.searchsorted(np.asarray(self.offsets), rows, side="right") - 1
+
+    @classmethod
+    def from_source(
+        cls, source: Any, *, column: str | None = None, n_shards: int | None = None
+    ) -> ShardedPool:
+        """Shards from a directory, a list of paths, a Ray Dataset or an array.
+
+        Parameters
+        ----------
+        source : str, Path, sequence of paths, ray.data.Dataset, ndarray or ShardedPool
+            A directory is read as its ``*.npy`` and ``*.parquet`` files in name
+            order; a list keeps its order. A Dataset is materialised in order and
+            its blocks become shards. An array is split into ``n_shards`` blocks
+            (default 8) and put in the object store.
+        column : str, optional
+            Feature column of Parquet files / Dataset rows.
+        n_shards : int, optional
+            Only for arrays.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os
+        >>> from ecos_fast.ray_backend import ShardedPool
+        >>> d = tempfile.mkdtemp()
+        >>> for i in range(3):
+        ...     np.save(os.path.join(d, f"part-{i}.npy"), np.zeros((4, 2), np.float32))
+        >>> p = ShardedPool.from_source(d)
+        >>> p.n_shards, p.n_samples, p.offsets
+        (3, 12, (0, 4, 8, 12))
+        """
+        if isinstance(source, ShardedPool):
+            return source
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+            return cls._from_paths([str(p) for p in list_shards(source, SUFFIXES)], column)
+        if isinstance(source, (str, os.PathLike)):
+            return cls._from_paths([str(source)], column)
+        if (
+            isinstance(source, Sequence)
+            and source
+            and all(isinstance(s, (str, os.PathLike)) for s in source)
+        ):
+            return cls._from_paths([str(s) for s in source], column)
+        if type(source).__name__ in ("Dataset", "MaterializedDataset") and hasattr(
+            source, "map_batches"
+        ):
+            return cls._from_dataset(source, column)
+        if isinstance(source, np.ndarray) or hasattr(source, "__array__"):
+            x = as_features(source, "pool")
+            s = check_int(8 if n_shards is None else n_shards, "n_shards", low=1, high=x.shape[0])
+            ray = ray_module()
+            bounds = np.linspace(0, x.shape[0], s + 1).astype(np.int64)
+            refs = tuple(ray.put(x[bounds[i] : bounds[i + 1]]) for i in range(s))
+            return cls(refs, tuple(int(b) for b in bounds), int(x.shape[1]))
+        raise InvalidTypeError(
+            f"pool must be a directory, a list of .npy/.parquet paths, a ray.data.Dataset or "
+            f"an array; got {type(source).__name__}"
+        )
+
+    @classmethod
+    def _from_paths(cls, paths: list[str], column: str | None) -> ShardedPool:
+        bad = [p for p in paths if not p.endswith(SUFFIXES)]
+        if bad:
+            raise InvalidInputError(f"shards must be .npy or .parquet files; got {bad[:3]}")
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise InvalidInputError(f"shard files not found: {missing[:3]}")
+        sizes = [_shard_rows(p) for p in paths]
+        dims = {d for _, d in sizes if d >= 0}
+        if any(d < 0 for _, d in sizes):  # Parquet: read one file to learn d
+            first = next(p for p, (_, d) in zip(paths, sizes) if d < 0)
+            dims.add(int(load_shard(first, column, None).shape[1]))
+        if len(dims) != 1:
+            raise InvalidInputError(f"shards disagree on n_features: {sorted(dims)}")
+        offsets = tuple(int(v) for v in np.concatenate([[0], np.cumsum([n for n, _ in sizes])]))
+        if offsets[-1] == 0:
+            raise InvalidInputError("the shards hold no rows")
+        return cls(tuple(paths), offsets, dims.pop(), column)
+
+    @classmethod
+    def _from_dataset(cls, ds: Any, column: str | None) -> ShardedPool:
+        ray = ray_module()
+        ctx = ray.data.DataContext.get_current()
+        prev = ctx.execution_options.preserve_order
+        ctx.execution_options.preserve_order = True  # blocks keep the dataset's row order
+        prev_bars = ctx.enable_progress_bars
+        ctx.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        try:
+            mat = ds.map_batches(
+                _ToMatrix(column), batch_format="numpy", zero_copy_batch=True
+            ).materialize()
+            refs = mat.to_numpy_refs(column="features")
+        finally:
+            ctx.execution_options.preserve_order = prev
+            ctx.enable_progress_bars = prev_bars
+        shapes = ray.get([remote(_shape).remote(r) for r in refs])
+        keep = [(r, s) for r, s in zip(refs, shapes) if s[0] > 0]
+        if not keep:
+            raise InvalidInputError("the dataset holds no rows")
+        dims = {s[1] for _, s in keep}
+        if len(dims) != 1:
+            raise InvalidInputError(f"dataset blocks disagree on n_features: {sorted(dims)}")
+        offsets = tuple(int(v) for v in np.concatenate([[0], np.cumsum([s[0] for _, s in keep])]))
+        return cls(tuple(r for r, _ in keep), offsets, dims.pop(), None)

@@ -1,0 +1,619 @@
+"""The ECOS selection rule, written once for both backends ("our rule").
+
+The local backend (:func:`ecos_fast.select`) and the Ray backend
+(:mod:`ecos_fast.ray_backend`) differ only in where the pool rows live; every
+decision is made here:
+
+1. **Weights** (:func:`cluster_weights`): from the client's noisy counts ``m``,
+   either ``"noisy"``: ``max(m - threshold * sigma, 0)``, or ``"posterior"``: the
+   posterior mean of the true count under the Gaussian noise ``N(0, sigma^2)`` and
+   a flat prior on counts >= 0, ``m + sigma * phi(m / sigma) / Phi(m / sigma)``,
+   minus ``threshold * sigma`` and floored at 0. ``threshold`` is in units of sigma.
+2. **Signal check** (:func:`warn_if_low_signal`): :class:`LowSignalWarning` when
+   the noisy total is below ``3 * sigma * sqrt(R)`` (the noise of the total).
+3. **Coverage and fallback** (:func:`plan_selection`): when no pool row lies in
+   a cluster of positive weight, raise :class:`NoCoverageError` or fall back to
+   Random / global K-Center.
+4. **Quotas**: :func:`ecos_fast.allocate_quotas` over the clusters' capacities.
+5. **Within each cluster** (``within``): ``"neighbourhood"`` takes the
+   ``ceil(candidates * quota)`` members nearest the centroid, then greedy
+   K-Center inside that set from the member nearest the centroid (the paper's
+   weighted neighbour sampling, then redundancy removal); ``"kcenter"`` runs
+   K-Center over the whole cluster; ``"nearest"`` takes the ``quota`` nearest
+   members. Nearness is the squared distance to the own centroid, ties to the
+   lowest row, so every backend and thread count picks the same rows.
+6. **Shortfall** (:func:`ecos_selection`): :class:`BudgetShortfallWarning`
+   when the weighted clusters hold fewer rows than the budget.
+
+The defaults are module constants (``DEFAULT_*``), provisional until the
+validation study sets them.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import _core
+from ._validation import (
+    as_vector,
+    check_choice,
+    check_nonneg_float,
+    check_real,
+    check_seed,
+)
+from .errors import BudgetShortfallWarning, LowSignalWarning, NoCoverageError
+from .quotas import allocate_quotas
+
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_WEIGHTS",
+    "DEFAULT_WITHIN",
+    "FALLBACKS",
+    "WEIGHTS",
+    "WITHIN",
+    "Plan",
+    "RuleOptions",
+    "Selection",
+    "candidate_counts",
+    "check_rule_options",
+    "cluster_members",
+    "cluster_weights",
+    "ecos_selection",
+    "kcenter_on_candidates",
+    "nearest_in_clusters",
+    "plan_selection",
+    "posterior_mean_counts",
+    "random_rows",
+    "select_within",
+    "warn_if_low_signal",
+]
+
+Weights = Literal["noisy", "posterior"]
+Within = Literal["neighbourhood", "kcenter", "nearest"]
+
+#: Cluster weights subtract ``threshold * sigma`` (provisional default).
+DEFAULT_THRESHOLD = 0.0
+#: ``"noisy"`` or ``"posterior"`` (provisional default).
+DEFAULT_WEIGHTS: Weights = "noisy"
+#: Within-cluster routine (provisional default).
+DEFAULT_WITHIN: Within = "kcenter"
+#: Candidate factor of ``within="neighbourhood"`` (provisional default).
+DEFAULT_CANDIDATES = 4.0
+
+FALLBACKS = ("raise", "random", "kcenter")
+WEIGHTS = ("noisy", "posterior")
+WITHIN = ("neighbourhood", "kcenter", "nearest")
+# The noisy total must clear this many standard deviations of its noise.
+LOW_SIGNAL_SIGMAS = 3.0
+# Rows per block when computing distances to the own centroid (bounded memory).
+_DIST_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """Pool rows chosen for the cloud to train on.
+
+    Behaves like its ``indices``: ``np.asarray(selection)``, ``len(selection)``
+    and iteration all give the selected row indices.
+
+    Attributes
+    ----------
+    indices : ndarray of shape (n_selected,), int64
+        Unique pool rows. For ECOS: cluster order, then pick order inside a
+        cluster. Read-only.
+    budget : int
+        Samples asked for.
+    quotas : ndarray of shape (n_clusters,), int64, or None
+        Rows taken from each cluster (sums to ``n_selected``); None for the
+        baselines, which know no clusters.
+    labels : ndarray of shape (n_samples,), int64, or None
+        Nearest centroid of every pool row.
+    weights : ndarray of shape (n_clusters,), float64, or None
+        Cluster weights used for the quotas.
+    method : str
+        ``"ecos"``, ``"ecos-fallback-random"``, ``"ecos-fallback-kcenter"``,
+        ``"random"`` or ``"kcenter"``.
+    """
+
+    indices: NDArray[np.int64]
+    budget: int
+    quotas: NDArray[np.int64] | None = None
+    labels: NDArray[np.int64] | None = None
+    weights: NDArray[np.float64] | None = None
+    method: str = "ecos"
+
+    def __post_init__(self) -> None:
+        for name in ("indices", "quotas", "labels", "weights"):
+            a = getattr(self, name)
+            if a is not None:
+                a = np.array(a, copy=True)
+                a.flags.writeable = False
+                object.__setattr__(self, name, a)
+
+    @property
+    def n_selected(self) -> int:
+        """Number of rows selected."""
+        return int(self.indices.shape[0])
+
+    @property
+    def shortfall(self) -> int:
+        """``budget - n_selected`` (> 0 only when the weighted clusters ran out)."""
+        return self.budget - self.n_selected
+
+    def __len__(self) -> int:
+        return self.n_selected
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices.tolist())
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
+        out = self.indices if dtype is None else self.indices.astype(dtype)
+        return np.array(out, copy=True) if copy else out
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    """The rule's checked options (see :func:`ecos_fast.select`)."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    weights: str = DEFAULT_WEIGHTS
+    within: str = DEFAULT_WITHIN
+    candidates: float = DEFAULT_CANDIDATES
+    fallback: str = "raise"
+
+
+def check_rule_options(
+    *,
+    threshold: Any = DEFAULT_THRESHOLD,
+    weights: Any = DEFAULT_WEIGHTS,
+    within: Any = DEFAULT_WITHIN,
+    candidates: Any = DEFAULT_CANDIDATES,
+    fallback: Any = "raise",
+) -> RuleOptions:
+    """The rule's options checked, with messages that state the values.
+
+    Examples
+    --------
+    >>> from ecos_fast.rule import check_rule_options
+    >>> check_rule_options(threshold=2, within="nearest").within
+    'nearest'
+    """
+    return RuleOptions(
+        threshold=check_nonneg_float(threshold, "threshold"),
+        weights=str(check_choice(weights, "weights", WEIGHTS)),
+        within=str(check_choice(within, "within", WITHIN)),
+        candidates=check_real(candidates, "candidates", low=1.0),
+        fallback=str(check_choice(fallback, "fallback", FALLBACKS)),
+    )
+
+
+def _erfcx(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``exp(t^2) * erfc(t)``, without overflow for large ``t``."""
+    try:
+        from scipy.special import erfcx  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - scipy ships with dp-accounting
+        out = np.empty_like(t)
+        for i, v in enumerate(t.tolist()):
+            if v < 25.0:
+                out[i] = math.exp(v * v) * math.erfc(v)
+            else:  # asymptotic series; relative error < 1e-12 here
+                u = 1.0 / (2.0 * v * v)
+                out[i] = (1.0 - u + 3.0 * u * u - 15.0 * u**3) / (v * math.sqrt(math.pi))
+        return out
+    return np.asarray(erfcx(t), dtype=np.float64)
+
+
+def posterior_mean_counts(noisy_counts: Any, sigma: float) -> NDArray[np.float64]:
+    """Posterior mean of each true count given its noisy release.
+
+    With noise ``N(0, sigma^2)`` and a flat prior on the true count ``v >= 0``, the
+    posterior of ``v`` given the release ``m`` is ``N(m, sigma^2)`` truncated to
+    ``v >= 0``, whose mean is ``m + sigma * phi(m / sigma) / Phi(m / sigma)`` (always
+    > 0). Computed as ``m + sigma * sqrt(2 / pi) / erfcx(-m / (sigma * sqrt(2)))``,
+    stable for very negative ``m``. ``sigma == 0`` (no noise): ``max(m, 0)``.
+
+    Parameters
+    ----------
+    noisy_counts : array-like of shape (n_clusters,)
+    sigma : float
+        >= 0.
+
+    Returns
+    -------
+    ndarray of shape (n_clusters,), float64
+
+    Examples
+    --------
+    >>> from ecos_fast.rule import posterior_mean_counts
+    >>> [round(v, 4) for v in posterior_mean_counts([0.0, 10.0, -10.0], 1.0).tolist()]
+    [0.7979, 10.0, 0.0981]
+    >>> posterior_mean_counts([3.0, -1.0], 0.0).tolist()
+    [3.0, 0.0]
+    """
+    m = as_vector(noisy_counts, "noisy_counts")
+    s = check_nonneg_float(sigma, "sigma")
+    if s == 0.0:
+        return np.maximum(m, 0.0)
+    z = m / s
+    return m + s * math.sqrt(2.0 / math.pi) / _erfcx(-z / math.sqrt(2.0))
+
+
+def cluster_weights(
+    noisy_counts: Any,
+    sigma: float,
+    threshold: float = DEFAULT_THRESHOLD,
+    weights: str = DEFAULT_WEIGHTS,
+) -> NDArray[np.float64]:
+    """Cluster weights from the client's noisy counts.
+
+    Parameters
+    ----------
+    noisy_counts : array-like of shape (n_clusters,)
+    sigma : float
+        Noise standard deviation of the release (0: no noise).
+    threshold : float, default DEFAULT_THRESHOLD
+        In units of ``sigma``: ``threshold * sigma`` is subtracted from each estimate.
+    weights : {"noisy", "posterior"}, default DEFAULT_WEIGHTS
+        The estimate: the noisy count itself, or :func:`posterior_mean_counts`.
+
+    Returns
+    -------
+    ndarray of shape (n_clusters,), float64
+        ``max(estimate - threshold * sigma, 0)``.
+
+    Examples
+    --------
+    >>> from ecos_fast.rule import cluster_weights
+    >>> cluster_weights([5.0, 1.0, -2.0], 1.0, threshold=2).tolist()
+    [3.0, 0.0, 0.0]
+    >>> [round(w, 3) for w in cluster_weights([5.0, -2.0], 1.0, weights="posterior").tolist()]
+    [5.0, 0.373]
+    """
+    thr = check_nonneg_float(threshold, "threshold")
+    check_choice(weights, "weights", WEIGHTS)
+    s = check_nonneg_float(sigma, "sigma")
+    est = (
+        posterior_mean_counts(noisy_counts, s)
+        if weights == "posterior"
+        else as_vector(noisy_counts, "noisy_counts")
+    )
+    return np.maximum(est - thr * s, 0.0)
+
+
+def warn_if_low_signal(noisy_counts: Any, sigma: float, *, stacklevel: int) -> bool:
+    """Issue :class:`LowSignalWarning` when the release carries almost no signal.
+
+    The noisy total ``T`` has noise of standard deviation ``sigma * sqrt(R)``; the
+    warning fires when ``T < 3 * sigma * sqrt(R)``: ``T`` is within three noise
+    standard deviations of zero, or below zero, which includes every case where the
+    noise exceeds the total (``T / (sigma * sqrt(R)) < 1``). Never with
+    ``sigma == 0``. Returns whether it fired.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from ecos_fast.rule import warn_if_low_signal
+    >>> warn_if_low_signal([100.0, 50.0], 1.0, stacklevel=2)
+    False
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_if_low_signal([3.0, -1.0, 2.0, 0.5], 50.0, stacklevel=2)
+    True
+    """
+    m = as_vector(noisy_counts, "noisy_counts")
+    if sigma <= 0:
+        return False
+    r = m.shape[0]
+    total = float(m.sum())
+    noise = float(sigma) * math.sqrt(r)
+    if total >= LOW_SIGNAL_SIGMAS * noise:
+        return False
+    warnings.warn(
+        f"the client's release carries almost no signal: the noisy total is {total:.4g} "
+        f"against noise of standard deviation sigma*sqrt(R)={sigma:.4g}*sqrt({r})="
+        f"{noise:.4g} (ratio {total / noise:.3g}, below {LOW_SIGNAL_SIGMAS:g}); the "
+        f"selection is close to random. Use fewer clusters (a smaller R) or a larger epsilon",
+        LowSignalWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the rule decided before any row is picked.
+
+    Attributes
+    ----------
+    budget : int
+    weights : ndarray of shape (n_clusters,), float64
+    capacity : ndarray of shape (n_clusters,), int64
+        Pool rows per cluster.
+    covered : int
+        Pool rows in the clusters of positive weight.
+    quotas : ndarray of shape (n_clusters,), int64
+        All zero when falling back.
+    fallback : {None, "random", "kcenter"}
+    """
+
+    budget: int
+    weights: NDArray[np.float64]
+    capacity: NDArray[np.int64]
+    covered: int
+    quotas: NDArray[np.int64]
+    fallback: str | None
+
+
+def plan_selection(
+    noisy_counts: Any,
+    sigma: float,
+    capacity: NDArray[np.int64],
+    budget: int,
+    opts: RuleOptions,
+    *,
+    stacklevel: int,
+) -> Plan:
+    """Weights, coverage, fallback and quotas for a checked ``budget``.
+
+    Warns (:func:`warn_if_low_signal`) at ``stacklevel`` above the caller, and raises
+    :class:`NoCoverageError` when nothing is covered and ``opts.fallback == "raise"``.
+    """
+    counts = as_vector(noisy_counts, "noisy_counts")
+    warn_if_low_signal(counts, sigma, stacklevel=stacklevel + 1)
+    w = cluster_weights(counts, sigma, opts.threshold, opts.weights)
+    covered = int(capacity[w > 0].sum())
+    if covered == 0:
+        if opts.fallback == "raise":
+            raise _no_coverage(counts, sigma, w, opts, int(capacity.sum()), budget)
+        return Plan(budget, w, capacity, 0, np.zeros_like(capacity), opts.fallback)
+    return Plan(budget, w, capacity, covered, allocate_quotas(w, capacity, budget), None)
+
+
+def _no_coverage(
+    counts: NDArray[np.float64],
+    sigma: float,
+    w: NDArray[np.float64],
+    opts: RuleOptions,
+    n: int,
+    budget: int,
+) -> NoCoverageError:
+    thr = opts.threshold
+    why = (
+        f"every cluster weight is zero: the largest noisy count is "
+        f"{float(counts.max()):.4g} and threshold*sigma={thr}*{sigma:.4g}"
+        f"={thr * sigma:.4g}"
+        if not (w > 0).any()
+        else f"the {int((w > 0).sum())} clusters with positive weight hold no pool row"
+    )
+    return NoCoverageError(
+        f"{why} (n_clusters={counts.shape[0]}, n_samples={n}, budget={budget}); the "
+        f"client's data matches nothing in the pool. Pass fallback='random' or 'kcenter' "
+        f"to select anyway"
+    )
+
+
+def random_rows(n_samples: int, budget: int, seed: int | None) -> NDArray[np.int64]:
+    """``budget`` distinct rows of ``range(n_samples)``, uniformly, sorted.
+
+    The draw of :func:`ecos_fast.select_random` and of ``fallback="random"`` on
+    every backend: ``numpy.random.default_rng(seed).choice(n, budget, replace=False)``.
+
+    Examples
+    --------
+    >>> from ecos_fast.rule import random_rows
+    >>> r = random_rows(100, 5, 0)
+    >>> r.shape, bool((r[1:] > r[:-1]).all())
+    ((5,), True)
+    """
+    rng = np.random.default_rng(None if seed is None else check_seed(seed))
+    return np.sort(rng.choice(n_samples, size=budget, replace=False)).astype(np.int64)
+
+
+def fallback_selection(
+    idx: NDArray[np.int64],
+    plan: Plan,
+    quotas: NDArray[np.int64],
+    labels: NDArray[np.int64] | None,
+) -> Selection:
+    """The :class:`Selection` of a fallback; ``quotas`` counts the picks per cluster."""
+    return Selection(
+        idx,
+        plan.budget,
+        quotas=quotas,
+        labels=labels,
+        weights=plan.weights,
+        method=f"ecos-fallback-{plan.fallback}",
+    )
+
+
+def ecos_selection(
+    idx: NDArray[np.int64],
+    plan: Plan,
+    labels: NDArray[np.int64] | None,
+    *,
+    stacklevel: int,
+) -> Selection:
+    """The ECOS :class:`Selection`, with a :class:`BudgetShortfallWarning` when the
+    covered clusters hold fewer rows than the budget; ``stacklevel`` counts from the
+    caller."""
+    sel = Selection(
+        idx, plan.budget, quotas=plan.quotas, labels=labels, weights=plan.weights, method="ecos"
+    )
+    if sel.shortfall > 0:
+        warnings.warn(
+            f"selected {sel.n_selected} of budget={plan.budget}: the "
+            f"{int((plan.weights > 0).sum())} clusters with positive weight hold only "
+            f"{plan.covered} pool rows (shortfall={sel.shortfall})",
+            BudgetShortfallWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return sel
+
+
+# --- within each cluster ---------------------------------------------------------
+
+
+def cluster_members(
+    labels: NDArray[np.int64], n_clusters: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Rows grouped by cluster: ``members[indptr[k]:indptr[k + 1]]`` are cluster
+    ``k``'s rows, ascending.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecos_fast.rule import cluster_members
+    >>> indptr, members = cluster_members(np.array([1, 0, 1, 1]), 3)
+    >>> indptr.tolist(), members.tolist()
+    ([0, 1, 4, 4], [1, 0, 2, 3])
+    """
+    members = np.argsort(labels, kind="stable").astype(np.int64)
+    indptr = np.zeros(n_clusters + 1, dtype=np.int64)
+    np.cumsum(np.bincount(labels, minlength=n_clusters), out=indptr[1:])
+    return indptr, members
+
+
+def candidate_counts(
+    quotas: NDArray[np.int64], capacity: NDArray[np.int64], opts: RuleOptions
+) -> NDArray[np.int64]:
+    """Members nearest the centroid that each cluster's routine looks at.
+
+    ``"nearest"``: the quota; ``"neighbourhood"``: ``min(capacity, ceil(candidates *
+    quota))``; ``"kcenter"``: the whole cluster. Zero where the quota is zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecos_fast.rule import RuleOptions, candidate_counts
+    >>> q, cap = np.array([2, 0, 3]), np.array([10, 5, 7])
+    >>> candidate_counts(q, cap, RuleOptions(within="neighbourhood", candidates=2.5)).tolist()
+    [5, 0, 7]
+    """
+    if opts.within == "nearest":
+        return quotas.astype(np.int64)
+    if opts.within == "kcenter":
+        return np.where(quotas > 0, capacity, 0).astype(np.int64)
+    want = np.ceil(opts.candidates * quotas.astype(np.float64))
+    return np.minimum(want, capacity.astype(np.float64)).astype(np.int64)
+
+
+def nearest_in_clusters(
+    sq_dist: NDArray[np.floating[Any]],
+    indptr: NDArray[np.int64],
+    members: NDArray[np.int64],
+    counts: NDArray[np.int64],
+    n_threads: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Per cluster, its ``counts[k]`` members with the smallest ``(sq_dist[row], row)``.
+
+    ``sq_dist`` is indexed by row; ``members`` as from :func:`cluster_members`.
+    Returns ``(out_indptr, out_members)``: cluster ``k``'s picks are
+    ``out_members[out_indptr[k]:out_indptr[k + 1]]``, nearest first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecos_fast.rule import nearest_in_clusters
+    >>> d2 = np.array([3.0, 1.0, 1.0, 0.5, 2.0], np.float32)
+    >>> out = nearest_in_clusters(d2, np.array([0, 3, 5]), np.array([0, 1, 2, 3, 4]),
+    ...                           np.array([2, 1]), 1)
+    >>> out[0].tolist(), out[1].tolist()
+    ([0, 2, 3], [1, 2, 3])
+    """
+    del n_threads  # the NumPy version runs on the calling thread
+    r = counts.shape[0]
+    take = np.minimum(counts, np.diff(indptr)).astype(np.int64)
+    out_indptr = np.zeros(r + 1, dtype=np.int64)
+    np.cumsum(take, out=out_indptr[1:])
+    out = np.empty(int(out_indptr[-1]), dtype=np.int64)
+    for k in np.flatnonzero(take > 0).tolist():
+        rows = members[indptr[k] : indptr[k + 1]]
+        order = np.lexsort((rows, sq_dist[rows]))[: take[k]]
+        out[out_indptr[k] : out_indptr[k + 1]] = rows[order]
+    return out_indptr, out
+
+
+def kcenter_on_candidates(
+    x: NDArray[np.float32],
+    cand_indptr: NDArray[np.int64],
+    cand_members: NDArray[np.int64],
+    quotas: NDArray[np.int64],
+    n_threads: int,
+) -> NDArray[np.int64]:
+    """Greedy K-Center inside each cluster's candidate set (exact, in the compiled core).
+
+    ``cand_members`` per cluster nearest first (:func:`nearest_in_clusters`): the
+    first candidate is the first pick; the set is handed on in row order, so ties
+    go to the lowest row as with the whole cluster. Returns the picks in cluster
+    order, pick order inside a cluster.
+    """
+    r = quotas.shape[0]
+    sizes = np.diff(cand_indptr)
+    first = np.full(r, -1, dtype=np.int64)
+    has = (quotas > 0) & (sizes > 0)
+    first[has] = cand_members[cand_indptr[:-1][has]]
+    seg = np.repeat(np.arange(r, dtype=np.int64), sizes)
+    by_row = cand_members[np.lexsort((cand_members, seg))]
+    return _core.kcenter_clusters(x, cand_indptr, by_row, quotas, first, n_threads)
+
+
+def _own_centroid_sq_dist(
+    x: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    labels: NDArray[np.int64],
+    indptr: NDArray[np.int64],
+    members: NDArray[np.int64],
+    clusters: NDArray[np.int64],
+) -> NDArray[np.float64]:
+    """Squared distance of every member of ``clusters`` to its centroid (float64, in
+    bounded blocks); the other rows hold +inf."""
+    d2 = np.full(labels.shape[0], np.inf, dtype=np.float64)
+    for k in clusters.tolist():
+        rows = members[indptr[k] : indptr[k + 1]]
+        c = centroids[k].astype(np.float64)
+        for s in range(0, rows.shape[0], _DIST_CHUNK):
+            blk = rows[s : s + _DIST_CHUNK]
+            diff = x[blk].astype(np.float64) - c
+            d2[blk] = np.einsum("ij,ij->i", diff, diff)
+    return d2
+
+
+def select_within(
+    x: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    labels: NDArray[np.int64],
+    sq_dist: NDArray[np.floating[Any]] | None,
+    plan: Plan,
+    opts: RuleOptions,
+    n_threads: int,
+) -> NDArray[np.int64]:
+    """The picks of every cluster with a quota, on one machine (cluster order).
+
+    ``sq_dist`` is every row's squared distance to its own centroid (from the
+    assignment); None computes it for the chosen clusters' members.
+    """
+    quotas = plan.quotas
+    indptr, members = cluster_members(labels, quotas.shape[0])
+    if sq_dist is None:
+        chosen = np.flatnonzero(quotas > 0).astype(np.int64)
+        sq_dist = _own_centroid_sq_dist(x, centroids, labels, indptr, members, chosen)
+    if opts.within == "kcenter":  # the whole cluster: only its nearest member is needed
+        _, first_rows = nearest_in_clusters(
+            sq_dist, indptr, members, (quotas > 0).astype(np.int64), n_threads
+        )
+        first = np.full(quotas.shape[0], -1, dtype=np.int64)
+        first[quotas > 0] = first_rows  # a quota never exceeds the capacity
+        return _core.kcenter_clusters(x, indptr, members, quotas, first, n_threads)
+    counts = candidate_counts(quotas, plan.capacity, opts)
+    cand_indptr, cand = nearest_in_clusters(sq_dist, indptr, members, counts, n_threads)
+    if opts.within == "nearest":
+        return cand
+    return kcenter_on_candidates(x, cand_indptr, cand, quotas, n_threads)
