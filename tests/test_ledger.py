@@ -232,3 +232,28 @@ def test_respond_with_ledger_records_then_refuses(tmp_path: Path) -> None:
         with pytest.raises(ecos_fast.InvalidInputError):
             respond_with_ledger(np.ones((2, 5)), cents, 0.1, DELTA, ledger, cloud="c")
         assert ledger.releases("c") == []
+
+
+def test_respond_with_ledger_calibrates_sigma_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger records the very mechanism that is released: one calibration, not two."""
+    import ecos_fast
+    import numpy as np
+    from dp_accounting import gaussian_mechanism
+    from ecos_fast.ledger import respond_with_ledger
+
+    calls: list[tuple[float, float]] = []
+    real = gaussian_mechanism.get_sigma_gaussian
+
+    def counted(epsilon: float, delta: float, tol: float = 1e-3) -> float:
+        calls.append((epsilon, delta))
+        return float(real(epsilon, delta, tol=tol))
+
+    monkeypatch.setattr(gaussian_mechanism, "get_sigma_gaussian", counted)
+    cents = ecos_fast.Centroids(np.eye(3, dtype=np.float32))
+    with Ledger(tmp_path / "l.sqlite", budget_epsilon=5.0) as ledger:
+        r = respond_with_ledger(np.eye(3), cents, 0.58, DELTA, ledger, cloud="acme", seed=1)
+        assert calls == [(0.58, DELTA)]
+        (row,) = ledger.releases("acme")
+        assert row.sigma == r.sigma and row.sensitivity == r.sensitivity == 1.0

@@ -184,4 +184,47 @@ def test_response_validates_consistency() -> None:
         ({"epsilon": math.inf}, "mechanism='gaussian'"),
     ]:
         with pytest.raises(ecos_fast.EcosError, match=match):
-            ecos_fast.Response(**{**ok, **change})  # type: ignore[arg-type]
+            ecos_fast.Response(**{**ok, **change})  # type: ignore[arg-type,dict-item]
+
+
+@pytest.mark.parametrize(
+    ("epsilon", "relation"), [(0.58, "add_remove"), (2.0, "replace_one"), (math.inf, "add_remove")]
+)
+def test_gaussian_mechanism_is_the_calibration(epsilon: float, relation: str) -> None:
+    import dataclasses
+
+    from ecos_fast.privacy import GaussianMechanism
+
+    m = GaussianMechanism(epsilon, 1e-5, relation)  # type: ignore[arg-type]
+    sens = sensitivity_for(relation)
+    assert (m.sensitivity, m.sigma) == (sens, calibrate_gaussian_sigma(epsilon, 1e-5, sens))
+    assert m.mechanism == ("none" if math.isinf(epsilon) else "gaussian")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.sigma = 0.1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="sigma"):
+        dataclasses.replace(m, sigma=0.1)
+    wider = dataclasses.replace(m, delta=1e-3)  # recalibrated, not copied
+    assert wider.sigma == calibrate_gaussian_sigma(epsilon, 1e-3, sens)
+    for bad, match in [((0.0, 1e-5), "epsilon=0.0"), ((1.0, 2.0), "delta=2.0")]:
+        with pytest.raises(PrivacyParameterError, match=match):
+            GaussianMechanism(*bad)
+    with pytest.raises(PrivacyParameterError, match="relation='nope'"):
+        GaussianMechanism(1.0, 1e-5, "nope")  # type: ignore[arg-type]
+
+
+def test_respond_with_a_calibrated_mechanism() -> None:
+    from ecos_fast.privacy import GaussianMechanism
+
+    cents = _cents()
+    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    m = GaussianMechanism(0.58, 1e-5, "replace_one")
+    got = ecos_fast.respond(x, cents, 0.58, 1e-5, relation="replace_one", mechanism=m, seed=4)
+    want = ecos_fast.respond(x, cents, 0.58, 1e-5, relation="replace_one", seed=4)
+    np.testing.assert_array_equal(got.noisy_counts, want.noisy_counts)
+    assert (got.sigma, got.sensitivity, got.mechanism) == (m.sigma, m.sensitivity, "gaussian")
+    with pytest.raises(PrivacyParameterError, match=r"calibrated for epsilon=0.58.*epsilon=1.0"):
+        ecos_fast.respond(x, cents, 1.0, 1e-5, relation="replace_one", mechanism=m)
+    with pytest.raises(PrivacyParameterError, match="relation='add_remove'"):
+        ecos_fast.respond(x, cents, 0.58, 1e-5, mechanism=m)
+    with pytest.raises(InvalidTypeError, match="GaussianMechanism, got float"):
+        ecos_fast.respond(x, cents, 0.58, 1e-5, mechanism=6.0)  # type: ignore[arg-type]

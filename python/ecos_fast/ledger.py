@@ -466,8 +466,9 @@ def respond_with_ledger(
 ) -> Response:
     """Client: :func:`ecos_fast.respond`, checked against and recorded in ``ledger``.
 
-    σ is calibrated from (``epsilon``, ``delta``, the relation's sensitivity)
-    before any noise is drawn; the release is checked against the budget and
+    σ is calibrated once, from (``epsilon``, ``delta``, the relation's
+    sensitivity), before any noise is drawn, and that same
+    :class:`~ecos_fast.privacy.GaussianMechanism` is recorded and released; the release is checked against the budget and
     recorded in one transaction, the noisy counts are computed inside it, and
     the transaction commits before the response is returned. If the budget would
     be exceeded nothing is computed or recorded.
@@ -515,30 +516,28 @@ def respond_with_ledger(
     ...     round(ledger.total_epsilon(cloud="acme"), 2)
     0.58
     """
-    from .privacy import calibrate_gaussian_sigma, sensitivity_for
+    from .privacy import GaussianMechanism
     from .protocol import respond
 
-    sensitivity = sensitivity_for(relation)
-    sigma = calibrate_gaussian_sigma(epsilon, delta, sensitivity)
+    # Calibrated once: the ledger records, and respond draws noise with, this sigma.
+    mech = GaussianMechanism(epsilon, delta, relation)
     release = Release(
         cloud=cloud,
         mechanism="gaussian",
-        sigma=sigma,
-        sensitivity=sensitivity,
-        epsilon=float(epsilon) if math.isfinite(epsilon) else None,
-        delta=float(delta),
+        sigma=mech.sigma,
+        sensitivity=mech.sensitivity,
+        epsilon=mech.epsilon if math.isfinite(mech.epsilon) else None,
+        delta=mech.delta,
         purpose="coverage",
     )
     with ledger.reserve(release, budget_epsilon=budget_epsilon):
-        response = respond(
+        return respond(
             private_features,
             centroids,
             epsilon,
             delta,
             relation=relation,
+            mechanism=mech,
             seed=seed,
             n_threads=n_threads,
         )
-        if response.sigma != sigma:  # the ledger must hold exactly what is released
-            raise RuntimeError(f"respond used sigma={response.sigma}, the ledger holds {sigma}")
-    return response

@@ -10,12 +10,19 @@ so that ``import ecos_fast`` stays light.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ._validation import check_delta, check_epsilon, check_sensitivity
 from .errors import PrivacyParameterError
 
-__all__ = ["RELATIONS", "Relation", "calibrate_gaussian_sigma", "sensitivity_for"]
+__all__ = [
+    "RELATIONS",
+    "GaussianMechanism",
+    "Relation",
+    "calibrate_gaussian_sigma",
+    "sensitivity_for",
+]
 
 Relation = Literal["add_remove", "replace_one"]
 
@@ -100,3 +107,68 @@ def calibrate_gaussian_sigma(epsilon: float, delta: float, sensitivity: float = 
     # brentq returns a root within xtol + 4 * machine-eps * |x|; err upwards.
     base += _SIGMA_TOL + 4 * 2.220446049250313e-16 * base
     return s * base
+
+
+@dataclass(frozen=True, init=False)
+class GaussianMechanism:
+    """The calibrated Gaussian mechanism of one Centroid Coverage release.
+
+    Building one *is* the calibration: ``sensitivity`` comes from ``relation``
+    and ``sigma`` from :func:`calibrate_gaussian_sigma`, so every instance holds a
+    sigma that makes the release (epsilon, delta)-DP. Calibrate once and hand the
+    same object to whoever records the release (the ledger) and to
+    :func:`ecos_fast.respond`, which draws the noise: both then hold the same
+    sigma by construction. ``dataclasses.replace`` recalibrates (``sigma`` and
+    ``sensitivity`` cannot be set by hand).
+
+    Parameters
+    ----------
+    epsilon : float
+        In (0, inf]; ``math.inf`` gives ``sigma=0`` (no noise, no privacy).
+    delta : float
+        In (0, 1).
+    relation : {"add_remove", "replace_one"}, default "add_remove"
+        Neighbouring relation; L2 sensitivity 1 or sqrt(2).
+
+    Attributes
+    ----------
+    epsilon, delta : float
+    relation : str
+    sensitivity : float
+    sigma : float
+        Standard deviation of the noise added to every count.
+
+    Raises
+    ------
+    PrivacyParameterError
+        epsilon, delta or relation out of range.
+
+    Examples
+    --------
+    >>> from ecos_fast.privacy import GaussianMechanism
+    >>> m = GaussianMechanism(0.58, 1e-5, "replace_one")
+    >>> round(m.sigma, 3), round(m.sensitivity, 4), m.mechanism
+    (8.679, 1.4142, 'gaussian')
+    >>> GaussianMechanism(float("inf"), 1e-5).mechanism
+    'none'
+    """
+
+    epsilon: float
+    delta: float
+    relation: Relation = "add_remove"
+    sensitivity: float = field(init=False)
+    sigma: float = field(init=False)
+
+    def __init__(self, epsilon: float, delta: float, relation: Relation = "add_remove") -> None:
+        sensitivity = sensitivity_for(relation)
+        sigma = calibrate_gaussian_sigma(epsilon, delta, sensitivity)  # validates epsilon, delta
+        object.__setattr__(self, "epsilon", float(epsilon))
+        object.__setattr__(self, "delta", float(delta))
+        object.__setattr__(self, "relation", relation)
+        object.__setattr__(self, "sensitivity", sensitivity)
+        object.__setattr__(self, "sigma", sigma)
+
+    @property
+    def mechanism(self) -> Literal["gaussian", "none"]:
+        """``"none"`` when ``epsilon`` is infinite (no noise), else ``"gaussian"``."""
+        return "none" if self.sigma == 0 else "gaussian"

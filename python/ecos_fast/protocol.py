@@ -37,7 +37,7 @@ from ._validation import (
     check_seed,
 )
 from .errors import InvalidInputError, InvalidTypeError, PrivacyParameterError, SketchMismatchError
-from .privacy import calibrate_gaussian_sigma, sensitivity_for
+from .privacy import GaussianMechanism, sensitivity_for
 from .rule import cluster_weights
 from .transform import NORMALIZE_CHOICES, Normalize, l2_normalize
 
@@ -366,6 +366,7 @@ def respond(
     delta: float,
     *,
     relation: Literal["add_remove", "replace_one"] = "add_remove",
+    mechanism: GaussianMechanism | None = None,
     seed: int | None = None,
     n_threads: int | None = None,
 ) -> Response:
@@ -373,7 +374,8 @@ def respond(
 
     Counts, for every centroid, the private rows whose nearest centroid it is
     (ties to the lowest index), then adds independent ``N(0, sigma^2)`` noise to
-    every count, with ``sigma`` from :func:`ecos_fast.calibrate_gaussian_sigma`.
+    every count, with ``sigma`` from :func:`ecos_fast.calibrate_gaussian_sigma`
+    (through :class:`~ecos_fast.privacy.GaussianMechanism`).
 
     Parameters
     ----------
@@ -387,6 +389,12 @@ def respond(
         In (0, 1).
     relation : {"add_remove", "replace_one"}, default "add_remove"
         Neighbouring relation; sensitivity 1 or sqrt(2).
+    mechanism : GaussianMechanism, optional
+        An already calibrated mechanism for (``epsilon``, ``delta``, ``relation``):
+        its ``sigma`` is used as is, so a caller that records the release first
+        (:func:`ecos_fast.ledger.respond_with_ledger`) calibrates once and
+        releases exactly what it recorded. Its parameters must equal the three
+        arguments (else :class:`PrivacyParameterError`). Default: calibrate here.
     seed : int, optional
         Seed of the noise generator. Default: fresh OS entropy. Fix it only for
         reproducible tests: a known seed lets anyone subtract the noise.
@@ -423,8 +431,24 @@ def respond(
         raise InvalidTypeError(
             f"centroids must be an ecos_fast.Centroids, got {type(centroids).__name__}"
         )
-    sens = sensitivity_for(relation)
-    sigma = calibrate_gaussian_sigma(epsilon, delta, sens)
+    if mechanism is None:
+        mechanism = GaussianMechanism(epsilon, delta, relation)
+    elif not isinstance(mechanism, GaussianMechanism):
+        raise InvalidTypeError(
+            f"mechanism must be an ecos_fast.privacy.GaussianMechanism, "
+            f"got {type(mechanism).__name__}"
+        )
+    elif (mechanism.epsilon, mechanism.delta, mechanism.relation) != (
+        epsilon,
+        delta,
+        relation,
+    ):
+        raise PrivacyParameterError(
+            f"mechanism is calibrated for epsilon={mechanism.epsilon}, delta={mechanism.delta}, "
+            f"relation={mechanism.relation!r}, but respond was called with epsilon={epsilon}, "
+            f"delta={delta}, relation={relation!r}"
+        )
+    sigma = mechanism.sigma
     rng = np.random.default_rng(None if seed is None else check_seed(seed))
     x = centroids.transform(private_features, "private_features")
     # Both are checked: x by transform, the centroids when Centroids was built.
@@ -434,12 +458,12 @@ def respond(
         counts += rng.normal(0.0, sigma, size=counts.shape[0])
     return Response(
         noisy_counts=counts,
-        epsilon=float(epsilon),
-        delta=float(delta),
+        epsilon=mechanism.epsilon,
+        delta=mechanism.delta,
         sigma=sigma,
-        sensitivity=sens,
+        sensitivity=mechanism.sensitivity,
         relation=relation,
-        mechanism="none" if sigma == 0 else "gaussian",
+        mechanism=mechanism.mechanism,
         centroids_fingerprint=centroids.fingerprint,
     )
 
