@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use crate::errors::{KernelError, KernelResult};
 use crate::invalid;
@@ -133,33 +134,38 @@ fn contiguous1<'a, T: numpy::Element>(
         .map_err(|_| invalid!("{name} must be C-contiguous").into())
 }
 
-/// (labels int64[n], squared distances float32[n]).
-type LabelsDists<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>);
-
-/// Nearest-centroid assignment: labels int64[n] and squared distances float32[n].
+/// Nearest-centroid assignment: labels int64[n] and squared distances float32[n],
+/// and with `bins=True` also the exact fixed-point bins of the squared distances
+/// (int64[256], `kmeans::dist_bins`: the same code the Lloyd inertia uses, so a
+/// sharded caller adds bins and gets the single-machine inertia bit for bit).
 #[pyfunction]
-#[pyo3(signature = (features, centroids, n_threads))]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (features, centroids, n_threads, bins=false))]
 fn assign<'py>(
     py: Python<'py>,
     features: PyReadonlyArray2<'py, f32>,
     centroids: PyReadonlyArray2<'py, f32>,
     n_threads: usize,
-) -> PyResult<LabelsDists<'py>> {
+    bins: bool,
+) -> PyResult<Bound<'py, PyTuple>> {
     let (n, d) = (features.shape()[0], features.shape()[1]);
     let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
     let x = contiguous("features", &features)?;
     let c = contiguous("centroids", &centroids)?;
-    let (labels, dists) = run_detached(py, n_threads, work(n, k, d), || {
+    let (labels, dists, hist) = run_detached(py, n_threads, work(n, k, d), || {
         let mut labels = vec![0i64; n];
         let mut dists = vec![0f32; n];
         nearest::assign(x, n, d, c, k, dc, &mut labels, &mut dists)?;
-        Ok((labels, dists))
+        let hist = bins.then(|| km::dist_bins(&dists));
+        Ok((labels, dists, hist))
     })?;
-    Ok((
+    let (labels, dists) = (
         PyArray1::from_vec(py, labels),
         PyArray1::from_vec(py, dists),
-    ))
+    );
+    match hist {
+        Some(h) => (labels, dists, PyArray1::from_vec(py, h)).into_pyobject(py),
+        None => (labels, dists).into_pyobject(py),
+    }
 }
 
 /// k-means (k-means++ seeding or given initial centroids, then Lloyd).

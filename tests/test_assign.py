@@ -189,6 +189,56 @@ def test_every_simd_path_is_exact_on_integer_data(cap: str) -> None:
     assert res["labels_ok"] and res["dists_ok"]
 
 
+def _dist_bins_numpy(d2: np.ndarray) -> np.ndarray:
+    """The NumPy bins ``scaleout._dist_bins`` used before the kernel returned them."""
+    bits = np.abs(d2).view(np.uint32)
+    e = (bits >> 23).astype(np.int64)
+    m = (bits & 0x7FFFFF).astype(np.int64)
+    m = np.where(e > 0, m | (1 << 23), m)
+    out = np.zeros(256, np.int64)
+    np.add.at(out, np.maximum(e, 1), m)
+    return out
+
+
+_WIDE = st.floats(-(2.0**50), 2.0**50, width=32, allow_subnormal=True)
+
+
+@SETTINGS
+@given(
+    n=st.integers(1, 300),
+    k=st.integers(1, 9),
+    d=st.integers(1, 20),
+    scale=st.sampled_from([1e-22, 1e-3, 1.0, 1e6, 1e12]),
+    seed=st.integers(0, 2**32 - 1),
+    special=hnp.arrays(np.float32, (4, 3), elements=_WIDE),
+    n_threads=st.sampled_from([1, 2, 3]),
+)
+def test_assign_bins_match_the_numpy_bins(
+    n: int, k: int, d: int, scale: float, seed: int, special: np.ndarray, n_threads: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(n, d)) * scale).astype(np.float32)
+    x[: min(n, 4), : min(d, 3)] = special[: min(n, 4), : min(d, 3)]
+    c = x[rng.integers(0, n, size=k)].copy()
+    labels, d2, bins = _core.assign(x, c, n_threads, bins=True)
+    assert bins.dtype == np.int64 and bins.shape == (256,)
+    np.testing.assert_array_equal(bins, _dist_bins_numpy(d2))
+    plain_labels, plain_d2 = _core.assign(x, c, n_threads)
+    np.testing.assert_array_equal(labels, plain_labels)
+    assert d2.tobytes() == plain_d2.tobytes()
+
+
+def test_assign_bins_hold_subnormal_and_zero_distances() -> None:
+    # 1e-20² and 3e-20² are subnormal float32 (bin 1, with the significand as is).
+    x = np.array([[0.0], [1e-20], [3e-20], [2.0]], np.float32)
+    c = np.zeros((1, 1), np.float32)
+    _, d2, bins = _core.assign(x, c, 1, bins=True)
+    assert 0 < d2[1] < np.finfo(np.float32).tiny
+    np.testing.assert_array_equal(bins, _dist_bins_numpy(d2))
+    assert bins[1] == int(d2[1:3].view(np.uint32).astype(np.int64).sum())
+    assert bins[(np.float32(4.0).view(np.uint32) >> 23)] == 1 << 23
+
+
 _BAD_CAP = """
 import json, numpy as np, ecos_fast
 from ecos_fast import _core

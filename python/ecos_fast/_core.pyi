@@ -5,6 +5,8 @@ Prior validation of data is assumed: users call the validated wrappers in
 already checked by ``ecos_fast._validation``.
 """
 
+from typing import Literal, overload
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -26,9 +28,28 @@ __all__ = [
     "kmeans_update",
 ]
 
+@overload
 def assign(
-    features: NDArray[np.float32], centroids: NDArray[np.float32], n_threads: int
+    features: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    n_threads: int,
+    bins: Literal[False] = False,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]: ...
+@overload
+def assign(
+    features: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    n_threads: int,
+    bins: Literal[True],
+) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
+    """``bins=True`` also returns the exact per-exponent bins of the squared distances.
+
+    int64[256]: bin ``e`` (biased float32 exponent, subnormals in bin 1) holds the sum of
+    the 24-bit significands of the distances with that exponent, in units of
+    ``2^(e - 150)``; the same code as the k-means inertia (``rust/kernels/kmeans.rs``
+    ``dist_bins``), so bins added over shards give the single-machine inertia exactly.
+    """
+
 def first_non_finite(values: NDArray[np.float32], n_threads: int) -> int | None: ...
 def kmeans(
     features: NDArray[np.float32],
