@@ -22,14 +22,9 @@ torch = pytest.importorskip("torch")
 import ecos_fast
 from ecos_fast.apps import client_labeling as cl
 from ecos_fast.apps.compression import run_compression, train_teacher
-from ecos_fast.apps.experiment import (
-    ExperimentConfig,
-    format_table,
-    run_experiment,
-    summarise,
-    write_reports,
-)
+from ecos_fast.apps.experiment import ExperimentConfig, run_experiment
 from ecos_fast.apps.labeling import run_labeling
+from ecos_fast.apps.results import format_table, summarise, write_reports
 from ecos_fast.apps.training import TrainConfig, train_classifier
 from ecos_fast.errors import PrivacyBudgetExceededError
 

@@ -5,10 +5,19 @@ pulls torch in).
 * :mod:`.compression` - a large teacher distilled into a small student on the selection;
 * :mod:`.client_labeling` - the client labels the selection by private kNN (GNMax);
 * :mod:`.training` - models and seeded trainers;
-* :mod:`.experiment` - the paper's domain x budget x seed x method loop and reports;
+* :mod:`.experiment` - the paper's domain x budget x seed x method loop;
+* :mod:`.results` - its tables, CSV files and figures;
 * :mod:`.reproduce` - ``ecos-fast reproduce --app ...``.
 """
 
 from __future__ import annotations
 
-__all__ = ["client_labeling", "compression", "experiment", "labeling", "reproduce", "training"]
+__all__ = [
+    "client_labeling",
+    "compression",
+    "experiment",
+    "labeling",
+    "reproduce",
+    "results",
+    "training",
+]

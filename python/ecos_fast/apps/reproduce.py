@@ -93,14 +93,8 @@ def main(
     command: str | None = None,
 ) -> int:
     """Run one application's reproduction; returns the exit status."""
-    from .experiment import (
-        ExperimentConfig,
-        format_communication,
-        format_sweep,
-        format_table,
-        run_experiment,
-        write_reports,
-    )
+    from .experiment import ExperimentConfig, run_experiment
+    from .results import format_communication, format_sweep, format_table, write_reports
 
     args = build_parser(prog, sweep_default=sweep_default).parse_args(argv)
     sweep = () if args.no_sweep else tuple(args.sweep)

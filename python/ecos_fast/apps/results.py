@@ -1,0 +1,329 @@
+"""The results writer of the experiment: tables, CSV files and figures of its records.
+
+:func:`ecos_fast.apps.experiment.run_experiment` returns one
+:class:`~ecos_fast.apps.experiment.RunRecord` per run; this module summarises them
+(mean ± std over seeds, per client domain and averaged), formats the paper-shaped
+tables, writes the per-run and summary CSV files and draws the figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .experiment import METHOD_NAMES, METHODS, Communication, RunRecord
+
+__all__ = [
+    "format_communication",
+    "format_share",
+    "format_sweep",
+    "format_table",
+    "plot",
+    "read_csv",
+    "summarise",
+    "write_csv",
+    "write_reports",
+    "write_summary_csv",
+]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return math.nan, math.nan
+    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return float(a.mean()), std
+
+
+def summarise(
+    records: Sequence[RunRecord], epsilon: float | None = None
+) -> dict[tuple[str, int, str], tuple[float, float, float]]:
+    """``(domain or "average", budget, method) -> (mean %, std %, mean total epsilon)``.
+
+    ECOS rows are those at ``epsilon`` (default: the first ECOS epsilon seen). The
+    average's std is over seeds of the domain-averaged accuracy.
+    """
+    if epsilon is None:
+        ecos = [r.epsilon for r in records if r.method == "ecos"]
+        epsilon = ecos[0] if ecos else 0.0
+    keep = [r for r in records if r.method != "ecos" or r.epsilon == epsilon]
+    out: dict[tuple[str, int, str], tuple[float, float, float]] = {}
+    groups: dict[tuple[str, int, str], list[RunRecord]] = {}
+    for r in keep:
+        groups.setdefault((r.domain, r.budget, r.method), []).append(r)
+    for key, rs in groups.items():
+        m, s = _mean_std([100 * r.accuracy for r in rs])
+        out[key] = (m, s, float(np.mean([r.total_epsilon for r in rs])))
+    # average over domains, per seed
+    by_bm: dict[tuple[int, str], dict[int, list[float]]] = {}
+    eps_bm: dict[tuple[int, str], list[float]] = {}
+    for r in keep:
+        by_bm.setdefault((r.budget, r.method), {}).setdefault(r.seed, []).append(100 * r.accuracy)
+        eps_bm.setdefault((r.budget, r.method), []).append(r.total_epsilon)
+    for (b, meth), per_seed in by_bm.items():
+        m, s = _mean_std([float(np.mean(v)) for v in per_seed.values()])
+        out[("average", b, meth)] = (m, s, float(np.mean(eps_bm[(b, meth)])))
+    return out
+
+
+def _fmt_eps(e: float) -> str:
+    if math.isinf(e):
+        return "∞"
+    return f"{e:.2f}"
+
+
+def format_table(
+    records: Sequence[RunRecord], *, epsilon: float | None = None, markdown: bool = True
+) -> str:
+    """The paper-shaped table: per budget, domains x methods, ``mean ± std`` (%)."""
+    summ = summarise(records, epsilon)
+    methods = [m for m in METHODS if any(r.method == m for r in records)]
+    domains = list(dict.fromkeys(r.domain for r in records)) + ["average"]
+    budgets = sorted({r.budget for r in records})
+    lines: list[str] = []
+    for b in budgets:
+        eps_cells = []
+        for m in methods:
+            e = summ.get(("average", b, m), (math.nan, math.nan, 0.0))[2]
+            eps_cells.append(f"{METHOD_NAMES[m]} (ε={_fmt_eps(e)})")
+        header = [f"B={b}", *eps_cells]
+        rows: list[list[str]] = []
+        for d in domains:
+            cells = [f"**{d}**" if d == "average" and markdown else d]
+            best = max(
+                (summ[(d, b, m)][0] for m in methods if (d, b, m) in summ and m != "local"),
+                default=math.nan,
+            )
+            for m in methods:
+                if (d, b, m) not in summ:
+                    cells.append("–")
+                    continue
+                mean, std, _ = summ[(d, b, m)]
+                cell = f"{mean:.1f} ± {std:.1f}"
+                if markdown and m != "local" and mean == best:
+                    cell = f"**{cell}**"
+                cells.append(cell)
+            rows.append(cells)
+        if markdown:
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|" + "|".join(["---"] + ["---:"] * len(methods)) + "|")
+            lines += ["| " + " | ".join(r) + " |" for r in rows]
+        else:
+            widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+            lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+            lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def format_sweep(records: Sequence[RunRecord]) -> str:
+    """Markdown table of ECOS average accuracy against the coverage epsilon, per budget."""
+    ecos = [r for r in records if r.method == "ecos"]
+    eps = sorted({r.epsilon for r in ecos})
+    budgets = sorted({r.budget for r in ecos})
+    if len(eps) < 2:
+        return ""
+    lines = ["| ε (coverage) | " + " | ".join(f"B={b}" for b in budgets) + " |"]
+    lines.append("|---|" + "---:|" * len(budgets))
+    for e in eps:
+        summ = summarise(records, e)
+        cells = []
+        for b in budgets:
+            m, s, _ = summ.get(("average", b, "ecos"), (math.nan, math.nan, 0.0))
+            cells.append(f"{m:.1f} ± {s:.1f}")
+        lines.append(f"| {_fmt_eps(e)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_communication(comms: Sequence[Communication]) -> str:
+    """Markdown table of bytes exchanged and client compute per client domain."""
+    lines = [
+        (
+            "| client | ECOS bytes (R·d down + R up) | upload client data | download pool "
+            "| client compute \\|D_p\\|·R·d |"
+        ),
+        "|---|---:|---:|---:|---:|",
+    ]
+    for c in comms:
+        lines.append(
+            f"| {c.domain} | {c.ecos_bytes:.3g} | {c.upload_bytes:.3g} | "
+            f"{c.download_bytes:.3g} | {c.client_madds:.3g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def format_share(records: Sequence[RunRecord], epsilon: float | None = None) -> str:
+    """Markdown table: share (%) of the selection drawn from the client's own domain."""
+    if epsilon is None:
+        ecos = [r.epsilon for r in records if r.method == "ecos"]
+        epsilon = ecos[0] if ecos else 0.0
+    keep = [
+        r for r in records if r.method != "local" and (r.method != "ecos" or r.epsilon == epsilon)
+    ]
+    methods = [m for m in METHODS if m != "local" and any(r.method == m for r in keep)]
+    budgets = sorted({r.budget for r in keep})
+    domains = list(dict.fromkeys(r.domain for r in keep))
+    cols = [f"{METHOD_NAMES[m]} B={b}" for b in budgets for m in methods]
+    lines = ["| client | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for d in domains:
+        cells = []
+        for b in budgets:
+            for m in methods:
+                v = [r.client_share for r in keep if (r.domain, r.budget, r.method) == (d, b, m)]
+                cells.append(f"{100 * float(np.mean(v)):.1f}" if v else "–")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def read_csv(path: Path) -> list[RunRecord]:
+    """Read back what :func:`write_csv` wrote."""
+    out: list[RunRecord] = []
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            out.append(
+                RunRecord(
+                    app=row["app"],
+                    domain=row["domain"],
+                    seed=int(row["seed"]),
+                    budget=int(row["budget"]),
+                    method=row["method"],
+                    epsilon=float(row["epsilon"]),
+                    total_epsilon=float(row["total_epsilon"]),
+                    accuracy=float(row["accuracy"]),
+                    n_selected=int(row["n_selected"]),
+                    client_share=float(row["client_share"]),
+                    seconds=float(row["seconds"]),
+                    extra={k: float(v) for k, v in json.loads(row["extra"]).items()},
+                )
+            )
+    return out
+
+
+def write_csv(records: Sequence[RunRecord], path: Path) -> None:
+    """Every run, one row (extra numbers as JSON)."""
+    names = [f for f in RunRecord.__dataclass_fields__ if f != "extra"]
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*names, "extra"])
+        for r in records:
+            d = asdict(r)
+            w.writerow([d[n] for n in names] + [json.dumps(d["extra"], sort_keys=True)])
+
+
+def write_summary_csv(records: Sequence[RunRecord], path: Path) -> None:
+    """The table's numbers: domain, budget, method, epsilon, mean, std (%)."""
+    ecos_eps = sorted({r.epsilon for r in records if r.method == "ecos"}) or [0.0]
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["domain", "budget", "method", "epsilon", "total_epsilon", "mean", "std"])
+        seen: set[tuple[str, int, str, float]] = set()
+        for e in ecos_eps:
+            for (d, b, m), (mean, std, te) in sorted(summarise(records, e).items()):
+                key = (d, b, m, e if m == "ecos" else 0.0)
+                if key in seen:
+                    continue
+                seen.add(key)
+                w.writerow([d, b, m, key[3], f"{te:.4g}", f"{mean:.2f}", f"{std:.2f}"])
+
+
+def plot(records: Sequence[RunRecord], path: Path, title: str) -> None:
+    """Grouped bars (domain x method) per budget, plus the epsilon sweep if present."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summ = summarise(records)
+    methods = [m for m in METHODS if any(r.method == m for r in records)]
+    domains = list(dict.fromkeys(r.domain for r in records)) + ["average"]
+    budgets = sorted({r.budget for r in records})
+    sweep = len({r.epsilon for r in records if r.method == "ecos"}) > 1
+    ncols = len(budgets) + (1 if sweep else 0)
+    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
+    width = 0.8 / max(1, len(methods))
+    x = np.arange(len(domains))
+    for ax, b in zip(axes[0], budgets, strict=False):
+        for i, m in enumerate(methods):
+            vals = [summ.get((d, b, m), (math.nan, 0.0, 0.0)) for d in domains]
+            ax.bar(
+                x + i * width,
+                [v[0] for v in vals],
+                width,
+                yerr=[v[1] for v in vals],
+                label=METHOD_NAMES[m],
+                capsize=2,
+            )
+        ax.set_xticks(x + width * (len(methods) - 1) / 2)
+        ax.set_xticklabels(domains, rotation=30, ha="right")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{title}, B={b}")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    if sweep:
+        ax = axes[0][-1]
+        eps = sorted({r.epsilon for r in records if r.method == "ecos"})
+        xs = [
+            e if math.isfinite(e) else 2 * max([v for v in eps if math.isfinite(v)] or [1])
+            for e in eps
+        ]
+        for b in budgets:
+            ys = [summarise(records, e).get(("average", b, "ecos"), (math.nan,))[0] for e in eps]
+            ax.plot(xs, ys, marker="o", label=f"ECOS B={b}")
+            for m in ("random", "kcenter"):
+                v = summ.get(("average", b, m))
+                if v is not None:
+                    ax.axhline(v[0], ls="--", lw=0.8, color="grey")
+        ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([_fmt_eps(e) for e in eps])
+        ax.set_xlabel("coverage ε (δ=1e-5)")
+        ax.set_ylabel("average accuracy (%)")
+        ax.set_title("ε sweep (dashed: Random, K-Center)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_reports(
+    records: Sequence[RunRecord],
+    comms: Sequence[Communication],
+    out_dir: Path,
+    *,
+    name: str,
+    title: str,
+    header: str = "",
+) -> dict[str, Path]:
+    """Write ``{name}.md``, ``{name}.csv`` (summary), ``{name}-runs.csv`` and ``{name}.png``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": out_dir / f"{name}.md",
+        "csv": out_dir / f"{name}.csv",
+        "runs": out_dir / f"{name}-runs.csv",
+        "png": out_dir / f"{name}.png",
+    }
+    md = [f"# {title}", ""]
+    if header:
+        md += [header, ""]
+    md += [format_table(records)]
+    sweep = format_sweep(records)
+    if sweep:
+        md += ["## ε sweep (ECOS, average over domains)", "", sweep]
+    md += [
+        "## Share of the selection drawn from the client's own domain (%)",
+        "",
+        format_share(records),
+    ]
+    if comms:
+        md += ["## Communication and client compute", "", format_communication(comms)]
+    paths["markdown"].write_text("\n".join(md))
+    write_summary_csv(records, paths["csv"])
+    write_csv(records, paths["runs"])
+    plot(records, paths["png"], title)
+    return paths
