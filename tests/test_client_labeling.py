@@ -1,0 +1,118 @@
+"""Client labeling with a query budget separate from the selection budget."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ecos_fast.apps import client_labeling as cl
+from ecos_fast.errors import InvalidInputError, PrivacyBudgetExceededError
+from ecos_fast.ledger import Ledger, Release, compose_epsilon
+
+DELTA = 1e-5
+
+
+def _data(n_pool: int = 3000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, size=(4, 8))
+    yp = np.arange(200) % 4
+    private = (centres[yp] + rng.normal(size=(200, 8))).astype(np.float32)
+    ypool = rng.integers(0, 4, n_pool)
+    pool = (centres[ypool] + rng.normal(size=(n_pool, 8))).astype(np.float32)
+    return private, yp, pool, ypool
+
+
+def _label(budget: int, queries: int | None, ledger: Ledger, seed: int = 0) -> cl.SelectionLabels:
+    private, yp, pool, ypool = _data()
+    selected = np.random.default_rng(budget).permutation(len(pool))[:budget]
+    return cl.label_selection(
+        private, yp, pool, selected, queries=queries, epsilon=2.0, delta=DELTA,
+        n_classes=4, ledger=ledger, seed=seed, true_labels=ypool,
+    )  # fmt: skip
+
+
+def test_privacy_composition_counts_queries_not_budget() -> None:
+    out = {}
+    for budget, queries in ((300, 100), (2000, 100), (2000, 400)):
+        with Ledger(":memory:", delta=DELTA) as ledger:
+            got = _label(budget, queries, ledger)
+            (row,) = ledger.releases("cloud")
+            out[budget, queries] = (row.count, row.sigma, ledger.total_epsilon(cloud="cloud"))
+            assert got.n_queries == queries == row.count
+            assert len(got.unlabeled) == budget - queries
+            assert got.knn.epsilon == pytest.approx(cl.knn_epsilon(queries, row.sigma, DELTA))
+    # Six times the selection at the same query count: the same release, the same epsilon.
+    assert out[300, 100] == out[2000, 100]
+    assert out[300, 100][2] == pytest.approx(2.0, rel=0.02)  # calibrated for 100 queries
+    # Four times the queries at the same budget: more noise to keep the same total epsilon.
+    assert out[2000, 400][0] == 400 and out[2000, 400][1] == pytest.approx(2 * out[2000, 100][1])
+
+
+def test_more_budget_at_fixed_queries_keeps_the_labelling_noise() -> None:
+    sigmas, accuracies = [], []
+    for budget in (200, 1000, 3000):
+        with Ledger(":memory:", delta=DELTA) as ledger:
+            got = _label(budget, 150, ledger)
+        sigmas.append(got.knn.sigma)
+        accuracies.append(got.knn.label_accuracy)
+    assert sigmas == [cl.calibrate_knn_sigma(150, 2.0, DELTA)] * 3
+    # Whereas one query per selected sample (the old coupling) gets noisier with budget.
+    with Ledger(":memory:", delta=DELTA) as ledger:
+        coupled = _label(3000, 3000, ledger)
+    assert coupled.knn.sigma == pytest.approx(sigmas[0] * math.sqrt(3000 / 150))
+    assert coupled.knn.label_accuracy is not None
+    assert min(a for a in accuracies if a is not None) > coupled.knn.label_accuracy
+
+
+def test_default_queries_and_the_split_of_the_selection() -> None:
+    assert (cl.default_queries(250), cl.default_queries(5000)) == (250, cl.DEFAULT_QUERIES)
+    for budget, want in ((300, 300), (1500, cl.DEFAULT_QUERIES)):
+        with Ledger(":memory:", delta=DELTA) as ledger:
+            got = _label(budget, None, ledger)
+            assert got.n_queries == want == ledger.releases()[0].count
+    with Ledger(":memory:", delta=DELTA) as ledger:
+        a = _label(500, 120, ledger, seed=3)
+        b = _label(500, 120, ledger, seed=3)
+    selected = np.random.default_rng(500).permutation(3000)[:500]
+    # Queried and unlabeled partition the selection, each in selection order.
+    assert sorted([*a.queried, *a.unlabeled]) == sorted(selected)
+    pos = {int(v): i for i, v in enumerate(selected)}
+    for part in (a.queried, a.unlabeled):
+        assert all(np.diff([pos[int(v)] for v in part]) > 0)
+    np.testing.assert_array_equal(a.queried, b.queried)  # seeded
+    np.testing.assert_array_equal(a.labels, b.labels)
+    with Ledger(":memory:", delta=DELTA) as ledger:
+        whole = _label(80, 500, ledger)  # a shortfall: the whole selection is queried
+        assert whole.n_queries == 80 and whole.unlabeled.size == 0
+        assert ledger.releases()[0].count == 80
+
+
+def test_accounting_composes_the_coverage_release_with_the_queries_made() -> None:
+    with Ledger(":memory:", delta=DELTA) as ledger:
+        cover = Release("cloud", "gaussian", sigma=6.137, sensitivity=1.0, purpose="coverage")
+        ledger.spend(cover)
+        got = _label(2000, 200, ledger)
+        knn = Release("cloud", "gaussian", sigma=got.knn.sigma, sensitivity=cl.KNN_SENSITIVITY,
+                      count=200)  # fmt: skip
+        assert got.knn.epsilon == pytest.approx(compose_epsilon([cover, knn], DELTA), rel=1e-9)
+    with Ledger(":memory:", delta=DELTA, budget_epsilon=1.0) as ledger:
+        with pytest.raises(PrivacyBudgetExceededError):
+            _label(2000, 200, ledger)  # epsilon=2 > budget 1: refused, nothing recorded
+        assert ledger.releases() == []
+
+
+@pytest.mark.parametrize(
+    ("selected", "queries", "match"),
+    [
+        (np.arange(10), 0, "queries=0 must be >= 1"),
+        (np.array([], dtype=np.int64), None, "non-empty 1-D"),
+        (np.arange(10.0), None, "dtype=float64"),
+        (np.array([0, 5, 5]), None, "repeats 1 indices"),
+        (np.array([0, 3000]), None, r"outside \[0, n_pool=3000\)"),
+    ],
+)
+def test_bad_arguments(selected: np.ndarray, queries: int | None, match: str) -> None:
+    private, yp, pool, _ = _data()
+    with pytest.raises(InvalidInputError, match=match):
+        cl.label_selection(private, yp, pool, selected, queries=queries, n_classes=4, seed=0)
