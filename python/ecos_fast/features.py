@@ -1,6 +1,6 @@
 """Frozen OCR-pretrained feature extractors (onnxruntime, CPU) and a feature cache.
 
-Two real pretrained CNNs ship inside pip wheels; nothing is downloaded at run time:
+Real pretrained CNNs ship inside pip wheels; nothing is downloaded at run time:
 
 =========  ==========================================  ====  ==============================
 name       model (inside the pinned wheel)             dim   exposed tensors
@@ -11,10 +11,18 @@ ppocr      PP-OCRv4 text recognition,                  600   ``hardswish_57.tmp_
                                                              mean over time), concatenated
 ddddocr    captcha OCR, ``ddddocr==1.6.1``             1024  ``380`` (mean over time)
            ``common_old.onnx``
+ppocr-det  PP-OCRv4 text *detection* backbone           720  the four backbone stage
+           (PPLCNetV3), same wheel,                          outputs ``p2o.Add.43`` (48),
+           ``models/ch_PP-OCRv4_det_infer.onnx``             ``p2o.Add.71`` (96),
+                                                             ``p2o.Add.147`` (192),
+                                                             ``p2o.Add.215`` (384), each
+                                                             averaged over h, w
 =========  ==========================================  ====  ==============================
 
 They are OCR-pretrained, not ImageNet-pretrained: say "OCR-pretrained features" when
-reporting results. ``ppocr`` is the default (faster, batched).
+reporting results. ``ppocr`` is the default of the ``default`` and ``small`` presets
+(faster, batched); ``ppocr-det`` (trained to find text, not to read it: less specific
+to the digit task) is the default of the ``hard`` preset (:func:`default_extractor`).
 
 Features of each domain split are cached on disk (see
 :func:`ecos_fast.datasets.cache_dir`), keyed by domain, split, size, data seed and
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import importlib.util
 import sys
 import time
@@ -38,15 +47,24 @@ from numpy.typing import NDArray
 
 from ecos_fast.datasets import _cache
 from ecos_fast.datasets.digits import (
-    DOMAINS,
+    DATA_VERSION,
+    HARD_DOMAINS,
     PRESETS,
+    FontSplit,
     Split,
     check_domain,
     check_preset,
     check_seed,
     check_split,
+    preset_domains,
+    preset_fonts,
 )
 from ecos_fast.datasets.split import (
+    check_domains,
+    check_private_fraction,
+    check_private_size,
+    data_tag,
+    hard_tag,
     load_domain,
     private_rows,
     resolve_sizes,
@@ -61,6 +79,8 @@ __all__ = [
     "ExtractorSpec",
     "FeatureSplit",
     "cached_features",
+    "data_fingerprint",
+    "default_extractor",
     "extract",
     "get_extractor",
     "paper_split_features",
@@ -94,6 +114,9 @@ class ExtractorSpec:
     batch_size : int
         Images per ``run`` (the ddddocr graph is fixed at batch 1).
     licence : str
+    only_exposed : bool
+        Make the exposed tensors the graph's only outputs, so that onnxruntime drops the
+        layers after them (the detector's neck and head).
     """
 
     name: str
@@ -106,6 +129,7 @@ class ExtractorSpec:
     input_size: tuple[int, int]
     batch_size: int
     licence: str
+    only_exposed: bool = False
 
 
 _SPECS: dict[str, ExtractorSpec] = {
@@ -133,12 +157,43 @@ _SPECS: dict[str, ExtractorSpec] = {
         batch_size=1,
         licence="MIT",
     ),
+    "ppocr-det": ExtractorSpec(
+        name="ppocr-det",
+        package="rapidocr_onnxruntime",
+        version="1.4.4",
+        model_file="models/ch_PP-OCRv4_det_infer.onnx",
+        input_name="x",
+        # The four stage outputs of the PPLCNetV3 backbone (strides 4, 8, 16, 32), the
+        # tensors the detector's FPN neck reads.
+        outputs=("p2o.Add.43", "p2o.Add.71", "p2o.Add.147", "p2o.Add.215"),
+        dim=720,
+        input_size=(64, 64),
+        batch_size=32,
+        licence="Apache-2.0",
+        only_exposed=True,
+    ),
 }
 
 #: Names accepted by :func:`get_extractor`.
 EXTRACTORS: tuple[str, ...] = tuple(_SPECS)
-#: The extractor used when none is named.
+#: The extractor used when none is named (``default`` and ``small`` presets).
 DEFAULT_EXTRACTOR = "ppocr"
+#: The hard preset's extractor, chosen by the linear probes of docs/data_section.md.
+HARD_EXTRACTOR = "ppocr-det"
+
+
+def default_extractor(preset: str = "default") -> str:
+    """The extractor a preset uses when none is named.
+
+    ``ppocr`` for ``default`` and ``small``; ``ppocr-det`` for ``hard``, whose less
+    task-specific features keep linear probes well below 100 %.
+
+    Examples
+    --------
+    >>> default_extractor("default"), default_extractor("hard")
+    ('ppocr', 'ppocr-det')
+    """
+    return HARD_EXTRACTOR if check_preset(preset) == "hard" else DEFAULT_EXTRACTOR
 
 
 def _spec(name: object) -> ExtractorSpec:
@@ -246,6 +301,8 @@ class Extractor:
                     f"{model_path(self.name)} has no tensor(s) {missing}: the extractor needs "
                     f"{self.spec.package}=={self.spec.version} exactly"
                 )
+            if self.spec.only_exposed:
+                del model.graph.output[:]
             present = {o.name for o in model.graph.output}
             for tensor in self.spec.outputs:
                 if tensor not in present:
@@ -280,6 +337,8 @@ class Extractor:
         if self.name == "ddddocr":
             (seq,) = outputs  # (T, 1024) or (T, 1, 1024) for one image
             pooled = seq.reshape(-1, seq.shape[-1]).mean(axis=0, keepdims=True)
+        elif self.name == "ppocr-det":  # four (n, c, h, w) stage outputs
+            pooled = np.concatenate([stage.mean(axis=(2, 3)) for stage in outputs], axis=1)
         else:
             conv, seq = outputs  # (n, 480, h, w), (n, T, 120)
             pooled = np.concatenate([conv.mean(axis=(2, 3)), seq.mean(axis=1)], axis=1)
@@ -357,14 +416,14 @@ def get_extractor(name: str = DEFAULT_EXTRACTOR, *, n_threads: int | None = None
 
     Parameters
     ----------
-    name : {"ppocr", "ddddocr"}
+    name : {"ppocr", "ddddocr", "ppocr-det"}
     n_threads : int, optional
         onnxruntime threads; default ``ECOS_FAST_NUM_THREADS``, else the CPUs allowed.
 
     Examples
     --------
-    >>> get_extractor("ddddocr").dim
-    1024
+    >>> get_extractor("ddddocr").dim, get_extractor("ppocr-det").dim
+    (1024, 720)
     """
     from ecos_fast._threads import resolve_threads
 
@@ -385,7 +444,7 @@ def extract(
     Parameters
     ----------
     images : ndarray of shape (n_samples, height, width, 3), dtype uint8
-    extractor : {"ppocr", "ddddocr"}, default "ppocr"
+    extractor : {"ppocr", "ddddocr", "ppocr-det"}, default "ppocr"
     batch_size : int, optional
     progress : bool, optional
         tqdm bar; default on for long runs when stderr is a terminal.
@@ -394,7 +453,7 @@ def extract(
     Returns
     -------
     ndarray of shape (n_samples, n_features), dtype float32
-        ``n_features`` is 600 (ppocr) or 1024 (ddddocr).
+        ``n_features`` is 600 (ppocr), 1024 (ddddocr) or 720 (ppocr-det).
 
     Examples
     --------
@@ -406,10 +465,16 @@ def extract(
     )
 
 
-def feature_key(name: str, split: Split, n: int, seed: int, extractor: str) -> str:
-    """Cache key of a domain split's features (image key + extractor and its version)."""
+def _extractor_tag(extractor: str) -> str:
     spec = _spec(extractor)
-    return f"{split_key(name, split, n, seed)}.{spec.name}{spec.version}-f{FEATURE_VERSION}"
+    return f"{spec.name}{spec.version}-f{FEATURE_VERSION}"
+
+
+def feature_key(
+    name: str, split: Split, n: int, seed: int, extractor: str, fonts: FontSplit = "all"
+) -> str:
+    """Cache key of a domain split's features (image key + extractor and its version)."""
+    return f"{split_key(name, split, n, seed, fonts)}.{_extractor_tag(extractor)}"
 
 
 def cached_features(
@@ -419,7 +484,7 @@ def cached_features(
     n: int | None = None,
     seed: int = 0,
     preset: str = "default",
-    extractor: str = DEFAULT_EXTRACTOR,
+    extractor: str | None = None,
     progress: bool | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Features and labels of one domain split, from the disk cache or built once.
@@ -431,14 +496,16 @@ def cached_features(
     Parameters
     ----------
     domain : str
-        One of :data:`ecos_fast.datasets.DOMAINS`.
+        One of :data:`ecos_fast.datasets.ALL_DOMAINS`.
     split : {"train", "test"}
     n : int, optional
         Number of images; ``None``: the preset's size.
     seed : int, default 0
         Data seed (as in :func:`ecos_fast.datasets.load_domain`).
-    preset : {"default", "small"}
-    extractor : {"ppocr", "ddddocr"}
+    preset : {"default", "small", "hard"}
+        Sizes when ``n`` is ``None``; ``hard`` also renders held-out test fonts.
+    extractor : {"ppocr", "ddddocr", "ppocr-det"}, optional
+        Default: :func:`default_extractor` of the preset.
     progress : bool, optional
 
     Returns
@@ -456,21 +523,67 @@ def cached_features(
     split = check_split(split)
     seed = check_seed(seed)
     preset = check_preset(preset)
-    spec = _spec(extractor)
+    spec = _spec(default_extractor(preset) if extractor is None else extractor)
     if n is None:
+        if domain not in PRESETS[preset]:
+            raise InvalidInputError(
+                f"domain={domain!r} is not in preset {preset!r}; pass n= or preset='hard'"
+            )
         n = PRESETS[preset][domain][0 if split == "train" else 1]
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise InvalidInputError(f"n={n!r} must be an int >= 0")
-    key = feature_key(domain, split, n, seed, spec.name)
+    key = feature_key(domain, split, n, seed, spec.name, preset_fonts(preset))
     features = _cache.load_array("features", key, dtype=np.float32, shape=(n, spec.dim))
     labels = _cache.load_array("features", key + ".labels", dtype=np.int64, shape=(n,))
     if features is not None and labels is not None:
         return features, labels
-    images, labels = load_domain(domain, split, n, seed)
+    images, labels = load_domain(domain, split, n, seed, preset=preset)
     features = extract(images, spec.name, progress=progress)
     _cache.save_array("features", key, features)
     _cache.save_array("features", key + ".labels", labels)
     return features, labels
+
+
+def data_fingerprint(
+    preset: str = "default",
+    extractor: str | None = None,
+    *,
+    data_seed: int = 0,
+    domains: Sequence[str] | None = None,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
+) -> str:
+    """A string that changes whenever the features of a preset's domain splits would.
+
+    It covers the recipe version (``DATA_VERSION``), the data tag (font fingerprint and the
+    NumPy/Pillow/FreeType versions), the hard recipes' tag (hard preset only), the
+    extractor with its package and feature versions, the preset, its domains and split
+    sizes, and ``data_seed``. :meth:`FeatureSplit.fingerprint` adds the client, the seed
+    and the private-set parameters. Use it in cache keys of anything computed from
+    features (centroids, selections).
+
+    Examples
+    --------
+    >>> a = data_fingerprint("hard")
+    >>> a == data_fingerprint("hard", "ppocr-det"), a == data_fingerprint("hard", data_seed=1)
+    (True, False)
+    """
+    preset = check_preset(preset)
+    spec = _spec(default_extractor(preset) if extractor is None else extractor)
+    data_seed = check_seed(data_seed, "data_seed")
+    domains = tuple(preset_domains(preset) if domains is None else domains)
+    table = resolve_sizes(preset, sizes, domains)
+    parts = [
+        f"data-v{DATA_VERSION}",
+        data_tag(),
+        hard_tag()
+        if preset_fonts(preset) == "heldout" or set(domains) & set(HARD_DOMAINS)
+        else "-",
+        _extractor_tag(spec.name),
+        f"preset={preset}",
+        ",".join(f"{d}:{table[d][0]}/{table[d][1]}" for d in domains),
+        f"data_seed={data_seed}",
+    ]
+    return "data-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -485,10 +598,18 @@ class FeatureSplit:
     private_labels : ndarray of shape (n_private,), int64
     pool_features : ndarray of shape (n_pool, n_features), float32
     pool_labels : ndarray of shape (n_pool,), int64
+        Labels 0-9, and 10 for ``junk`` ("not a digit") in the hard preset.
     pool_domains : ndarray of shape (n_pool,), int64
         Index into ``domains`` (for analysis only).
     test_features : ndarray of shape (n_test, n_features), float32
     test_labels : ndarray of shape (n_test,), int64
+    preset : str
+    private_fraction : float
+        Share asked to go private (ignored when ``private_size`` is set).
+    private_size : int or None
+        Number of private samples asked for, overriding ``private_fraction``.
+    sizes : tuple of (str, int, int)
+        ``(domain, n_train, n_test)`` of every domain, as used.
     """
 
     client_domain: str
@@ -503,6 +624,47 @@ class FeatureSplit:
     pool_domains: NDArray[np.int64]
     test_features: NDArray[np.float32]
     test_labels: NDArray[np.int64]
+    preset: str = "default"
+    private_fraction: float = 0.5
+    private_size: int | None = None
+    sizes: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def n_classes(self) -> int:
+        """Number of labels the pool can hold: 11 with ``junk`` (label 10), else 10."""
+        return 11 if "junk" in self.domains else 10
+
+    def fingerprint(self) -> str:
+        """A string that changes whenever any input of this split does.
+
+        :func:`data_fingerprint` (recipe and feature versions, fonts, extractor, preset,
+        domains, sizes, ``data_seed``) plus the client domain, ``seed``,
+        ``private_fraction`` and ``private_size``.
+
+        Examples
+        --------
+        >>> from ecos_fast.datasets import DOMAINS
+        >>> tiny = {d: (20, 10) for d in DOMAINS}
+        >>> a = paper_split_features("optdigits", sizes=tiny).fingerprint()
+        >>> b = paper_split_features("optdigits", sizes=tiny, private_size=4).fingerprint()
+        >>> a.startswith("split-"), a == b
+        (True, False)
+        """
+        sizes = {d: (n_train, n_test) for d, n_train, n_test in self.sizes}
+        parts = (
+            data_fingerprint(
+                self.preset,
+                self.extractor,
+                data_seed=self.data_seed,
+                domains=self.domains,
+                sizes=sizes,
+            ),
+            f"client={self.client_domain}",
+            f"seed={self.seed}",
+            f"private_fraction={self.private_fraction!r}",
+            f"private_size={self.private_size!r}",
+        )
+        return "split-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def paper_split_features(
@@ -511,10 +673,11 @@ def paper_split_features(
     seed: int = 0,
     *,
     data_seed: int = 0,
-    extractor: str = DEFAULT_EXTRACTOR,
+    extractor: str | None = None,
     domains: Sequence[str] | None = None,
     sizes: Mapping[str, tuple[int, int]] | None = None,
     private_fraction: float = 0.5,
+    private_size: int | None = None,
     progress: bool | None = None,
 ) -> FeatureSplit:
     """The paper's split (:func:`ecos_fast.datasets.paper_split`) as cached features.
@@ -522,36 +685,71 @@ def paper_split_features(
     Row for row the same samples as ``paper_split`` with the same arguments, but built
     from per-domain cached features, so no image is rendered once the cache is warm.
 
+    Parameters
+    ----------
+    client_domain : str
+        A client domain of the preset (:func:`ecos_fast.datasets.client_domains`).
+    preset : {"default", "small", "hard"}
+    seed : int, default 0
+        Seed of the private/pool split.
+    data_seed : int, default 0
+    extractor : {"ppocr", "ddddocr", "ppocr-det"}, optional
+        Default: :func:`default_extractor` of the preset.
+    domains : sequence of str, optional
+        Default: the preset's domains.
+    sizes : mapping of str to (int, int), optional
+    private_fraction : float, default 0.5
+    private_size : int, optional
+        Number of private samples, overriding ``private_fraction``; in
+        ``[1, n_train - 1]``. They leave the pool, as with a fraction.
+    progress : bool, optional
+
+    Returns
+    -------
+    FeatureSplit
+
+    Raises
+    ------
+    InvalidInputError
+        As :func:`ecos_fast.datasets.paper_split`.
+    InvalidTypeError
+        A ``private_size`` that is not an int.
+
     Examples
     --------
+    >>> from ecos_fast.datasets import DOMAINS
     >>> s = paper_split_features("optdigits", sizes={d: (20, 10) for d in DOMAINS})
     >>> s.private_features.shape, s.pool_features.shape
     ((10, 600), (130, 600))
+    >>> s = paper_split_features("optdigits", sizes={d: (20, 10) for d in DOMAINS},
+    ...                          private_size=3)
+    >>> s.private_features.shape, s.pool_features.shape, s.private_size
+    ((3, 600), (137, 600), 3)
     """
-    domains = tuple(DOMAINS if domains is None else domains)
-    for name in domains:
-        check_domain(name)
-    if len(set(domains)) != len(domains):
-        raise InvalidInputError(f"domains={domains!r} holds duplicates")
-    client_domain = check_domain(client_domain)
-    if client_domain not in domains:
-        raise InvalidInputError(f"client_domain={client_domain!r} is not in domains={domains!r}")
+    preset = check_preset(preset)
+    domains, client_domain = check_domains(domains, preset, client_domain)
     seed = check_seed(seed)
     data_seed = check_seed(data_seed, "data_seed")
-    if not isinstance(private_fraction, (float, int)) or not 0.0 < private_fraction < 1.0:
-        raise InvalidInputError(f"private_fraction={private_fraction!r} must be in (0, 1)")
-    spec = _spec(extractor)
+    private_fraction = check_private_fraction(private_fraction)
+    spec = _spec(default_extractor(preset) if extractor is None else extractor)
     table = resolve_sizes(preset, sizes, domains)
 
     n_client = table[client_domain][0]
-    private_index = private_rows(n_client, seed, float(private_fraction))
+    private_size = check_private_size(private_size, n_client, client_domain)
+    private_index = private_rows(n_client, seed, private_fraction, private_size)
     private_features = np.zeros((0, spec.dim), dtype=np.float32)
     private_labels = np.zeros(0, dtype=np.int64)
     pool_features, pool_labels, pool_domains = [], [], []
     for domain_id, name in enumerate(domains):
         n_train = table[name][0]
         feats, labels = cached_features(
-            name, "train", n=n_train, seed=data_seed, extractor=spec.name, progress=progress
+            name,
+            "train",
+            n=n_train,
+            seed=data_seed,
+            preset=preset,
+            extractor=spec.name,
+            progress=progress,
         )
         rows = np.arange(n_train, dtype=np.int64)
         if name == client_domain:
@@ -565,6 +763,7 @@ def paper_split_features(
         "test",
         n=table[client_domain][1],
         seed=data_seed,
+        preset=preset,
         extractor=spec.name,
         progress=progress,
     )
@@ -581,12 +780,16 @@ def paper_split_features(
         pool_domains=np.concatenate(pool_domains),
         test_features=test_features,
         test_labels=test_labels,
+        preset=preset,
+        private_fraction=private_fraction,
+        private_size=private_size,
+        sizes=tuple((d, table[d][0], table[d][1]) for d in domains),
     )
 
 
 def warm_cache(
     preset: str = "default",
-    extractor: str = DEFAULT_EXTRACTOR,
+    extractor: str | None = None,
     *,
     data_seed: int = 0,
     domains: Sequence[str] | None = None,
@@ -602,7 +805,7 @@ def warm_cache(
     preset = check_preset(preset)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    for name in DOMAINS if domains is None else domains:
+    for name in preset_domains(preset) if domains is None else domains:
         for split in ("train", "test"):
             t0 = time.perf_counter()
             cached_features(
@@ -619,7 +822,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m ecos_fast.features", description=warm_cache.__doc__
     )
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    parser.add_argument("--extractor", default=DEFAULT_EXTRACTOR, choices=EXTRACTORS)
+    parser.add_argument(
+        "--extractor", default=None, choices=EXTRACTORS, help="default: the preset's"
+    )
     parser.add_argument("--data-seed", type=int, default=0)
     args = parser.parse_args(argv)
     timings = warm_cache(args.preset, args.extractor, data_seed=args.data_seed, progress=None)

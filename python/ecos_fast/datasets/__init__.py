@@ -12,31 +12,57 @@ Examples
 >>> from ecos_fast.datasets import DOMAINS, load_domain
 >>> DOMAINS
 ('mnist', 'optdigits', 'mnistm', 'print', 'synth', 'hand', 'hershey')
+>>> client_domains("hard")[7:], n_classes("hard")
+(('deva', 'arabic', 'thai', 'cjk'), 11)
+
+The ``hard`` preset adds numerals of four other scripts (far-away domains with the same
+labels), a pool-only ``junk`` domain (label 10, "not a digit") and test splits rendered
+from fonts the train splits never use.
 """
 
 from __future__ import annotations
 
 from ._cache import CacheWarning, cache_dir
-from .digits import DOMAIN_INFO, DOMAINS, IMAGE_SHAPE, PRESETS, DomainInfo, domain_size
-from .fonts import FONT_PACKAGES, HERSHEY_PACKAGE, MissingFontsError
+from .digits import (
+    ALL_DOMAINS,
+    DOMAIN_INFO,
+    DOMAINS,
+    HARD_DOMAINS,
+    IMAGE_SHAPE,
+    JUNK_LABEL,
+    PRESETS,
+    DomainInfo,
+    client_domains,
+    domain_size,
+    n_classes,
+    preset_domains,
+)
+from .fonts import FONT_PACKAGES, HERSHEY_PACKAGE, SCRIPT_DIGITS, MissingFontsError
 from .preview import preview_grid, save_preview
 from .split import PaperSplit, load_domain, paper_split
 
 __all__ = [
+    "ALL_DOMAINS",
     "DOMAINS",
     "DOMAIN_INFO",
     "FONT_PACKAGES",
+    "HARD_DOMAINS",
     "HERSHEY_PACKAGE",
     "IMAGE_SHAPE",
+    "JUNK_LABEL",
     "PRESETS",
+    "SCRIPT_DIGITS",
     "CacheWarning",
     "DomainInfo",
     "MissingFontsError",
     "PaperSplit",
     "cache_dir",
+    "client_domains",
     "domain_size",
     "load_domain",
+    "n_classes",
     "paper_split",
+    "preset_domains",
     "preview_grid",
     "save_preview",
 ]

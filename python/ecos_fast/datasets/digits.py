@@ -24,6 +24,22 @@ Rendered domains are unbounded: ``seed`` drives every random choice; train and t
 drawn from independent streams. Everything is deterministic: the same arguments give
 the same bytes on a machine with the same fonts and package versions.
 
+The ``hard`` preset adds five domains beside the seven (:data:`HARD_DOMAINS`):
+
+=========  ======================================================================
+deva       Devanagari numerals (U+0966-096F) rendered from Debian Devanagari fonts
+arabic     Arabic-Indic numerals (U+0660-0669) from Debian Arabic fonts
+thai       Thai numerals (U+0E50-0E59) from the TLWG Thai fonts
+cjk        Chinese numerals 〇一二三四五六七八九 from Debian CJK fonts
+junk       "not a digit" (label 10): photo patches and textures from the same CC0
+           photos as mnistm, and noise images; pool only, never a client
+=========  ======================================================================
+
+The four script domains use the labels 0-9 of the Latin digits, drawn so that
+Latin-digit features transfer poorly (the paper's Quickdraw role). In the hard preset
+the rendered domains draw their test splits from fonts (and Hershey designs) that their
+train splits never use (:func:`ecos_fast.datasets.fonts.font_partition`).
+
 Nothing here downloads anything: MNIST and the photos are read from the installed
 packages' data folders, without importing scikit-image (whose fetchers download).
 """
@@ -47,12 +63,18 @@ from ecos_fast.errors import InvalidInputError, InvalidTypeError
 from . import fonts as _fonts
 
 __all__ = [
+    "ALL_DOMAINS",
     "DOMAINS",
     "DOMAIN_INFO",
+    "HARD_DOMAINS",
     "IMAGE_SHAPE",
+    "JUNK_LABEL",
     "PRESETS",
     "DomainInfo",
+    "client_domains",
     "domain_size",
+    "n_classes",
+    "preset_domains",
     "render_domain",
 ]
 
@@ -66,8 +88,23 @@ IMAGE_SHAPE = (32, 32, 3)
 #: The seven domains, in the order used for domain ids.
 DOMAINS: tuple[str, ...] = ("mnist", "optdigits", "mnistm", "print", "synth", "hand", "hershey")
 
+#: The hard preset's extra domains: four far-away numeral scripts and the junk pool.
+HARD_DOMAINS: tuple[str, ...] = ("deva", "arabic", "thai", "cjk", "junk")
+
+#: Every domain any preset uses, in the order used for domain ids and random streams
+#: (the first seven are :data:`DOMAINS`, so their streams are unchanged).
+ALL_DOMAINS: tuple[str, ...] = DOMAINS + HARD_DOMAINS
+
+#: Label of the ``junk`` domain ("not a digit").
+JUNK_LABEL = 10
+
 #: Bumped whenever a recipe changes, so cached images of an older recipe are not reused.
 DATA_VERSION = 2
+#: Version of the hard preset's recipes (script domains, junk, held-out fonts); part of
+#: their cache keys only, so ``default`` and ``small`` keys do not move when it does.
+HARD_VERSION = 1
+
+FontSplit = Literal["all", "heldout"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +114,7 @@ class DomainInfo:
     Attributes
     ----------
     name : str
-    kind : {"real", "blended", "rendered"}
+    kind : {"real", "blended", "rendered", "junk"}
     source : str
         Package(s) the data or fonts come from.
     licence : str
@@ -85,7 +122,7 @@ class DomainInfo:
     """
 
     name: str
-    kind: Literal["real", "blended", "rendered"]
+    kind: Literal["real", "blended", "rendered", "junk"]
     source: str
     licence: str
     description: str
@@ -142,6 +179,43 @@ DOMAIN_INFO: dict[str, DomainInfo] = {
         "Hershey font licence (acknowledgement required)",
         "Hershey stroke fonts, sketch-like pen strokes",
     ),
+    "deva": DomainInfo(
+        "deva",
+        "rendered",
+        "fonts-lohit-deva, fonts-samyak-deva, fonts-gargi, fonts-nakula, fonts-sahadeva, "
+        "fonts-sarai",
+        "fonts: OFL / GPL+FE / GPL-2",
+        "Devanagari numerals, printed with colour, rotation and blur jitter",
+    ),
+    "arabic": DomainInfo(
+        "arabic",
+        "rendered",
+        "fonts-kacst, fonts-arabeyes, fonts-hosny-amiri, fonts-sil-scheherazade",
+        "fonts: GPL-2 (+FE) / OFL",
+        "Arabic-Indic (Eastern Arabic) numerals, printed with jitter",
+    ),
+    "thai": DomainInfo(
+        "thai",
+        "rendered",
+        "fonts-thai-tlwg",
+        "fonts: GPL-2 with font exception",
+        "Thai numerals, printed with jitter",
+    ),
+    "cjk": DomainInfo(
+        "cjk",
+        "rendered",
+        "fonts-wqy-microhei, fonts-wqy-zenhei, fonts-arphic-ukai, fonts-arphic-uming, "
+        "fonts-ipafont-gothic, fonts-ipafont-mincho",
+        "fonts: Apache-2.0 / GPL-2+FE / Arphic / IPA",
+        "Chinese numerals, printed with jitter",
+    ),
+    "junk": DomainInfo(
+        "junk",
+        "junk",
+        "scikit-image bundled photos + seeded noise",
+        "photos CC0 / public domain",
+        "not a digit (label 10): photo patches, textures, noise images",
+    ),
 }
 
 #: Split sizes ``(n_train, n_test)`` per domain for each preset.
@@ -158,7 +232,28 @@ PRESETS: dict[str, dict[str, tuple[int, int]]] = {
         "hershey": (7000, 1000),
     },
     "small": {name: (200, 100) for name in DOMAINS},
+    # Sized so that rendering and ppocr-det features of the whole preset take a few
+    # minutes on 2 cores (docs/data_section.md). The junk test split is empty: junk is
+    # never a client. Script domains hold 2,000 train images so the private-size sweep
+    # (up to 1,000 private samples) leaves half of them in the pool.
+    "hard": {
+        "mnist": (2500, 500),
+        "optdigits": (1442, 355),
+        "mnistm": (2500, 500),
+        "print": (2500, 500),
+        "synth": (2500, 500),
+        "hand": (2500, 500),
+        "hershey": (2500, 500),
+        "deva": (2000, 500),
+        "arabic": (2000, 500),
+        "thai": (2000, 500),
+        "cjk": (2000, 500),
+        "junk": (3000, 0),
+    },
 }
+
+#: Presets whose rendered test splits use fonts their train splits never see.
+HELDOUT_PRESETS = frozenset({"hard"})
 
 # Seed of the fixed train/test partition of the real domains (never the user's seed).
 _PARTITION_SEED = 20221022
@@ -166,12 +261,21 @@ _SPLIT_INDEX = {"train": 0, "test": 1}
 
 
 def check_domain(name: object) -> str:
-    """Validate a domain name."""
+    """Validate a domain name (any of :data:`ALL_DOMAINS`)."""
     if not isinstance(name, str):
         raise InvalidTypeError(f"domain must be a str, got {type(name).__name__}")
-    if name not in DOMAINS:
-        raise InvalidInputError(f"domain={name!r} is not one of {', '.join(DOMAINS)}")
+    if name not in ALL_DOMAINS:
+        raise InvalidInputError(f"domain={name!r} is not one of {', '.join(ALL_DOMAINS)}")
     return name
+
+
+def check_fonts(fonts: object) -> FontSplit:
+    """Validate a font-split mode."""
+    if fonts == "all":
+        return "all"
+    if fonts == "heldout":
+        return "heldout"
+    raise InvalidInputError(f"fonts={fonts!r} must be 'all' or 'heldout'")
 
 
 def check_split(split: object) -> Split:
@@ -199,6 +303,46 @@ def check_preset(preset: object) -> str:
     return preset
 
 
+def preset_domains(preset: str = "default") -> tuple[str, ...]:
+    """Domains of a preset, in domain-id order (the pool's ``domains``).
+
+    Examples
+    --------
+    >>> preset_domains("default") == DOMAINS
+    True
+    >>> preset_domains("hard")[-5:]
+    ('deva', 'arabic', 'thai', 'cjk', 'junk')
+    """
+    return tuple(PRESETS[check_preset(preset)])
+
+
+def client_domains(preset: str = "default") -> tuple[str, ...]:
+    """Domains of a preset that can be the client (every one but ``junk``).
+
+    Examples
+    --------
+    >>> "junk" in client_domains("hard"), len(client_domains("hard"))
+    (False, 11)
+    """
+    return tuple(d for d in preset_domains(preset) if DOMAIN_INFO[d].kind != "junk")
+
+
+def n_classes(preset: str = "default") -> int:
+    """Number of labels in a preset's pool: 10 digits, 11 when ``junk`` (label 10) is in it.
+
+    Examples
+    --------
+    >>> n_classes("default"), n_classes("hard")
+    (10, 11)
+    """
+    return JUNK_LABEL + 1 if "junk" in preset_domains(preset) else 10
+
+
+def preset_fonts(preset: str) -> FontSplit:
+    """``"heldout"`` for presets whose test splits use unseen fonts, else ``"all"``."""
+    return "heldout" if check_preset(preset) in HELDOUT_PRESETS else "all"
+
+
 def domain_size(name: str, split: Split = "train", preset: str = "default") -> int:
     """Number of images of a domain split in a preset.
 
@@ -208,10 +352,17 @@ def domain_size(name: str, split: Split = "train", preset: str = "default") -> i
     1442
     >>> domain_size("synth", "test", preset="small")
     100
+    >>> domain_size("deva", "train", preset="hard")
+    2000
     """
     name = check_domain(name)
     split = check_split(split)
-    return PRESETS[check_preset(preset)][name][_SPLIT_INDEX[split]]
+    preset = check_preset(preset)
+    if name not in PRESETS[preset]:
+        raise InvalidInputError(
+            f"domain={name!r} is not in preset {preset!r} ({', '.join(PRESETS[preset])})"
+        )
+    return PRESETS[preset][name][_SPLIT_INDEX[split]]
 
 
 def max_size(name: str, split: Split) -> int | None:
@@ -226,8 +377,10 @@ def max_size(name: str, split: Split) -> int | None:
 # ---------------------------------------------------------------- shared helpers
 
 
-def _rng(name: str, split: Split, seed: int) -> np.random.Generator:
-    entropy = [seed, DOMAINS.index(name), _SPLIT_INDEX[split], DATA_VERSION]
+def _rng(name: str, split: Split, seed: int, fonts: FontSplit = "all") -> np.random.Generator:
+    entropy = [seed, ALL_DOMAINS.index(name), _SPLIT_INDEX[split], DATA_VERSION]
+    if fonts == "heldout" or name in HARD_DOMAINS:
+        entropy.append(HARD_VERSION)  # never for the seven domains in "all" mode
     return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
@@ -321,13 +474,19 @@ def _mnist_split(split: Split) -> tuple[NDArray[np.uint8], LabelArray]:
     return np.pad(images[idx], ((0, 0), (2, 2), (2, 2))), labels[idx]
 
 
-def _mnist(n: int, rng: np.random.Generator, split: Split) -> tuple[ImageArray, LabelArray]:
+def _mnist(
+    n: int, rng: np.random.Generator, split: Split, fonts: FontSplit
+) -> tuple[ImageArray, LabelArray]:
+    del fonts  # real digits: one fixed train/test partition
     grey, labels = _mnist_split(split)
     idx = _take_balanced(labels, n, rng)
     return _grey_to_rgb(grey[idx]), labels[idx]
 
 
-def _optdigits(n: int, rng: np.random.Generator, split: Split) -> tuple[ImageArray, LabelArray]:
+def _optdigits(
+    n: int, rng: np.random.Generator, split: Split, fonts: FontSplit
+) -> tuple[ImageArray, LabelArray]:
+    del fonts  # real digits: one fixed train/test partition
     from PIL import Image
 
     images, labels = _optdigits_all()
@@ -377,7 +536,10 @@ def _photos() -> tuple[NDArray[np.uint8], ...]:
     return tuple(out)
 
 
-def _mnistm(n: int, rng: np.random.Generator, split: Split) -> tuple[ImageArray, LabelArray]:
+def _mnistm(
+    n: int, rng: np.random.Generator, split: Split, fonts: FontSplit
+) -> tuple[ImageArray, LabelArray]:
+    del fonts  # real digits: one fixed train/test partition
     grey, labels = _mnist_split(split)
     idx = _take_balanced(labels, n, rng, cycle=True)
     photos = _photos()
@@ -450,18 +612,26 @@ def _luminance(rgb: NDArray[np.float64]) -> float:
     return float(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
 
 
+def _family_fonts(family: _fonts.FontFamily, split: Split, fonts: FontSplit) -> tuple[Path, ...]:
+    """A family's fonts: all of them, or (``heldout``) the split's side of the partition."""
+    if fonts == "heldout":
+        return _fonts.font_partition(family)[_SPLIT_INDEX[split]]
+    return _fonts.discover_fonts(family)
+
+
 # ---------------------------------------------------------------- rendered domains
 
 
-def _print(n: int, rng: np.random.Generator, split: Split) -> tuple[ImageArray, LabelArray]:
+def _print(
+    n: int, rng: np.random.Generator, split: Split, fonts: FontSplit
+) -> tuple[ImageArray, LabelArray]:
     from PIL import Image
 
-    del split
-    fonts = _fonts.discover_fonts("print")
+    faces = _family_fonts("print", split, fonts)
     labels = _balanced_labels(n, rng)
     out = np.empty((n, 32, 32, 3), dtype=np.uint8)
     for i, label in enumerate(labels):
-        path = fonts[rng.integers(len(fonts))]
+        path = faces[rng.integers(len(faces))]
         font = _sized_font(path, str(label), rng.uniform(0.5, 0.75) * _HI)
         cx, cy = _HI / 2 + rng.uniform(-3, 3), _HI / 2 + rng.uniform(-3, 3)
         mask = _glyph_mask(font, str(label), 0, 0.0, cx, cy, _HI)
@@ -475,16 +645,17 @@ def _print(n: int, rng: np.random.Generator, split: Split) -> tuple[ImageArray, 
     return out, labels
 
 
-def _synth(n: int, rng: np.random.Generator, split: Split) -> tuple[ImageArray, LabelArray]:
+def _synth(
+    n: int, rng: np.random.Generator, split: Split, fonts: FontSplit
+) -> tuple[ImageArray, LabelArray]:
     from PIL import Image, ImageFilter
 
-    del split
-    fonts = _fonts.discover_fonts("print")
+    faces = _family_fonts("print", split, fonts)
     labels = _balanced_labels(n, rng)
     out = np.empty((n, 32, 32, 3), dtype=np.uint8)
     yy, xx = np.mgrid[0:_HI, 0:_HI].astype(np.float64) / (_HI - 1)
     for i, label in enumerate(labels):
-        path = fonts[rng.integers(len(fonts))]
+        path = faces[rng.integers(len(faces))]
         n_digits = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
         centre = int(rng.integers(n_digits)) if n_digits == 2 else n_digits // 2
         chars = [str(d) for d in rng.integers(0, 10, size=n_digits)]
@@ -567,16 +738,17 @@ def _stroke_width(ink: NDArray[np.bool_]) -> float:
     return 2.0 * area / max(boundary, 1)
 
 
-def _hand(n: int, rng: np.random.Generator, split: Split) -> tuple[ImageArray, LabelArray]:
+def _hand(
+    n: int, rng: np.random.Generator, split: Split, fonts: FontSplit
+) -> tuple[ImageArray, LabelArray]:
     from PIL import Image, ImageFilter
 
-    del split
-    fonts = _fonts.discover_fonts("hand")
+    faces = _family_fonts("hand", split, fonts)
     labels = _balanced_labels(n, rng)
     out = np.empty((n, 32, 32), dtype=np.uint8)
     size = 128
     for i, label in enumerate(labels):
-        path = fonts[rng.integers(len(fonts))]
+        path = faces[rng.integers(len(faces))]
         font = _sized_font(path, str(label), rng.uniform(0.45, 0.6) * size)
         mask = _glyph_mask(font, str(label), 0, 0.0, size / 2, size / 2, size)
         shear = rng.uniform(-0.35, 0.35)
@@ -608,15 +780,19 @@ _INKS = (
 )
 
 
-def _hershey(n: int, rng: np.random.Generator, split: Split) -> tuple[ImageArray, LabelArray]:
+def _hershey(
+    n: int, rng: np.random.Generator, split: Split, fonts: FontSplit
+) -> tuple[ImageArray, LabelArray]:
     from PIL import Image, ImageDraw
 
-    del split
-    fonts = _fonts.hershey_fonts()
+    if fonts == "heldout":
+        designs = _fonts.hershey_partition()[_SPLIT_INDEX[split]]
+    else:
+        designs = _fonts.hershey_fonts()
     labels = _balanced_labels(n, rng)
     out = np.empty((n, 32, 32, 3), dtype=np.uint8)
     for i, label in enumerate(labels):
-        strokes = fonts[rng.integers(len(fonts))].digits[label]
+        strokes = designs[rng.integers(len(designs))].digits[label]
         points = np.concatenate(strokes)
         lo, hi = points.min(axis=0), points.max(axis=0)
         centre = (lo + hi) / 2.0
@@ -644,8 +820,103 @@ def _hershey(n: int, rng: np.random.Generator, split: Split) -> tuple[ImageArray
     return out, labels
 
 
+def _script(
+    script: _fonts.Script,
+) -> Callable[[int, np.random.Generator, Split, FontSplit], tuple[ImageArray, LabelArray]]:
+    """The renderer of one numeral script: printed glyphs with colour, pose and blur jitter."""
+
+    def render(
+        n: int, rng: np.random.Generator, split: Split, fonts: FontSplit
+    ) -> tuple[ImageArray, LabelArray]:
+        from PIL import Image, ImageFilter
+
+        faces = _family_fonts(script, split, fonts)
+        digits = _fonts.SCRIPT_DIGITS[script]
+        labels = _balanced_labels(n, rng)
+        out = np.empty((n, 32, 32, 3), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            path = faces[rng.integers(len(faces))]
+            # Sized by the ink of all ten numerals, so a flat glyph (一, ٠) keeps its shape.
+            font = _sized_font(path, digits, rng.uniform(0.45, 0.7) * _HI)
+            cx, cy = _HI / 2 + rng.uniform(-3, 3), _HI / 2 + rng.uniform(-3, 3)
+            mask = _glyph_mask(font, digits[label], 0, 0.0, cx, cy, _HI)
+            mask = mask.rotate(
+                rng.uniform(-10, 10), resample=Image.Resampling.BILINEAR, center=(cx, cy)
+            )
+            m = np.asarray(mask, dtype=np.float64)[..., None] / 255.0
+            paper = rng.uniform(0, 255, size=3)
+            ink = rng.uniform(0, 255, size=3)
+            for _ in range(10):  # readable contrast, either polarity
+                if abs(_luminance(ink) - _luminance(paper)) > 80:
+                    break
+                ink = rng.uniform(0, 255, size=3)
+            else:
+                ink = np.full(3, 0.0 if _luminance(paper) > 127 else 255.0)
+            rgb = paper * (1.0 - m) + ink * m
+            hi = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
+            hi = hi.filter(ImageFilter.GaussianBlur(rng.uniform(0.0, 1.2)))
+            out[i] = _add_noise(_downsample(hi), rng.uniform(0.0, 6.0), rng)
+        return out, labels
+
+    render.__name__ = f"_{script}"
+    return render
+
+
+def _junk(
+    n: int, rng: np.random.Generator, split: Split, fonts: FontSplit
+) -> tuple[ImageArray, LabelArray]:
+    """Not a digit (label 10): half photo patches and textures, half noise images."""
+    from PIL import Image, ImageFilter
+
+    del split, fonts  # no glyphs; train and test differ through their random streams
+    photos = _photos()
+    out = np.empty((n, 32, 32, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float64)
+    for i in range(n):
+        kind = int(rng.choice(5, p=[0.5, 0.125, 0.125, 0.125, 0.125]))
+        if kind == 0:  # a photo patch at a random scale, flipped, colour-jittered
+            photo = photos[rng.integers(len(photos))]
+            side = int(rng.integers(16, min(129, photo.shape[0] + 1, photo.shape[1] + 1)))
+            y = int(rng.integers(photo.shape[0] - side + 1))
+            x = int(rng.integers(photo.shape[1] - side + 1))
+            patch = Image.fromarray(photo[y : y + side, x : x + side])
+            img = np.asarray(patch.resize((32, 32), Image.Resampling.BOX), dtype=np.float64)
+            if rng.random() < 0.5:
+                img = img[:, ::-1]
+            if rng.random() < 0.3:  # a grey texture
+                img = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
+            img = img * rng.uniform(0.7, 1.3, size=3) + rng.uniform(-30, 30)
+        elif kind == 1:  # white noise, colour or grey
+            channels = 3 if rng.random() < 0.5 else 1
+            img = rng.normal(rng.uniform(60, 200), rng.uniform(15, 70), (32, 32, channels))
+            img = np.broadcast_to(img, (32, 32, 3))
+        elif kind == 2:  # smooth blobs: coarse noise, upsampled and blurred
+            cells = int(rng.integers(2, 9))
+            coarse = rng.uniform(0, 255, (cells, cells, 3)).astype(np.uint8)
+            blob = Image.fromarray(coarse, "RGB").resize((32, 32), Image.Resampling.BICUBIC)
+            blob = blob.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
+            img = np.asarray(blob, dtype=np.float64)
+        elif kind == 3:  # a grating: stripes at a random angle and frequency
+            angle = rng.uniform(0, math.pi)
+            period = rng.uniform(3, 16)
+            wave = np.sin(
+                2 * math.pi * (math.cos(angle) * xx + math.sin(angle) * yy) / period
+                + rng.uniform(0, 2 * math.pi)
+            )
+            c1, c2 = rng.uniform(0, 255, size=3), rng.uniform(0, 255, size=3)
+            t = (wave[..., None] + 1.0) / 2.0
+            img = c1 * (1.0 - t) + c2 * t
+        else:  # salt and pepper on a flat or gradient background
+            base = rng.uniform(0, 255, size=3) + (xx[..., None] / 31.0) * rng.uniform(-80, 80)
+            img = np.broadcast_to(base, (32, 32, 3)).copy()
+            dots = rng.random((32, 32)) < rng.uniform(0.05, 0.3)
+            img[dots] = rng.choice([0.0, 255.0], size=(int(dots.sum()), 1))
+        out[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return out, np.full(n, JUNK_LABEL, dtype=np.int64)
+
+
 _RENDERERS: dict[
-    str, Callable[[int, np.random.Generator, Split], tuple[ImageArray, LabelArray]]
+    str, Callable[[int, np.random.Generator, Split, FontSplit], tuple[ImageArray, LabelArray]]
 ] = {
     "mnist": _mnist,
     "optdigits": _optdigits,
@@ -654,38 +925,53 @@ _RENDERERS: dict[
     "synth": _synth,
     "hand": _hand,
     "hershey": _hershey,
+    "deva": _script("deva"),
+    "arabic": _script("arabic"),
+    "thai": _script("thai"),
+    "cjk": _script("cjk"),
+    "junk": _junk,
 }
 
 
-def render_domain(name: str, split: Split, n: int, seed: int) -> tuple[ImageArray, LabelArray]:
+def render_domain(
+    name: str, split: Split, n: int, seed: int, *, fonts: FontSplit = "all"
+) -> tuple[ImageArray, LabelArray]:
     """Build ``n`` images of one domain split, without any cache.
 
     Parameters
     ----------
     name : str
-        One of :data:`DOMAINS`.
+        One of :data:`ALL_DOMAINS`.
     split : {"train", "test"}
     n : int
         Number of images (at most the split's size for mnist and optdigits).
     seed : int
         Non-negative seed; same arguments, same bytes.
+    fonts : {"all", "heldout"}, default "all"
+        ``all``: every font of the family, for both splits (the ``default`` and
+        ``small`` presets). ``heldout``: the train split draws from the train side of
+        :func:`ecos_fast.datasets.fonts.font_partition` and the test split from the
+        other side (the ``hard`` preset). Real domains ignore it.
 
     Returns
     -------
     images : ndarray of shape (n, 32, 32, 3), dtype uint8
         RGB images.
     labels : ndarray of shape (n,), dtype int64
-        Digits 0-9, class-balanced.
+        Digits 0-9, class-balanced (``junk``: all :data:`JUNK_LABEL`).
 
     Examples
     --------
     >>> images, labels = render_domain("hershey", "train", n=4, seed=0)
     >>> images.shape, images.dtype.name, labels.dtype.name
     ((4, 32, 32, 3), 'uint8', 'int64')
+    >>> render_domain("junk", "train", n=3, seed=0)[1].tolist()
+    [10, 10, 10]
     """
     name = check_domain(name)
     split = check_split(split)
     seed = check_seed(seed)
+    fonts = check_fonts(fonts)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise InvalidTypeError(f"n must be an int, got {type(n).__name__}")
     if n < 0:
@@ -695,5 +981,5 @@ def render_domain(name: str, split: Split, n: int, seed: int) -> tuple[ImageArra
         raise InvalidInputError(f"n={n} exceeds the {limit} images of {name}/{split}")
     if n == 0:
         return np.zeros((0, *IMAGE_SHAPE), dtype=np.uint8), np.zeros(0, dtype=np.int64)
-    images, labels = _RENDERERS[name](int(n), _rng(name, split, seed), split)
+    images, labels = _RENDERERS[name](int(n), _rng(name, split, seed, fonts), split, fonts)
     return np.ascontiguousarray(images, dtype=np.uint8), labels.astype(np.int64)

@@ -32,17 +32,34 @@ from ecos_fast.errors import EcosError, InvalidInputError
 __all__ = [
     "FONT_PACKAGES",
     "HERSHEY_PACKAGE",
+    "SCRIPTS",
+    "SCRIPT_DIGITS",
     "FontFamily",
     "FontPackage",
     "HersheyFont",
     "MissingFontsError",
     "discover_fonts",
     "font_fingerprint",
+    "font_partition",
     "font_roots",
     "hershey_fonts",
+    "hershey_partition",
+    "script_font_fingerprint",
 ]
 
-FontFamily = Literal["print", "hand"]
+FontFamily = Literal["print", "hand", "deva", "arabic", "thai", "cjk"]
+Script = Literal["deva", "arabic", "thai", "cjk"]
+
+#: The non-Latin numeral systems of the hard preset's far-away domains, in domain order.
+SCRIPTS: tuple[Script, ...] = ("deva", "arabic", "thai", "cjk")
+
+#: The characters that stand for the digits 0-9 in each script (index = label).
+SCRIPT_DIGITS: dict[str, str] = {
+    "deva": "".join(chr(0x0966 + d) for d in range(10)),  # Devanagari digits
+    "arabic": "".join(chr(0x0660 + d) for d in range(10)),  # Arabic-Indic (Eastern Arabic)
+    "thai": "".join(chr(0x0E50 + d) for d in range(10)),  # Thai digits
+    "cjk": "\u3007\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d",  # 〇一二…九
+}
 
 #: Environment variable: extra font folders searched before the system ones (``os.pathsep``).
 FONT_DIRS_ENV = "ECOS_FAST_FONT_DIRS"
@@ -78,7 +95,8 @@ class FontPackage:
         Debian package name (``apt-get install <name>``).
     family : {"print", "hand", "hershey"}
         Which rendered domains use it: ``print`` feeds ``print`` and ``synth``,
-        ``hand`` feeds ``hand``, ``hershey`` feeds ``hershey``.
+        ``hand`` feeds ``hand``, ``hershey`` feeds ``hershey``; a script name
+        (``deva``, ``arabic``, ``thai``, ``cjk``) feeds that script's numerals domain.
     subdir : str
         Folder the package installs into, relative to a font root.
     licence : str
@@ -86,7 +104,7 @@ class FontPackage:
     """
 
     name: str
-    family: Literal["print", "hand", "hershey"]
+    family: Literal["print", "hand", "hershey", "deva", "arabic", "thai", "cjk"]
     subdir: str
     licence: str
 
@@ -114,7 +132,34 @@ FONT_PACKAGES: tuple[FontPackage, ...] = (
     FontPackage("fonts-ecolier-court", "hand", "truetype/ecolier-court", "OFL-1.1"),
     FontPackage("fonts-joscelyn", "hand", "opentype/joscelyn", "OFL-1.1"),
     FontPackage("fonts-havana", "hand", "opentype/havana", "OFL-1.1"),
+    # Numerals of other scripts (the hard preset's far-away domains). Appended after the
+    # Latin families, which filter by family, so their fonts and bytes are unchanged.
+    FontPackage("fonts-lohit-deva", "deva", "truetype/lohit-devanagari", "OFL-1.1"),
+    FontPackage("fonts-samyak-deva", "deva", "truetype/samyak", "GPL-3+ with font exception"),
+    FontPackage("fonts-gargi", "deva", "truetype/Gargi", "GPL-2"),
+    FontPackage("fonts-nakula", "deva", "truetype/Nakula", "GPL-2+"),
+    FontPackage("fonts-sahadeva", "deva", "truetype/Sahadeva", "GPL-2+"),
+    FontPackage("fonts-sarai", "deva", "truetype/Sarai", "GPL-2"),
+    FontPackage("fonts-kacst", "arabic", "truetype/kacst", "GPL-2 with font exception"),
+    FontPackage("fonts-arabeyes", "arabic", "truetype/fonts-arabeyes", "GPL-2"),
+    FontPackage("fonts-hosny-amiri", "arabic", "opentype/fonts-hosny-amiri", "OFL-1.1"),
+    FontPackage("fonts-sil-scheherazade", "arabic", "truetype/scheherazade", "OFL-1.1"),
+    FontPackage("fonts-thai-tlwg", "thai", "truetype/tlwg", "GPL-2 with font exception"),
+    FontPackage("fonts-wqy-microhei", "cjk", "truetype/wqy", "Apache-2.0 or GPL-3 with FE"),
+    FontPackage("fonts-wqy-zenhei", "cjk", "truetype/wqy", "GPL-2 with font exception"),
+    FontPackage("fonts-arphic-ukai", "cjk", "truetype/arphic", "Arphic Public License"),
+    FontPackage("fonts-arphic-uming", "cjk", "truetype/arphic", "Arphic Public License"),
+    FontPackage("fonts-ipafont-gothic", "cjk", "opentype/ipafont-gothic", "IPA Font License"),
+    FontPackage("fonts-ipafont-mincho", "cjk", "opentype/ipafont-mincho", "IPA Font License"),
 )
+
+# Files each script package installs (two packages can share a folder: wqy, arphic).
+_SCRIPT_FILES: dict[str, tuple[str, ...]] = {
+    "fonts-wqy-microhei": ("wqy-microhei.ttc",),
+    "fonts-wqy-zenhei": ("wqy-zenhei.ttc",),
+    "fonts-arphic-ukai": ("ukai.ttc",),
+    "fonts-arphic-uming": ("uming.ttc",),
+}
 
 #: Hershey stroke fonts (``.jhf``), installed outside the usual font roots.
 HERSHEY_PACKAGE = FontPackage(
@@ -139,6 +184,7 @@ _HERSHEY_NO_DIGITS = frozenset(
 )
 
 _FONT_SUFFIXES = (".ttf", ".otf")
+_SCRIPT_SUFFIXES = (".ttf", ".otf", ".ttc")  # collections: face 0 is used
 
 
 def font_roots() -> tuple[Path, ...]:
@@ -153,8 +199,15 @@ def _package_files(package: FontPackage) -> list[Path]:
     for root in roots:
         folder = root / package.subdir
         if folder.is_dir():
-            suffixes = (".jhf",) if package.family == "hershey" else _FONT_SUFFIXES
+            if package.family == "hershey":
+                suffixes: tuple[str, ...] = (".jhf",)
+            elif package.family in SCRIPTS:
+                suffixes = _SCRIPT_SUFFIXES
+            else:
+                suffixes = _FONT_SUFFIXES
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+            if package.name in _SCRIPT_FILES:
+                files = [p for p in files if p.name in _SCRIPT_FILES[package.name]]
             if files:
                 return files
     return []
@@ -180,8 +233,8 @@ def _missing(packages: list[FontPackage], what: str) -> None:
     raise MissingFontsError(message + f" Or set {ALLOW_MISSING_ENV}=1 to use a subset.")
 
 
-def _glyph_signature(path: Path) -> bytes | None:
-    """Binary renderings of ``0``-``9`` (cropped, 24x24), or ``None`` if digits are missing."""
+def _glyph_signature(path: Path, digits: str = "0123456789") -> bytes | None:
+    """Binary renderings of the ten ``digits`` (cropped, 24x24), or ``None`` if any is missing."""
     from PIL import Image, ImageFont
 
     try:
@@ -189,7 +242,7 @@ def _glyph_signature(path: Path) -> bytes | None:
     except OSError:
         return None
     bitmaps = []
-    for ch in ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "\U0010fffd"):
+    for ch in (*digits, "\U0010fffd"):
         mask = font.getmask(ch)
         if mask.size[0] == 0 or mask.size[1] == 0:
             bitmaps.append(np.zeros((24, 24), dtype=np.uint8))
@@ -197,9 +250,9 @@ def _glyph_signature(path: Path) -> bytes | None:
         glyph = Image.frombytes("L", mask.size, bytes(mask))
         glyph = glyph.resize((24, 24), Image.Resampling.BILINEAR)
         bitmaps.append((np.asarray(glyph) > 96).astype(np.uint8))
-    digits, notdef = bitmaps[:10], bitmaps[10]
-    keys = [b.tobytes() for b in digits]
-    if any(not b.any() for b in digits):
+    glyphs, notdef = bitmaps[:10], bitmaps[10]
+    keys = [b.tobytes() for b in glyphs]
+    if any(not b.any() for b in glyphs):
         return None
     if len(set(keys)) < 10 or notdef.tobytes() in keys:
         return None
@@ -219,6 +272,7 @@ def _discover(family: FontFamily, allow_missing_env: str | None) -> tuple[Path, 
             missing.append(package)
         candidates.extend(files)
     # Script faces shipped inside "print" packages move to the handwriting family.
+    digits = SCRIPT_DIGITS.get(family, "0123456789")
     if family == "hand":
         for package in FONT_PACKAGES:
             if package.family == "print":
@@ -233,7 +287,7 @@ def _discover(family: FontFamily, allow_missing_env: str | None) -> tuple[Path, 
             continue
         if family == "print" and _SCRIPT_FACES.search(path.name):
             continue
-        signature = _glyph_signature(path)
+        signature = _glyph_signature(path, digits)
         if signature is None:
             continue
         digest = hashlib.sha256(signature).digest()
@@ -243,7 +297,7 @@ def _discover(family: FontFamily, allow_missing_env: str | None) -> tuple[Path, 
         kept.append(path)
     if not kept:
         raise MissingFontsError(
-            f"no usable {family} font with the digits 0-9 was found; install "
+            f"no usable {family} font with the digits {digits} was found; install "
             + " ".join(p.name for p in packages)
         )
     return tuple(kept)
@@ -254,9 +308,10 @@ def discover_fonts(family: FontFamily) -> tuple[Path, ...]:
 
     Parameters
     ----------
-    family : {"print", "hand"}
+    family : {"print", "hand", "deva", "arabic", "thai", "cjk"}
         ``print``: non-handwriting faces (the ``print`` and ``synth`` domains);
-        ``hand``: handwriting and script faces (the ``hand`` domain).
+        ``hand``: handwriting and script faces (the ``hand`` domain); a script name:
+        faces that draw that script's ten numerals (:data:`SCRIPT_DIGITS`).
 
     Returns
     -------
@@ -273,9 +328,13 @@ def discover_fonts(family: FontFamily) -> tuple[Path, ...]:
     >>> fonts = discover_fonts("print")
     >>> len(fonts) > 50
     True
+    >>> len(discover_fonts("deva")) >= 2
+    True
     """
-    if family not in ("print", "hand"):
-        raise InvalidInputError(f"family={family!r} must be 'print' or 'hand'")
+    if family not in ("print", "hand", *SCRIPTS):
+        raise InvalidInputError(
+            f"family={family!r} must be one of 'print', 'hand', {', '.join(map(repr, SCRIPTS))}"
+        )
     return _discover(family, os.environ.get(ALLOW_MISSING_ENV))
 
 
@@ -391,3 +450,105 @@ def font_fingerprint() -> str:
     for font in hershey_fonts():
         h.update(f"{font.name};".encode())
     return h.hexdigest()[:12]
+
+
+def script_font_fingerprint() -> str:
+    """A short hash of the script-numeral font files (names and sizes), like :func:`font_fingerprint`.
+
+    Kept apart from :func:`font_fingerprint` so that the cache keys of the ``default`` and
+    ``small`` presets (which use no script font) do not change when script fonts do.
+    """
+    h = hashlib.sha256()
+    for script in SCRIPTS:
+        for path in discover_fonts(script):
+            h.update(f"{script}/{path.name}:{path.stat().st_size};".encode())
+    return h.hexdigest()[:12]
+
+
+# Faces that are one design under two family names (proportional twins).
+_SAME_DESIGN = {"ipapgothic": "ipagothic", "ipapmincho": "ipamincho"}
+#: Every ``TEST_EVERY``-th typeface (in hash order) of a family is held out for testing.
+TEST_EVERY = 3
+
+
+def _typeface(path: Path) -> str:
+    """The design a font file belongs to: its FreeType family name, normalised."""
+    family = str(_font_name(str(path))).lower().replace(" ", "")
+    return _SAME_DESIGN.get(family, family)
+
+
+@functools.cache
+def _font_name(path: str) -> str:
+    from PIL import ImageFont
+
+    return str(ImageFont.truetype(path, 12).getname()[0])
+
+
+def _partition(family: str, names: list[str], groups: list[str]) -> tuple[list[int], list[int]]:
+    """Split items into (train, test) index lists by group, deterministically.
+
+    The groups are ordered by ``sha256(family:group)`` and every :data:`TEST_EVERY`-th one,
+    starting with the first, goes to test. Needs two groups or more.
+    """
+    distinct = sorted(set(groups), key=lambda g: hashlib.sha256(f"{family}:{g}".encode()).digest())
+    if len(distinct) < 2:
+        raise MissingFontsError(
+            f"the {family} fonts hold {len(distinct)} typeface(s) ({', '.join(names)}); "
+            f"a train/test font partition needs at least 2: install every package of "
+            f"deps/apt-data.txt"
+        )
+    test_groups = {g for rank, g in enumerate(distinct) if rank % TEST_EVERY == 0}
+    train = [i for i, g in enumerate(groups) if g not in test_groups]
+    test = [i for i, g in enumerate(groups) if g in test_groups]
+    return train, test
+
+
+def font_partition(family: FontFamily) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """The hard preset's disjoint train and test fonts of one family.
+
+    Fonts are grouped by typeface (FreeType family name, so the bold and italic files of a
+    test face never reach training); the typefaces are ordered by the SHA-256 of
+    ``"<family>:<typeface>"`` and every third one, starting with the first, is held out for
+    the test splits. The partition depends only on the installed font files.
+
+    Parameters
+    ----------
+    family : {"print", "hand", "deva", "arabic", "thai", "cjk"}
+
+    Returns
+    -------
+    train, test : tuple of pathlib.Path
+        Disjoint, both non-empty, together :func:`discover_fonts` ``(family)``.
+
+    Raises
+    ------
+    MissingFontsError
+        The family has fewer than two typefaces installed.
+
+    Examples
+    --------
+    >>> train, test = font_partition("thai")
+    >>> len(train) > 0 and len(test) > 0 and not set(train) & set(test)
+    True
+    """
+    fonts = discover_fonts(family)
+    train, test = _partition(family, [p.name for p in fonts], [_typeface(p) for p in fonts])
+    return tuple(fonts[i] for i in train), tuple(fonts[i] for i in test)
+
+
+def hershey_partition() -> tuple[tuple[HersheyFont, ...], tuple[HersheyFont, ...]]:
+    """The hard preset's disjoint train and test Hershey designs.
+
+    Designs are grouped by the first four letters of their file name (``futural`` and
+    ``futuram`` are one design at two weights), then split as in :func:`font_partition`.
+
+    Examples
+    --------
+    >>> train, test = hershey_partition()
+    >>> {f.name for f in train}.isdisjoint(f.name for f in test)
+    True
+    """
+    fonts = hershey_fonts()
+    names = [f.name for f in fonts]
+    train, test = _partition("hershey", names, [n[:4] for n in names])
+    return tuple(fonts[i] for i in train), tuple(fonts[i] for i in test)

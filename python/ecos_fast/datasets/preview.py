@@ -10,13 +10,18 @@ from numpy.typing import NDArray
 
 from ecos_fast.errors import InvalidInputError
 
-from .digits import DOMAINS, check_seed, render_domain
+from .digits import DOMAINS, FontSplit, check_fonts, check_seed, render_domain
 
 __all__ = ["preview_grid", "save_preview"]
 
 
 def preview_grid(
-    domains: Sequence[str] = DOMAINS, per_class: int = 2, seed: int = 0, scale: int = 2
+    domains: Sequence[str] = DOMAINS,
+    per_class: int = 2,
+    seed: int = 0,
+    scale: int = 2,
+    *,
+    fonts: FontSplit = "all",
 ) -> NDArray[np.uint8]:
     """A labelled RGB grid: one row per domain, ``per_class`` images of each digit.
 
@@ -30,6 +35,8 @@ def preview_grid(
         Data seed of the test splits drawn.
     scale : int, default 2
         Nearest-neighbour magnification of each 32x32 image.
+    fonts : {"all", "heldout"}, default "all"
+        ``heldout`` shows the hard preset's test splits (fonts that training never uses).
 
     Returns
     -------
@@ -48,11 +55,12 @@ def preview_grid(
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise InvalidInputError(f"scale={scale!r} must be an int >= 1")
     seed = check_seed(seed)
+    fonts = check_fonts(fonts)
     cell = 32 * scale + 2
     label_width = 80 * scale
     rows = []
     for name in domains:
-        images, labels = render_domain(name, "test", 10 * per_class, seed)
+        images, labels = render_domain(name, "test", 10 * per_class, seed, fonts=fonts)
         order = np.argsort(labels, kind="stable")
         tiles = [
             np.pad(
