@@ -39,9 +39,18 @@ def setup() -> tuple[np.ndarray, np.ndarray, np.ndarray, ecos_fast.Centroids]:
 
 
 def reference_select(
-    pool: np.ndarray, cents: ecos_fast.Centroids, weights: np.ndarray, budget: int
+    pool: np.ndarray,
+    cents: ecos_fast.Centroids,
+    weights: np.ndarray,
+    budget: int,
+    within: str = "kcenter",
+    candidates: float = 4.0,
 ) -> np.ndarray:
-    """The selection rule of docs/method.md in plain NumPy (float64)."""
+    """The selection rule of docs/method.md in plain NumPy (float64).
+
+    ``within="kcenter"``: K-Center over the whole cluster from its member nearest the
+    centroid; ``"neighbourhood"``: over the ``ceil(candidates * quota)`` nearest members.
+    """
     c = cents.centroids
     labels, d2 = reference.assign(pool, c)
     cap = np.bincount(labels, minlength=c.shape[0])
@@ -52,6 +61,9 @@ def reference_select(
             continue
         rows = np.flatnonzero(labels == k)
         first = int(rows[np.argmin(d2[rows])])
+        if within == "neighbourhood":
+            m = min(rows.size, math.ceil(candidates * int(quotas[k])))
+            rows = np.sort(rows[np.lexsort((rows, d2[rows]))[:m]])
         out.append(reference.kcenter_greedy(pool, int(quotas[k]), first=first, rows=rows)[0])
     return np.concatenate(out)
 
@@ -88,7 +100,12 @@ def test_end_to_end_matches_reference(setup: tuple) -> None:
     assert list(sel) == idx.tolist()
     # Cluster order, then pick order.
     assert sel.labels is not None and (np.diff(sel.labels[idx]) >= 0).all()
-    np.testing.assert_array_equal(idx, reference_select(pool, cents, sketch.weights(), 120))
+    want = reference_select(pool, cents, sketch.weights(), 120, "neighbourhood", 4.0)
+    np.testing.assert_array_equal(idx, want)  # the default: neighbourhood, then K-Center
+    for within, cand in (("kcenter", 4.0), ("neighbourhood", 1.5)):
+        got = ecos_fast.select(pool, sketch, 120, within=within, candidates=cand)
+        want = reference_select(pool, cents, sketch.weights(), 120, within, cand)
+        np.testing.assert_array_equal(np.asarray(got), want)
 
 
 def test_ecos_beats_random_on_the_clients_component(setup: tuple) -> None:

@@ -176,11 +176,46 @@ def test_select_gather_equals_local_for_any_sharding_and_input(
         assert got.method == "ecos" and got.labels is None
 
 
+@pytest.mark.parametrize("within", ["neighbourhood", "nearest", "kcenter"])
+def test_select_within_equals_local_for_one_and_many_shards(
+    cluster: Any,
+    pool: np.ndarray,
+    shards: Path,
+    other_shards: Path,
+    sketch: ecos_fast.Sketch,
+    tmp_path_factory: pytest.TempPathFactory,
+    within: str,
+) -> None:
+    one = tmp_path_factory.getbasetemp() / "pool1"
+    if not one.exists():
+        write_shards(pool, one, [0, N])
+    kw: dict[str, Any] = {"within": within, "candidates": 3.0}
+    local = ecos_fast.select(pool, sketch, 1500, **kw)
+    for source in (one, shards, other_shards):
+        got = ecos_fast.select(source, sketch, 1500, backend="ray", **kw)
+        np.testing.assert_array_equal(got.indices, local.indices)
+        np.testing.assert_array_equal(got.quotas, local.quotas)
+
+
+def test_select_noisy_posterior_equals_local(
+    cluster: Any, pool: np.ndarray, other_shards: Path, sketch: ecos_fast.Sketch
+) -> None:
+    cents = sketch.centroids
+    head = pool[:20_000]
+    private = head[ecos_fast.assign(head, cents.centroids)[0] % 5 == 0]
+    noisy = ecos_fast.Sketch.join(cents, ecos_fast.respond(private, cents, 1.0, 1e-5, seed=0))
+    kw: dict[str, Any] = {"weights": "posterior", "threshold": 1.0}
+    local = ecos_fast.select(pool, noisy, 800, **kw)
+    got = ecos_fast.select(other_shards, noisy, 800, backend="ray", **kw)
+    np.testing.assert_array_equal(got.indices, local.indices)
+    np.testing.assert_array_equal(got.weights, local.weights)
+
+
 def test_select_coreset_is_a_valid_bounded_selection(
     cluster: Any, pool: np.ndarray, shards: Path, sketch: ecos_fast.Sketch
 ) -> None:
-    local = ecos_fast.select(pool, sketch, 600)
-    got = ecos_fast.select(shards, sketch, 600, backend="ray", kcenter="coreset")
+    local = ecos_fast.select(pool, sketch, 600, within="kcenter")
+    got = ecos_fast.select(shards, sketch, 600, backend="ray", within="kcenter", kcenter="coreset")
     np.testing.assert_array_equal(got.quotas, local.quotas)
     assert len(np.unique(got.indices)) == 600
     labels = ecos_fast.assign(pool, sketch.centroids.centroids)[0]
@@ -230,6 +265,8 @@ def test_errors_are_explicit(cluster: Any, shards: Path, sketch: ecos_fast.Sketc
         ecos_fast.select(shards, sketch, 10, backend="ray", labels=np.zeros(N, np.int64))
     with pytest.raises(InvalidInputError, match="backend"):
         ecos_fast.kmeans(np.zeros((4, 2), np.float32), 1, backend="spark")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="within='kcenter'"):
+        ecos_fast.select(shards, sketch, 10, backend="ray", kcenter="coreset")
     with pytest.raises(InvalidInputError, match="no .npy"):
         ray_backend.ShardedPool.from_source(shards.parent)
 

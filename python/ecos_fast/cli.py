@@ -387,7 +387,29 @@ def respond(
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
-    help="Cluster weights are max(noisy count - threshold * sigma, 0).",
+    help="Cluster weights are max(estimate - threshold * sigma, 0); in units of sigma.",
+)
+@click.option(
+    "--weights",
+    type=click.Choice(["noisy", "posterior"]),
+    default=None,
+    help="Estimate of each cluster's count: the noisy count, or its posterior mean under "
+    "the Gaussian noise with a flat prior on counts >= 0. [default: the library's]",
+)
+@click.option(
+    "--within",
+    type=click.Choice(["neighbourhood", "kcenter", "nearest"]),
+    default=None,
+    help="Inside each cluster: K-Center over the members nearest the centroid "
+    "(neighbourhood), over the whole cluster (kcenter), or the nearest members. "
+    "[default: the library's]",
+)
+@click.option(
+    "--candidates",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="--within neighbourhood: the candidate set is this many times the quota. "
+    "[default: the library's]",
 )
 @click.option(
     "--fallback",
@@ -436,6 +458,9 @@ def select(
     output: Path,
     method: str,
     threshold: float,
+    weights: str | None,
+    within: str | None,
+    candidates: float | None,
     fallback: str,
     seed: int,
     summary_path: Path | None,
@@ -451,6 +476,11 @@ def select(
     from . import baselines, selection
     from .exchange import load_centroids, load_response
     from .protocol import Sketch
+    from .rule import DEFAULT_CANDIDATES, DEFAULT_WEIGHTS, DEFAULT_WITHIN
+
+    weights = DEFAULT_WEIGHTS if weights is None else weights
+    within = DEFAULT_WITHIN if within is None else within
+    candidates = DEFAULT_CANDIDATES if candidates is None else candidates
 
     if method == "ecos" and (centroids is None or response is None):
         raise click.UsageError("--method ecos needs CENTROIDS and RESPONSE")
@@ -476,6 +506,9 @@ def select(
                     sk,
                     budget,
                     threshold=threshold,
+                    weights=cast(Literal["noisy", "posterior"], weights),
+                    within=cast(Literal["neighbourhood", "kcenter", "nearest"], within),
+                    candidates=candidates,
                     fallback=cast(Literal["raise", "random", "kcenter"], fallback),
                     seed=seed,
                     n_threads=threads,
@@ -512,6 +545,9 @@ def select(
         "delta": None if resp is None else resp.delta,
         "sigma": None if resp is None else resp.sigma,
         "threshold": threshold,
+        "weights_from": weights if method == "ecos" else None,
+        "within": within if method == "ecos" else None,
+        "candidates": candidates if method == "ecos" else None,
         "communication": comm,
         "indices_sha256": hashlib.sha256(indices.astype("<i8").tobytes()).hexdigest(),
     }

@@ -84,7 +84,7 @@ DEFAULT_THRESHOLD = 0.0
 #: ``"noisy"`` or ``"posterior"`` (provisional default).
 DEFAULT_WEIGHTS: Weights = "noisy"
 #: Within-cluster routine (provisional default).
-DEFAULT_WITHIN: Within = "kcenter"
+DEFAULT_WITHIN: Within = "neighbourhood"
 #: Candidate factor of ``within="neighbourhood"`` (provisional default).
 DEFAULT_CANDIDATES = 4.0
 
@@ -568,21 +568,21 @@ def kcenter_on_candidates(
 def _own_centroid_sq_dist(
     x: NDArray[np.float32],
     centroids: NDArray[np.float32],
-    labels: NDArray[np.int64],
     indptr: NDArray[np.int64],
     members: NDArray[np.int64],
     clusters: NDArray[np.int64],
-) -> NDArray[np.float64]:
-    """Squared distance of every member of ``clusters`` to its centroid (float64, in
-    bounded blocks); the other rows hold +inf."""
-    d2 = np.full(labels.shape[0], np.inf, dtype=np.float64)
+    n_threads: int,
+) -> NDArray[np.float32]:
+    """Squared distance of every member of ``clusters`` to its own centroid, by the
+    assign kernel in bounded blocks (the values a full assignment gives); the other
+    rows hold +inf."""
+    d2 = np.full(x.shape[0], np.inf, dtype=np.float32)
     for k in clusters.tolist():
         rows = members[indptr[k] : indptr[k + 1]]
-        c = centroids[k].astype(np.float64)
+        c = np.ascontiguousarray(centroids[k : k + 1])
         for s in range(0, rows.shape[0], _DIST_CHUNK):
             blk = rows[s : s + _DIST_CHUNK]
-            diff = x[blk].astype(np.float64) - c
-            d2[blk] = np.einsum("ij,ij->i", diff, diff)
+            d2[blk] = _core.assign(np.ascontiguousarray(x[blk]), c, n_threads)[1]
     return d2
 
 
@@ -604,7 +604,7 @@ def select_within(
     indptr, members = cluster_members(labels, quotas.shape[0])
     if sq_dist is None:
         chosen = np.flatnonzero(quotas > 0).astype(np.int64)
-        sq_dist = _own_centroid_sq_dist(x, centroids, labels, indptr, members, chosen)
+        sq_dist = _own_centroid_sq_dist(x, centroids, indptr, members, chosen, n_threads)
     if opts.within == "kcenter":  # the whole cluster: only its nearest member is needed
         _, first_rows = nearest_in_clusters(
             sq_dist, indptr, members, (quotas > 0).astype(np.int64), n_threads

@@ -112,13 +112,14 @@ def select(
     backend : {"local", "ray"}, default "local"
         ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
         shards or a ``ray.data.Dataset``; assignment and K-Center run on the Ray
-        workers (:func:`ecos_fast.ray_backend.select_sharded`). ``labels`` must be None and
-        ``Selection.labels`` is None (labels stay on the workers).
+        workers (:func:`ecos_fast.ray_backend.select_sharded`). ``labels`` must be
+        None and ``Selection.labels`` is None (labels stay on the workers).
     kcenter : {"gather", "coreset"}, default "gather"
-        Ray with ``within="kcenter"`` only. ``"gather"``: each cluster with a quota is gathered to one worker;
-        the selection equals the local one exactly. ``"coreset"``: K-Center per shard,
-        then on the union of the shards' picks; covering radius within 4x the
-        optimum of each cluster, and it depends on the sharding.
+        Ray with ``within="kcenter"`` only. ``"gather"``: each cluster with a quota
+        is gathered to one worker; the selection equals the local one exactly.
+        ``"coreset"``: K-Center per shard, then on the union of the shards' picks;
+        covering radius within 4x the optimum of each cluster, and it depends on the
+        sharding. Every other ``within`` equals the local selection exactly on Ray.
 
     Returns
     -------

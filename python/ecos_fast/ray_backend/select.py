@@ -100,6 +100,11 @@ def select_sharded(
         fallback=fallback,
     )  # fmt: skip
     check_choice(kcenter, "kcenter", KCENTER_MODES)
+    if kcenter == "coreset" and opts.within != "kcenter":
+        raise InvalidInputError(
+            f"kcenter='coreset' runs K-Center over whole clusters: it needs within='kcenter', "
+            f"got within={opts.within!r}"
+        )
     if opts.fallback == "kcenter":
         raise InvalidInputError("fallback='kcenter' is not offered with backend='ray'")
     cents = sketch.centroids

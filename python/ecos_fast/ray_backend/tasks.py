@@ -22,7 +22,6 @@ __all__ = [
     "add_parts",
     "assign_refs",
     "bins_total",
-    "dist_bins",
     "gather_rows",
 ]
 
@@ -67,22 +66,6 @@ def task_relocation_candidates(
     return _core.kmeans_candidates(x, centroids, offset, m, task_threads())
 
 
-def dist_bins(d2: NDArray[np.float32]) -> NDArray[np.int64]:
-    """Exact per-exponent bins of non-negative float32 values.
-
-    The layout of the kernel's ``dist_bins`` (``rust/kernels/kmeans.rs``): bin
-    ``e`` (biased exponent, denormals in bin 1) holds the sum of the 24-bit
-    significands of the values with that exponent, in units of ``2^(e - 150)``.
-    """
-    bits = np.abs(d2).view(np.uint32)
-    e = (bits >> 23).astype(np.int64)
-    m = (bits & 0x7FFFFF).astype(np.int64)
-    m = np.where(e > 0, m | (1 << 23), m)
-    out = np.zeros(256, np.int64)
-    np.add.at(out, np.maximum(e, 1), m)
-    return out
-
-
 def bins_total(bins: NDArray[np.int64]) -> float:
     """The kernel's ``bins_total``: smallest exponent first, each term exact, in float64."""
     return float(sum(float(b) * 2.0 ** (e - 150) for e, b in enumerate(bins.tolist()) if b))
@@ -95,9 +78,11 @@ def task_assign(
     centroids: NDArray[np.float32],
     n_clusters: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], dict[str, NDArray[Any]]]:
-    """Labels and distances (kept in the object store) and a small summary."""
+    """Labels and distances (kept in the object store) and a small summary: counts,
+    nearest member per cluster, and the exact distance bins (``kmeans.rs``'s
+    ``dist_bins``, returned by the assign kernel) that add up to the inertia."""
     x = load_shard(shard, column, norm)
-    labels, d2 = _core.assign(x, centroids, task_threads())
+    labels, d2, bins = _core.assign(x, centroids, task_threads(), bins=True)
     counts = np.bincount(labels, minlength=n_clusters).astype(np.int64)
     # Per cluster: the member nearest the centroid, ties to the lowest row.
     order = np.lexsort((np.arange(labels.shape[0]), d2, labels))
@@ -110,7 +95,7 @@ def task_assign(
         "counts": counts,
         "best_d": best_d,
         "best_i": best_i,
-        "bins": dist_bins(d2),
+        "bins": bins,
     }
     return labels, d2, summary
 

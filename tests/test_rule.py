@@ -1,0 +1,191 @@
+"""The ECOS rule's pieces (ecos_fast.rule) on tiny hand-made pools with known answers."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import ecos_fast
+import numpy as np
+import pytest
+from ecos_fast import _core, rule
+from ecos_fast.errors import EcosWarning, InvalidInputError, LowSignalWarning
+
+
+def exact_sketch(centroids: list[list[float]], counts: list[float]) -> ecos_fast.Sketch:
+    """A noiseless release (epsilon = inf) with the given counts."""
+    cents = ecos_fast.Centroids(np.asarray(centroids, np.float32))
+    resp = ecos_fast.Response(
+        noisy_counts=np.asarray(counts, np.float64), epsilon=math.inf, delta=1e-5, sigma=0.0,
+        sensitivity=1.0, relation="add_remove", mechanism="none",
+        centroids_fingerprint=cents.fingerprint,
+    )  # fmt: skip
+    return ecos_fast.Sketch.join(cents, resp)
+
+
+# One cluster around 0 (rows 0-5) and one around 10 (rows 6-8), in one dimension.
+POOL = np.array([[0.1], [0.5], [-0.2], [3.0], [-4.0], [0.3], [10.1], [10.3], [9.0]], np.float32)
+SKETCH = exact_sketch([[0.0], [10.0]], [5.0, 0.0])
+
+
+def test_nearest_takes_the_quota_nearest_the_centroid() -> None:
+    sel = ecos_fast.select(POOL, SKETCH, 3, within="nearest")
+    # |x|: row 0 (0.1), row 2 (0.2), row 5 (0.3), then row 1 (0.5): nearest first.
+    assert sel.indices.tolist() == [0, 2, 5]
+    assert sel.quotas is not None and sel.quotas.tolist() == [3, 0]
+
+
+def test_neighbourhood_is_kcenter_inside_the_candidate_set() -> None:
+    # quota 2, candidates 2: the 4 nearest members {0, 2, 5, 1}; K-Center starts at
+    # the nearest (row 0, 0.1) and takes the candidate farthest from it (row 1, 0.5).
+    sel = ecos_fast.select(POOL, SKETCH, 2, within="neighbourhood", candidates=2.0)
+    assert sel.indices.tolist() == [0, 1]
+    # Over the whole cluster K-Center walks to the edge instead (row 4, -4.0).
+    whole = ecos_fast.select(POOL, SKETCH, 2, within="kcenter")
+    assert whole.indices.tolist() == [0, 4]
+    # ceil(1.5 * 2) = 3 candidates {0, 2, 5}: row 2 (-0.2) is the farthest from row 0.
+    assert ecos_fast.select(POOL, SKETCH, 2, candidates=1.5).indices.tolist() == [0, 2]
+
+
+@pytest.fixture(scope="module")
+def mixture() -> tuple[np.ndarray, ecos_fast.Sketch]:
+    rng = np.random.default_rng(5)
+    means = rng.normal(0, 8, (6, 4))
+    pool = (means[rng.integers(0, 6, 3000)] + rng.normal(0, 2, (3000, 4))).astype(np.float32)
+    cents = ecos_fast.fit_centroids(pool, 12, seed=0)
+    private = (means[2] + rng.normal(0, 2, (400, 4))).astype(np.float32)
+    return pool, ecos_fast.Sketch.join(cents, ecos_fast.respond(private, cents, math.inf, 1e-5))
+
+
+def per_cluster(sel: ecos_fast.Selection) -> dict[int, list[int]]:
+    assert sel.labels is not None
+    out: dict[int, list[int]] = {}
+    for i in sel.indices.tolist():
+        out.setdefault(int(sel.labels[i]), []).append(i)
+    return out
+
+
+def test_neighbourhood_limits(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
+    pool, sk = mixture
+    nearest = ecos_fast.select(pool, sk, 200, within="nearest")
+    one = ecos_fast.select(pool, sk, 200, within="neighbourhood", candidates=1.0)
+    # candidates=1: the candidate set is the quota itself; K-Center only reorders it.
+    assert one.quotas is not None and nearest.quotas is not None
+    np.testing.assert_array_equal(one.quotas, nearest.quotas)
+    a, b = per_cluster(one), per_cluster(nearest)
+    assert a.keys() == b.keys() and all(sorted(a[k]) == sorted(b[k]) for k in a)
+    # A huge factor: the candidate set is the whole cluster, so it is K-Center, exactly.
+    huge = ecos_fast.select(pool, sk, 200, within="neighbourhood", candidates=1e12)
+    kc = ecos_fast.select(pool, sk, 200, within="kcenter")
+    np.testing.assert_array_equal(huge.indices, kc.indices)
+
+
+def test_picks_lie_in_the_candidate_set(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
+    pool, sk = mixture
+    cand = 2.5
+    sel = ecos_fast.select(pool, sk, 300, candidates=cand)
+    c = sk.centroids.centroids.astype(np.float64)
+    labels, d2 = ecos_fast.assign(pool, sk.centroids.centroids)
+    assert sel.quotas is not None and int(sel.quotas.sum()) == 300
+    for k, picks in per_cluster(sel).items():
+        rows = np.flatnonzero(labels == k)
+        m = math.ceil(cand * int(sel.quotas[k]))
+        near = set(rows[np.lexsort((rows, d2[rows]))[:m]].tolist())
+        assert set(picks) <= near and len(picks) == sel.quotas[k]
+        # The first pick is the member nearest the centroid.
+        dist = ((pool[rows].astype(np.float64) - c[k]) ** 2).sum(1)
+        assert picks[0] == rows[np.argmin(dist)]
+
+
+@pytest.mark.parametrize("within", rule.WITHIN)
+def test_the_same_picks_for_any_thread_count_and_with_labels(
+    mixture: tuple[np.ndarray, ecos_fast.Sketch], within: str
+) -> None:
+    pool, sk = mixture
+    runs = [
+        ecos_fast.select(pool, sk, 250, within=within, n_threads=t)  # type: ignore[arg-type]
+        for t in (1, 2, 3)
+    ]
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.indices, runs[0].indices)
+    labels = ecos_fast.assign(pool, sk.centroids.centroids)[0]
+    lab = ecos_fast.select(pool, sk, 250, within=within, labels=labels)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(lab.quotas, runs[0].quotas)
+    # The own-centroid distances come from the same kernel: the same picks.
+    np.testing.assert_array_equal(lab.indices, runs[0].indices)
+
+
+def test_nearest_in_clusters_against_brute_force() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 7, 500)
+    d2 = rng.integers(0, 20, 500).astype(np.float32)  # many ties: they go to the lowest row
+    indptr, members = rule.cluster_members(labels, 7)
+    counts = rng.integers(0, 90, 7)
+    impls = [rule.nearest_in_clusters]
+    if hasattr(_core, "nearest_in_clusters"):
+        impls.append(_core.nearest_in_clusters)
+    for f in impls:
+        out_indptr, out = f(d2, indptr, members, counts, 2)
+        for k in range(7):
+            rows = np.flatnonzero(labels == k)
+            want = sorted(rows.tolist(), key=lambda i: (d2[i], i))[: counts[k]]
+            assert out[out_indptr[k] : out_indptr[k + 1]].tolist() == want
+
+
+@pytest.mark.parametrize("m", [-25.0, -6.0, 0.0, 3.0, 40.0])
+def test_posterior_weight_is_the_truncated_gaussian_mean(m: float) -> None:
+    sigma = 6.137
+    v = np.linspace(0.0, max(m, 0.0) + 40 * sigma, 400_001)
+    dens = np.exp(-0.5 * ((v - m) / sigma) ** 2)
+    want = float(np.trapezoid(v * dens, v) / np.trapezoid(dens, v))
+    got = float(rule.posterior_mean_counts([m], sigma)[0])
+    assert got == pytest.approx(want, rel=1e-6)
+    # Combined with the threshold: the same estimate minus threshold * sigma, floored.
+    w = rule.cluster_weights([m], sigma, threshold=0.5, weights="posterior")[0]
+    assert w == pytest.approx(max(want - 0.5 * sigma, 0.0), rel=1e-6, abs=1e-12)
+
+
+def test_posterior_weights_reach_select(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
+    pool, sk = mixture
+    resp = ecos_fast.respond(np.repeat(pool[:1], 50, axis=0), sk.centroids, 2.0, 1e-5, seed=4)
+    noisy = ecos_fast.Sketch.join(sk.centroids, resp)
+    sel = ecos_fast.select(pool, noisy, 100, weights="posterior")
+    want = rule.posterior_mean_counts(resp.noisy_counts, resp.sigma)
+    assert sel.weights is not None and (sel.weights > 0).all()  # every cluster may get some
+    np.testing.assert_allclose(sel.weights, want)
+    np.testing.assert_allclose(noisy.weights(weights="posterior"), want)
+
+
+def test_low_signal_warning(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
+    pool, sk = mixture
+    small = pool[:40]
+    resp = ecos_fast.respond(small, sk.centroids, 0.01, 1e-5, seed=0)
+    with pytest.warns(LowSignalWarning, match=r"sigma\*sqrt\(R\)=.*sqrt\(12\)") as rec:
+        ecos_fast.select(pool, (sk.centroids, resp), 50, fallback="random")
+    msg = str(rec[0].message)
+    assert f"{float(resp.noisy_counts.sum()):.4g}" in msg and "fewer clusters" in msg
+    assert "larger epsilon" in msg and issubclass(LowSignalWarning, EcosWarning)
+    exact = ecos_fast.respond(small, sk.centroids, math.inf, 1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LowSignalWarning)
+        ecos_fast.select(pool, (sk.centroids, exact), 50)
+
+
+def test_options_are_checked(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
+    pool, sk = mixture
+    with pytest.raises(InvalidInputError, match="candidates=0.5 must be a finite number >= 1"):
+        ecos_fast.select(pool, sk, 10, candidates=0.5)
+    with pytest.raises(InvalidInputError, match="within='edge'"):
+        ecos_fast.select(pool, sk, 10, within="edge")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="weights='mean'"):
+        ecos_fast.select(pool, sk, 10, weights="mean")  # type: ignore[arg-type]
+
+
+def test_defaults_live_in_the_rule_module() -> None:
+    import inspect
+
+    params = inspect.signature(ecos_fast.select).parameters
+    assert params["threshold"].default == rule.DEFAULT_THRESHOLD
+    assert params["within"].default == rule.DEFAULT_WITHIN
+    assert params["candidates"].default == rule.DEFAULT_CANDIDATES
+    assert params["weights"].default == rule.DEFAULT_WEIGHTS
