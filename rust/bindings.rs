@@ -15,7 +15,7 @@ use crate::errors::{KernelError, KernelResult};
 use crate::invalid;
 // `nearest`: the assignment kernel (`kernels::assign`), renamed here because the
 // `assign` binding below takes that name.
-use crate::kernels::{assign as nearest, finite, kcenter, kmeans as km, simd};
+use crate::kernels::{assign as nearest, finite, kcenter, kmeans as km, neighbourhood, simd};
 
 /// Thread pools cached per size, and the process that built them.
 ///
@@ -624,6 +624,37 @@ fn kcenter_clusters<'py>(
     Ok(PyArray1::from_vec(py, sel))
 }
 
+/// Per cluster, the `min(counts[k], size_k)` members with the smallest
+/// `(sq_dist[row], row)`, in that order (the neighbourhood rule's candidate sets).
+///
+/// Cluster `k` holds rows `members[indptr[k]..indptr[k+1]]` (strictly increasing).
+/// Returns (out_indptr int64[R+1], out_members int64[...]) in the same layout; the
+/// clusters run in parallel and the result does not depend on `n_threads`.
+#[pyfunction]
+#[pyo3(signature = (sq_dist, indptr, members, counts, n_threads))]
+fn nearest_in_clusters<'py>(
+    py: Python<'py>,
+    sq_dist: PyReadonlyArray1<'py, f32>,
+    indptr: PyReadonlyArray1<'py, i64>,
+    members: PyReadonlyArray1<'py, i64>,
+    counts: PyReadonlyArray1<'py, i64>,
+    n_threads: usize,
+) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
+    let sq_dist = contiguous1("sq_dist", &sq_dist)?;
+    let indptr = contiguous1("indptr", &indptr)?;
+    let members = contiguous1("members", &members)?;
+    let counts = contiguous1("counts", &counts)?;
+    // A sort costs far more than a multiply-add per element: weight it so that only
+    // calls of some 30k members and more wake the pool.
+    let (out_indptr, out) = run_detached(py, n_threads, work(members.len(), 256, 1), || {
+        neighbourhood::nearest_in_clusters(sq_dist, indptr, members, counts)
+    })?;
+    Ok((
+        PyArray1::from_vec(py, out_indptr),
+        PyArray1::from_vec(py, out),
+    ))
+}
+
 /// Flat index of the first NaN or ±inf of a float32 array of any shape, or `None`
 /// (the lowest such index, whatever the thread count).
 #[pyfunction]
@@ -689,6 +720,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kcenter_greedy, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_greedy_stats, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_clusters, m)?)?;
+    m.add_function(wrap_pyfunction!(nearest_in_clusters, m)?)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     Ok(())
 }

@@ -3,11 +3,11 @@
 //! Python validates inputs first (`ecos_fast._validation`); these are the cheap
 //! invariants Rust re-checks so that nothing ever panics across the boundary.
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::PyErr;
 use std::fmt;
 
-// The package's own class, so a bad setting reads like every other input error.
+// The package's own class, so a kernel's refusal reads like every other input error.
 pyo3::import_exception!(ecos_fast.errors, InvalidInputError);
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,10 +35,11 @@ impl std::error::Error for KernelError {}
 impl From<KernelError> for PyErr {
     fn from(err: KernelError) -> PyErr {
         match err {
-            KernelError::InvalidArgument(_) => PyValueError::new_err(err.to_string()),
+            // `ecos_fast.errors.InvalidInputError`, a `ValueError`.
+            KernelError::InvalidArgument(_) | KernelError::Config(_) => {
+                InvalidInputError::new_err(err.to_string())
+            }
             KernelError::ThreadPool(_) => PyRuntimeError::new_err(err.to_string()),
-            // `ecos_fast.errors.InvalidInputError` (a `ValueError`).
-            KernelError::Config(_) => InvalidInputError::new_err(err.to_string()),
         }
     }
 }

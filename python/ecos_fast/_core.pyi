@@ -26,6 +26,7 @@ __all__ = [
     "kmeans_plusplus",
     "kmeans_scales",
     "kmeans_update",
+    "nearest_in_clusters",
 ]
 
 @overload
@@ -129,4 +130,21 @@ def kcenter_clusters(
     first: NDArray[np.int64],
     n_threads: int,
 ) -> NDArray[np.int64]: ...
+def nearest_in_clusters(
+    sq_dist: NDArray[np.float32],
+    indptr: NDArray[np.int64],
+    members: NDArray[np.int64],
+    counts: NDArray[np.int64],
+    n_threads: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Per cluster, the ``min(counts[k], size_k)`` members nearest the centroid.
+
+    Cluster ``k`` holds rows ``members[indptr[k]:indptr[k + 1]]`` (strictly increasing;
+    ``indptr`` starts at 0, never decreases and ends at ``len(members)``), ``counts``
+    are ``>= 0``. Returns ``(out_indptr, out_members)`` in the same layout, each
+    cluster's rows in ascending ``(sq_dist[row], row)`` order: the first is the member
+    nearest the centroid, ties to the lowest row. The same for any ``n_threads``.
+    Oracle: ``ecos_fast.reference.nearest_in_clusters``.
+    """
+
 def build_info() -> dict[str, str]: ...

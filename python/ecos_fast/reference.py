@@ -17,6 +17,7 @@ __all__ = [
     "kcenter_running_min",
     "kmeans_lloyd",
     "kmeans_lloyd_relocating",
+    "nearest_in_clusters",
     "sq_distances",
 ]
 
@@ -170,3 +171,52 @@ def kcenter_running_min(
         sel.append(nxt)
         np.minimum(mind, sq - 2.0 * (x @ x[nxt]) + sq[nxt], out=mind)
     return np.asarray(sel, dtype=np.int64)
+
+
+def nearest_in_clusters(
+    sq_dist: NDArray[np.floating],
+    indptr: NDArray[np.integer],
+    members: NDArray[np.integer],
+    counts: NDArray[np.integer],
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Per cluster, the ``min(counts[k], size_k)`` members nearest the centroid.
+
+    Cluster ``k`` holds rows ``members[indptr[k]:indptr[k + 1]]``. Its kept rows are
+    the ones with the smallest ``(sq_dist[row], row)`` pairs, listed in that order (the
+    nearest first, ties to the lowest row). The oracle of
+    ``ecos_fast._core.nearest_in_clusters``.
+
+    Parameters
+    ----------
+    sq_dist : ndarray of shape (n_samples,)
+        Squared distance of every row to its cluster's centroid.
+    indptr : ndarray of shape (n_clusters + 1,)
+    members : ndarray of shape (indptr[-1],)
+    counts : ndarray of shape (n_clusters,)
+        Rows to keep per cluster, ``>= 0``.
+
+    Returns
+    -------
+    out_indptr : ndarray of shape (n_clusters + 1,), int64
+    out_members : ndarray of shape (out_indptr[-1],), int64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d2 = np.array([3.0, 1.0, 1.0, 0.0, 5.0])
+    >>> ip, rows = nearest_in_clusters(d2, np.array([0, 4, 5]), np.arange(5), np.array([2, 3]))
+    >>> ip.tolist(), rows.tolist()
+    ([0, 2, 3], [3, 1, 4])
+    """
+    d = np.asarray(sq_dist)
+    ptr = np.asarray(indptr, dtype=np.int64)
+    mem = np.asarray(members, dtype=np.int64)
+    kept: list[NDArray[np.int64]] = []
+    out_indptr = np.zeros(len(ptr), dtype=np.int64)
+    for k in range(len(ptr) - 1):
+        rows = mem[ptr[k] : ptr[k + 1]]
+        order = np.lexsort((rows, d[rows]))  # by distance, then row
+        kept.append(rows[order[: min(int(counts[k]), len(rows))]])
+        out_indptr[k + 1] = out_indptr[k] + len(kept[-1])
+    out = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
+    return out_indptr, out.astype(np.int64)

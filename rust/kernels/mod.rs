@@ -7,6 +7,7 @@ pub mod assign;
 pub mod finite;
 pub mod kcenter;
 pub mod kmeans;
+pub mod neighbourhood;
 pub mod simd;
 
 /// Deterministic test data shared by the kernels' unit tests (no extra crate).
