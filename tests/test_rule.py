@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
+from typing import Any
 
 import ecos_fast
 import numpy as np
@@ -189,3 +191,34 @@ def test_defaults_live_in_the_rule_module() -> None:
     assert params["within"].default == rule.DEFAULT_WITHIN
     assert params["candidates"].default == rule.DEFAULT_CANDIDATES
     assert params["weights"].default == rule.DEFAULT_WEIGHTS
+
+
+def test_the_cli_passes_the_options_through(
+    mixture: tuple[np.ndarray, ecos_fast.Sketch], tmp_path: Path
+) -> None:
+    from ecos_fast.cli import run
+
+    pool, exact = mixture
+    # A noisy release, so that every option changes the selection.
+    resp = ecos_fast.respond(pool[:300], exact.centroids, 0.3, 1e-5, seed=2)
+    sk = ecos_fast.Sketch.join(exact.centroids, resp)
+    np.save(tmp_path / "pool.npy", pool)
+    ecos_fast.save_centroids(sk.centroids, tmp_path / "c.safetensors")
+    ecos_fast.save_response(sk.response, tmp_path / "r.safetensors")
+    opts = [
+        ("--within", "nearest"), ("--candidates", "2.0"), ("--weights", "posterior"),
+    ]  # fmt: skip
+    args = [str(tmp_path / n) for n in ("pool.npy", "c.safetensors", "r.safetensors")]
+    for extra in ([], *opts):
+        out = tmp_path / "sel.npy"
+        code = run(["-q", "select", *args, "--budget", "120", "-o", str(out), *extra])
+        assert code == 0
+        kw: dict[str, Any] = {}
+        if extra:
+            kw[extra[0][2:]] = float(extra[1]) if extra[0] == "--candidates" else extra[1]
+        want = ecos_fast.select(pool, sk, 120, **kw)
+        if extra:  # the option matters here, so a CLI that dropped it would fail
+            assert not np.array_equal(want.indices, ecos_fast.select(pool, sk, 120).indices)
+        np.testing.assert_array_equal(np.load(out), want.indices)
+    bad = run(["-q", "select", *args, "--budget", "5", "-o", str(out), "--candidates", "0.5"])
+    assert bad == 2  # a usage error, from click's range check
