@@ -624,6 +624,9 @@ fn kcenter_clusters<'py>(
     Ok(PyArray1::from_vec(py, sel))
 }
 
+/// (indptr int64[R+1], members int64[...]): rows grouped by cluster.
+type Csr<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
+
 /// Per cluster, the `min(counts[k], size_k)` members with the smallest
 /// `(sq_dist[row], row)`, in that order (the neighbourhood rule's candidate sets).
 ///
@@ -639,7 +642,7 @@ fn nearest_in_clusters<'py>(
     members: PyReadonlyArray1<'py, i64>,
     counts: PyReadonlyArray1<'py, i64>,
     n_threads: usize,
-) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
+) -> PyResult<Csr<'py>> {
     let sq_dist = contiguous1("sq_dist", &sq_dist)?;
     let indptr = contiguous1("indptr", &indptr)?;
     let members = contiguous1("members", &members)?;
