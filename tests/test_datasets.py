@@ -357,3 +357,196 @@ def test_take_balanced_cycles_when_asked(labels: list[int], extra: int) -> None:
     assert set(picked.tolist()) == set(range(len(y)))
     with pytest.raises(InvalidInputError, match="exceeds"):
         digits._take_balanced(y, len(y) + extra, np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- the hard preset
+
+HARD_TINY = {name: (20, 10) for name in digits.ALL_DOMAINS}
+
+
+@pytest.mark.parametrize("name", digits.HARD_DOMAINS)
+@pytest.mark.parametrize("mode", ["all", "heldout"])
+def test_hard_domains_render_shapes_and_labels(name: str, mode: str) -> None:
+    images, labels = digits.render_domain(name, "train", 30, seed=0, fonts=mode)  # type: ignore[arg-type]
+    assert images.shape == (30, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.dtype == np.int64 and labels.shape == (30,)
+    if name == "junk":
+        assert (labels == digits.JUNK_LABEL).all()
+    else:
+        assert np.bincount(labels, minlength=10).tolist() == [3] * 10
+    # Not blank, and seeded: same arguments, same bytes.
+    assert images.std() > 10
+    again, _ = digits.render_domain(name, "train", 30, seed=0, fonts=mode)  # type: ignore[arg-type]
+    assert again.tobytes() == images.tobytes()
+
+
+def test_junk_mixes_photos_and_noise_and_is_never_a_client() -> None:
+    images, _ = digits.render_domain("junk", "train", 200, seed=1)
+    # Many distinct looks: the per-image mean and spread vary widely.
+    assert np.ptp(images.reshape(200, -1).mean(axis=1)) > 80
+    assert len({img.tobytes() for img in images}) == 200
+    with pytest.raises(InvalidInputError, match="junk is pool-only"):
+        paper_split("junk", "hard", sizes=HARD_TINY, cache=False)
+
+
+def test_preset_api() -> None:
+    assert digits.preset_domains("default") == DOMAINS == digits.preset_domains("small")
+    hard = digits.preset_domains("hard")
+    assert hard == DOMAINS + digits.HARD_DOMAINS
+    assert digits.client_domains("hard") == hard[:-1] and "junk" not in digits.client_domains(
+        "hard"
+    )
+    assert digits.client_domains("default") == DOMAINS
+    assert (digits.n_classes("default"), digits.n_classes("small"), digits.n_classes("hard")) == (
+        10,
+        10,
+        11,
+    )
+    with pytest.raises(InvalidInputError, match="preset='nope'"):
+        digits.preset_domains("nope")
+    with pytest.raises(InvalidInputError, match="not in preset 'default'"):
+        domain_size("deva", "train", preset="default")
+    with pytest.raises(InvalidInputError, match="not in preset 'default'"):
+        load_domain("thai", "test", preset="default", cache=False)
+    with pytest.raises(InvalidInputError, match="fonts='some'"):
+        digits.render_domain("print", "test", 2, 0, fonts="some")  # type: ignore[arg-type]
+
+
+def test_default_and_small_keys_and_streams_are_unchanged() -> None:
+    from ecos_fast.datasets import split
+
+    tag = split.data_tag()
+    # The key format of the seven domains outside the hard preset, as before the hard preset.
+    assert split.split_key("print", "train", 7000, 0) == f"print-train-n7000-seed0-{tag}"
+    assert split.split_key("mnist", "test", 10, 3, "heldout") == f"mnist-test-n10-seed3-{tag}"
+    held = split.split_key("print", "test", 10, 0, "heldout")
+    assert held.startswith(f"print-test-n10-seed0-{tag}-hf") and held != split.split_key(
+        "print", "test", 10, 0
+    )
+    assert "-h" in split.split_key("deva", "test", 10, 0)
+    # The random streams of the seven domains are the ones they always had.
+    for name in DOMAINS:
+        old = np.random.default_rng(
+            np.random.SeedSequence([5, DOMAINS.index(name), 1, digits.DATA_VERSION])
+        )
+        assert digits._rng(name, "test", 5).integers(1 << 30) == old.integers(1 << 30)
+    assert digits.preset_fonts("default") == digits.preset_fonts("small") == "all"
+    assert digits.preset_fonts("hard") == "heldout"
+    # default and small never pass heldout fonts: a print test split is the same bytes.
+    a, _ = load_domain("print", "test", 6, 0, preset="default", cache=False)
+    b, _ = load_domain("print", "test", 6, 0, preset="small", cache=False)
+    c, _ = digits.render_domain("print", "test", 6, 0)
+    assert a.tobytes() == b.tobytes() == c.tobytes()
+
+
+@pytest.mark.parametrize("script", fonts.SCRIPTS)
+def test_script_fonts_draw_their_numerals(script: str) -> None:
+    found = fonts.discover_fonts(script)  # type: ignore[arg-type]
+    assert len(found) >= 4, found
+    for path in found:
+        assert fonts._glyph_signature(path, fonts.SCRIPT_DIGITS[script]) is not None, path
+    # The check can fail: a Latin-only font has none of these numerals.
+    latin = next(p for p in fonts.discover_fonts("print") if p.name.startswith("Liberation"))
+    assert fonts._glyph_signature(latin, fonts.SCRIPT_DIGITS[script]) is None
+    assert len(fonts.SCRIPT_DIGITS[script]) == 10
+
+
+@pytest.mark.parametrize("family", ["print", "hand", *fonts.SCRIPTS])
+def test_font_partition_is_disjoint_complete_and_by_typeface(family: str) -> None:
+    train, test = fonts.font_partition(family)  # type: ignore[arg-type]
+    assert train and test and not set(train) & set(test)
+    assert sorted(train + test) == sorted(fonts.discover_fonts(family))  # type: ignore[arg-type]
+    # Bold/italic files of a test face never reach training.
+    assert not {fonts._typeface(p) for p in train} & {fonts._typeface(p) for p in test}
+    assert fonts.font_partition(family) == (train, test)  # type: ignore[arg-type]
+
+
+def test_hershey_partition_is_disjoint() -> None:
+    train, test = fonts.hershey_partition()
+    names = {f.name for f in train}, {f.name for f in test}
+    assert names[0] and names[1] and not names[0] & names[1]
+    assert len(train) + len(test) == len(fonts.hershey_fonts())
+    assert not {n[:4] for n in names[0]} & {n[:4] for n in names[1]}
+
+
+def test_partition_needs_two_typefaces() -> None:
+    with pytest.raises(MissingFontsError, match="at least 2"):
+        fonts._partition("deva", ["a.ttf", "b.ttf"], ["same", "same"])
+
+
+def test_heldout_splits_draw_from_their_side_of_the_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for family in ("print", "hand", *fonts.SCRIPTS):
+        train, test = fonts.font_partition(family)  # type: ignore[arg-type]
+        assert digits._family_fonts(family, "train", "heldout") == train  # type: ignore[arg-type]
+        assert digits._family_fonts(family, "test", "heldout") == test  # type: ignore[arg-type]
+        assert digits._family_fonts(family, "test", "all") == fonts.discover_fonts(family)  # type: ignore[arg-type]
+    # Rendering really uses them: with every train font but one removed from the
+    # partition, a heldout train split equals a render from that single font.
+    train, test = fonts.font_partition("thai")
+    monkeypatch.setattr(fonts, "font_partition", lambda family: (train[:1], test[:1]))
+    one_font, _ = digits.render_domain("thai", "train", 8, 0, fonts="heldout")
+    monkeypatch.setattr(fonts, "discover_fonts", lambda family: train[:1])
+    same, _ = digits.render_domain("thai", "train", 8, 0, fonts="heldout")
+    assert one_font.tobytes() == same.tobytes()
+    other, _ = digits.render_domain("thai", "test", 8, 0, fonts="heldout")
+    assert other.tobytes() != one_font.tobytes()
+
+
+def test_hard_paper_split_holds_every_domain_and_junk() -> None:
+    s = paper_split("deva", "hard", sizes=HARD_TINY, seed=2, cache=False)
+    assert s.domains == digits.preset_domains("hard") and s.preset == "hard"
+    counts = np.bincount(s.pool_domains, minlength=len(s.domains))
+    assert counts.tolist() == [10 if d == "deva" else 20 for d in s.domains]
+    junk = s.pool_domains == s.domains.index("junk")
+    assert (s.pool_labels[junk] == 10).all() and (s.pool_labels[~junk] < 10).all()
+    assert set(s.test_labels.tolist()) == set(range(10))
+
+
+def test_private_size_overrides_the_fraction() -> None:
+    kw = {"sizes": TINY, "domains": ("print", "synth"), "cache": False}
+    small = paper_split("print", private_size=3, seed=4, **kw)  # type: ignore[arg-type]
+    big = paper_split("print", private_size=12, seed=4, private_fraction=0.1, **kw)  # type: ignore[arg-type]
+    assert len(small.private_labels) == 3 and len(small.pool_labels) == 17 + 20
+    assert len(big.private_labels) == 12 and len(big.pool_labels) == 8 + 20
+    assert small.private_size == 3 and big.private_size == 12 and big.private_fraction == 0.1
+    # Same seed: the smaller private set is inside the larger one; private rows left the pool.
+    assert set(small.private_index.tolist()) <= set(big.private_index.tolist())
+    client_rows = big.pool_index[big.pool_domains == 0]
+    assert not set(client_rows.tolist()) & set(big.private_index.tolist())
+    default = paper_split("print", seed=4, **kw)  # type: ignore[arg-type]
+    assert default.private_size is None and len(default.private_labels) == 10
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (0, InvalidInputError, r"private_size=0 must be in \[1, 19\]"),
+        (20, InvalidInputError, r"private_size=20 must be in \[1, 19\]"),
+        (-5, InvalidInputError, "private_size=-5"),
+        (2.5, InvalidTypeError, "private_size must be an int or None, got float"),
+        (True, InvalidTypeError, "got bool"),
+        ("10", InvalidTypeError, "got str"),
+    ],
+)
+def test_private_size_validates(value: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        paper_split("print", sizes=TINY, private_size=value, cache=False)  # type: ignore[arg-type]
+
+
+def test_hard_load_domain_caches_heldout_apart(tmp_path: Path) -> None:
+    hard, _ = load_domain("hand", "test", 6, 0, preset="hard")
+    default, _ = load_domain("hand", "test", 6, 0, preset="default")
+    assert hard.tobytes() != default.tobytes()
+    again, _ = load_domain("hand", "test", 6, 0, preset="hard")
+    assert again.tobytes() == hard.tobytes()
+    # Real digits ignore the font partition: one cache entry, same bytes.
+    a, _ = load_domain("mnist", "test", 6, 0, preset="hard")
+    b, _ = load_domain("mnist", "test", 6, 0, preset="default")
+    assert a.tobytes() == b.tobytes()
+
+
+def test_preview_grid_of_the_hard_preset() -> None:
+    grid = preview_grid(digits.HARD_DOMAINS, per_class=1, scale=1, fonts="heldout")
+    assert grid.shape[0] == 5 * 34 and grid.dtype == np.uint8
