@@ -116,3 +116,17 @@ def test_bad_arguments(selected: np.ndarray, queries: int | None, match: str) ->
     private, yp, pool, _ = _data()
     with pytest.raises(InvalidInputError, match=match):
         cl.label_selection(private, yp, pool, selected, queries=queries, n_classes=4, seed=0)
+
+
+def test_knn_errors_are_specific() -> None:
+    private, yp, pool, _ = _data()
+    with pytest.raises(InvalidInputError, match=r"same n_features"):
+        cl.knn_votes(private, yp, pool[:, :5], k=3, n_classes=4)
+    with pytest.raises(InvalidInputError, match=r"private_labels has shape \(199,\)"):
+        cl.knn_votes(private, yp[:-1], pool, k=3, n_classes=4)
+    with pytest.raises(InvalidInputError, match=r"k=201 must lie in \[1, n_private=200\]"):
+        cl.knn_votes(private, yp, pool, k=201, n_classes=4)
+    with pytest.raises(InvalidInputError, match=r"n_classes=3\); got \[0, 3\]"):
+        cl.knn_votes(private, yp, pool, k=3, n_classes=3)
+    with pytest.raises(InvalidInputError, match="n_queries=0"):
+        cl.calibrate_knn_sigma(0, 5.0, DELTA)

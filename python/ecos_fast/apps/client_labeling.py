@@ -131,16 +131,18 @@ def knn_votes(
     q = _unit(query_features)
     y = np.asarray(private_labels)
     if p.ndim != 2 or q.ndim != 2 or p.shape[1] != q.shape[1]:
-        raise ValueError(
+        raise InvalidInputError(
             f"private_features {p.shape} and query_features {q.shape} must be 2-D "
             "with the same n_features"
         )
     if y.shape != (p.shape[0],):
-        raise ValueError(f"private_labels has shape {y.shape}, expected ({p.shape[0]},)")
+        raise InvalidInputError(f"private_labels has shape {y.shape}, expected ({p.shape[0]},)")
     if not 1 <= k <= p.shape[0]:
-        raise ValueError(f"k={k} must lie in [1, n_private={p.shape[0]}]")
+        raise InvalidInputError(f"k={k} must lie in [1, n_private={p.shape[0]}]")
     if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"private_labels must lie in [0, {n_classes})")
+        raise InvalidInputError(
+            f"private_labels must lie in [0, n_classes={n_classes}); got [{y.min()}, {y.max()}]"
+        )
     votes = np.zeros((q.shape[0], n_classes), dtype=np.int64)
     for s in range(0, q.shape[0], chunk):
         sim = q[s : s + chunk] @ p.T
@@ -181,7 +183,7 @@ def calibrate_knn_sigma(n_queries: int, epsilon: float, delta: float) -> float:
     from ecos_fast.privacy import calibrate_gaussian_sigma
 
     if n_queries < 1:
-        raise ValueError(f"n_queries={n_queries} must be >= 1")
+        raise InvalidInputError(f"n_queries={n_queries} must be >= 1")
     if math.isinf(epsilon):
         return 0.0
     # T compositions of multiplier z == one Gaussian of multiplier z / sqrt(T).
