@@ -231,3 +231,94 @@ def test_demo_main_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "ECOS" in out and "K-Center" in out and "Local" in out
     assert (tmp_path / "demo.md").exists() and (tmp_path / "demo.png").exists()
+
+
+# ---------------------------------------------------------------- selection cache key
+
+
+def _key_split(**changes: object) -> object:
+    from types import SimpleNamespace
+
+    base: dict[str, object] = {
+        "client_domain": "mnist",
+        "domains": DOMAINS,
+        "data_seed": 0,
+        "extractor": "ppocr",
+        "private_labels": np.zeros(10),
+        "pool_labels": np.zeros(100),
+        "test_labels": np.zeros(20),
+    }
+    base.update(changes)
+    return SimpleNamespace(**base)
+
+
+def _keys(split: object, cfg: ExperimentConfig, seed: int = 1) -> tuple[str, str]:
+    from ecos_fast.apps.experiment import selection_key
+
+    return (
+        selection_key(split, cfg, seed, "kmeans-R10", n_clusters=10, normalize=None),
+        selection_key(split, cfg, seed, "kcenter", first=3),
+    )
+
+
+@pytest.mark.parametrize(
+    ("what", "split_changes", "cfg_changes", "seed"),
+    [
+        ("preset", {}, {"preset": "small"}, 1),
+        ("domains", {"domains": DOMAINS[:-1]}, {}, 1),
+        ("sizes", {}, {"sizes": TINY}, 1),
+        ("split sizes", {"pool_labels": np.zeros(101)}, {}, 1),
+        ("data seed of the split", {"data_seed": 1}, {}, 1),
+        ("data seed of the config", {}, {"data_seed": 1}, 1),
+        ("split seed", {}, {}, 2),
+        ("private fraction", {}, {"private_fraction": 0.3}, 1),
+        ("private size", {}, {"private_size": 100}, 1),
+        ("extractor", {"extractor": "ddddocr"}, {}, 1),
+        ("client", {"client_domain": "synth"}, {}, 1),
+    ],
+)
+def test_selection_key_changes_with_every_data_input(
+    what: str, split_changes: dict[str, object], cfg_changes: dict[str, object], seed: int
+) -> None:
+    """A stale sketch or K-Center order must never be reused after a data change."""
+    base = _keys(_key_split(), ExperimentConfig())
+    changed = _keys(_key_split(**split_changes), ExperimentConfig(**cfg_changes), seed)  # type: ignore[arg-type]
+    assert base[0] != changed[0] and base[1] != changed[1], what
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "value"),
+    [
+        ("ecos_fast.datasets.digits", "DATA_VERSION", 999),
+        ("ecos_fast.datasets.fonts", "font_fingerprint", lambda: "other-fonts"),
+        ("ecos_fast.features", "FEATURE_VERSION", 999),
+        ("ecos_fast", "__version__", "9.9.9"),
+    ],
+)
+def test_selection_key_changes_with_data_and_code_versions(
+    module: str, name: str, value: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    base = _keys(_key_split(), ExperimentConfig())
+    monkeypatch.setattr(importlib.import_module(module), name, value)
+    changed = _keys(_key_split(), ExperimentConfig())
+    assert base[0] != changed[0] and base[1] != changed[1], name
+
+
+def test_selection_key_holds_each_artefacts_parameters() -> None:
+    from ecos_fast.apps.experiment import selection_key
+
+    split, cfg = _key_split(), ExperimentConfig()
+    km = selection_key(split, cfg, 1, "kmeans-R10", n_clusters=10, normalize=None)
+    assert km != selection_key(split, cfg, 1, "kmeans-R10", n_clusters=10, normalize="l2")
+    assert km != selection_key(split, cfg, 1, "kmeans-R20", n_clusters=20, normalize=None)
+    kc = selection_key(split, cfg, 1, "kcenter", first=3)
+    assert kc != selection_key(split, cfg, 1, "kcenter", first=4)
+    # The artefacts come from the public pool only: the privacy and selection settings
+    # do not change them, so the epsilon sweep reuses one k-means fit.
+    other = ExperimentConfig(epsilon=0.1, delta=1e-6, threshold=2.0, within="kcenter")
+    assert km == selection_key(split, other, 1, "kmeans-R10", n_clusters=10, normalize=None)
+    assert (
+        selection_key(split, ExperimentConfig(evaluate="validation"), 1, "kcenter", first=3) == kc
+    )

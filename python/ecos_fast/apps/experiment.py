@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ecos_fast.errors import InvalidInputError
+
 __all__ = [
     "APPS",
     "METHODS",
@@ -39,6 +41,7 @@ __all__ = [
     "RunRecord",
     "communication",
     "run_experiment",
+    "selection_key",
 ]
 
 APPS: tuple[str, ...] = ("labeling", "compression", "client-labeling")
@@ -61,7 +64,8 @@ class ExperimentConfig:
     ----------
     app : {"labeling", "compression", "client-labeling"}
     domains : tuple of str
-        Client domains to run (each in turn); default every domain of the proxy.
+        Client domains to run (each in turn); default every client domain of the
+        preset (:func:`ecos_fast.apps.data.client_domains`).
     budgets : tuple of int
     seeds : tuple of int
     methods : tuple of str
@@ -73,19 +77,36 @@ class ExperimentConfig:
     delta : float
     n_clusters : int
         R, the number of centroids (paper's setting: ~100).
-    threshold : float
-        Cluster weights ``max(noisy_count - threshold * sigma, 0)``.
+    threshold : float or None
+        Cluster weights ``max(noisy_count - threshold * sigma, 0)``; ``None``: the
+        selection rule's default (:data:`ecos_fast.rule.DEFAULT_THRESHOLD`).
+    within : str or None
+        Within-cluster routine of :func:`ecos_fast.select`; ``None``: the default.
+    candidates : float or None
+        Candidate factor of the ``"neighbourhood"`` routine; ``None``: the default.
+    weights : str or None
+        Cluster weight rule of :func:`ecos_fast.select`; ``None``: the default.
     normalize : {None, "l2"}
         Feature transform of the centroid sketch.
     model : {"head", "linear", "cnn"}
         Classifier of labeling / client-labeling (``"cnn"`` trains on the images).
     semi_supervised : bool
-        Labeling only: one round of self-training on unlabeled pool samples.
+        Labeling only: besides each supervised run, self-training with confident
+        pseudo-labels on the unlabeled rest of the pool (``extra["semi_accuracy"]``).
     knn_epsilon : float
         Client-labeling: epsilon of the kNN label queries together.
     preset : str
-        Dataset size preset; ``sizes`` overrides per domain.
+        Data preset (``"default"``, ``"small"``, ``"hard"`` where the data layer has
+        it); ``sizes`` overrides per domain.
     sizes : dict or None
+    data_seed : int
+        Seed of the rendered data (the domains' images), not of the split.
+    extractor : str or None
+        Feature extractor; ``None``: the preset's default.
+    private_fraction : float
+        Share of the client domain's training rows that form its private set.
+    private_size : int or None
+        The client's private set size instead of ``private_fraction``.
     train_epochs : int or None
         Override the training epochs (tests).
     train_min_steps : int or None
@@ -110,13 +131,20 @@ class ExperimentConfig:
     sweep_epsilons: tuple[float, ...] = ()
     delta: float = 1e-5
     n_clusters: int = 100
-    threshold: float = 0.0
+    threshold: float | None = None
+    within: str | None = None
+    candidates: float | None = None
+    weights: str | None = None
     normalize: str | None = None
     model: str = "head"
     semi_supervised: bool = False
     knn_epsilon: float = 5.0
     preset: str = "default"
     sizes: dict[str, tuple[int, int]] | None = None
+    data_seed: int = 0
+    extractor: str | None = None
+    private_fraction: float = 0.5
+    private_size: int | None = None
     train_epochs: int | None = None
     train_min_steps: int | None = None
     evaluate: str = "test"
@@ -127,18 +155,33 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         if self.app not in APPS:
-            raise ValueError(f"app={self.app!r} is not one of {', '.join(APPS)}")
+            raise InvalidInputError(f"app={self.app!r} is not one of {', '.join(APPS)}")
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
-            raise ValueError(f"methods {bad} are not among {', '.join(METHODS)}")
+            raise InvalidInputError(f"methods {bad} are not among {', '.join(METHODS)}")
         if not self.budgets or min(self.budgets) < 1:
-            raise ValueError(f"budgets={self.budgets} must be positive ints")
+            raise InvalidInputError(f"budgets={self.budgets} must be positive ints")
         if not self.seeds:
-            raise ValueError("seeds must not be empty")
+            raise InvalidInputError("seeds must not be empty")
         if self.evaluate not in ("test", "validation"):
-            raise ValueError(f"evaluate={self.evaluate!r} must be 'test' or 'validation'")
+            raise InvalidInputError(f"evaluate={self.evaluate!r} must be 'test' or 'validation'")
         if self.evaluate == "validation" and self.model == "cnn":
-            raise ValueError("evaluate='validation' works on features only, not model='cnn'")
+            raise InvalidInputError("evaluate='validation' works on features only, not model='cnn'")
+        if not 0.0 < self.private_fraction < 1.0:
+            raise InvalidInputError(f"private_fraction={self.private_fraction} must be in (0, 1)")
+        if self.private_size is not None and self.private_size < 1:
+            raise InvalidInputError(f"private_size={self.private_size} must be >= 1")
+
+    def selection_options(self) -> dict[str, Any]:
+        """The options of :func:`ecos_fast.select`, the rule's defaults filled in."""
+        from ecos_fast import rule
+
+        return {
+            "threshold": rule.DEFAULT_THRESHOLD if self.threshold is None else self.threshold,
+            "weights": rule.DEFAULT_WEIGHTS if self.weights is None else self.weights,
+            "within": rule.DEFAULT_WITHIN if self.within is None else self.within,
+            "candidates": rule.DEFAULT_CANDIDATES if self.candidates is None else self.candidates,
+        }
 
 
 @dataclass(frozen=True)
@@ -240,12 +283,12 @@ def run_experiment(
     from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
     import ecos_fast
-    from ecos_fast.datasets.digits import DOMAINS
-    from ecos_fast.features import paper_split_features
 
+    from . import data
     from .training import progress_enabled
 
-    domains = cfg.domains or DOMAINS
+    domains = cfg.domains or data.client_domains(cfg.preset)
+    options = cfg.selection_options()
     tc = _train_config(cfg)
     records: list[RunRecord] = []
     comms: list[Communication] = []
@@ -258,7 +301,16 @@ def run_experiment(
     for domain in domains:
         for seed in cfg.seeds:
             t0 = time.perf_counter()
-            split = paper_split_features(domain, cfg.preset, seed, sizes=cfg.sizes)
+            split = data.split_features(
+                domain,
+                cfg.preset,
+                seed,
+                data_seed=cfg.data_seed,
+                extractor=cfg.extractor,
+                private_fraction=cfg.private_fraction,
+                private_size=cfg.private_size,
+                sizes=cfg.sizes,
+            )
             if cfg.evaluate == "validation":
                 split = _validation_split(split, cfg.validation_fraction, seed)
             images = None
@@ -299,7 +351,7 @@ def run_experiment(
                             pool,
                             ecos_fast.Sketch.join(cents, resp),
                             budget,
-                            threshold=cfg.threshold,
+                            **options,
                             labels=cents.labels,
                             fallback="random",
                             seed=seed,
@@ -346,13 +398,67 @@ def run_experiment(
     return records, comms
 
 
-def _selection_key(split: Any, cfg: ExperimentConfig, seed: int, what: str) -> str:
-    """Cache key of a selection artefact: the split's data plus the method's settings."""
-    sizes = "" if cfg.sizes is None else str(sorted(cfg.sizes.items()))
-    # The pool does not depend on ``cfg.evaluate`` (validation only splits the private
-    # set), so validation runs share the test runs' entries; "test" keeps old keys valid.
-    tag = _stable_seed(split.client_domain, seed, cfg.preset, sizes, "test", split.extractor, what)
-    return f"{split.client_domain}-s{seed}-{what}-{tag:08x}"
+def selection_key(split: Any, cfg: ExperimentConfig, seed: int, what: str, **params: object) -> str:
+    """Cache key of a selection artefact (pool centroids, a K-Center order).
+
+    The hash covers everything that decides the pool's rows and their features: the
+    package version, the preset, the domains, the size overrides and the split's
+    actual sizes, the data seed, the split seed, the private fraction and size, the
+    extractor with its model and feature-recipe versions, and the data fingerprint
+    (:func:`ecos_fast.apps.data.data_fingerprint`: ``DATA_VERSION``, fonts,
+    library versions); then the artefact's name and its own parameters ``params``
+    (R and the normalisation for centroids, the first pick for K-Center). The
+    artefacts are computed from the public pool alone, so the privacy and selection
+    settings (epsilon, delta, threshold, within-cluster routine, candidates, weights)
+    do not change them and are not part of their keys: the epsilon sweep and every
+    application reuse one k-means fit. The pool does not depend on ``cfg.evaluate``
+    either (validation only splits the private set).
+
+    Returns
+    -------
+    str
+        ``"{client}-s{seed}-{what}-{hash}"``, safe as a cache file name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> z = np.zeros((3, 2), np.float32)
+    >>> split = SimpleNamespace(client_domain="mnist", domains=("mnist",), data_seed=0,
+    ...     extractor="ppocr", private_labels=z[:1, 0], pool_labels=z[:, 0],
+    ...     test_labels=z[:2, 0])
+    >>> a = selection_key(split, ExperimentConfig(), 1, "kmeans", n_clusters=10)
+    >>> a == selection_key(split, ExperimentConfig(data_seed=1), 1, "kmeans", n_clusters=10)
+    False
+    """
+    import hashlib
+    import json
+
+    import ecos_fast
+
+    from . import data
+
+    payload = {
+        "package": ecos_fast.__version__,
+        "preset": cfg.preset,
+        "client": split.client_domain,
+        "domains": list(split.domains),
+        "sizes": None if cfg.sizes is None else sorted(cfg.sizes.items()),
+        "n": [len(split.private_labels), len(split.pool_labels), len(split.test_labels)],
+        "data_seed": int(split.data_seed),
+        "cfg_data_seed": cfg.data_seed,
+        "seed": seed,
+        "private_fraction": cfg.private_fraction,
+        "private_size": cfg.private_size,
+        "extractor": data.extractor_version(split.extractor),
+        "data": data.data_fingerprint(cfg.preset, split.extractor, data_seed=split.data_seed),
+        # The data layer's own fingerprint of the split where it has one.
+        "split": split.fingerprint() if hasattr(split, "fingerprint") else None,
+        "what": what,
+        "params": sorted((k, repr(v)) for k, v in params.items()),
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{split.client_domain}-s{seed}-{what}-{digest}"
 
 
 def _cached_centroids(pool: NDArray[Any], split: Any, cfg: ExperimentConfig, seed: int) -> Any:
@@ -365,7 +471,14 @@ def _cached_centroids(pool: NDArray[Any], split: Any, cfg: ExperimentConfig, see
     import ecos_fast
     from ecos_fast.datasets import _cache
 
-    key = _selection_key(split, cfg, seed, f"kmeans-R{cfg.n_clusters}-{cfg.normalize}")
+    key = selection_key(
+        split,
+        cfg,
+        seed,
+        f"kmeans-R{cfg.n_clusters}",
+        n_clusters=cfg.n_clusters,
+        normalize=cfg.normalize,
+    )
     c = _cache.load_array("selection", key, dtype=np.float32, shape=(cfg.n_clusters, None))
     lab = _cache.load_array("selection", key + ".labels", dtype=np.int64, shape=(len(pool),))
     if c is not None and lab is not None:
@@ -390,7 +503,7 @@ def _cached_kcenter(
     import ecos_fast
     from ecos_fast.datasets import _cache
 
-    key = _selection_key(split, cfg, seed, f"kcenter-first{first}")
+    key = selection_key(split, cfg, seed, "kcenter", first=first)
     order = _cache.load_array("selection", key, dtype=np.int64, shape=(None,))
     if order is not None and len(order) >= budget:
         return order[:budget]
