@@ -709,6 +709,9 @@ fn build_info() -> PyResult<HashMap<&'static str, String>> {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The one version: Cargo.toml's (maturin gives it to the wheel, pyproject.toml
+    // declares it dynamic, `ecos_fast.__version__` re-exports this).
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(first_non_finite, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans, m)?)?;

@@ -12,6 +12,7 @@ only by the functions that need them.
 
 from __future__ import annotations
 
+from ._core import __version__  # Cargo.toml's version, compiled into the core
 from .baselines import select_kcenter, select_random
 from .clustering import KMeansResult
 from .errors import (
@@ -35,8 +36,6 @@ from .protocol import SCHEMA_VERSION, Centroids, Response, Sketch, fit_centroids
 from .quotas import allocate_quotas
 from .rule import Selection
 from .selection import select
-
-__version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION",

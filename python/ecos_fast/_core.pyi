@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "__version__",
     "assign",
     "build_info",
     "first_non_finite",
@@ -28,6 +29,8 @@ __all__ = [
     "kmeans_update",
     "nearest_in_clusters",
 ]
+
+__version__: str
 
 @overload
 def assign(
