@@ -42,8 +42,9 @@ PEER_NAMES = {
     "_core": "ecos-fast raw `_core`",
 }
 OVERHEAD_TARGET_US = 100.0
-# Figures from /work/shared/docs/anchors.md (same kind of machine, 2 threads, seconds
-# for the whole workload), shown beside this run's to judge how loaded the machine was.
+# The peers' times measured once on this project's kind of machine (2026-11-26, AMD EPYC
+# Zen 4 with AVX-512, 2 cores, 2 threads, seconds for the whole workload, about ±15 %: the
+# machines are shared), shown beside this run's to judge how loaded the machine was.
 ANCHORS = {
     ("assign 1Mx512 k=1000", "numpy"): 5.97,
     ("assign 1Mx512 k=1000", "faiss"): 5.95,
@@ -264,7 +265,7 @@ def group_table(
     cols += ["ecos-fast speed-up", "correct"]
     anchored = any(key[0] == group for key in ANCHORS)
     if anchored:
-        cols.append("anchors.md, 2 threads")
+        cols.append("reference run (ANCHORS), 2 threads")
     loaded = any("loadavg_1min" in b["extra_info"] for rows in per_t.values() for b in rows)
     if loaded:
         cols.append("load avg at start")
