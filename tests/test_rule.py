@@ -10,7 +10,7 @@ from typing import Any
 import ecos_fast
 import numpy as np
 import pytest
-from ecos_fast import _core, rule
+from ecos_fast import _core, reference, rule
 from ecos_fast.errors import EcosWarning, InvalidInputError, LowSignalWarning
 
 
@@ -123,11 +123,10 @@ def test_nearest_in_clusters_against_brute_force() -> None:
     d2 = rng.integers(0, 20, 500).astype(np.float32)  # many ties: they go to the lowest row
     indptr, members = rule.cluster_members(labels, 7)
     counts = rng.integers(0, 90, 7)
-    impls = [rule.nearest_in_clusters]
-    if hasattr(_core, "nearest_in_clusters"):
-        impls.append(_core.nearest_in_clusters)
-    for f in impls:
-        out_indptr, out = f(d2, indptr, members, counts, 2)
+    for out_indptr, out in (
+        _core.nearest_in_clusters(d2, indptr, members, counts, 2),
+        reference.nearest_in_clusters(d2, indptr, members, counts),
+    ):
         for k in range(7):
             rows = np.flatnonzero(labels == k)
             want = sorted(rows.tolist(), key=lambda i: (d2[i], i))[: counts[k]]

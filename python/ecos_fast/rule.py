@@ -68,7 +68,6 @@ __all__ = [
     "cluster_weights",
     "ecos_selection",
     "kcenter_on_candidates",
-    "nearest_in_clusters",
     "plan_selection",
     "posterior_mean_counts",
     "random_rows",
@@ -505,42 +504,6 @@ def candidate_counts(
     return np.minimum(want, capacity.astype(np.float64)).astype(np.int64)
 
 
-def nearest_in_clusters(
-    sq_dist: NDArray[np.floating[Any]],
-    indptr: NDArray[np.int64],
-    members: NDArray[np.int64],
-    counts: NDArray[np.int64],
-    n_threads: int,
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Per cluster, its ``counts[k]`` members with the smallest ``(sq_dist[row], row)``.
-
-    ``sq_dist`` is indexed by row; ``members`` as from :func:`cluster_members`.
-    Returns ``(out_indptr, out_members)``: cluster ``k``'s picks are
-    ``out_members[out_indptr[k]:out_indptr[k + 1]]``, nearest first.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ecos_fast.rule import nearest_in_clusters
-    >>> d2 = np.array([3.0, 1.0, 1.0, 0.5, 2.0], np.float32)
-    >>> out = nearest_in_clusters(d2, np.array([0, 3, 5]), np.array([0, 1, 2, 3, 4]),
-    ...                           np.array([2, 1]), 1)
-    >>> out[0].tolist(), out[1].tolist()
-    ([0, 2, 3], [1, 2, 3])
-    """
-    del n_threads  # the NumPy version runs on the calling thread
-    r = counts.shape[0]
-    take = np.minimum(counts, np.diff(indptr)).astype(np.int64)
-    out_indptr = np.zeros(r + 1, dtype=np.int64)
-    np.cumsum(take, out=out_indptr[1:])
-    out = np.empty(int(out_indptr[-1]), dtype=np.int64)
-    for k in np.flatnonzero(take > 0).tolist():
-        rows = members[indptr[k] : indptr[k + 1]]
-        order = np.lexsort((rows, sq_dist[rows]))[: take[k]]
-        out[out_indptr[k] : out_indptr[k + 1]] = rows[order]
-    return out_indptr, out
-
-
 def kcenter_on_candidates(
     x: NDArray[np.float32],
     cand_indptr: NDArray[np.int64],
@@ -550,10 +513,10 @@ def kcenter_on_candidates(
 ) -> NDArray[np.int64]:
     """Greedy K-Center inside each cluster's candidate set (exact, in the compiled core).
 
-    ``cand_members`` per cluster nearest first (:func:`nearest_in_clusters`): the
-    first candidate is the first pick; the set is handed on in row order, so ties
-    go to the lowest row as with the whole cluster. Returns the picks in cluster
-    order, pick order inside a cluster.
+    ``cand_members`` per cluster nearest first (``_core.nearest_in_clusters``'s
+    layout): the first candidate is the first pick; the set is handed on in row
+    order, so ties go to the lowest row as with the whole cluster. Returns the picks
+    in cluster order, pick order inside a cluster.
     """
     r = quotas.shape[0]
     sizes = np.diff(cand_indptr)
@@ -590,7 +553,7 @@ def select_within(
     x: NDArray[np.float32],
     centroids: NDArray[np.float32],
     labels: NDArray[np.int64],
-    sq_dist: NDArray[np.floating[Any]] | None,
+    sq_dist: NDArray[np.float32] | None,
     plan: Plan,
     opts: RuleOptions,
     n_threads: int,
@@ -606,14 +569,14 @@ def select_within(
         chosen = np.flatnonzero(quotas > 0).astype(np.int64)
         sq_dist = _own_centroid_sq_dist(x, centroids, indptr, members, chosen, n_threads)
     if opts.within == "kcenter":  # the whole cluster: only its nearest member is needed
-        _, first_rows = nearest_in_clusters(
+        _, first_rows = _core.nearest_in_clusters(
             sq_dist, indptr, members, (quotas > 0).astype(np.int64), n_threads
         )
         first = np.full(quotas.shape[0], -1, dtype=np.int64)
         first[quotas > 0] = first_rows  # a quota never exceeds the capacity
         return _core.kcenter_clusters(x, indptr, members, quotas, first, n_threads)
     counts = candidate_counts(quotas, plan.capacity, opts)
-    cand_indptr, cand = nearest_in_clusters(sq_dist, indptr, members, counts, n_threads)
+    cand_indptr, cand = _core.nearest_in_clusters(sq_dist, indptr, members, counts, n_threads)
     if opts.within == "nearest":
         return cand
     return kcenter_on_candidates(x, cand_indptr, cand, quotas, n_threads)

@@ -176,7 +176,7 @@ def _merged_candidates(
 
     Each shard sends its own top ``counts[k]`` (a superset of its share of the
     global top); merging by (distance, global row) gives the global top exactly,
-    in the layout of :func:`ecos_fast.rule.nearest_in_clusters`.
+    in the layout of :func:`ecos_fast._core.nearest_in_clusters`.
     """
     ray = ray_module()
     c_ref = ray.put(counts)

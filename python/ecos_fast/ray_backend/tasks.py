@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from .. import _core
 from ..errors import InvalidInputError
-from ..rule import cluster_members, nearest_in_clusters
+from ..rule import cluster_members
 from .pool import RunStats, ShardedPool, load_shard, nbytes, ray_module, remote, task_threads
 
 __all__ = [
@@ -123,10 +123,10 @@ def task_cluster_candidates(
     """Per cluster, the shard's ``counts[k]`` members nearest the centroid.
 
     Returns ``(indptr, local_rows, sq_dist)`` in the layout of
-    :func:`ecos_fast.rule.nearest_in_clusters` (nearest first, ties to the lowest row).
+    :func:`ecos_fast._core.nearest_in_clusters` (nearest first, ties to the lowest row).
     """
     indptr, members = cluster_members(labels, counts.shape[0])
-    out_indptr, rows = nearest_in_clusters(d2, indptr, members, counts, task_threads())
+    out_indptr, rows = _core.nearest_in_clusters(d2, indptr, members, counts, task_threads())
     return out_indptr, rows, np.ascontiguousarray(d2[rows])
 
 
