@@ -1,10 +1,14 @@
-"""The only place inputs are coerced and checked (the command line's own option
-parsing aside, which click does).
+"""Where inputs are coerced and checked.
 
 Everything that crosses into Rust goes through here first, so kernels can
 assume C-contiguous float32 / int64 arrays of consistent shapes with finite
-values ("prior validation of data is assumed"). The library's modules and both
-backends call these checks; none writes its own.
+values ("prior validation of data is assumed"). The kernels' wrappers, the
+k-means and K-Center parameters, the quotas, the selection rule's options and
+both backends use these checks instead of writing their own. Elsewhere, only
+what belongs to one object is checked in place: the protocol dataclasses check
+their cross-field invariants (fingerprint, mechanism against epsilon), the
+exchange files their schema and checksum (``exchange.py``), and the command line
+its options (click).
 """
 
 from __future__ import annotations
