@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .experiment import METHOD_NAMES, METHODS, Communication, RunRecord
+from .stats import format_comparisons, metric_value, significant_best
 
 __all__ = [
     "format_communication",
@@ -42,9 +43,12 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def summarise(
-    records: Sequence[RunRecord], epsilon: float | None = None
+    records: Sequence[RunRecord], epsilon: float | None = None, *, metric: str = "accuracy"
 ) -> dict[tuple[str, int, str], tuple[float, float, float]]:
     """``(domain or "average", budget, method) -> (mean %, std %, mean total epsilon)``.
+
+    ``metric`` is ``"accuracy"`` or a fraction in ``RunRecord.extra`` (e.g.
+    ``"semi_accuracy"``); runs without it are left out.
 
     ECOS rows are those at ``epsilon`` (default: the first ECOS epsilon seen). The
     average's std is over seeds of the domain-averaged accuracy.
@@ -52,19 +56,25 @@ def summarise(
     if epsilon is None:
         ecos = [r.epsilon for r in records if r.method == "ecos"]
         epsilon = ecos[0] if ecos else 0.0
-    keep = [r for r in records if r.method != "ecos" or r.epsilon == epsilon]
+    keep = [
+        r
+        for r in records
+        if (r.method != "ecos" or r.epsilon == epsilon) and math.isfinite(metric_value(r, metric))
+    ]
     out: dict[tuple[str, int, str], tuple[float, float, float]] = {}
     groups: dict[tuple[str, int, str], list[RunRecord]] = {}
     for r in keep:
         groups.setdefault((r.domain, r.budget, r.method), []).append(r)
     for key, rs in groups.items():
-        m, s = _mean_std([100 * r.accuracy for r in rs])
+        m, s = _mean_std([metric_value(r, metric) for r in rs])
         out[key] = (m, s, float(np.mean([r.total_epsilon for r in rs])))
     # average over domains, per seed
     by_bm: dict[tuple[int, str], dict[int, list[float]]] = {}
     eps_bm: dict[tuple[int, str], list[float]] = {}
     for r in keep:
-        by_bm.setdefault((r.budget, r.method), {}).setdefault(r.seed, []).append(100 * r.accuracy)
+        by_bm.setdefault((r.budget, r.method), {}).setdefault(r.seed, []).append(
+            metric_value(r, metric)
+        )
         eps_bm.setdefault((r.budget, r.method), []).append(r.total_epsilon)
     for (b, meth), per_seed in by_bm.items():
         m, s = _mean_std([float(np.mean(v)) for v in per_seed.values()])
@@ -79,10 +89,24 @@ def _fmt_eps(e: float) -> str:
 
 
 def format_table(
-    records: Sequence[RunRecord], *, epsilon: float | None = None, markdown: bool = True
+    records: Sequence[RunRecord],
+    *,
+    epsilon: float | None = None,
+    markdown: bool = True,
+    metric: str = "accuracy",
 ) -> str:
-    """The paper-shaped table: per budget, domains x methods, ``mean ± std`` (%)."""
-    summ = summarise(records, epsilon)
+    """The paper-shaped table: per budget, domains x methods, ``mean ± std`` (%).
+
+    Under each budget's table, one line per other method: ECOS's paired wins out of
+    the shared runs and the Wilcoxon p-value (:mod:`.stats`). In Markdown a cell is
+    bold only when its method has the row's best mean and beats every other method
+    of the row with p < 0.05 (:func:`.stats.significant_best`); a best mean alone is
+    not bold.
+    """
+    if epsilon is None:
+        ecos = [r.epsilon for r in records if r.method == "ecos"]
+        epsilon = ecos[0] if ecos else 0.0
+    summ = summarise(records, epsilon, metric=metric)
     methods = [m for m in METHODS if any(r.method == m for r in records)]
     domains = list(dict.fromkeys(r.domain for r in records)) + ["average"]
     budgets = sorted({r.budget for r in records})
@@ -95,10 +119,14 @@ def format_table(
         header = [f"B={b}", *eps_cells]
         rows: list[list[str]] = []
         for d in domains:
-            cells = [f"**{d}**" if d == "average" and markdown else d]
-            best = max(
-                (summ[(d, b, m)][0] for m in methods if (d, b, m) in summ and m != "local"),
-                default=math.nan,
+            cells = [d]
+            best = significant_best(
+                records,
+                methods,
+                budget=b,
+                domain=None if d == "average" else d,
+                metric=metric,
+                epsilon=epsilon,
             )
             for m in methods:
                 if (d, b, m) not in summ:
@@ -106,7 +134,7 @@ def format_table(
                     continue
                 mean, std, _ = summ[(d, b, m)]
                 cell = f"{mean:.1f} ± {std:.1f}"
-                if markdown and m != "local" and mean == best:
+                if markdown and m == best:
                     cell = f"**{cell}**"
                 cells.append(cell)
             rows.append(cells)
@@ -119,6 +147,14 @@ def format_table(
             lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
             lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
         lines.append("")
+        budget_records = [r for r in records if r.budget == b]
+        paired = format_comparisons(budget_records, metric=metric, epsilon=epsilon)
+        if paired:
+            if markdown:
+                lines += [f"- {line}" for line in paired.splitlines()]
+            else:
+                lines += paired.splitlines()
+            lines.append("")
     return "\n".join(lines)
 
 
