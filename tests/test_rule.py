@@ -172,6 +172,18 @@ def test_low_signal_warning(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> Non
         ecos_fast.select(pool, (sk.centroids, exact), 50)
 
 
+def test_low_signal_warning_names_the_largest_r_that_clears_the_bar() -> None:
+    counts = [30.0] + [0.0] * 99  # total 30, sigma 5: 3 * 5 * sqrt(R) <= 30 for R <= 4
+    with pytest.warns(LowSignalWarning, match=r"R <= 4 keeps this total above 3") as rec:
+        assert rule.warn_if_low_signal(counts, 5.0, stacklevel=1)
+    assert "ratio 0.6," in str(rec[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LowSignalWarning)
+        assert not rule.warn_if_low_signal([30.0, 0.0, 0.0, 0.0], 5.0, stacklevel=1)
+    with pytest.warns(LowSignalWarning, match="far fewer clusters"):
+        rule.warn_if_low_signal([-3.0, 1.0], 5.0, stacklevel=1)
+
+
 def test_options_are_checked(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
     pool, sk = mixture
     with pytest.raises(InvalidInputError, match="candidates=0.5 must be a finite number >= 1"):

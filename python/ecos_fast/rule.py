@@ -294,7 +294,10 @@ def warn_if_low_signal(noisy_counts: Any, sigma: float, *, stacklevel: int) -> b
     warning fires when ``T < 3 * sigma * sqrt(R)``: ``T`` is within three noise
     standard deviations of zero, or below zero, which includes every case where the
     noise exceeds the total (``T / (sigma * sqrt(R)) < 1``). Never with
-    ``sigma == 0``. Returns whether it fired.
+    ``sigma == 0``. Returns whether it fired. The message names the largest R that
+    would clear the bar for this total and sigma, ``(T / (3 * sigma))^2``: a client
+    of ``n`` samples released with noise ``sigma`` supports about
+    ``(n / (3 * sigma))^2`` clusters.
 
     Examples
     --------
@@ -315,11 +318,18 @@ def warn_if_low_signal(noisy_counts: Any, sigma: float, *, stacklevel: int) -> b
     noise = float(sigma) * math.sqrt(r)
     if total >= LOW_SIGNAL_SIGMAS * noise:
         return False
+    r_max = math.floor((total / (LOW_SIGNAL_SIGMAS * float(sigma))) ** 2) if total > 0 else 0
+    fewer = (
+        f"fewer clusters (R <= {r_max} keeps this total above {LOW_SIGNAL_SIGMAS:g} noise "
+        f"standard deviations)"
+        if r_max >= 1
+        else "far fewer clusters (a smaller R)"
+    )
     warnings.warn(
         f"the client's release carries almost no signal: the noisy total is {total:.4g} "
         f"against noise of standard deviation sigma*sqrt(R)={sigma:.4g}*sqrt({r})="
         f"{noise:.4g} (ratio {total / noise:.3g}, below {LOW_SIGNAL_SIGMAS:g}); the "
-        f"selection is close to random. Use fewer clusters (a smaller R) or a larger epsilon",
+        f"selection is close to random. Use {fewer} or a larger epsilon",
         LowSignalWarning,
         stacklevel=stacklevel + 1,
     )
