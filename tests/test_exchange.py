@@ -250,3 +250,11 @@ def test_file_kind_reads_only_the_header(tmp_path: Path) -> None:
         file_kind(other)
     with pytest.raises(ExchangeFileError, match="cannot read the exchange file"):
         file_kind(tmp_path / "missing")
+
+
+def test_producer_is_the_package_version(tmp_path: Path) -> None:
+    for p in (
+        ecos_fast.save_centroids(CENTS, tmp_path / "c.safetensors"),
+        ecos_fast.save_response(RESP, tmp_path / "r.safetensors"),
+    ):
+        assert meta_of(p)["producer"] == f"ecos-fast {ecos_fast.__version__}"

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from ._core import __version__
 from .errors import EcosError, ExchangeFileError, SketchMismatchError
 from .privacy import calibrate_gaussian_sigma
 from .protocol import SCHEMA_VERSION, Centroids, Response
@@ -50,7 +51,7 @@ MAX_CENTROIDS_BYTES = 2 << 30
 #: Default cap on a response file's size (256 MiB: up to ~33M clusters).
 MAX_RESPONSE_BYTES = 256 << 20
 _MAX_HEADER_BYTES = 1 << 20
-_PRODUCER = "ecos-fast 0.1.0"
+_PRODUCER = f"ecos-fast {__version__}"  # Cargo's version, compiled into the core
 _KINDS = {"centroids": "centroids", "response": "noisy_counts"}
 # A recorded sigma may exceed the calibrated one (more noise), never fall below it.
 _SIGMA_RTOL = 1e-9
