@@ -163,6 +163,7 @@ def test_low_signal_warning(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> Non
     resp = ecos_fast.respond(small, sk.centroids, 0.01, 1e-5, seed=0)
     with pytest.warns(LowSignalWarning, match=r"sigma\*sqrt\(R\)=.*sqrt\(12\)") as rec:
         ecos_fast.select(pool, (sk.centroids, resp), 50, fallback="random")
+    assert rec[0].filename == __file__  # the warning points at the caller's line
     msg = str(rec[0].message)
     assert f"{float(resp.noisy_counts.sum()):.4g}" in msg and "fewer clusters" in msg
     assert "larger epsilon" in msg and issubclass(LowSignalWarning, EcosWarning)

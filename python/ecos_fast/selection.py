@@ -161,7 +161,7 @@ def select(
         return ray_backend().select_sharded(  # type: ignore[no-any-return]
             features, sk, budget, threshold=opts.threshold, weights=opts.weights,
             within=opts.within, candidates=opts.candidates, fallback=opts.fallback,
-            seed=seed, kcenter=kcenter, stacklevel=3,
+            seed=seed, kcenter=kcenter, n_threads=n_threads, stacklevel=3,
         )  # fmt: skip
     x = sk.centroids.transform(features, "features")
     n = x.shape[0]
