@@ -6,11 +6,20 @@ import importlib.metadata
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from ecos_fast import features
-from ecos_fast.datasets import DOMAINS, CacheWarning, _cache, load_domain, paper_split
+from ecos_fast.datasets import (
+    ALL_DOMAINS,
+    DOMAINS,
+    CacheWarning,
+    _cache,
+    client_domains,
+    load_domain,
+    paper_split,
+)
 from ecos_fast.errors import InvalidInputError, InvalidTypeError
 
 onnx = pytest.importorskip("onnx", reason="the data extras are not installed (deps/pip-data.txt)")
@@ -25,7 +34,9 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_features(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+def small_features(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]]:
     """ppocr features of every domain's train and test split, ``small`` preset."""
     mp = pytest.MonkeyPatch()
     mp.setenv(_cache.CACHE_ENV, str(tmp_path_factory.mktemp("small-cache")))
@@ -208,9 +219,9 @@ def _probe(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
 ) -> float:
     """Test accuracy of a linear probe (standardised ridge classifier)."""
-    from sklearn.linear_model import RidgeClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import RidgeClassifier  # type: ignore[import-untyped,unused-ignore]
+    from sklearn.pipeline import make_pipeline  # type: ignore[import-untyped,unused-ignore]
+    from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped,unused-ignore]
 
     clf = make_pipeline(StandardScaler(), RidgeClassifier(alpha=100.0))
     return float(clf.fit(x_train, y_train).score(x_test, y_test))
@@ -260,3 +271,101 @@ def test_ddddocr_linear_probe(tmp_path: Path) -> None:
         )
         x_test, y_test = features.cached_features(name, "test", preset="small", extractor="ddddocr")
         assert _probe(x_train, y_train, x_test, y_test) >= _DIGIT_FLOOR[name] - 0.1
+
+
+# ---------------------------------------------------------------- the hard preset
+
+HARD_TINY = {name: (12, 10) for name in ALL_DOMAINS}
+
+
+def test_ppocr_det_pools_the_four_backbone_stages() -> None:
+    extractor = features.get_extractor("ppocr-det")
+    session = extractor.session()
+    # Only the backbone stages are computed (the neck and head are dropped).
+    assert [o.name for o in session.get_outputs()] == list(extractor.spec.outputs)
+    images, _ = load_domain("deva", "test", n=4, seed=0, preset="hard", cache=False)
+    x = extractor._prepare(images)
+    stages = session.run(list(extractor.spec.outputs), {"x": x})
+    assert [s.shape[1] for s in stages] == [48, 96, 192, 384]
+    assert [s.shape[2] for s in stages] == [16, 8, 4, 2]  # strides 4..32 of a 64x64 input
+    feats = features.extract(images, "ppocr-det")
+    assert feats.shape == (4, 720)
+    np.testing.assert_allclose(feats[:, :48], stages[0].mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(feats[:, -384:], stages[3].mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+
+
+def test_default_extractor_per_preset() -> None:
+    assert features.default_extractor("default") == features.default_extractor("small") == "ppocr"
+    assert features.default_extractor("hard") == "ppocr-det"
+    with pytest.raises(InvalidInputError, match="preset='x'"):
+        features.default_extractor("x")
+
+
+def test_hard_paper_split_features_matches_the_image_split() -> None:
+    kwargs = {"sizes": HARD_TINY, "seed": 1, "private_size": 4}
+    images = paper_split("arabic", "hard", **kwargs)  # type: ignore[arg-type]
+    feats = features.paper_split_features("arabic", "hard", **kwargs)  # type: ignore[arg-type]
+    assert feats.extractor == "ppocr-det" and feats.preset == "hard" and feats.n_classes == 11
+    assert feats.domains == images.domains and feats.private_size == 4
+    assert feats.private_features.shape == (4, 720)
+    assert feats.pool_features.shape == (12 * 12 - 4, 720)
+    np.testing.assert_array_equal(feats.pool_labels, images.pool_labels)
+    np.testing.assert_array_equal(feats.pool_domains, images.pool_domains)
+    assert (feats.pool_labels[feats.pool_domains == feats.domains.index("junk")] == 10).all()
+    for got, pixels in [
+        (feats.private_features, images.private_images),
+        (feats.test_features, images.test_images),
+    ]:
+        np.testing.assert_allclose(got, features.extract(pixels, "ppocr-det"), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("client", client_domains("hard"))
+def test_every_hard_client_domain_gets_a_split(client: str) -> None:
+    s = features.paper_split_features(
+        client, "hard", 2, data_seed=0, extractor="ppocr", sizes=HARD_TINY, private_size=3
+    )
+    assert s.client_domain == client and len(s.private_labels) == 3
+    assert len(s.test_labels) == 10 and s.pool_features.shape[1] == 600
+
+
+def test_hard_feature_cache_is_keyed_apart_from_default() -> None:
+    hard, _ = features.cached_features("print", "test", n=3, preset="hard", extractor="ppocr")
+    default, _ = features.cached_features("print", "test", n=3, preset="default")
+    assert not np.allclose(hard, default)
+    with pytest.raises(InvalidInputError, match="not in preset 'default'"):
+        features.cached_features("cjk", "test")
+
+
+def test_fingerprint_covers_every_input() -> None:
+    base: dict[str, Any] = {"sizes": TINY, "seed": 1, "domains": ("mnist", "hershey")}
+    a = features.paper_split_features("mnist", **base)
+    assert a.fingerprint() == features.paper_split_features("mnist", **base).fingerprint()
+    variants: list[dict[str, Any]] = [
+        {"seed": 2},
+        {"data_seed": 1},
+        {"private_fraction": 0.25},
+        {"private_size": 5},
+        {"extractor": "ppocr-det"},
+        {"sizes": {"mnist": (20, 10), "hershey": (21, 10)}},
+        {"domains": ("mnist", "hershey", "print")},
+    ]
+    seen = {a.fingerprint()}
+    for change in variants:
+        other = features.paper_split_features("mnist", **(base | change))
+        seen.add(other.fingerprint())
+    assert len(seen) == len(variants) + 1
+    hard = features.paper_split_features("hershey", "hard", **base)
+    assert hard.fingerprint() not in seen  # preset and extractor differ
+    # The data-level fingerprint moves with the recipe version.
+    before = features.data_fingerprint("hard")
+    assert before == features.data_fingerprint("hard", "ppocr-det")
+    assert before != features.data_fingerprint("hard", "ppocr")
+    assert before != features.data_fingerprint("default")
+
+
+def test_data_fingerprint_moves_with_data_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecos_fast.datasets.digits import DATA_VERSION
+
+    before = features.data_fingerprint("default")
+    monkeypatch.setattr("ecos_fast.features.DATA_VERSION", DATA_VERSION + 1)
+    assert features.data_fingerprint("default") != before
