@@ -101,14 +101,7 @@ pub fn sq_dist_exact(a: &[f32], b: &[f32]) -> f32 {
         acc[j] += t * t;
     }
     // Pairwise, fixed tree.
-    let mut w = L;
-    while w > 1 {
-        w /= 2;
-        for j in 0..w {
-            acc[j] += acc[j + w];
-        }
-    }
-    acc[0]
+    simd::fold_halves(acc)
 }
 
 /// [`sq_dist_exact`] compiled for this process's SIMD path (same bits; for

@@ -93,6 +93,21 @@ pub fn path() -> SimdPath {
     checked().unwrap_or(SimdPath::Portable)
 }
 
+/// Sum `L` accumulator lanes by folding them in halves (lane l += lane l + w for
+/// w = L/2, …, 1): the fixed reduction order of the exact distance loops of
+/// assignment and K-Center, on every path. `L` is a power of two.
+#[inline(always)]
+pub fn fold_halves<const L: usize>(mut v: [f32; L]) -> f32 {
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        for l in 0..w {
+            v[l] += v[l + w];
+        }
+    }
+    v[0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +126,14 @@ mod tests {
             assert!(msg.contains(name), "{msg}");
         }
         assert!(msg.contains("\"avx3\""), "{msg}");
+    }
+
+    #[test]
+    fn fold_halves_adds_lane_pairs_in_a_fixed_tree() {
+        assert_eq!(fold_halves([1.0f32]), 1.0);
+        assert_eq!(fold_halves([1.0f32, 2.0, 3.0, 4.0]), 10.0);
+        // ((1e8 + -1e8) + (1 + 1)): the tree, not left to right (which would give 1).
+        assert_eq!(fold_halves([1e8f32, 1.0, -1e8, 1.0]), 2.0);
     }
 
     #[test]

@@ -22,15 +22,7 @@ const CHECK_EVERY: usize = 2;
 /// Fold the lanes in halves: the one reduction order every path and every check uses.
 #[inline(always)]
 fn fold(acc: &[f32; LANES]) -> f32 {
-    let mut v = *acc;
-    let mut w = LANES;
-    while w > 1 {
-        w /= 2;
-        for l in 0..w {
-            v[l] += v[l + w];
-        }
-    }
-    v[0]
+    simd::fold_halves(*acc)
 }
 
 /// The summation order every path shares: lane l accumulates coordinates l, l+32, …,
