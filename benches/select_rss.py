@@ -60,7 +60,9 @@ def main() -> None:
             )
         n_sel = len(got["indices"])
     else:
-        sel = ecos_fast.select(pool, ecos_fast.Sketch.join(cents, resp), budget, n_threads=threads)
+        sel = ecos_fast.select(
+            pool, ecos_fast.Sketch.join(cents, resp), budget, within="kcenter", n_threads=threads
+        )
         n_sel = sel.n_selected
     seconds = time.perf_counter() - t
     print(
