@@ -437,3 +437,18 @@ def test_select_outputs_are_replaced_atomically(
     assert _run("-q", "select", files["pool"], *common, "-b", 7) == EXIT_INPUT
     np.testing.assert_array_equal(np.load(out), first)  # the old selection is intact
     assert sorted(p.name for p in out.parent.iterdir()) == ["s.json", "s.npy"]  # no temp file
+
+
+def test_true_coverage_is_what_the_response_estimates() -> None:
+    from ecos_fast import reference
+    from ecos_fast.report import true_coverage
+
+    pool, private = _data()
+    for normalize in (None, "l2"):
+        cents = ecos_fast.fit_centroids(pool, K, seed=SEED, normalize=normalize)
+        got = true_coverage(cents, private)
+        x = cents.transform(private, "private")
+        want = np.bincount(reference.assign(x, cents.centroids)[0], minlength=K)
+        np.testing.assert_array_equal(got, want)
+        exact = ecos_fast.respond(private, cents, math.inf, 1e-5)  # no noise: the true counts
+        np.testing.assert_array_equal(got, exact.noisy_counts)

@@ -35,6 +35,7 @@ __all__ = [
     "communication",
     "describe_centroids",
     "describe_response",
+    "describe_selection",
     "error_json",
     "finite_or_none",
     "json_default",
@@ -247,3 +248,27 @@ def describe_response(
         + ("" if matched is None else " (matches the given centroids)"),
     ]
     return fields, human
+
+
+def describe_selection(payload: dict[str, Any], summary: Path | None) -> list[str]:
+    """``select``'s readable lines, from its JSON payload."""
+    human = [
+        f"wrote {payload['output']}: {payload['n_selected']} of budget {payload['budget']} "
+        f"pool rows by {payload['method']}"
+        + (f" (shortfall {payload['shortfall']})" if payload["shortfall"] else "")
+    ]
+    quotas = payload["quotas"]
+    if quotas is not None:
+        nz = int((quotas > 0).sum())
+        human.append(f"quotas: {nz} of {quotas.shape[0]} clusters used, largest {quotas.max()}")
+    comm = payload["communication"]
+    if comm["total_bytes"]:
+        human.append(
+            f"communication: {comm['download_bytes']} bytes to the client, "
+            f"{comm['upload_bytes']} bytes back ({comm['total_bytes']} in all)"
+        )
+    if summary is not None:
+        human.append(f"summary: {summary}")
+    if "report" in payload:
+        human.append(f"report: {payload['report']}")
+    return human

@@ -40,6 +40,7 @@ from ._cli_output import (
     communication,
     describe_centroids,
     describe_response,
+    describe_selection,
     error_json,
     finite_or_none,
     output_options,
@@ -554,17 +555,13 @@ def select(
     if summary_path is not None:
         write_json(summary_path, payload)
     if report_path is not None:
-        from .report import write_report
+        from .report import true_coverage, write_report
 
         true_counts = None
         if true_from is not None:
             if cents is None:
                 raise click.UsageError("--true-counts-from needs CENTROIDS")
-            from .kernels import assign
-
-            priv = cents.transform(load_features(true_from), "private")
-            lab, _ = assign(priv, cents.centroids, n_threads=threads)
-            true_counts = np.bincount(lab, minlength=cents.n_clusters)
+            true_counts = true_coverage(cents, load_features(true_from), n_threads=threads)
         feats = x if cents is None else cents.transform(x, "pool")
         write_report(
             report_path,
@@ -577,22 +574,7 @@ def select(
             seed=seed,
         )
         payload["report"] = str(report_path)
-    human = [
-        f"wrote {output}: {sel.n_selected} of budget {budget} pool rows by {sel.method}"
-        + (f" (shortfall {sel.shortfall})" if sel.shortfall else "")
-    ]
-    if quotas is not None:
-        nz = int((quotas > 0).sum())
-        human.append(f"quotas: {nz} of {quotas.shape[0]} clusters used, largest {quotas.max()}")
-    if comm["total_bytes"]:
-        human.append(
-            f"communication: {comm['download_bytes']} bytes to the client, "
-            f"{comm['upload_bytes']} bytes back ({comm['total_bytes']} in all)"
-        )
-    if summary_path is not None:
-        human.append(f"summary: {summary_path}")
-    if report_path is not None:
-        human.append(f"report: {report_path}")
+    human = describe_selection(payload, summary_path)
     state.result(payload, human)
 
 

@@ -22,7 +22,13 @@ from numpy.typing import NDArray
 
 from .errors import InvalidInputError
 
-__all__ = ["covering_radius_curve", "pca_2d", "require_matplotlib", "write_report"]
+__all__ = [
+    "covering_radius_curve",
+    "pca_2d",
+    "require_matplotlib",
+    "true_coverage",
+    "write_report",
+]
 
 # The PCA and radius panels use at most this many pool rows (a seeded subsample).
 MAX_PLOT_ROWS = 5000
@@ -114,6 +120,43 @@ def covering_radius_curve(
         out[s : s + blk.shape[0]] = np.sqrt(run.max(axis=0))
         best = run[:, -1]
     return out
+
+
+def true_coverage(
+    centroids: Any, private_features: Any, *, n_threads: int | None = None
+) -> NDArray[np.int64]:
+    """Simulation only: the exact (noise-free) coverage counts of private features.
+
+    What the client's response estimates, for a report drawn in a simulation where
+    the cloud happens to hold the private features too (``select
+    --true-counts-from``). Never available to a real cloud.
+
+    Parameters
+    ----------
+    centroids : Centroids
+        Their ``normalize`` is applied to ``private_features`` first.
+    private_features : array-like of shape (n_private, n_features)
+    n_threads : int, optional
+
+    Returns
+    -------
+    ndarray of shape (n_clusters,), int64
+        Private rows whose nearest centroid is each centroid.
+
+    Examples
+    --------
+    >>> import numpy as np, ecos_fast
+    >>> from ecos_fast.report import true_coverage
+    >>> c = ecos_fast.Centroids(np.array([[0, 0], [10, 10]], dtype=np.float32))
+    >>> true_coverage(c, np.array([[1, 0], [9, 9], [0, 1]])).tolist()
+    [2, 1]
+    """
+    from .kernels import assign
+
+    x = centroids.transform(private_features, "private_features")
+    labels, _ = assign(x, centroids.centroids, n_threads=n_threads)
+    counts: NDArray[np.int64] = np.bincount(labels, minlength=centroids.n_clusters).astype(np.int64)
+    return counts
 
 
 def write_report(
