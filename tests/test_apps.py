@@ -322,3 +322,99 @@ def test_selection_key_holds_each_artefacts_parameters() -> None:
     assert (
         selection_key(split, ExperimentConfig(evaluate="validation"), 1, "kcenter", first=3) == kc
     )
+
+
+# ---------------------------------------------------------------- semi-supervised, presets
+
+
+def test_self_training_rounds_are_seeded_and_use_the_unlabeled_rows() -> None:
+    x, y = _blobs(1200, 4, 10, seed=20)
+    xt, yt = _blobs(300, 4, 10, seed=21)
+    kw = {"n_classes": 4, "config": FAST, "unlabeled_x": x[40:], "rounds": 2}
+    a = run_labeling(x[:40], y[:40], xt, yt, seed=3, **kw)  # type: ignore[arg-type]
+    b = run_labeling(x[:40], y[:40], xt, yt, seed=3, **kw)  # type: ignore[arg-type]
+    assert a.accuracy == b.accuracy > 0.6
+    assert a.n_train == 40
+
+
+def test_semi_supervised_and_private_size_in_the_experiment(tmp_path: Path) -> None:
+    """Every method gets a self-training accuracy beside its supervised one."""
+    cfg = ExperimentConfig(
+        app="labeling",
+        domains=("synth",),
+        budgets=(30,),
+        seeds=(1,),
+        n_clusters=10,
+        sizes=TINY,
+        private_size=15,
+        semi_supervised=True,
+        semi_unlabeled=100,
+        train_epochs=5,
+        train_min_steps=60,
+        progress=False,
+    )
+    records, comms = run_experiment(cfg)
+    assert {r.method for r in records} == {"ecos", "kcenter", "random", "local"}
+    for r in records:
+        assert 0.0 <= r.extra["semi_accuracy"] <= 1.0
+        assert r.extra["private_size"] == 15
+        assert "junk_share" not in r.extra  # the default preset has no junk
+    assert next(r for r in records if r.method == "local").n_selected == 15
+    assert comms[0].n_private == 15
+    semi = format_table(records, metric="semi_accuracy")
+    assert "ECOS vs Random: wins" in semi
+    paths = write_reports(records, comms, tmp_path, name="semi", title="semi")
+    assert "Semi-supervised" in paths["markdown"].read_text()
+
+
+def test_reproduce_private_size_sweep_writes_the_crossover(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ecos_fast.apps.reproduce import main
+
+    code = main(
+        [
+            "--preset", "small", "--domains", "hershey", "--budgets", "40", "--seeds", "1",
+            "--n-clusters", "10", "--methods", "ecos,local", "--private-sizes", "20,60",
+            "--no-semi-supervised", "--no-sweep", "--out", str(tmp_path), "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| 20 |" in out and "| 60 |" in out
+    assert "private size 20, B=40: ECOS vs Local: wins" in out
+    assert (tmp_path / "labeling-private-size.png").stat().st_size > 0
+    runs = (tmp_path / "labeling-private-size-runs.csv").read_text()
+    assert runs.count("\n") == 1 + 2 * 2  # header + (ecos, local) x 2 sizes
+
+
+def test_hard_preset_heads_have_a_junk_class(tmp_path: Path) -> None:
+    """Hard preset: 11 classes (10 = "not a digit"), and the junk share is reported."""
+    from ecos_fast.apps import data
+    from ecos_fast.datasets.digits import PRESETS
+
+    if "hard" not in PRESETS:
+        pytest.skip("the data layer has no hard preset yet")
+    domains = data.preset_domains("hard")
+    assert "junk" in domains and "junk" not in data.client_domains("hard")
+    assert data.n_classes("hard") == 11
+    cfg = ExperimentConfig(
+        app="labeling",
+        preset="hard",
+        domains=(data.client_domains("hard")[-1],),
+        budgets=(40,),
+        seeds=(1,),
+        n_clusters=10,
+        sizes={d: (40, 20) for d in domains},
+        methods=("ecos", "random", "local"),
+        train_epochs=5,
+        train_min_steps=60,
+        progress=False,
+    )
+    records, comms = run_experiment(cfg)
+    for r in records:
+        assert 0.0 <= r.accuracy <= 1.0
+        if r.method != "local":
+            assert 0.0 <= r.extra["junk_share"] <= 1.0
+    md = write_reports(records, comms, tmp_path, name="hard", title="hard")["markdown"]
+    assert "from junk" in md.read_text()

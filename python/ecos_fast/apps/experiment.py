@@ -92,9 +92,19 @@ class ExperimentConfig:
         Classifier of labeling / client-labeling (``"cnn"`` trains on the images).
     semi_supervised : bool
         Labeling only: besides each supervised run, self-training with confident
-        pseudo-labels on the unlabeled rest of the pool (``extra["semi_accuracy"]``).
+        pseudo-labels on the unlabeled rest of the pool (``extra["semi_accuracy"]``),
+        for every method (Local: its private set plus the same unlabeled pool rows).
+    semi_unlabeled : int
+        Unlabeled pool rows drawn (seeded) for self-training.
+    semi_rounds : int
+        Pseudo-labelling rounds.
+    semi_threshold : float
+        Softmax confidence a pseudo-label needs.
     knn_epsilon : float
         Client-labeling: epsilon of the kNN label queries together.
+    queries : int or None
+        Client-labeling: label queries sent (a seeded subsample of the selection);
+        ``None``: :func:`ecos_fast.apps.client_labeling.default_queries`.
     preset : str
         Data preset (``"default"``, ``"small"``, ``"hard"`` where the data layer has
         it); ``sizes`` overrides per domain.
@@ -138,7 +148,11 @@ class ExperimentConfig:
     normalize: str | None = None
     model: str = "head"
     semi_supervised: bool = False
+    semi_unlabeled: int = 5000
+    semi_rounds: int = 2
+    semi_threshold: float = 0.95
     knn_epsilon: float = 5.0
+    queries: int | None = None
     preset: str = "default"
     sizes: dict[str, tuple[int, int]] | None = None
     data_seed: int = 0
@@ -169,6 +183,11 @@ class ExperimentConfig:
             raise InvalidInputError("evaluate='validation' works on features only, not model='cnn'")
         if not 0.0 < self.private_fraction < 1.0:
             raise InvalidInputError(f"private_fraction={self.private_fraction} must be in (0, 1)")
+        if self.semi_unlabeled < 0 or self.semi_rounds < 1:
+            raise InvalidInputError(
+                f"semi_unlabeled={self.semi_unlabeled} must be >= 0 and "
+                f"semi_rounds={self.semi_rounds} >= 1"
+            )
         if self.private_size is not None and self.private_size < 1:
             raise InvalidInputError(f"private_size={self.private_size} must be >= 1")
 
@@ -554,6 +573,11 @@ class _RunContext:
         self.client_id = client_id
         self.seed = seed
         self._teacher: Any = None
+        from . import data
+
+        # 11 classes when the pool holds junk: the oracle labels it 10, "not a digit".
+        self.n_classes = data.n_classes(cfg.preset)
+        self.junk_id = split.domains.index("junk") if "junk" in split.domains else None
 
     # -- privacy -------------------------------------------------------------
     def new_ledger(self) -> Any:
@@ -608,9 +632,49 @@ class _RunContext:
             if self.cfg.train_epochs is not None:
                 tc = tc.with_(epochs=self.cfg.train_epochs, min_steps=self.tc.min_steps)
             self._teacher = train_teacher(
-                self.split.pool_features, self.split.pool_labels, config=tc, seed=self.seed
+                self.split.pool_features,
+                self.split.pool_labels,
+                n_classes=self.n_classes,
+                config=tc,
+                seed=self.seed,
             )
         return self._teacher
+
+    def _semi(
+        self,
+        train_x: NDArray[Any],
+        train_y: NDArray[Any],
+        idx: NDArray[np.int64],
+        train_seed: int,
+    ) -> float:
+        """Test accuracy of self-training on the labelled set plus the unlabelled pool.
+
+        The unlabelled rows are the pool rows outside the selection ``idx`` (their
+        labels are never read), subsampled to ``cfg.semi_unlabeled`` with a seeded
+        draw; ``cfg.semi_rounds`` rounds of confidence-thresholded pseudo-labelling
+        (:func:`ecos_fast.apps.training.train_semi_supervised`).
+        """
+        from .labeling import run_labeling
+
+        cfg, split = self.cfg, self.split
+        rest = np.setdiff1d(np.arange(len(split.pool_labels), dtype=np.int64), idx)
+        rng = np.random.default_rng(_stable_seed("semi", split.client_domain, self.seed))
+        n_unl = min(cfg.semi_unlabeled, rest.size)
+        unl = np.sort(rng.choice(rest, n_unl, replace=False)) if n_unl else rest[:0]
+        res = run_labeling(
+            train_x,
+            train_y,
+            self._test_inputs(),
+            split.test_labels,
+            model=cfg.model,
+            n_classes=self.n_classes,
+            config=self.tc,
+            seed=train_seed,
+            unlabeled_x=self._pool_inputs(unl),
+            pseudo_threshold=cfg.semi_threshold,
+            rounds=cfg.semi_rounds,
+        )
+        return res.accuracy
 
     # -- one run ----------------------------------------------------------------
     def run(
@@ -623,7 +687,7 @@ class _RunContext:
         *,
         response: Any = None,
     ) -> RunRecord:
-        from .client_labeling import private_knn_label
+        from .client_labeling import label_selection
         from .compression import run_compression
         from .labeling import AppResult, run_labeling
 
@@ -641,6 +705,7 @@ class _RunContext:
                     split.private_features,
                     split.private_labels,
                     model="linear",
+                    n_classes=self.n_classes,
                     config=self.tc,
                     seed=train_seed,
                 )
@@ -656,27 +721,29 @@ class _RunContext:
                     self._test_inputs(),
                     split.test_labels,
                     model=cfg.model,
+                    n_classes=self.n_classes,
                     config=self.tc,
                     seed=train_seed,
                 )
+                if cfg.semi_supervised and cfg.app == "labeling":
+                    res.extra["semi_accuracy"] = self._semi(
+                        self._private_inputs(), split.private_labels, idx, train_seed
+                    )
         elif cfg.app == "labeling":
-            unl = None
-            if cfg.semi_supervised:
-                rng = np.random.default_rng(train_seed)
-                n_unl = min(5000, len(split.pool_labels))
-                unl = self._pool_inputs(
-                    np.sort(rng.choice(len(split.pool_labels), n_unl, replace=False))
-                )
             res = run_labeling(
                 self._pool_inputs(idx),
                 split.pool_labels[idx],  # the oracle
                 self._test_inputs(),
                 split.test_labels,
                 model=cfg.model,
+                n_classes=self.n_classes,
                 config=self.tc,
                 seed=train_seed,
-                unlabeled_x=unl,
             )
+            if cfg.semi_supervised:
+                res.extra["semi_accuracy"] = self._semi(
+                    self._pool_inputs(idx), split.pool_labels[idx], idx, train_seed
+                )
         elif cfg.app == "compression":
             res = run_compression(
                 self.teacher(),
@@ -702,34 +769,48 @@ class _RunContext:
                         purpose="coverage",
                     )
                 )
-            kl = private_knn_label(
+            out = label_selection(
                 split.private_features,
                 split.private_labels,
-                split.pool_features[idx],
+                split.pool_features,
+                idx,
+                queries=cfg.queries,
                 epsilon=cfg.knn_epsilon,
                 delta=cfg.delta,
+                n_classes=self.n_classes,
                 ledger=led,
                 cloud="cloud",
                 seed=_stable_seed("knn", split.client_domain, self.seed, budget, eps),
-                true_labels=split.pool_labels[idx],
+                true_labels=split.pool_labels,
             )
+            kl = out.knn
             total_eps = kl.epsilon if not math.isinf(eps) else math.inf
             led.close()
             res = run_labeling(
-                self._pool_inputs(idx),
-                kl.labels,
+                self._pool_inputs(out.queried),
+                out.labels,
                 self._test_inputs(),
                 split.test_labels,
                 model=cfg.model,
+                n_classes=self.n_classes,
                 config=self.tc,
                 seed=train_seed,
             )
             res.extra.update(
-                {"label_accuracy": kl.label_accuracy or 0.0, "knn_sigma": kl.sigma, "k": kl.k}
+                {
+                    "label_accuracy": kl.label_accuracy or 0.0,
+                    "knn_sigma": kl.sigma,
+                    "k": kl.k,
+                    "queries": float(out.n_queries),
+                }
             )
         share = (
             float((split.pool_domains[idx] == self.client_id).mean()) if idx.size else float("nan")
         )
+        if self.junk_id is not None and idx.size:
+            res.extra["junk_share"] = float((split.pool_domains[idx] == self.junk_id).mean())
+        if cfg.private_size is not None:
+            res.extra["private_size"] = float(len(split.private_labels))
         return RunRecord(
             app=cfg.app,
             domain=split.client_domain,

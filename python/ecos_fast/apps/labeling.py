@@ -53,6 +53,7 @@ def run_labeling(
     seed: int = 0,
     unlabeled_x: NDArray[Any] | None = None,
     pseudo_threshold: float = 0.95,
+    rounds: int = 1,
 ) -> AppResult:
     """Train on the oracle-labeled selection and evaluate on the client's test split.
 
@@ -68,8 +69,12 @@ def run_labeling(
     config : TrainConfig, optional
     seed : int, default 0
     unlabeled_x : ndarray, optional
-        When given, one round of self-training on these unlabeled samples.
+        When given, self-training on these unlabeled samples: confident
+        pseudo-labels are added and the model is refitted.
     pseudo_threshold : float, default 0.95
+        Softmax confidence a pseudo-label needs.
+    rounds : int, default 1
+        Pseudo-labelling rounds (with ``unlabeled_x``).
 
     Returns
     -------
@@ -97,6 +102,7 @@ def run_labeling(
             model=model,
             n_classes=n_classes,
             threshold=pseudo_threshold,
+            rounds=rounds,
             config=config,
             seed=seed,
         )

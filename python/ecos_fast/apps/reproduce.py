@@ -3,8 +3,15 @@
 Runs :func:`ecos_fast.apps.experiment.run_experiment` with every client domain of the
 offline Digit-Five proxy in turn, budgets 1000 and 3000, seeds 1, 2, 3 and the methods
 ECOS, K-Center, Random and Local, plus an ECOS epsilon sweep
-(0.1, 0.25, 0.58, 1.2, inf), then prints the table and writes Markdown, CSV and PNG
-under ``--out`` (default ``./out/``).
+(0.1, 0.25, 0.58, 1.2, inf), then prints the table with the paired statistics (wins
+out of N, Wilcoxon p) and writes Markdown, CSV and PNG under ``--out`` (default
+``./out/``). Selective labeling also reports self-training on the unlabeled pool
+beside the supervised numbers (``--no-semi-supervised`` to skip it).
+
+``--preset hard`` runs the hard benchmark (far-away scripts, junk in the pool,
+held-out test fonts, its own extractor); ``--private-size N`` fixes the client's
+private set size and ``--private-sizes 50,100,300,1000`` sweeps it (then the report is
+accuracy against the private size, ECOS against Local: the crossover).
 """
 
 from __future__ import annotations
@@ -36,8 +43,14 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(t) for t in text.split(","))
 
 
+def _presets() -> tuple[str, ...]:
+    from ecos_fast.datasets.digits import PRESETS
+
+    return tuple(PRESETS)
+
+
 def build_parser(
-    prog: str = "ecos-fast reproduce", *, sweep_default: bool = True
+    prog: str = "ecos-fast reproduce", *, sweep_default: bool = True, semi_default: bool = True
 ) -> argparse.ArgumentParser:
     """The options shared by ``reproduce`` and ``demo``."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
@@ -61,13 +74,30 @@ def build_parser(
     p.add_argument("--no-sweep", action="store_true", help="skip the epsilon sweep")
     p.add_argument("--n-clusters", type=int, default=100, help="R, the number of centroids")
     p.add_argument(
-        "--threshold", type=float, default=0.0, help="weights max(v - threshold*sigma, 0)"
+        "--threshold",
+        type=float,
+        default=None,
+        help="weights max(v - threshold*sigma, 0) (default: the rule's)",
     )
+    p.add_argument("--within", default=None, help="within-cluster routine (default: the rule's)")
+    p.add_argument("--candidates", type=float, default=None, help="neighbourhood candidate factor")
+    p.add_argument("--weights", default=None, help="cluster weight rule (default: the rule's)")
     p.add_argument("--normalize", default="none", choices=("none", "l2"))
     p.add_argument("--model", default="head", choices=("head", "linear", "cnn"))
-    p.add_argument("--semi-supervised", action="store_true", help="labeling: add self-training")
+    p.add_argument(
+        "--semi-supervised",
+        action=argparse.BooleanOptionalAction,
+        default=semi_default,
+        help="labeling: also self-train on the unlabeled pool, reported beside",
+    )
     p.add_argument(
         "--knn-epsilon", type=float, default=5.0, help="client-labeling: label queries' epsilon"
+    )
+    p.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        help="client-labeling: label queries (default: 1000 cap)",
     )
     p.add_argument(
         "--evaluate",
@@ -75,7 +105,16 @@ def build_parser(
         choices=("test", "validation"),
         help="'validation': evaluate on 30%% of the private set held out (for choosing R etc.)",
     )
-    p.add_argument("--preset", default="default", choices=("default", "small"))
+    p.add_argument("--preset", default="default", choices=_presets())
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the rendered data")
+    p.add_argument("--extractor", default=None, help="feature extractor (default: the preset's)")
+    p.add_argument("--private-size", type=int, default=None, help="client's private set size")
+    p.add_argument(
+        "--private-sizes",
+        type=_ints,
+        default=None,
+        help="sweep the private set size, e.g. 50,100,300,1000 (accuracy vs size plot)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--out", type=Path, default=Path("out"), help="output folder")
@@ -89,14 +128,28 @@ def main(
     *,
     prog: str = "ecos-fast reproduce",
     sweep_default: bool = True,
+    semi_default: bool = True,
     name: str | None = None,
     command: str | None = None,
 ) -> int:
     """Run one application's reproduction; returns the exit status."""
-    from .experiment import ExperimentConfig, run_experiment
-    from .results import format_communication, format_sweep, format_table, write_reports
+    from dataclasses import replace
 
-    args = build_parser(prog, sweep_default=sweep_default).parse_args(argv)
+    from . import data
+    from .experiment import Communication, ExperimentConfig, RunRecord, run_experiment
+    from .results import (
+        format_communication,
+        format_private_sweep,
+        format_share,
+        format_sweep,
+        format_table,
+        write_private_sweep_reports,
+        write_reports,
+    )
+
+    args = build_parser(prog, sweep_default=sweep_default, semi_default=semi_default).parse_args(
+        argv
+    )
     sweep = () if args.no_sweep else tuple(args.sweep)
     cfg = ExperimentConfig(
         app=args.app,
@@ -109,11 +162,18 @@ def main(
         delta=args.delta,
         n_clusters=args.n_clusters,
         threshold=args.threshold,
+        within=args.within,
+        candidates=args.candidates,
+        weights=args.weights,
         normalize=None if args.normalize == "none" else args.normalize,
         model=args.model,
-        semi_supervised=args.semi_supervised,
+        semi_supervised=bool(args.semi_supervised) and args.app == "labeling",
         knn_epsilon=args.knn_epsilon,
+        queries=args.queries,
         preset=args.preset,
+        data_seed=args.data_seed,
+        extractor=args.extractor,
+        private_size=args.private_size,
         evaluate=args.evaluate,
         n_threads=args.threads,
         device=args.device,
@@ -121,9 +181,21 @@ def main(
     )
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
-    records, comms = run_experiment(cfg, log=log)
+    records: list[RunRecord] = []
+    comms: list[Communication] = []
+    if args.private_sizes:
+        for size in args.private_sizes:
+            recs, _ = run_experiment(replace(cfg, private_size=size), log=log)
+            records += recs
+    else:
+        records, comms = run_experiment(cfg, log=log)
     elapsed = time.perf_counter() - start
-    title = f"{_TITLES[cfg.app]} on the offline Digit-Five proxy (OCR-pretrained PP-OCRv4 features)"
+    extractor = cfg.extractor or data.default_extractor(cfg.preset)
+    preset = "" if cfg.preset == "default" else f", {cfg.preset} preset"
+    title = (
+        f"{_TITLES[cfg.app]} on the offline Digit-Five proxy{preset} "
+        f"(OCR-pretrained {extractor} features)"
+    )
     cmd = command or " ".join(
         ["ecos-fast", prog.split()[-1], *(argv if argv is not None else sys.argv[1:])]
     )
@@ -135,24 +207,47 @@ def main(
     header = (
         f"Command: `{cmd}`  \n"
         f"Accuracy (%) on the client domain's {where}, mean ± std over seeds "
-        f"{', '.join(map(str, cfg.seeds))}; ECOS: R={cfg.n_clusters}, threshold={cfg.threshold}, "
-        f"normalize={cfg.normalize}, coverage ε={cfg.epsilon}, δ={cfg.delta}; "
-        f"model={cfg.model}. ε in a column header is the mean composed ε of the client's "
-        f"releases (δ={cfg.delta}). Wall time {elapsed / 60:.1f} min."
+        f"{', '.join(map(str, cfg.seeds))}; ECOS: R={cfg.n_clusters}, "
+        + ", ".join(f"{k}={v}" for k, v in cfg.selection_options().items())
+        + f", normalize={cfg.normalize}, coverage ε={cfg.epsilon}, δ={cfg.delta}; "
+        f"model={cfg.model} ({data.n_classes(cfg.preset)} classes); "
+        f"private set: {cfg.private_size or f'{cfg.private_fraction:.0%} of the client domain'}. "
+        f"ε in a column header is the mean composed ε of the client's releases "
+        f"(δ={cfg.delta}). Bold: best mean that beats every other method of its row at "
+        f"p < 0.05 (paired Wilcoxon over the row's runs). Wall time {elapsed / 60:.1f} min."
     )
     print(title)
     print(header.replace("  \n", "\n"))
     print()
+    stem = args.name or name or cfg.app
+    if args.private_sizes:
+        print(format_private_sweep(records, epsilon=cfg.epsilon))
+        if cfg.semi_supervised:
+            print("Semi-supervised:")
+            print(format_private_sweep(records, epsilon=cfg.epsilon, metric="semi_accuracy"))
+        paths = write_private_sweep_reports(
+            records, args.out, name=f"{stem}-private-size", title=title, header=header
+        )
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        print(f"finished in {elapsed:.0f} s")
+        return 0
     print(format_table(records, epsilon=cfg.epsilon, markdown=False))
+    if cfg.semi_supervised:
+        print("Semi-supervised (self-training on the unlabeled rest of the pool):")
+        print(format_table(records, epsilon=cfg.epsilon, markdown=False, metric="semi_accuracy"))
+    print("Share of the selection from the client's domain (%):")
+    print(format_share(records, cfg.epsilon))
+    junk = format_share(records, cfg.epsilon, what="junk")
+    if junk:
+        print("Share of the selection from junk, not a digit (%):")
+        print(junk)
     sw = format_sweep(records)
     if sw:
         print("ε sweep (ECOS average accuracy):")
         print(sw)
     print("Communication (bytes) and client compute:")
     print(format_communication(comms))
-    paths = write_reports(
-        records, comms, args.out, name=args.name or name or cfg.app, title=title, header=header
-    )
+    paths = write_reports(records, comms, args.out, name=stem, title=title, header=header)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     print(f"finished in {elapsed:.0f} s")
     return 0

@@ -18,17 +18,21 @@ from pathlib import Path
 import numpy as np
 
 from .experiment import METHOD_NAMES, METHODS, Communication, RunRecord
-from .stats import format_comparisons, metric_value, significant_best
+from .stats import compare, format_comparisons, metric_value, significant_best
 
 __all__ = [
     "format_communication",
+    "format_private_sweep",
     "format_share",
     "format_sweep",
     "format_table",
     "plot",
+    "plot_private_sweep",
+    "private_size_of",
     "read_csv",
     "summarise",
     "write_csv",
+    "write_private_sweep_reports",
     "write_reports",
     "write_summary_csv",
 ]
@@ -194,27 +198,123 @@ def format_communication(comms: Sequence[Communication]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_share(records: Sequence[RunRecord], epsilon: float | None = None) -> str:
-    """Markdown table: share (%) of the selection drawn from the client's own domain."""
+def _share(record: RunRecord, what: str) -> float:
+    if what == "client":
+        return record.client_share
+    return float(record.extra.get(f"{what}_share", math.nan))
+
+
+def format_share(
+    records: Sequence[RunRecord], epsilon: float | None = None, *, what: str = "client"
+) -> str:
+    """Markdown table: share (%) of the selection drawn from the client's own domain.
+
+    ``what="junk"``: the share drawn from the pool's junk ("not a digit") rows, for
+    presets that have them (``""`` when no run records one).
+    """
+    if what != "client" and not any(f"{what}_share" in r.extra for r in records):
+        return ""
     if epsilon is None:
         ecos = [r.epsilon for r in records if r.method == "ecos"]
         epsilon = ecos[0] if ecos else 0.0
     keep = [
-        r for r in records if r.method != "local" and (r.method != "ecos" or r.epsilon == epsilon)
+        r
+        for r in records
+        if r.method != "local"
+        and (r.method != "ecos" or r.epsilon == epsilon)
+        and math.isfinite(_share(r, what))
     ]
     methods = [m for m in METHODS if m != "local" and any(r.method == m for r in keep)]
     budgets = sorted({r.budget for r in keep})
     domains = list(dict.fromkeys(r.domain for r in keep))
     cols = [f"{METHOD_NAMES[m]} B={b}" for b in budgets for m in methods]
     lines = ["| client | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    for d in domains:
+    for d in [*domains, "average"]:
         cells = []
         for b in budgets:
             for m in methods:
-                v = [r.client_share for r in keep if (r.domain, r.budget, r.method) == (d, b, m)]
+                v = [
+                    _share(r, what)
+                    for r in keep
+                    if (r.budget, r.method) == (b, m) and d in (r.domain, "average")
+                ]
                 cells.append(f"{100 * float(np.mean(v)):.1f}" if v else "–")
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def private_size_of(record: RunRecord) -> int | None:
+    """The client's private set size of a run of the private-size sweep, else ``None``."""
+    v = record.extra.get("private_size")
+    return None if v is None else int(v)
+
+
+def format_private_sweep(
+    records: Sequence[RunRecord], *, epsilon: float | None = None, metric: str = "accuracy"
+) -> str:
+    """Markdown table: average accuracy against the client's private set size.
+
+    One row per private size, one column per budget and method (mean ± std over
+    seeds of the domain average), then, per size and budget, the paired comparison of
+    ECOS against Local: where ECOS stops winning is the crossover.
+    """
+    sizes = sorted({s for r in records if (s := private_size_of(r)) is not None})
+    if not sizes:
+        return ""
+    methods = [m for m in METHODS if any(r.method == m for r in records)]
+    budgets = sorted({r.budget for r in records})
+    cols = [f"{METHOD_NAMES[m]} B={b}" for b in budgets for m in methods]
+    lines = ["| private size | " + " | ".join(cols) + " |", "|---:|" + "---:|" * len(cols)]
+    notes: list[str] = []
+    for s in sizes:
+        sub = [r for r in records if private_size_of(r) == s]
+        summ = summarise(sub, epsilon, metric=metric)
+        cells = []
+        for b in budgets:
+            for m in methods:
+                mean, std, _ = summ.get(("average", b, m), (math.nan, math.nan, 0.0))
+                cells.append(f"{mean:.1f} ± {std:.1f}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        if "ecos" in methods and "local" in methods:
+            for b in budgets:
+                c = compare(sub, "ecos", "local", metric=metric, epsilon=epsilon, budget=b)
+                notes.append(f"- private size {s}, B={b}: {c.format()}")
+    return "\n".join([*lines, "", *notes]) + "\n"
+
+
+def plot_private_sweep(
+    records: Sequence[RunRecord], path: Path, title: str, *, metric: str = "accuracy"
+) -> None:
+    """Average accuracy against the private set size (log x), ECOS per budget and Local."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({s for r in records if (s := private_size_of(r)) is not None})
+    budgets = sorted({r.budget for r in records})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in [m for m in METHODS if any(r.method == m for r in records)]:
+        for b in budgets if m != "local" else budgets[:1]:
+            ys, es = [], []
+            for s in sizes:
+                summ = summarise([r for r in records if private_size_of(r) == s], metric=metric)
+                mean, std, _ = summ.get(("average", b, m), (math.nan, math.nan, 0.0))
+                ys.append(mean)
+                es.append(std)
+            label = METHOD_NAMES[m] if m == "local" else f"{METHOD_NAMES[m]} B={b}"
+            ax.errorbar(sizes, ys, yerr=es, marker="o", capsize=2, label=label)
+    ax.set_xscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(s) for s in sizes])
+    ax.set_xlabel("client's private set size")
+    ax.set_ylabel("average test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def read_csv(path: Path) -> list[RunRecord]:
@@ -348,6 +448,12 @@ def write_reports(
     if header:
         md += [header, ""]
     md += [format_table(records)]
+    if any("semi_accuracy" in r.extra for r in records):
+        md += [
+            "## Semi-supervised: self-training on the unlabeled rest of the pool (%)",
+            "",
+            format_table(records, metric="semi_accuracy"),
+        ]
     sweep = format_sweep(records)
     if sweep:
         md += ["## ε sweep (ECOS, average over domains)", "", sweep]
@@ -356,10 +462,37 @@ def write_reports(
         "",
         format_share(records),
     ]
+    junk = format_share(records, what="junk")
+    if junk:
+        md += ["## Share of the selection drawn from junk, not a digit (%)", "", junk]
     if comms:
         md += ["## Communication and client compute", "", format_communication(comms)]
     paths["markdown"].write_text("\n".join(md))
     write_summary_csv(records, paths["csv"])
     write_csv(records, paths["runs"])
     plot(records, paths["png"], title)
+    return paths
+
+
+def write_private_sweep_reports(
+    records: Sequence[RunRecord], out_dir: Path, *, name: str, title: str, header: str = ""
+) -> dict[str, Path]:
+    """Write ``{name}.md`` (table and ECOS-vs-Local pairs per size), ``{name}-runs.csv``
+    and ``{name}.png`` (accuracy against the private set size) of a private-size sweep.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": out_dir / f"{name}.md",
+        "runs": out_dir / f"{name}-runs.csv",
+        "png": out_dir / f"{name}.png",
+    }
+    md = [f"# {title}", ""]
+    if header:
+        md += [header, ""]
+    md += [format_private_sweep(records)]
+    if any("semi_accuracy" in r.extra for r in records):
+        md += ["## Semi-supervised", "", format_private_sweep(records, metric="semi_accuracy")]
+    paths["markdown"].write_text("\n".join(md))
+    write_csv(records, paths["runs"])
+    plot_private_sweep(records, paths["png"], title)
     return paths
