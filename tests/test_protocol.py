@@ -17,6 +17,7 @@ from ecos_fast.errors import (
     NoCoverageError,
     SketchMismatchError,
 )
+from ecos_fast.rule import Within
 
 N_COMP, PER_COMP, D = 8, 150, 8
 
@@ -102,7 +103,8 @@ def test_end_to_end_matches_reference(setup: tuple) -> None:
     assert sel.labels is not None and (np.diff(sel.labels[idx]) >= 0).all()
     want = reference_select(pool, cents, sketch.weights(), 120, "neighbourhood", 4.0)
     np.testing.assert_array_equal(idx, want)  # the default: neighbourhood, then K-Center
-    for within, cand in (("kcenter", 4.0), ("neighbourhood", 1.5)):
+    cases: tuple[tuple[Within, float], ...] = (("kcenter", 4.0), ("neighbourhood", 1.5))
+    for within, cand in cases:
         got = ecos_fast.select(pool, sketch, 120, within=within, candidates=cand)
         want = reference_select(pool, cents, sketch.weights(), 120, within, cand)
         np.testing.assert_array_equal(np.asarray(got), want)
