@@ -418,3 +418,16 @@ def test_hard_preset_heads_have_a_junk_class(tmp_path: Path) -> None:
             assert 0.0 <= r.extra["junk_share"] <= 1.0
     md = write_reports(records, comms, tmp_path, name="hard", title="hard")["markdown"]
     assert "from junk" in md.read_text()
+
+
+def test_image_split_matches_the_feature_split_row_for_row() -> None:
+    """``model="cnn"`` trains on images: they must be the feature split's rows."""
+    from ecos_fast.apps import data
+
+    kw = {"data_seed": 0, "private_size": 12, "sizes": TINY}
+    feats = data.split_features("hand", "default", 2, **kw)  # type: ignore[arg-type]
+    imgs = data.split_images("hand", "default", 2, **kw)  # type: ignore[arg-type]
+    assert len(feats.private_labels) == len(imgs.private_labels) == 12
+    assert np.array_equal(feats.private_labels, imgs.private_labels)
+    assert np.array_equal(feats.pool_labels, imgs.pool_labels)
+    assert np.array_equal(feats.pool_domains, imgs.pool_domains)

@@ -27,6 +27,7 @@ __all__ = [
     "n_classes",
     "preset_domains",
     "split_features",
+    "split_images",
 ]
 
 #: Label the oracle gives a pool row that is not a digit (junk); only presets with junk.
@@ -186,3 +187,38 @@ def split_features(
             )
         kwargs["private_size"] = private_size
     return paper_split_features(client_domain, preset, seed, **kwargs)
+
+
+def split_images(
+    client_domain: str,
+    preset: str,
+    seed: int,
+    *,
+    data_seed: int = 0,
+    private_fraction: float = 0.5,
+    private_size: int | None = None,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
+) -> Any:
+    """The same split as :func:`split_features` as images (``model="cnn"``), row for row.
+
+    Raises
+    ------
+    InvalidInputError
+        ``private_size`` is given but the installed data layer cannot honour it.
+    """
+    from ecos_fast.datasets import paper_split
+
+    kwargs: dict[str, Any] = {
+        "data_seed": data_seed,
+        "sizes": sizes,
+        "private_fraction": private_fraction,
+        "domains": preset_domains(preset),
+    }
+    if private_size is not None:
+        if "private_size" not in inspect.signature(paper_split).parameters:
+            raise InvalidInputError(
+                f"private_size={private_size} needs a data layer with a private_size "
+                "parameter (ecos_fast.datasets.paper_split has none)"
+            )
+        kwargs["private_size"] = private_size
+    return paper_split(client_domain, preset, seed, **kwargs)

@@ -334,9 +334,15 @@ def run_experiment(
                 split = _validation_split(split, cfg.validation_fraction, seed)
             images = None
             if cfg.model == "cnn":
-                from ecos_fast.datasets import paper_split
-
-                images = paper_split(domain, cfg.preset, seed, sizes=cfg.sizes)
+                images = data.split_images(
+                    domain,
+                    cfg.preset,
+                    seed,
+                    data_seed=cfg.data_seed,
+                    private_fraction=cfg.private_fraction,
+                    private_size=cfg.private_size,
+                    sizes=cfg.sizes,
+                )
             pool = split.pool_features
             client_id = split.domains.index(domain)
             if seed == cfg.seeds[0]:
