@@ -278,20 +278,27 @@ def test_ddddocr_linear_probe(tmp_path: Path) -> None:
 HARD_TINY = {name: (12, 10) for name in ALL_DOMAINS}
 
 
-def test_ppocr_det_pools_the_four_backbone_stages() -> None:
-    extractor = features.get_extractor("ppocr-det")
-    session = extractor.session()
+def test_ppocr_det_pools_the_backbone_stages() -> None:
+    stages_ex = features.get_extractor("ppocr-det-stages")
+    session = stages_ex.session()
     # Only the backbone stages are computed (the neck and head are dropped).
-    assert [o.name for o in session.get_outputs()] == list(extractor.spec.outputs)
+    assert [o.name for o in session.get_outputs()] == list(stages_ex.spec.outputs)
     images, _ = load_domain("deva", "test", n=4, seed=0, preset="hard", cache=False)
-    x = extractor._prepare(images)
-    stages = session.run(list(extractor.spec.outputs), {"x": x})
+    x = stages_ex._prepare(images)
+    stages = session.run(list(stages_ex.spec.outputs), {"x": x})
     assert [s.shape[1] for s in stages] == [48, 96, 192, 384]
     assert [s.shape[2] for s in stages] == [16, 8, 4, 2]  # strides 4..32 of a 64x64 input
-    feats = features.extract(images, "ppocr-det")
+    feats = features.extract(images, "ppocr-det-stages")
     assert feats.shape == (4, 720)
     np.testing.assert_allclose(feats[:, :48], stages[0].mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(feats[:, -384:], stages[3].mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    # ppocr-det is the last stage alone.
+    last = features.extract(images, "ppocr-det")
+    assert last.shape == (4, 384)
+    np.testing.assert_allclose(last, feats[:, -384:], rtol=1e-5, atol=1e-6)
+    assert [o.name for o in features.get_extractor("ppocr-det").session().get_outputs()] == [
+        "p2o.Add.215"
+    ]
 
 
 def test_default_extractor_per_preset() -> None:
@@ -307,8 +314,8 @@ def test_hard_paper_split_features_matches_the_image_split() -> None:
     feats = features.paper_split_features("arabic", "hard", **kwargs)  # type: ignore[arg-type]
     assert feats.extractor == "ppocr-det" and feats.preset == "hard" and feats.n_classes == 11
     assert feats.domains == images.domains and feats.private_size == 4
-    assert feats.private_features.shape == (4, 720)
-    assert feats.pool_features.shape == (12 * 12 - 4, 720)
+    assert feats.private_features.shape == (4, 384)
+    assert feats.pool_features.shape == (12 * 12 - 4, 384)
     np.testing.assert_array_equal(feats.pool_labels, images.pool_labels)
     np.testing.assert_array_equal(feats.pool_domains, images.pool_domains)
     assert (feats.pool_labels[feats.pool_domains == feats.domains.index("junk")] == 10).all()

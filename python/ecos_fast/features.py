@@ -11,9 +11,11 @@ ppocr      PP-OCRv4 text recognition,                  600   ``hardswish_57.tmp_
                                                              mean over time), concatenated
 ddddocr    captcha OCR, ``ddddocr==1.6.1``             1024  ``380`` (mean over time)
            ``common_old.onnx``
-ppocr-det  PP-OCRv4 text *detection* backbone           720  the four backbone stage
-           (PPLCNetV3), same wheel,                          outputs ``p2o.Add.43`` (48),
-           ``models/ch_PP-OCRv4_det_infer.onnx``             ``p2o.Add.71`` (96),
+ppocr-det  PP-OCRv4 text *detection* backbone           384  the last backbone stage
+           (PPLCNetV3), same wheel,                          ``p2o.Add.215`` (stride 32),
+           ``models/ch_PP-OCRv4_det_infer.onnx``             mean over h, w
+ppocr-det- the same backbone, all four stages          720  ``p2o.Add.43`` (48),
+stages                                                       ``p2o.Add.71`` (96),
                                                              ``p2o.Add.147`` (192),
                                                              ``p2o.Add.215`` (384), each
                                                              averaged over h, w
@@ -163,8 +165,22 @@ _SPECS: dict[str, ExtractorSpec] = {
         version="1.4.4",
         model_file="models/ch_PP-OCRv4_det_infer.onnx",
         input_name="x",
-        # The four stage outputs of the PPLCNetV3 backbone (strides 4, 8, 16, 32), the
-        # tensors the detector's FPN neck reads.
+        # The last stage of the PPLCNetV3 backbone (stride 32), one of the four tensors
+        # the detector's FPN neck reads; averaged over h, w.
+        outputs=("p2o.Add.215",),
+        dim=384,
+        input_size=(64, 64),
+        batch_size=32,
+        licence="Apache-2.0",
+        only_exposed=True,
+    ),
+    "ppocr-det-stages": ExtractorSpec(
+        name="ppocr-det-stages",
+        package="rapidocr_onnxruntime",
+        version="1.4.4",
+        model_file="models/ch_PP-OCRv4_det_infer.onnx",
+        input_name="x",
+        # All four backbone stages (strides 4, 8, 16, 32), each averaged over h, w.
         outputs=("p2o.Add.43", "p2o.Add.71", "p2o.Add.147", "p2o.Add.215"),
         dim=720,
         input_size=(64, 64),
@@ -337,7 +353,7 @@ class Extractor:
         if self.name == "ddddocr":
             (seq,) = outputs  # (T, 1024) or (T, 1, 1024) for one image
             pooled = seq.reshape(-1, seq.shape[-1]).mean(axis=0, keepdims=True)
-        elif self.name == "ppocr-det":  # four (n, c, h, w) stage outputs
+        elif self.name.startswith("ppocr-det"):  # (n, c, h, w) backbone stage outputs
             pooled = np.concatenate([stage.mean(axis=(2, 3)) for stage in outputs], axis=1)
         else:
             conv, seq = outputs  # (n, 480, h, w), (n, T, 120)
@@ -416,14 +432,14 @@ def get_extractor(name: str = DEFAULT_EXTRACTOR, *, n_threads: int | None = None
 
     Parameters
     ----------
-    name : {"ppocr", "ddddocr", "ppocr-det"}
+    name : {"ppocr", "ddddocr", "ppocr-det", "ppocr-det-stages"}
     n_threads : int, optional
         onnxruntime threads; default ``ECOS_FAST_NUM_THREADS``, else the CPUs allowed.
 
     Examples
     --------
     >>> get_extractor("ddddocr").dim, get_extractor("ppocr-det").dim
-    (1024, 720)
+    (1024, 384)
     """
     from ecos_fast._threads import resolve_threads
 
@@ -444,7 +460,7 @@ def extract(
     Parameters
     ----------
     images : ndarray of shape (n_samples, height, width, 3), dtype uint8
-    extractor : {"ppocr", "ddddocr", "ppocr-det"}, default "ppocr"
+    extractor : {"ppocr", "ddddocr", "ppocr-det", "ppocr-det-stages"}, default "ppocr"
     batch_size : int, optional
     progress : bool, optional
         tqdm bar; default on for long runs when stderr is a terminal.
@@ -453,7 +469,8 @@ def extract(
     Returns
     -------
     ndarray of shape (n_samples, n_features), dtype float32
-        ``n_features`` is 600 (ppocr), 1024 (ddddocr) or 720 (ppocr-det).
+        ``n_features`` is 600 (ppocr), 1024 (ddddocr), 384 (ppocr-det) or 720
+        (ppocr-det-stages).
 
     Examples
     --------
@@ -504,7 +521,7 @@ def cached_features(
         Data seed (as in :func:`ecos_fast.datasets.load_domain`).
     preset : {"default", "small", "hard"}
         Sizes when ``n`` is ``None``; ``hard`` also renders held-out test fonts.
-    extractor : {"ppocr", "ddddocr", "ppocr-det"}, optional
+    extractor : {"ppocr", "ddddocr", "ppocr-det", "ppocr-det-stages"}, optional
         Default: :func:`default_extractor` of the preset.
     progress : bool, optional
 
@@ -693,7 +710,7 @@ def paper_split_features(
     seed : int, default 0
         Seed of the private/pool split.
     data_seed : int, default 0
-    extractor : {"ppocr", "ddddocr", "ppocr-det"}, optional
+    extractor : {"ppocr", "ddddocr", "ppocr-det", "ppocr-det-stages"}, optional
         Default: :func:`default_extractor` of the preset.
     domains : sequence of str, optional
         Default: the preset's domains.
