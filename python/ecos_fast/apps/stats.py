@@ -10,9 +10,10 @@ difference is ``accuracy(a) - accuracy(b)`` in percentage points. Reported:
 * the two-sided **Wilcoxon signed-rank** p-value (:func:`scipy.stats.wilcoxon`) of the
   differences. Zero differences (ties) carry no sign, so they are dropped before
   ranking (Wilcoxon's own convention, ``zero_method="wilcox"``) and the note says how
-  many; equal non-zero ``|d|`` share their average rank, and SciPy then uses the normal
-  approximation with its tie correction instead of the exact distribution. With every
-  difference zero there is no evidence either way: p = 1.
+  many. Without ties SciPy's p is exact up to 50 differences; equal non-zero ``|d|``
+  share their average rank, and SciPy then enumerates the sign permutations up to 13
+  differences and uses the normal approximation with its tie correction beyond (the
+  note says which). With every difference zero there is no evidence either way: p = 1.
 
 A table cell is **bold** only when its method has the best mean of its row *and* beats
 every other method of the row with p < 0.05 over the row's shared runs; a best mean
@@ -144,7 +145,8 @@ def wilcoxon_p(differences: Sequence[float] | np.ndarray) -> tuple[float, str]:
         p = float(wilcoxon(nonzero, zero_method="wilcox").pvalue)
     notes = [zero_note] if zero_note else []
     if len(np.unique(np.abs(nonzero))) < nonzero.size:
-        notes.append("tied |differences|: normal approximation")
+        how = "exact permutations" if nonzero.size <= 13 else "normal approximation"
+        notes.append(f"tied |differences|: {how}")
     return p, "; ".join(notes)
 
 
