@@ -377,8 +377,11 @@ def test_no_coverage_exits_3_unless_a_fallback(files: dict[str, Path], tmp_path:
     # The far rows all land on one centroid; a huge threshold zeroes every weight.
     assert _run("-q", "respond", files["centroids"], far, "-o", resp, "--epsilon", 1) == 0
     common = [files["pool"], files["centroids"], resp, "-b", 5, "-o", tmp_path / "s.npy"]
-    assert _run("-q", "select", *common, "--threshold", 1e6) == EXIT_INPUT
-    assert _run("-q", "select", *common, "--threshold", 1e6, "--fallback", "random") == 0
+    keep = ["--threshold", 1e6, "--low-signal", "keep"]
+    assert _run("-q", "select", *common, *keep) == EXIT_INPUT
+    assert _run("-q", "select", *common, *keep, "--fallback", "random") == 0
+    # By default noise-sized weights spread the budget by cluster size instead.
+    assert _run("-q", "select", *common, "--threshold", 1e6) == 0
 
 
 @pytest.mark.parametrize("suffix", [".html", ".png"])

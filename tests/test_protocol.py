@@ -14,10 +14,11 @@ from ecos_fast.errors import (
     BudgetShortfallWarning,
     InvalidInputError,
     InvalidTypeError,
+    LowSignalWarning,
     NoCoverageError,
     SketchMismatchError,
 )
-from ecos_fast.rule import Within
+from ecos_fast.rule import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD, DEFAULT_WITHIN, Within
 
 N_COMP, PER_COMP, D = 8, 150, 8
 
@@ -101,12 +102,13 @@ def test_end_to_end_matches_reference(setup: tuple) -> None:
     assert list(sel) == idx.tolist()
     # Cluster order, then pick order.
     assert sel.labels is not None and (np.diff(sel.labels[idx]) >= 0).all()
-    want = reference_select(pool, cents, sketch.weights(), 120, "neighbourhood", 4.0)
+    w = sketch.weights(DEFAULT_THRESHOLD)
+    want = reference_select(pool, cents, w, 120, DEFAULT_WITHIN, DEFAULT_CANDIDATES)
     np.testing.assert_array_equal(idx, want)  # the default: neighbourhood, then K-Center
     cases: tuple[tuple[Within, float], ...] = (("kcenter", 4.0), ("neighbourhood", 1.5))
     for within, cand in cases:
         got = ecos_fast.select(pool, sketch, 120, within=within, candidates=cand)
-        want = reference_select(pool, cents, sketch.weights(), 120, within, cand)
+        want = reference_select(pool, cents, w, 120, within, cand)
         np.testing.assert_array_equal(np.asarray(got), want)
 
 
@@ -205,20 +207,33 @@ def test_no_coverage_raises_or_falls_back(setup: tuple) -> None:
     pool, _, _, cents = setup
     sk = _sketch_with_counts(cents, np.full(16, -3.0))
     with pytest.raises(NoCoverageError, match=r"largest noisy count is -3.*n_clusters=16"):
-        ecos_fast.select(pool, sk, 20)
+        ecos_fast.select(pool, sk, 20, low_signal="keep")
     # A positive count that the threshold removes.
     resp = ecos_fast.respond(pool[:1], cents, 1.0, 1e-5, seed=0)
     with pytest.raises(NoCoverageError, match="threshold"):
-        ecos_fast.select(pool, (cents, resp), 20, threshold=1e6)
-    rnd = ecos_fast.select(pool, sk, 20, fallback="random", seed=4)
+        ecos_fast.select(pool, (cents, resp), 20, threshold=1e6, low_signal="keep")
+    rnd = ecos_fast.select(pool, sk, 20, fallback="random", seed=4, low_signal="keep")
     assert rnd.method == "ecos-fallback-random" and rnd.n_selected == 20
     np.testing.assert_array_equal(rnd.indices, ecos_fast.select_random(pool, 20, seed=4).indices)
-    kc = ecos_fast.select(pool, sk, 20, fallback="kcenter")
+    kc = ecos_fast.select(pool, sk, 20, fallback="kcenter", low_signal="keep")
     assert kc.method == "ecos-fallback-kcenter"
     np.testing.assert_array_equal(kc.indices, ecos_fast.select_kcenter(pool, 20).indices)
     for s in (rnd, kc):
         assert s.quotas is not None and int(s.quotas.sum()) == 20
         assert np.unique(s.indices).size == 20
+
+
+def test_noise_only_weights_spread_the_budget_by_cluster_size(setup: tuple) -> None:
+    """With noise in the release, all-zero (or noise-sized) weights do not prove the
+    client matches nothing: by default the budget follows the clusters' sizes."""
+    pool, _, _, cents = setup
+    resp = ecos_fast.respond(pool[:1], cents, 0.01, 1e-5, seed=0)  # sigma = 244
+    sk = ecos_fast.Sketch.join(cents, resp)
+    with pytest.warns(LowSignalWarning, match="sigma"):
+        sel = ecos_fast.select(pool, sk, 200)
+    assert sel.method == "ecos" and sel.n_selected == 200
+    cap = np.bincount(cents.labels, minlength=16)
+    np.testing.assert_array_equal(sel.quotas, ecos_fast.allocate_quotas(cap, cap, 200))
 
 
 def test_sketch_mismatch(setup: tuple) -> None:

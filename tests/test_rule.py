@@ -150,7 +150,7 @@ def test_posterior_weights_reach_select(mixture: tuple[np.ndarray, ecos_fast.Ske
     pool, sk = mixture
     resp = ecos_fast.respond(np.repeat(pool[:1], 50, axis=0), sk.centroids, 2.0, 1e-5, seed=4)
     noisy = ecos_fast.Sketch.join(sk.centroids, resp)
-    sel = ecos_fast.select(pool, noisy, 100, weights="posterior")
+    sel = ecos_fast.select(pool, noisy, 100, weights="posterior", threshold=0.0)
     want = rule.posterior_mean_counts(resp.noisy_counts, resp.sigma)
     assert sel.weights is not None and (sel.weights > 0).all()  # every cluster may get some
     np.testing.assert_allclose(sel.weights, want)
@@ -218,19 +218,22 @@ def test_the_cli_passes_the_options_through(
     ecos_fast.save_centroids(sk.centroids, tmp_path / "c.safetensors")
     ecos_fast.save_response(sk.response, tmp_path / "r.safetensors")
     opts = [
-        ("--within", "nearest"), ("--candidates", "2.0"), ("--weights", "posterior"),
+        ("--within", "nearest"), ("--candidates", "3.0"), ("--weights", "posterior"),
     ]  # fmt: skip
     args = [str(tmp_path / n) for n in ("pool.npy", "c.safetensors", "r.safetensors")]
     for extra in ([], *opts):
         out = tmp_path / "sel.npy"
-        code = run(["-q", "select", *args, "--budget", "120", "-o", str(out), *extra])
+        # Past the defaults, a low threshold: there every option changes the selection.
+        cli_extra = ["--threshold", "0.5", *extra] if extra else []
+        code = run(["-q", "select", *args, "--budget", "120", "-o", str(out), *cli_extra])
         assert code == 0
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {"threshold": 0.5} if extra else {}
         if extra:
             kw[extra[0][2:]] = float(extra[1]) if extra[0] == "--candidates" else extra[1]
         want = ecos_fast.select(pool, sk, 120, **kw)
         if extra:  # the option matters here, so a CLI that dropped it would fail
-            assert not np.array_equal(want.indices, ecos_fast.select(pool, sk, 120).indices)
+            base = ecos_fast.select(pool, sk, 120, threshold=0.5).indices
+            assert not np.array_equal(want.indices, base)
         np.testing.assert_array_equal(np.load(out), want.indices)
     bad = run(["-q", "select", *args, "--budget", "5", "-o", str(out), "--candidates", "0.5"])
     assert bad == 2  # a usage error, from click's range check

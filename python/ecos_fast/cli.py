@@ -386,9 +386,17 @@ def respond(
 @click.option(
     "--threshold",
     type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Cluster weights are max(estimate - threshold * sigma, 0); in units of sigma.",
+    default=None,
+    help="Cluster weights are max(estimate - threshold * sigma, 0); in units of sigma "
+    "[default: the rule's DEFAULT_THRESHOLD, 2.5].",
+)
+@click.option(
+    "--low-signal",
+    "low_signal",
+    type=click.Choice(["spread", "keep"]),
+    default=None,
+    help="When the weights are no more than noise would give: spread the budget over "
+    "clusters by size (Random's composition), or keep the weights [default: spread].",
 )
 @click.option(
     "--weights",
@@ -458,7 +466,8 @@ def select(
     budget: int,
     output: Path,
     method: str,
-    threshold: float,
+    threshold: float | None,
+    low_signal: str | None,
     weights: str | None,
     within: str | None,
     candidates: float | None,
@@ -477,8 +486,16 @@ def select(
     from . import baselines, selection
     from .exchange import load_centroids, load_response
     from .protocol import Sketch
-    from .rule import DEFAULT_CANDIDATES, DEFAULT_WEIGHTS, DEFAULT_WITHIN
+    from .rule import (
+        DEFAULT_CANDIDATES,
+        DEFAULT_LOW_SIGNAL,
+        DEFAULT_THRESHOLD,
+        DEFAULT_WEIGHTS,
+        DEFAULT_WITHIN,
+    )
 
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    low_signal = DEFAULT_LOW_SIGNAL if low_signal is None else low_signal
     weights = DEFAULT_WEIGHTS if weights is None else weights
     within = DEFAULT_WITHIN if within is None else within
     candidates = DEFAULT_CANDIDATES if candidates is None else candidates
@@ -511,6 +528,7 @@ def select(
                     within=cast(Literal["neighbourhood", "kcenter", "nearest"], within),
                     candidates=candidates,
                     fallback=cast(Literal["raise", "random", "kcenter"], fallback),
+                    low_signal=cast(Literal["spread", "keep"], low_signal),
                     seed=seed,
                     n_threads=threads,
                 )

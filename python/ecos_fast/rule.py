@@ -53,10 +53,12 @@ from .quotas import allocate_quotas
 
 __all__ = [
     "DEFAULT_CANDIDATES",
+    "DEFAULT_LOW_SIGNAL",
     "DEFAULT_THRESHOLD",
     "DEFAULT_WEIGHTS",
     "DEFAULT_WITHIN",
     "FALLBACKS",
+    "LOW_SIGNALS",
     "WEIGHTS",
     "WITHIN",
     "Plan",
@@ -68,26 +70,35 @@ __all__ = [
     "cluster_weights",
     "ecos_selection",
     "kcenter_on_candidates",
+    "noise_only_mass",
     "plan_selection",
     "posterior_mean_counts",
     "random_rows",
     "select_within",
     "warn_if_low_signal",
+    "weights_are_noise",
 ]
 
 Weights = Literal["noisy", "posterior"]
 Within = Literal["neighbourhood", "kcenter", "nearest"]
+LowSignal = Literal["spread", "keep"]
 
 #: Cluster weights subtract ``threshold * sigma`` (provisional default).
-DEFAULT_THRESHOLD = 0.0
+DEFAULT_THRESHOLD = 2.5
 #: ``"noisy"`` or ``"posterior"`` (provisional default).
 DEFAULT_WEIGHTS: Weights = "noisy"
 #: Within-cluster routine (provisional default).
 DEFAULT_WITHIN: Within = "neighbourhood"
 #: Candidate factor of ``within="neighbourhood"`` (provisional default).
-DEFAULT_CANDIDATES = 4.0
+DEFAULT_CANDIDATES = 2.0
+
+#: What to do when the weights are no more than noise alone would give (see
+#: :func:`noise_only_mass`): ``"spread"`` the budget over clusters by size (Random's
+#: composition), or ``"keep"`` the weights anyway.
+DEFAULT_LOW_SIGNAL: LowSignal = "spread"
 
 FALLBACKS = ("raise", "random", "kcenter")
+LOW_SIGNALS = ("spread", "keep")
 WEIGHTS = ("noisy", "posterior")
 WITHIN = ("neighbourhood", "kcenter", "nearest")
 # The noisy total must clear this many standard deviations of its noise.
@@ -167,6 +178,7 @@ class RuleOptions:
     within: str = DEFAULT_WITHIN
     candidates: float = DEFAULT_CANDIDATES
     fallback: str = "raise"
+    low_signal: str = DEFAULT_LOW_SIGNAL
 
 
 def check_rule_options(
@@ -176,6 +188,7 @@ def check_rule_options(
     within: Any = DEFAULT_WITHIN,
     candidates: Any = DEFAULT_CANDIDATES,
     fallback: Any = "raise",
+    low_signal: Any = DEFAULT_LOW_SIGNAL,
 ) -> RuleOptions:
     """The rule's options checked, with messages that state the values.
 
@@ -191,6 +204,7 @@ def check_rule_options(
         within=str(check_choice(within, "within", WITHIN)),
         candidates=check_real(candidates, "candidates", low=1.0),
         fallback=str(check_choice(fallback, "fallback", FALLBACKS)),
+        low_signal=str(check_choice(low_signal, "low_signal", LOW_SIGNALS)),
     )
 
 
@@ -273,7 +287,7 @@ def cluster_weights(
     >>> from ecos_fast.rule import cluster_weights
     >>> cluster_weights([5.0, 1.0, -2.0], 1.0, threshold=2).tolist()
     [3.0, 0.0, 0.0]
-    >>> [round(w, 3) for w in cluster_weights([5.0, -2.0], 1.0, weights="posterior").tolist()]
+    >>> [round(w, 3) for w in cluster_weights([5.0, -2.0], 1.0, threshold=0, weights="posterior").tolist()]
     [5.0, 0.373]
     """
     thr = check_nonneg_float(threshold, "threshold")
@@ -336,6 +350,43 @@ def warn_if_low_signal(noisy_counts: Any, sigma: float, *, stacklevel: int) -> b
     return True
 
 
+def noise_only_mass(n_clusters: int, sigma: float, threshold: float) -> tuple[float, float]:
+    """Mean and standard deviation of the total weight that noise alone would produce.
+
+    A cluster the client never touched has noisy count ``sigma * Z`` with ``Z``
+    standard normal, so its weight is ``sigma * max(Z - t, 0)`` at threshold ``t``.
+    Over ``R`` such clusters the total has mean ``R * sigma * psi1(t)`` and variance
+    ``R * sigma^2 * (psi2(t) - psi1(t)^2)``, with ``psi1(t) = phi(t) - t * Q(t)`` and
+    ``psi2(t) = (1 + t^2) * Q(t) - t * phi(t)`` (``phi`` the normal density, ``Q`` its
+    upper tail). When the weights' total is within three standard deviations of this
+    mean, they are indistinguishable from noise (for ``weights="noisy"``).
+
+    Examples
+    --------
+    >>> from ecos_fast.rule import noise_only_mass
+    >>> [round(v, 3) for v in noise_only_mass(100, 1.0, 0.0)]  # R * E[max(Z, 0)] = 39.894
+    [39.894, 5.838]
+    >>> noise_only_mass(100, 0.0, 2.0)
+    (0.0, 0.0)
+    """
+    t = check_nonneg_float(threshold, "threshold")
+    s = check_nonneg_float(sigma, "sigma")
+    phi = math.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
+    q = 0.5 * math.erfc(t / math.sqrt(2.0))
+    psi1 = phi - t * q
+    psi2 = (1.0 + t * t) * q - t * phi
+    return n_clusters * s * psi1, s * math.sqrt(n_clusters * max(psi2 - psi1 * psi1, 0.0))
+
+
+def weights_are_noise(w: NDArray[np.float64], sigma: float, threshold: float) -> bool:
+    """Whether the total of thresholded noisy-count weights ``w`` is within three
+    standard deviations of what noise alone gives (:func:`noise_only_mass`)."""
+    if sigma <= 0:
+        return False
+    mean, sd = noise_only_mass(int(w.shape[0]), sigma, threshold)
+    return float(w.sum()) <= mean + LOW_SIGNAL_SIGMAS * sd
+
+
 @dataclass(frozen=True)
 class Plan:
     """What the rule decided before any row is picked.
@@ -376,8 +427,25 @@ def plan_selection(
     :class:`NoCoverageError` when nothing is covered and ``opts.fallback == "raise"``.
     """
     counts = as_vector(noisy_counts, "noisy_counts")
-    warn_if_low_signal(counts, sigma, stacklevel=stacklevel + 1)
     w = cluster_weights(counts, sigma, opts.threshold, opts.weights)
+    spread = opts.low_signal == "spread" and weights_are_noise(
+        cluster_weights(counts, sigma, opts.threshold, "noisy"), sigma, opts.threshold
+    )
+    warned = warn_if_low_signal(counts, sigma, stacklevel=stacklevel + 1)
+    if spread:
+        mean, sd = noise_only_mass(int(counts.shape[0]), sigma, opts.threshold)
+        if not warned:
+            warnings.warn(
+                f"the client's release carries almost no signal: the cluster weights "
+                f"(noisy counts less threshold*sigma={opts.threshold:g}*{sigma:.4g}) sum to "
+                f"{float(w.sum()):.4g}, within {LOW_SIGNAL_SIGMAS:g} standard deviations of "
+                f"what noise alone gives ({mean:.4g} +- {sd:.4g}); the budget is spread over "
+                f"clusters by size (Random's composition). Use fewer clusters or a larger "
+                f"epsilon, or low_signal='keep'",
+                LowSignalWarning,
+                stacklevel=stacklevel + 1,
+            )
+        w = capacity.astype(np.float64)
     covered = int(capacity[w > 0].sum())
     if covered == 0:
         if opts.fallback == "raise":

@@ -24,9 +24,11 @@ from .errors import InvalidTypeError
 from .protocol import Centroids, Response, Sketch
 from .rule import (
     DEFAULT_CANDIDATES,
+    DEFAULT_LOW_SIGNAL,
     DEFAULT_THRESHOLD,
     DEFAULT_WEIGHTS,
     DEFAULT_WITHIN,
+    LowSignal,
     Selection,
     Weights,
     Within,
@@ -65,6 +67,7 @@ def select(
     within: Within = DEFAULT_WITHIN,
     candidates: float = DEFAULT_CANDIDATES,
     fallback: Literal["raise", "random", "kcenter"] = "raise",
+    low_signal: LowSignal = DEFAULT_LOW_SIGNAL,
     labels: Any = None,
     seed: int = 0,
     n_threads: int | None = None,
@@ -103,6 +106,13 @@ def select(
         What to do when every weight is zero: raise :class:`NoCoverageError`, or
         select uniformly at random / by global K-Center instead (recorded in
         ``Selection.method``).
+    low_signal : {"spread", "keep"}, default rule.DEFAULT_LOW_SIGNAL ("spread")
+        When the thresholded noisy counts sum to no more than noise alone would give
+        (within three standard deviations, :func:`ecos_fast.rule.noise_only_mass`),
+        ``"spread"`` splits the budget over clusters in proportion to their size,
+        which is Random's composition, instead of over the few clusters that noise
+        lifted; a :class:`LowSignalWarning` says so. ``"keep"`` uses the weights
+        anyway.
     labels : array-like of shape (n_samples,), optional
         Every pool row's nearest centroid, e.g. ``centroids.labels`` from
         :func:`fit_centroids` on the same features; skips the assignment pass.
@@ -152,7 +162,7 @@ def select(
     check_backend(backend)
     opts = check_rule_options(
         threshold=threshold, weights=weights, within=within, candidates=candidates,
-        fallback=fallback,
+        fallback=fallback, low_signal=low_signal,
     )  # fmt: skip
     sk = _as_sketch(sketch)
     if backend == "ray":
@@ -161,7 +171,7 @@ def select(
         return ray_backend().select_sharded(  # type: ignore[no-any-return]
             features, sk, budget, threshold=opts.threshold, weights=opts.weights,
             within=opts.within, candidates=opts.candidates, fallback=opts.fallback,
-            seed=seed, kcenter=kcenter, n_threads=n_threads, stacklevel=3,
+            low_signal=opts.low_signal, seed=seed, kcenter=kcenter, n_threads=n_threads, stacklevel=3,
         )  # fmt: skip
     x = sk.centroids.transform(features, "features")
     n = x.shape[0]

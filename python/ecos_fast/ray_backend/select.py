@@ -36,6 +36,7 @@ from .._validation import check_budget, check_choice, check_seed
 from ..errors import InvalidInputError
 from ..rule import (
     DEFAULT_CANDIDATES,
+    DEFAULT_LOW_SIGNAL,
     DEFAULT_THRESHOLD,
     DEFAULT_WEIGHTS,
     DEFAULT_WITHIN,
@@ -75,6 +76,7 @@ def select_sharded(
     within: str = DEFAULT_WITHIN,
     candidates: float = DEFAULT_CANDIDATES,
     fallback: str = "raise",
+    low_signal: str = DEFAULT_LOW_SIGNAL,
     seed: int = 0,
     kcenter: str = "gather",
     column: str | None = None,
@@ -97,7 +99,7 @@ def select_sharded(
     st = stats if stats is not None else RunStats()
     opts = check_rule_options(
         threshold=threshold, weights=weights, within=within, candidates=candidates,
-        fallback=fallback,
+        fallback=fallback, low_signal=low_signal,
     )  # fmt: skip
     check_choice(kcenter, "kcenter", KCENTER_MODES)
     if kcenter == "coreset" and opts.within != "kcenter":
