@@ -718,7 +718,8 @@ def demo(ctx: click.Context) -> None:
 )
 @click.pass_context
 def reproduce(ctx: click.Context) -> None:
-    """The paper's tables: --app {labeling,compression,client-labeling} (see --help)."""
+    """The paper's tables: --app {labeling,compression,client-labeling}, --preset hard,
+    --private-sizes 50,100,300,1000 (see --help)."""
     try:
         from .apps import reproduce as reproduce_module
     except ImportError as exc:
