@@ -53,6 +53,8 @@ def build_parser(
     prog: str = "ecos-fast reproduce", *, sweep_default: bool = True, semi_default: bool = True
 ) -> argparse.ArgumentParser:
     """The options shared by ``reproduce`` and ``demo``."""
+    from ecos_fast import rule
+
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--app", default="labeling", choices=("labeling", "compression", "client-labeling")
@@ -79,9 +81,19 @@ def build_parser(
         default=None,
         help="weights max(v - threshold*sigma, 0) (default: the rule's)",
     )
-    p.add_argument("--within", default=None, help="within-cluster routine (default: the rule's)")
+    p.add_argument(
+        "--within",
+        default=None,
+        choices=rule.WITHIN,
+        help="within-cluster routine (default: the rule's)",
+    )
     p.add_argument("--candidates", type=float, default=None, help="neighbourhood candidate factor")
-    p.add_argument("--weights", default=None, help="cluster weight rule (default: the rule's)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        choices=rule.WEIGHTS,
+        help="cluster weight rule (default: the rule's)",
+    )
     p.add_argument("--normalize", default="none", choices=("none", "l2"))
     p.add_argument("--model", default="head", choices=("head", "linear", "cnn"))
     p.add_argument(
