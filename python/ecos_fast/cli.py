@@ -388,7 +388,7 @@ def respond(
     type=click.FloatRange(min=0),
     default=None,
     help="Cluster weights are max(estimate - threshold * sigma, 0); in units of sigma "
-    "[default: the rule's DEFAULT_THRESHOLD, 2.5].",
+    "[default: ecos_fast.rule.DEFAULT_THRESHOLD].",
 )
 @click.option(
     "--low-signal",

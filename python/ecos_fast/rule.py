@@ -25,8 +25,10 @@ decision is made here:
 6. **Shortfall** (:func:`ecos_selection`): :class:`BudgetShortfallWarning`
    when the weighted clusters hold fewer rows than the budget.
 
-The defaults are module constants (``DEFAULT_*``), provisional until the
-validation study sets them.
+The defaults are module constants (``DEFAULT_*``), chosen on validation data only
+(``scripts/study_selection.py``: held-out private samples of both data presets,
+never a test split; and synthetic pools on seeds other than the tests'); the study
+and its numbers are in ``docs/results.md``.
 """
 
 from __future__ import annotations
@@ -83,13 +85,16 @@ Weights = Literal["noisy", "posterior"]
 Within = Literal["neighbourhood", "kcenter", "nearest"]
 LowSignal = Literal["spread", "keep"]
 
-#: Cluster weights subtract ``threshold * sigma`` (provisional default).
-DEFAULT_THRESHOLD = 2.5
-#: ``"noisy"`` or ``"posterior"`` (provisional default).
+#: Cluster weights subtract ``threshold * sigma``: 2 was best on the hard preset's
+#: validation splits and tied with 0 on the default one (docs/results.md).
+DEFAULT_THRESHOLD = 2.0
+#: ``"noisy"`` or ``"posterior"`` (the flat-prior posterior mean gives weight to
+#: every untouched cluster, so it buys junk; docs/results.md).
 DEFAULT_WEIGHTS: Weights = "noisy"
-#: Within-cluster routine (provisional default).
+#: Within-cluster routine: the paper's neighbour sampling, then redundancy removal.
 DEFAULT_WITHIN: Within = "neighbourhood"
-#: Candidate factor of ``within="neighbourhood"`` (provisional default).
+#: Candidate factor of ``within="neighbourhood"``: 1.5-4 tie on the presets' validation
+#: splits; above 2 the compact-inside-broad pool loses the client's component.
 DEFAULT_CANDIDATES = 2.0
 
 #: What to do when the weights are no more than noise alone would give (see

@@ -86,7 +86,7 @@ def select(
         joined with :meth:`Sketch.join` (fingerprint and size checked).
     budget : int
         In [1, n_samples].
-    threshold : float, default rule.DEFAULT_THRESHOLD (0.0)
+    threshold : float, default rule.DEFAULT_THRESHOLD (2.0)
         In units of the release's ``sigma``: cluster weights are
         ``max(estimate - threshold * sigma, 0)``.
     weights : {"noisy", "posterior"}, default rule.DEFAULT_WEIGHTS ("noisy")
@@ -99,7 +99,7 @@ def select(
         K-Center inside them from the nearest one; ``"kcenter"``: greedy K-Center
         over the whole cluster from the member nearest the centroid;
         ``"nearest"``: the ``q`` members nearest the centroid.
-    candidates : float, default rule.DEFAULT_CANDIDATES (4.0)
+    candidates : float, default rule.DEFAULT_CANDIDATES (2.0)
         The candidate factor of ``"neighbourhood"``, >= 1 (1: ``"nearest"``;
         large: ``"kcenter"``).
     fallback : {"raise", "random", "kcenter"}, default "raise"

@@ -1,0 +1,260 @@
+"""Choose the selection rule's defaults on validation data, never on a test split.
+
+Two studies, each over every client domain of a preset, a few seeds and epsilon in
+{0.1, 0.58, 8}:
+
+* **threshold study**: ``threshold`` (in noise standard deviations) with the default
+  within-cluster routine;
+* **candidate study**: the within-cluster routine (``"kcenter"`` over the whole
+  cluster, ``"nearest"``, ``"neighbourhood"`` with several candidate factors) at the
+  default threshold.
+
+Validation: the client's private set is split once per (client, seed): 70 % is the
+private data the client answers with, 30 % is held out and labelled. The score of a
+selection is the accuracy, on that held-out 30 %, of a classifier trained on the
+oracle-labelled selection (``--scorer knn``: 1-nearest-neighbour, fast; ``--scorer head``:
+the application's head), plus the share of the selection drawn from the client's domain. The client domain's test split is never read.
+
+Run (writes ``docs/results/study-<preset>.{csv,md}``)::
+
+    ECOS_FAST_CACHE=.cache/ecos-fast .venv/bin/python scripts/study_selection.py \\
+        --preset default --seeds 1 2 --budget 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ecos_fast
+import numpy as np
+from ecos_fast.apps.data import client_domains, n_classes, split_features
+from ecos_fast.apps.labeling import run_labeling
+from ecos_fast.apps.stats import wilcoxon_p
+from ecos_fast.errors import BudgetShortfallWarning, LowSignalWarning, NoCoverageError
+
+EPSILONS = (0.1, 0.58, 8.0)
+THRESHOLDS = (0.0, 1.0, 2.0, 2.5, 3.0)
+ROUTINES: tuple[tuple[str, float], ...] = (
+    ("kcenter", 1.0),
+    ("nearest", 1.0),
+    ("neighbourhood", 1.5),
+    ("neighbourhood", 2.0),
+    ("neighbourhood", 3.0),
+    ("neighbourhood", 4.0),
+)
+HOLDOUT = 0.3
+
+
+def _score(
+    split: Any,
+    rows: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    seed: int,
+    k: int,
+    scorer: str,
+) -> tuple[float, float]:
+    x, y = split.pool_features[rows], split.pool_labels[rows]
+    if scorer == "head":
+        acc = run_labeling(x, y, val_x, val_y, n_classes=k, seed=seed).accuracy
+    else:  # 1-NN: each held-out sample takes the label of its nearest selected row
+        nearest, _ = ecos_fast.assign(val_x, x)
+        acc = float(np.mean(y[nearest] == val_y))
+    client = split.domains.index(split.client_domain)
+    return acc, float(np.mean(split.pool_domains[rows] == client))
+
+
+def run(
+    preset: str, seeds: Sequence[int], budget: int, n_clusters: int, scorer: str = "knn"
+) -> list[dict[str, Any]]:
+    """Every (client, seed, epsilon, configuration) score as one row."""
+    from ecos_fast.rule import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD, DEFAULT_WITHIN
+
+    k = n_classes(preset)
+    configs: list[tuple[str, float, str, float, str]] = (
+        [("threshold", t, DEFAULT_WITHIN, DEFAULT_CANDIDATES, "spread") for t in THRESHOLDS]
+        # weights="posterior" at thresholds 0 and the default (the label says so).
+        + [("posterior", t, DEFAULT_WITHIN, DEFAULT_CANDIDATES, "spread") for t in (0.0, 2.0)]
+        + [("routine", DEFAULT_THRESHOLD, w, c, "spread") for w, c in ROUTINES]
+        # The rule before this study: threshold 0, K-Center over the whole cluster.
+        + [("previous", 0.0, "kcenter", 1.0, "keep")]
+    )
+    out: list[dict[str, Any]] = []
+    for client in client_domains(preset):
+        for seed in seeds:
+            t0 = time.perf_counter()
+            split = split_features(client, preset, seed)
+            rng = np.random.default_rng(seed)
+            perm = rng.permutation(split.private_features.shape[0])
+            n_val = int(HOLDOUT * perm.size)
+            val, priv = perm[:n_val], perm[n_val:]
+            val_x, val_y = split.private_features[val], split.private_labels[val]
+            cents = ecos_fast.fit_centroids(split.pool_features, n_clusters=n_clusters, seed=seed)
+            for eps in EPSILONS:
+                resp = ecos_fast.respond(
+                    split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17
+                )
+                sketch = ecos_fast.Sketch.join(cents, resp)
+                for study, thr, within, cand, low in configs:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", BudgetShortfallWarning)
+                        warnings.simplefilter("ignore", LowSignalWarning)
+                        try:
+                            sel = ecos_fast.select(
+                                split.pool_features, sketch, budget,
+                                threshold=thr, within=within, candidates=cand,
+                                low_signal=low,
+                                weights="posterior" if study == "posterior" else "noisy",
+                            )  # fmt: skip
+                        except NoCoverageError:
+                            continue
+                    acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k, scorer)
+                    out.append(
+                        {
+                            "study": study, "client": client, "seed": seed, "epsilon": eps,
+                            "threshold": thr, "within": within, "candidates": cand,
+                            "val_accuracy": acc, "client_share": share, "method": sel.method,
+                        }
+                    )  # fmt: skip
+            print(f"{client} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return out
+
+
+def _label(r: dict[str, Any]) -> str:
+    if r["study"] == "previous":
+        return "previous rule (threshold 0, kcenter)"
+    if r["study"] == "posterior":
+        return f"posterior, threshold={r['threshold']:g}"
+    if r["study"] == "threshold":
+        return f"threshold={r['threshold']:g}"
+    return r["within"] if r["within"] != "neighbourhood" else f"neighbourhood x{r['candidates']:g}"
+
+
+def summarise(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per study and epsilon, mean validation accuracy and client share, and
+    paired wins against the study's best configuration."""
+    lines: list[str] = []
+    for study in ("threshold", "routine"):
+        extra = ("previous", "posterior") if study == "threshold" else ("previous",)
+        sub = [r for r in rows if r["study"] in (study, *extra)]
+        labels = list(dict.fromkeys(_label(r) for r in sub))
+        lines += [
+            f"### {study} study (validation accuracy %, client-domain share %)",
+            "",
+            "| configuration | " + " | ".join(f"eps={e:g}" for e in EPSILONS) + " | mean |",
+            "|---|" + "---:|" * (len(EPSILONS) + 1),
+        ]
+        for lab in labels:
+            cells, accs = [], []
+            for eps in EPSILONS:
+                rs = [r for r in sub if _label(r) == lab and r["epsilon"] == eps]
+                if not rs:
+                    cells.append("—")
+                    continue
+                a = 100 * np.mean([r["val_accuracy"] for r in rs])
+                s = 100 * np.mean([r["client_share"] for r in rs])
+                accs.append(a)
+                cells.append(f"{a:.1f} ({s:.0f})")
+            lines.append(f"| {lab} | " + " | ".join(cells) + f" | {np.mean(accs):.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def paired(rows: list[dict[str, Any]], studies: tuple[str, ...], a: str, b: str) -> str:
+    """Wins of configuration ``a`` over ``b`` on the same (client, seed, epsilon), and a
+    Wilcoxon signed-rank p-value."""
+    by: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        if r["study"] in studies:
+            by[(r["client"], r["seed"], r["epsilon"])][_label(r)] = r["val_accuracy"]
+    d = np.array([v[a] - v[b] for v in by.values() if a in v and b in v])
+    if d.size == 0 or not np.any(d):
+        return f"{a} vs {b}: no differing pairs"
+    p, _ = wilcoxon_p(d)
+    return (
+        f"{a} vs {b}: wins {int((d > 0).sum())}/{d.size} (ties {int((d == 0).sum())}), "
+        f"mean {100 * d.mean():+.2f} points, Wilcoxon p = {p:.3g}"
+    )
+
+
+def _typed(r: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(r)
+    for key in ("seed",):
+        out[key] = int(r[key])
+    for key in ("epsilon", "threshold", "candidates", "val_accuracy", "client_share"):
+        out[key] = float(r[key])
+    return out
+
+
+def _paired_block(rows: list[dict[str, Any]]) -> str:
+    """Each configuration against the defaults, paired on (client, seed, epsilon)."""
+    from ecos_fast.rule import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD, DEFAULT_WITHIN
+
+    lines = ["### Paired against the defaults (validation accuracy)", ""]
+    default_t = f"threshold={DEFAULT_THRESHOLD:g}"
+    default_w = (
+        DEFAULT_WITHIN
+        if DEFAULT_WITHIN != "neighbourhood"
+        else f"neighbourhood x{DEFAULT_CANDIDATES:g}"
+    )
+    prev = "previous rule (threshold 0, kcenter)"
+    for study, default in (("threshold", default_t), ("routine", default_w)):
+        labels = list(dict.fromkeys(_label(r) for r in rows if r["study"] == study))
+        for lab in labels:
+            if lab != default:
+                lines.append(f"- {paired(rows, (study,), default, lab)}")
+    lines.append(f"- {paired(rows, ('routine', 'previous'), default_w, prev)}")
+    for t in (0.0, 2.0):
+        post = f"posterior, threshold={t:g}"
+        lines.append(f"- {paired(rows, ('threshold', 'posterior'), default_t, post)}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--budget", type=int, default=1000)
+    ap.add_argument("--clusters", type=int, default=100)
+    ap.add_argument(
+        "--scorer",
+        choices=("knn", "head"),
+        default="knn",
+        help="knn: 1-nearest-neighbour accuracy of the labelled selection (fast); head: the "
+        "application's trained head (slow)",
+    )
+    ap.add_argument("--out", type=Path, default=Path("docs/results"))
+    ap.add_argument(
+        "--from-csv", action="store_true", help="re-summarise the CSV of an earlier run"
+    )
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_path = args.out / f"study-{args.preset}.csv"
+    if args.from_csv:
+        with csv_path.open(newline="") as f:
+            rows = [_typed(r) for r in csv.DictReader(f)]
+    else:
+        rows = run(args.preset, args.seeds, args.budget, args.clusters, args.scorer)
+        with csv_path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    md = summarise(rows) + "\n" + _paired_block(rows)
+    (args.out / f"study-{args.preset}.md").write_text(
+        f"# Selection study, preset {args.preset!r}, budget {args.budget}, "
+        f"R={args.clusters}, seeds {args.seeds}, scorer {args.scorer}\n\n{md}\n"
+    )
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
