@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages listed in requirements/apt.txt that are missing.
+# Installs the Debian packages listed in requirements/apt.txt and deps/apt-data.txt (fonts,
+# including the hard preset's numeral-script fonts) that are missing.
 # Idempotent and quick when everything is there; needs root only to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
