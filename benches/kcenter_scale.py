@@ -105,8 +105,13 @@ def main() -> None:
         same, first_diff = None, None
     # Without a timed baseline (BASELINE_PICKS=0) its fields are null, not NaN.
     baseline: dict[str, float | None] = dict.fromkeys(
-        ["numpy_ms_per_pick", "numpy_s_extrapolated", "speedup"]
-        + ["numpy_cpu_ms_per_pick", "speedup_cpu_time"]
+        [
+            "numpy_ms_per_pick",
+            "numpy_s_extrapolated",
+            "speedup",
+            "numpy_cpu_ms_per_pick",
+            "speedup_cpu_time",
+        ]
     )
     if base_picks:
         per_pick, cpu_per_pick = t_base / base_picks, c_base / base_picks

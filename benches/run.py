@@ -241,7 +241,7 @@ def headline(groups: dict[str, dict[int, list[dict[str, Any]]]], threads: int) -
             + " | ".join(cells)
             + f" | {'✓' if ok else '✗'}{f' ({nc} n/c)' if nc else ''} |"
         )
-    return lines + [""]
+    return [*lines, ""]
 
 
 def group_table(
@@ -484,7 +484,7 @@ def targets(
             f"{fmt_time(best)} ({fmt_ratio(best / mine)}) | "
             f"{'yes' if mine < best else 'no'} |"
         )
-    return lines + [""]
+    return [*lines, ""]
 
 
 def machine_section(m: dict[str, Any], threads: list[int]) -> list[str]:
@@ -570,7 +570,7 @@ def correctness_section(benchmarks: list[dict[str, Any]]) -> list[str]:
             f"| {b['name'].removeprefix('test_')} | {verdict(e.get('correct'))} "
             f"| {e.get('check', 'not checked')} |"
         )
-    return lines + [""]
+    return [*lines, ""]
 
 
 def write_report(

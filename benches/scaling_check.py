@@ -38,7 +38,7 @@ def _alternate(fn: Callable[[int], Any], repeats: int) -> tuple[float, float, bo
             start = time.perf_counter()
             outs.append(fn(t))
             times[t].append(time.perf_counter() - start)
-    same = all(all(np.array_equal(a, b) for a, b in zip(o, outs[0])) for o in outs)
+    same = all(all(np.array_equal(a, b) for a, b in zip(o, outs[0], strict=False)) for o in outs)
     return statistics.median(times[1]), statistics.median(times[2]), same
 
 

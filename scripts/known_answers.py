@@ -46,16 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for case, (make, r, budget, epsilons) in CASES.items():
         pools = [make(s, scale=0.5) for s in args.seeds]
         cents = [
-            ecos_fast.fit_centroids(p.pool, n_clusters=r, seed=s) for p, s in zip(pools, args.seeds)
+            ecos_fast.fit_centroids(p.pool, n_clusters=r, seed=s)
+            for p, s in zip(pools, args.seeds, strict=False)
         ]
         for eps in epsilons:
             resps = [
                 ecos_fast.respond(p.private, c, eps, 1e-5, seed=s + 1000)
-                for p, c, s in zip(pools, cents, args.seeds)
+                for p, c, s in zip(pools, cents, args.seeds, strict=False)
             ]
             for name, opts in OPTIONS.items():
                 client, junk = [], []
-                for p, c, resp in zip(pools, cents, resps):
+                for p, c, resp in zip(pools, cents, resps, strict=False):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", LowSignalWarning)
                         try:

@@ -146,9 +146,9 @@ def test_seed_reproducible_and_default_fresh() -> None:
 def test_respond_rejects_bad_input() -> None:
     cents = _cents()
     x = np.ones((10, 3), dtype=np.float32)
-    with pytest.raises(PrivacyParameterError, match="epsilon=0.0"):
+    with pytest.raises(PrivacyParameterError, match=r"epsilon=0\.0"):
         ecos_fast.respond(x, cents, 0.0, 1e-5)
-    with pytest.raises(PrivacyParameterError, match="delta=1.5"):
+    with pytest.raises(PrivacyParameterError, match=r"delta=1\.5"):
         ecos_fast.respond(x, cents, 1.0, 1.5)
     with pytest.raises(PrivacyParameterError, match="relation="):
         ecos_fast.respond(x, cents, 1.0, 1e-5, relation="nope")  # type: ignore[arg-type]
@@ -158,7 +158,7 @@ def test_respond_rejects_bad_input() -> None:
         ecos_fast.respond(np.ones((10, 4)), cents, 1.0, 1e-5)
     bad = x.copy()
     bad[3, 1] = np.nan
-    with pytest.raises(ecos_fast.InvalidInputError, match="non-finite.*row 3"):
+    with pytest.raises(ecos_fast.InvalidInputError, match=r"non-finite.*row 3"):
         ecos_fast.respond(bad, cents, 1.0, 1e-5)
     with pytest.raises(ecos_fast.InvalidInputError, match="ndim=1"):
         ecos_fast.respond(np.ones(3), cents, 1.0, 1e-5)

@@ -265,7 +265,7 @@ def test_select_rejects_bad_input(setup: tuple) -> None:
         ecos_fast.select(pool, sk, 10.0)  # type: ignore[arg-type]
     bad = pool.copy()
     bad[7, 2] = np.inf
-    with pytest.raises(InvalidInputError, match="non-finite.*row 7"):
+    with pytest.raises(InvalidInputError, match=r"non-finite.*row 7"):
         ecos_fast.select(bad, sk, 10)
     with pytest.raises(InvalidInputError, match=f"n_features={D + 1} but n_features={D}"):
         ecos_fast.select(np.ones((10, D + 1)), sk, 5)
@@ -275,7 +275,7 @@ def test_select_rejects_bad_input(setup: tuple) -> None:
         ecos_fast.select(pool[None], sk, 1)
     with pytest.raises(InvalidTypeError, match="dtype"):
         ecos_fast.select(pool.astype(str), sk, 1)
-    with pytest.raises(InvalidInputError, match="threshold=-1.0"):
+    with pytest.raises(InvalidInputError, match=r"threshold=-1\.0"):
         ecos_fast.select(pool, sk, 10, threshold=-1.0)
     with pytest.raises(InvalidInputError, match="fallback='maybe'"):
         ecos_fast.select(pool, sk, 10, fallback="maybe")  # type: ignore[arg-type]

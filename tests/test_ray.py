@@ -267,7 +267,7 @@ def test_errors_are_explicit(cluster: Any, shards: Path, sketch: ecos_fast.Sketc
         ecos_fast.kmeans(np.zeros((4, 2), np.float32), 1, backend="spark")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="within='kcenter'"):
         ecos_fast.select(shards, sketch, 10, backend="ray", kcenter="coreset")
-    with pytest.raises(InvalidInputError, match="no .npy"):
+    with pytest.raises(InvalidInputError, match=r"no \.npy"):
         ray_backend.ShardedPool.from_source(shards.parent)
 
 

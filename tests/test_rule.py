@@ -187,7 +187,7 @@ def test_low_signal_warning_names_the_largest_r_that_clears_the_bar() -> None:
 
 def test_options_are_checked(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
     pool, sk = mixture
-    with pytest.raises(InvalidInputError, match="candidates=0.5 must be a finite number >= 1"):
+    with pytest.raises(InvalidInputError, match=r"candidates=0\.5 must be a finite number >= 1"):
         ecos_fast.select(pool, sk, 10, candidates=0.5)
     with pytest.raises(InvalidInputError, match="within='edge'"):
         ecos_fast.select(pool, sk, 10, within="edge")  # type: ignore[arg-type]

@@ -291,7 +291,7 @@ class Ledger:
         """Close the connection to the file."""
         self._conn.close()
 
-    def __enter__(self) -> Ledger:  # noqa: PYI034 (3.10 has no typing.Self)
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:

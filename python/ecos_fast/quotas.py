@@ -87,7 +87,7 @@ def allocate_quotas(weights: Any, capacity: Any, budget: int) -> NDArray[np.int6
     rest = order[k:]  # non-empty because target < total
     shares = [left * wf[i] / weight for i in rest]
     floors = [math.floor(s) for s in shares]
-    for i, f in zip(rest, floors):
+    for i, f in zip(rest, floors, strict=False):
         quotas[i] = f
     extra = target - int(quotas.sum())
     by_remainder = sorted(range(len(rest)), key=lambda j: (-(shares[j] - floors[j]), rest[j]))

@@ -112,7 +112,7 @@ def format_table(
         epsilon = ecos[0] if ecos else 0.0
     summ = summarise(records, epsilon, metric=metric)
     methods = [m for m in METHODS if any(r.method == m for r in records)]
-    domains = list(dict.fromkeys(r.domain for r in records)) + ["average"]
+    domains = [*list(dict.fromkeys(r.domain for r in records)), "average"]
     budgets = sorted({r.budget for r in records})
     lines: list[str] = []
     for b in budgets:
@@ -377,7 +377,7 @@ def plot(records: Sequence[RunRecord], path: Path, title: str) -> None:
 
     summ = summarise(records)
     methods = [m for m in METHODS if any(r.method == m for r in records)]
-    domains = list(dict.fromkeys(r.domain for r in records)) + ["average"]
+    domains = [*list(dict.fromkeys(r.domain for r in records)), "average"]
     budgets = sorted({r.budget for r in records})
     sweep = len({r.epsilon for r in records if r.method == "ecos"}) > 1
     ncols = len(budgets) + (1 if sweep else 0)

@@ -178,7 +178,7 @@ def _lloyd(
             got = ray.get(
                 [
                     f.remote(sh, col, normalize, c_ref, off, m)
-                    for sh, off in zip(p.shards, p.offsets)
+                    for sh, off in zip(p.shards, p.offsets, strict=False)
                 ]
             )
             st.bytes_to_driver += nbytes(got)

@@ -298,7 +298,7 @@ class ShardedPool:
         sizes = [_shard_rows(p) for p in paths]
         dims = {d for _, d in sizes if d >= 0}
         if any(d < 0 for _, d in sizes):  # Parquet: read one file to learn d
-            first = next(p for p, (_, d) in zip(paths, sizes) if d < 0)
+            first = next(p for p, (_, d) in zip(paths, sizes, strict=False) if d < 0)
             dims.add(int(load_shard(first, column, None).shape[1]))
         if len(dims) != 1:
             raise InvalidInputError(f"shards disagree on n_features: {sorted(dims)}")
@@ -325,7 +325,7 @@ class ShardedPool:
             ctx.execution_options.preserve_order = prev
             ctx.enable_progress_bars = prev_bars
         shapes = ray.get([remote(_shape).remote(r) for r in refs])
-        keep = [(r, s) for r, s in zip(refs, shapes) if s[0] > 0]
+        keep = [(r, s) for r, s in zip(refs, shapes, strict=False) if s[0] > 0]
         if not keep:
             raise InvalidInputError("the dataset holds no rows")
         dims = {s[1] for _, s in keep}

@@ -190,7 +190,10 @@ def _merged_candidates(
     chunks = []
     for k in np.flatnonzero(counts > 0).tolist():
         rows = np.concatenate(
-            [pt[1][pt[0][k] : pt[0][k + 1]] + off for pt, off in zip(parts, p.offsets)]
+            [
+                pt[1][pt[0][k] : pt[0][k + 1]] + off
+                for pt, off in zip(parts, p.offsets, strict=False)
+            ]
         )
         d2 = np.concatenate([pt[2][pt[0][k] : pt[0][k + 1]] for pt in parts])
         top = rows[np.lexsort((rows, d2))[: counts[k]]]
@@ -217,7 +220,7 @@ def _kcenter_whole_clusters(
     # Global nearest member per cluster: min over shards of (distance, global row).
     first = np.full(r, -1, dtype=np.int64)
     best = np.full(r, np.inf, dtype=np.float32)
-    for sm, off in zip(summaries, p.offsets):
+    for sm, off in zip(summaries, p.offsets, strict=False):
         bi = sm["best_i"]
         better = (bi >= 0) & (sm["best_d"] < best)
         first[better] = bi[better] + off
@@ -229,7 +232,7 @@ def _kcenter_whole_clusters(
         st.bytes_between_workers += int(capacity[chosen].sum()) * (4 * p.n_features + 8)
         f = remote(task_members, num_returns=len(chosen))
         per_shard = []
-        for sh, o in zip(p.shards, out):
+        for sh, o in zip(p.shards, out, strict=False):
             refs = f.remote(sh, p.column, norm, o[0], chosen)
             per_shard.append(refs if len(chosen) > 1 else [refs])
         tasks = [
@@ -244,7 +247,7 @@ def _kcenter_whole_clusters(
     parts = ray.get(
         [
             f.remote(sh, p.column, norm, o[0], o[1], chosen, quotas[chosen])
-            for sh, o in zip(p.shards, out)
+            for sh, o in zip(p.shards, out, strict=False)
         ]
     )
     st.bytes_to_driver += nbytes(parts)

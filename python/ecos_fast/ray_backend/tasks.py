@@ -153,7 +153,7 @@ def task_kcenter(
     *parts: tuple[NDArray[np.int64], NDArray[np.float32]],
 ) -> NDArray[np.int64]:
     """Exact K-Center on one cluster gathered from the shards (global row order)."""
-    rows = np.concatenate([p[0] + off for p, off in zip(parts, offsets)])
+    rows = np.concatenate([p[0] + off for p, off in zip(parts, offsets, strict=False)])
     feats = np.concatenate([p[1] for p in parts]) if rows.size else np.zeros((0, 1), np.float32)
     pos = int(np.searchsorted(rows, first))
     sel, _ = _core.kcenter_greedy(feats, quota, task_threads(), pos, None, None)
@@ -172,7 +172,7 @@ def task_coreset(
     """Stage 1 of the composable coreset: K-Center per cluster on this shard."""
     x = load_shard(shard, column, norm)
     out = []
-    for c, q in zip(clusters.tolist(), quotas.tolist()):
+    for c, q in zip(clusters.tolist(), quotas.tolist(), strict=False):
         rows = np.flatnonzero(labels == c).astype(np.int64)
         if rows.size == 0:
             out.append((rows, np.zeros((0, x.shape[1]), np.float32)))
@@ -230,7 +230,7 @@ def add_parts(parts: list[Any]) -> Any:
     """Element-wise sum of equally shaped tuples of integer arrays (exact)."""
     out = [np.array(a, copy=True) for a in parts[0]]
     for p in parts[1:]:
-        for o, a in zip(out, p):
+        for o, a in zip(out, p, strict=False):
             o += a
     return tuple(out)
 
