@@ -320,29 +320,21 @@ def run_experiment(
     for domain in domains:
         for seed in cfg.seeds:
             t0 = time.perf_counter()
+            # The same rows for the features and (model="cnn") the images.
+            same_rows: dict[str, Any] = {
+                "data_seed": cfg.data_seed,
+                "private_fraction": cfg.private_fraction,
+                "private_size": cfg.private_size,
+                "sizes": cfg.sizes,
+            }
             split = data.split_features(
-                domain,
-                cfg.preset,
-                seed,
-                data_seed=cfg.data_seed,
-                extractor=cfg.extractor,
-                private_fraction=cfg.private_fraction,
-                private_size=cfg.private_size,
-                sizes=cfg.sizes,
+                domain, cfg.preset, seed, extractor=cfg.extractor, **same_rows
             )
             if cfg.evaluate == "validation":
                 split = _validation_split(split, cfg.validation_fraction, seed)
             images = None
             if cfg.model == "cnn":
-                images = data.split_images(
-                    domain,
-                    cfg.preset,
-                    seed,
-                    data_seed=cfg.data_seed,
-                    private_fraction=cfg.private_fraction,
-                    private_size=cfg.private_size,
-                    sizes=cfg.sizes,
-                )
+                images = data.split_images(domain, cfg.preset, seed, **same_rows)
             pool = split.pool_features
             client_id = split.domains.index(domain)
             if seed == cfg.seeds[0]:
