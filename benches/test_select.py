@@ -77,11 +77,14 @@ def test_select(benchmark, impl: str, t: int) -> None:
     )
     with threads(t):
         if impl == "ecos-fast":
-            # The rule the NumPy peer implements and check_select verifies: K-Center over
-            # each whole cluster (``within="kcenter"``; the default is "neighbourhood").
+            # The rule the NumPy peer implements and check_select verifies: weights
+            # max(v, 0) and K-Center over each whole cluster (the defaults are a 2-sigma
+            # threshold, a noise gate and within="neighbourhood").
             sel = run(
                 benchmark,
-                lambda: ecos_fast.select(x, sk, w.k, within="kcenter", n_threads=t),
+                lambda: ecos_fast.select(
+                    x, sk, w.k, threshold=0.0, low_signal="keep", within="kcenter", n_threads=t
+                ),
             )
             got = {
                 "indices": np.asarray(sel.indices),
