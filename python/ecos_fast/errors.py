@@ -14,10 +14,12 @@ __all__ = [
     "ExchangeFileError",
     "InvalidInputError",
     "InvalidTypeError",
+    "KeyFileError",
     "LowSignalWarning",
     "NoCoverageError",
     "PrivacyBudgetExceededError",
     "PrivacyParameterError",
+    "SignatureError",
     "SketchMismatchError",
 ]
 
@@ -43,7 +45,13 @@ class PrivacyParameterError(EcosError, ValueError):
 
 
 class ExchangeFileError(EcosError, ValueError):
-    """An exchange file (centroids or client response) is truncated, tampered or malformed."""
+    """An exchange file (centroids or client response) is unreadable, truncated, corrupted,
+    malformed or inconsistent.
+
+    Its SHA-256 checksum detects accidents (truncation, bit flips, a wrong file); it
+    needs no key, so whoever edits a file can recompute it. Only a signature checked
+    with a ``verify_key`` (:class:`SignatureError`) detects deliberate changes.
+    """
 
 
 class SketchMismatchError(ExchangeFileError):
@@ -76,3 +84,13 @@ class LowSignalWarning(EcosWarning):
     The selection is then close to random. Fewer clusters (a smaller ``n_clusters``)
     or a larger ``epsilon`` raise the signal.
     """
+
+
+class SignatureError(ExchangeFileError):
+    """An exchange file's Ed25519 signature is missing (when a verify key is given),
+    malformed, by another key, or does not match the file's bytes."""
+
+
+class KeyFileError(EcosError, ValueError):
+    """A signing or verification key file is missing, unreadable, exists already
+    (``keygen``), or does not hold an Ed25519 key of the right kind."""
