@@ -12,6 +12,7 @@ __all__ = [
     "EcosError",
     "EcosWarning",
     "ExchangeFileError",
+    "FeatureFileError",
     "InvalidInputError",
     "InvalidTypeError",
     "KeyFileError",
@@ -19,6 +20,7 @@ __all__ = [
     "NoCoverageError",
     "PrivacyBudgetExceededError",
     "PrivacyParameterError",
+    "SelectionIndexError",
     "SignatureError",
     "SketchMismatchError",
 ]
@@ -94,3 +96,13 @@ class SignatureError(ExchangeFileError):
 class KeyFileError(EcosError, ValueError):
     """A signing or verification key file is missing, unreadable, exists already
     (``keygen``), or does not hold an Ed25519 key of the right kind."""
+
+
+class FeatureFileError(InvalidInputError):
+    """A feature file, shard folder or shard list cannot be read as one float matrix:
+    missing, unreadable, pickled, not 2-D, of a non-numeric dtype, or shards that
+    disagree on ``n_features``. The message names the file."""
+
+
+class SelectionIndexError(EcosError, IndexError):
+    """An index into a :class:`~ecos_fast.Selection` is out of range."""

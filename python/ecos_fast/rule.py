@@ -34,23 +34,33 @@ and its numbers are in ``docs/results.md``.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
 from ._validation import (
+    _from_torch,
     as_vector,
     check_choice,
     check_nonneg_float,
     check_real,
     check_seed,
 )
-from .errors import BudgetShortfallWarning, LowSignalWarning, NoCoverageError
+from .errors import (
+    BudgetShortfallWarning,
+    InvalidInputError,
+    InvalidTypeError,
+    LowSignalWarning,
+    NoCoverageError,
+    SelectionIndexError,
+)
 from .quotas import allocate_quotas
 
 __all__ = [
@@ -113,11 +123,19 @@ _DIST_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
-class Selection:
-    """Pool rows chosen for the cloud to train on.
+class Selection(Sequence[int]):
+    """Pool rows chosen for the cloud to train on: a read-only sequence of row indices.
 
-    Behaves like its ``indices``: ``np.asarray(selection)``, ``len(selection)``
-    and iteration all give the selected row indices.
+    A :class:`collections.abc.Sequence` of Python ints, so it goes wherever numpy or
+    torch take indices: ``pool[selection]``, ``np.asarray(selection)`` (a read-only
+    int64 view, no copy), ``torch.as_tensor(selection)``, ``tensor[selection]``,
+    ``torch.utils.data.Subset(dataset, selection)`` (also with DataLoader workers:
+    it pickles), ``SubsetRandomSampler(selection)``. ``selection[i]`` is an int
+    (any ``__index__`` type: numpy or 0-d torch integers too); a slice, an
+    integer array or a boolean mask gives an int64 ndarray (a read-only view for
+    a slice, numpy's convention rather than a smaller ``Selection``: quotas and
+    weights describe the whole selection). :meth:`to_torch` gives a tensor that
+    owns writable memory.
 
     Attributes
     ----------
@@ -136,6 +154,19 @@ class Selection:
     method : str
         ``"ecos"``, ``"ecos-fallback-random"``, ``"ecos-fallback-kcenter"``,
         ``"random"`` or ``"kcenter"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecos_fast import Selection
+    >>> sel = Selection(np.array([4, 0, 2]), budget=3, method="random")
+    >>> sel[0], sel[-1], sel[1:].tolist(), list(sel), 2 in sel
+    (4, 2, [0, 2], [4, 0, 2], True)
+    >>> pool = np.arange(10) * 10
+    >>> pool[sel].tolist()
+    [40, 0, 20]
+    >>> np.asarray(sel).flags.writeable
+    False
     """
 
     indices: NDArray[np.int64]
@@ -153,6 +184,11 @@ class Selection:
                 a.flags.writeable = False
                 object.__setattr__(self, name, a)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild through __init__ so that an unpickled copy (DataLoader workers,
+        # copy.deepcopy) gets read-only arrays again; plain pickling would not.
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))
+
     @property
     def n_selected(self) -> int:
         """Number of rows selected."""
@@ -169,9 +205,99 @@ class Selection:
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices.tolist())
 
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return False
+        return bool((self.indices == int(value)).any())
+
+    # Sequence's own signature wants a Sequence back for a slice; an ndarray view is
+    # what numpy and torch users index with next, and it costs no copy.
+    @overload  # type: ignore[override]
+    def __getitem__(self, key: int | np.integer[Any]) -> int: ...
+
+    @overload
+    def __getitem__(self, key: slice | Sequence[int] | NDArray[Any]) -> NDArray[np.int64]: ...
+
+    def __getitem__(self, key: Any) -> int | NDArray[np.int64]:
+        if isinstance(key, slice):
+            return self.indices[key]
+        if key is None or isinstance(key, (bool, np.bool_, str, bytes)):
+            raise InvalidTypeError(
+                f"Selection indices must be integers, slices or integer arrays; got {key!r}"
+            )
+        n = self.n_selected
+        if getattr(key, "ndim", None) == 0 or not hasattr(key, "__len__"):
+            try:
+                i = operator.index(key)
+            except TypeError:
+                raise InvalidTypeError(
+                    f"Selection indices must be integers, slices or integer arrays; "
+                    f"got {type(key).__name__} {key!r}"
+                ) from None
+            if not -n <= i < n:
+                raise SelectionIndexError(f"index {i} is out of range for a Selection of {n} rows")
+            return int(self.indices[i])
+        a: NDArray[Any] = np.asarray(_from_torch(key, "Selection index"))
+        if a.dtype.kind == "b" and a.shape == (n,):
+            mask: NDArray[np.int64] = self.indices[a]
+            return mask
+        if a.size == 0 and a.ndim == 1:  # [] reads as float64
+            return self.indices[:0].copy()
+        if a.dtype.kind not in "iu":
+            raise InvalidTypeError(
+                f"Selection indices must be integers, slices or integer arrays; "
+                f"got an array of dtype {a.dtype} and shape {a.shape}"
+            )
+        if a.size and (int(a.min()) < -n or int(a.max()) >= n):
+            raise SelectionIndexError(
+                f"indices in [{int(a.min())}, {int(a.max())}] are out of range for a "
+                f"Selection of {n} rows"
+            )
+        out: NDArray[np.int64] = self.indices[a]
+        return out
+
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
-        out = self.indices if dtype is None else self.indices.astype(dtype)
-        return np.array(out, copy=True) if copy else out
+        # numpy >= 2 passes copy= (True: always copy; False: never; None: if needed);
+        # numpy 1.x passes dtype only. Without a copy it is the read-only indices.
+        if dtype is not None and np.dtype(dtype) != self.indices.dtype:
+            if copy is False:
+                raise InvalidInputError(
+                    f"cannot view the int64 Selection as {np.dtype(dtype)} with copy=False"
+                )
+            return self.indices.astype(dtype)
+        return self.indices.copy() if copy else self.indices
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        # torch.as_tensor(selection) and torch.from_dlpack take this path (one memcpy)
+        # instead of reading the sequence an int at a time. It exports a fresh copy:
+        # DLPack consumers may write, and the indices must stay read-only.
+        return self.indices.copy().__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)  # kDLCPU, device 0
+
+    def to_torch(self, device: Any = None) -> Any:
+        """The indices as a torch int64 tensor that owns writable memory.
+
+        Parameters
+        ----------
+        device : torch.device or str, optional
+            Where to put the tensor (default: the CPU).
+
+        Returns
+        -------
+        torch.Tensor of shape (n_selected,), int64
+            A copy: writing to it never changes the selection.
+        """
+        try:
+            import torch
+        except ImportError as exc:  # pragma: no cover - torch is in the test venv
+            raise ImportError(
+                "Selection.to_torch needs torch: pip install 'ecos-fast[apps]'"
+            ) from exc
+        out = torch.empty(self.n_selected, dtype=torch.int64)
+        out.numpy()[:] = self.indices
+        return out if device is None else out.to(device)
 
 
 @dataclass(frozen=True)
