@@ -50,6 +50,14 @@ ROUTINES: tuple[tuple[str, float], ...] = (
     ("neighbourhood", 3.0),
     ("neighbourhood", 4.0),
 )
+# The joint study: threshold x within-cluster routine (the two studies above vary one
+# at a time around the defaults; this crosses them).
+GRID_THRESHOLDS = (0.0, 1.0, 2.0)
+GRID_ROUTINES: tuple[tuple[str, float], ...] = (
+    ("kcenter", 1.0),
+    ("neighbourhood", 2.0),
+    ("neighbourhood", 4.0),
+)
 HOLDOUT = 0.3
 
 
@@ -72,21 +80,35 @@ def _score(
     return acc, float(np.mean(split.pool_domains[rows] == client))
 
 
-def run(
-    preset: str, seeds: Sequence[int], budget: int, n_clusters: int, scorer: str = "knn"
-) -> list[dict[str, Any]]:
-    """Every (client, seed, epsilon, configuration) score as one row."""
+def _configs(study: str) -> list[tuple[str, float, str, float, str]]:
     from ecos_fast.rule import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD, DEFAULT_WITHIN
 
-    k = n_classes(preset)
-    configs: list[tuple[str, float, str, float, str]] = (
+    # The rule before this study: threshold 0, K-Center over the whole cluster.
+    previous = [("previous", 0.0, "kcenter", 1.0, "keep")]
+    if study == "grid":
+        return [
+            ("grid", t, w, c, "spread") for t in GRID_THRESHOLDS for w, c in GRID_ROUTINES
+        ] + previous
+    return (
         [("threshold", t, DEFAULT_WITHIN, DEFAULT_CANDIDATES, "spread") for t in THRESHOLDS]
         # weights="posterior" at thresholds 0 and the default (the label says so).
         + [("posterior", t, DEFAULT_WITHIN, DEFAULT_CANDIDATES, "spread") for t in (0.0, 2.0)]
         + [("routine", DEFAULT_THRESHOLD, w, c, "spread") for w, c in ROUTINES]
-        # The rule before this study: threshold 0, K-Center over the whole cluster.
-        + [("previous", 0.0, "kcenter", 1.0, "keep")]
+        + previous
     )
+
+
+def run(
+    preset: str,
+    seeds: Sequence[int],
+    budget: int,
+    n_clusters: int,
+    scorer: str = "knn",
+    study: str = "main",
+) -> list[dict[str, Any]]:
+    """Every (client, seed, epsilon, configuration) score as one row."""
+    k = n_classes(preset)
+    configs = _configs(study)
     out: list[dict[str, Any]] = []
     for client in client_domains(preset):
         for seed in seeds:
@@ -135,6 +157,9 @@ def _label(r: dict[str, Any]) -> str:
         return f"posterior, threshold={r['threshold']:g}"
     if r["study"] == "threshold":
         return f"threshold={r['threshold']:g}"
+    if r["study"] == "grid":
+        within = r["within"] if r["within"] != "neighbourhood" else f"nbhd x{r['candidates']:g}"
+        return f"threshold={r['threshold']:g}, {within}"
     return r["within"] if r["within"] != "neighbourhood" else f"neighbourhood x{r['candidates']:g}"
 
 
@@ -142,7 +167,8 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     """Markdown: per study and epsilon, mean validation accuracy and client share, and
     paired wins against the study's best configuration."""
     lines: list[str] = []
-    for study in ("threshold", "routine"):
+    present = {r["study"] for r in rows}
+    for study in [s for s in ("threshold", "routine", "grid") if s in present]:
         extra = ("previous", "posterior") if study == "threshold" else ("previous",)
         sub = [r for r in rows if r["study"] in (study, *extra)]
         labels = list(dict.fromkeys(_label(r) for r in sub))
@@ -194,10 +220,28 @@ def _typed(r: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def _grid_block(rows: list[dict[str, Any]]) -> str:
+    """Every grid configuration against the defaults, paired on (client, seed, epsilon)."""
+    from ecos_fast.rule import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD, DEFAULT_WITHIN
+
+    default = _label(
+        {"study": "grid", "threshold": DEFAULT_THRESHOLD, "within": DEFAULT_WITHIN,
+         "candidates": DEFAULT_CANDIDATES}
+    )  # fmt: skip
+    lines = ["### Paired against the defaults (validation accuracy)", ""]
+    labels = list(dict.fromkeys(_label(r) for r in rows if r["study"] in ("grid", "previous")))
+    for lab in labels:
+        if lab != default:
+            lines.append(f"- {paired(rows, ('grid', 'previous'), default, lab)}")
+    return "\n".join(lines) + "\n"
+
+
 def _paired_block(rows: list[dict[str, Any]]) -> str:
     """Each configuration against the defaults, paired on (client, seed, epsilon)."""
     from ecos_fast.rule import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD, DEFAULT_WITHIN
 
+    if any(r["study"] == "grid" for r in rows):
+        return _grid_block(rows)
     lines = ["### Paired against the defaults (validation accuracy)", ""]
     default_t = f"threshold={DEFAULT_THRESHOLD:g}"
     default_w = (
@@ -231,24 +275,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="knn: 1-nearest-neighbour accuracy of the labelled selection (fast); head: the "
         "application's trained head (slow)",
     )
+    ap.add_argument(
+        "--study",
+        choices=("main", "grid"),
+        default="main",
+        help="main: the threshold and routine studies around the defaults; grid: threshold "
+        "x routine crossed (writes study-grid-<preset>.*)",
+    )
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument(
         "--from-csv", action="store_true", help="re-summarise the CSV of an earlier run"
     )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    csv_path = args.out / f"study-{args.preset}.csv"
+    stem = f"study-{args.preset}" if args.study == "main" else f"study-grid-{args.preset}"
+    csv_path = args.out / f"{stem}.csv"
     if args.from_csv:
         with csv_path.open(newline="") as f:
             rows = [_typed(r) for r in csv.DictReader(f)]
     else:
-        rows = run(args.preset, args.seeds, args.budget, args.clusters, args.scorer)
+        rows = run(args.preset, args.seeds, args.budget, args.clusters, args.scorer, args.study)
         with csv_path.open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
     md = summarise(rows) + "\n" + _paired_block(rows)
-    (args.out / f"study-{args.preset}.md").write_text(
+    (args.out / f"{stem}.md").write_text(
         f"# Selection study, preset {args.preset!r}, budget {args.budget}, "
         f"R={args.clusters}, seeds {args.seeds}, scorer {args.scorer}\n\n{md}\n"
     )

@@ -23,6 +23,8 @@ __all__ = [
     "SelectionIndexError",
     "SignatureError",
     "SketchMismatchError",
+    "ThreadPoolError",
+    "ThreadsCappedWarning",
 ]
 
 
@@ -106,3 +108,14 @@ class FeatureFileError(InvalidInputError):
 
 class SelectionIndexError(EcosError, IndexError):
     """An index into a :class:`~ecos_fast.Selection` is out of range."""
+
+
+class ThreadPoolError(EcosError, RuntimeError):
+    """The compiled core could not start its worker threads (the system refused to
+    create them, e.g. a process or thread limit); fewer ``n_threads`` may work."""
+
+
+class ThreadsCappedWarning(EcosWarning):
+    """A thread count (``n_threads``, ``--threads`` or ``ECOS_FAST_NUM_THREADS``) above
+    :data:`ecos_fast._threads.MAX_THREADS_PER_CPU` times the CPUs available was lowered
+    to that cap. Results do not depend on the thread count; only the speed does."""

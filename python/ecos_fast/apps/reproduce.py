@@ -127,6 +127,13 @@ def build_parser(
         default=None,
         help="sweep the private set size, e.g. 50,100,300,1000 (accuracy vs size plot)",
     )
+    p.add_argument(
+        "--queries-sweep",
+        type=_ints,
+        default=None,
+        help="client-labeling: sweep the label-query budget, e.g. 250,1000,3000 "
+        "(accuracy vs queries plot)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--out", type=Path, default=Path("out"), help="output folder")
@@ -151,12 +158,12 @@ def main(
     from .experiment import Communication, ExperimentConfig, RunRecord, run_experiment
     from .results import (
         format_communication,
-        format_private_sweep,
+        format_param_sweep,
         format_share,
         format_sweep,
         format_table,
-        write_private_sweep_reports,
         write_reports,
+        write_sweep_reports,
     )
 
     args = build_parser(prog, sweep_default=sweep_default, semi_default=semi_default).parse_args(
@@ -195,10 +202,22 @@ def main(
     start = time.perf_counter()
     records: list[RunRecord] = []
     comms: list[Communication] = []
+    if args.private_sizes and args.queries_sweep:
+        print("error: --private-sizes and --queries-sweep cannot be combined", file=sys.stderr)
+        return 2
+    if args.queries_sweep and cfg.app != "client-labeling":
+        print("error: --queries-sweep needs --app client-labeling", file=sys.stderr)
+        return 2
+    sweep_key = "private_size" if args.private_sizes else "query_budget"
     if args.private_sizes:
         for size in args.private_sizes:
             recs, _ = run_experiment(replace(cfg, private_size=size), log=log)
             records += recs
+    elif args.queries_sweep:
+        for q in args.queries_sweep:
+            recs, _ = run_experiment(replace(cfg, queries=q), log=log)
+            # Tag every run (Local too, which sends no queries) with the query budget.
+            records += [replace(r, extra={**r.extra, "query_budget": float(q)}) for r in recs]
     else:
         records, comms = run_experiment(cfg, log=log)
     elapsed = time.perf_counter() - start
@@ -232,13 +251,16 @@ def main(
     print(header.replace("  \n", "\n"))
     print()
     stem = args.name or name or cfg.app
-    if args.private_sizes:
-        print(format_private_sweep(records, epsilon=cfg.epsilon))
+    if args.private_sizes or args.queries_sweep:
+        print(format_param_sweep(records, sweep_key, epsilon=cfg.epsilon))
         if cfg.semi_supervised:
             print("Semi-supervised:")
-            print(format_private_sweep(records, epsilon=cfg.epsilon, metric="semi_accuracy"))
-        paths = write_private_sweep_reports(
-            records, args.out, name=f"{stem}-private-size", title=title, header=header
+            print(
+                format_param_sweep(records, sweep_key, epsilon=cfg.epsilon, metric="semi_accuracy")
+            )
+        suffix = "private-size" if sweep_key == "private_size" else "queries"
+        paths = write_sweep_reports(
+            records, args.out, key=sweep_key, name=f"{stem}-{suffix}", title=title, header=header
         )
         print("wrote " + ", ".join(str(p) for p in paths.values()))
         print(f"finished in {elapsed:.0f} s")
