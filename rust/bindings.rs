@@ -17,13 +17,34 @@ use crate::invalid;
 // `assign` binding below takes that name.
 use crate::kernels::{assign as nearest, finite, kcenter, kmeans as km, neighbourhood, simd};
 
-/// Thread pools cached per size, and the process that built them.
+/// Largest pool built, as a multiple of the CPUs this process may use
+/// (`std::thread::available_parallelism`). Python caps `n_threads` at the same
+/// multiple with a warning (`ecos_fast._threads`); this is the backstop for direct
+/// `_core` calls. Results do not depend on the thread count, so capping only
+/// changes the speed: `n_threads=99999` once spawned ~12,900 OS threads.
+pub const MAX_THREADS_PER_CPU: usize = 4;
+
+/// Pools kept alive at once; the least recently used one is dropped (its workers
+/// exit once their current jobs are done). A program that alternates between a few
+/// thread counts keeps them all; one that tries hundreds does not keep hundreds.
+const MAX_POOLS: usize = 4;
+
+/// The most threads one pool gets: [`MAX_THREADS_PER_CPU`] per available CPU.
+pub fn max_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .saturating_mul(MAX_THREADS_PER_CPU)
+}
+
+/// Thread pools cached per size (least recently used first), and the process that
+/// built them.
 ///
 /// A pool's worker threads do not survive `fork` (torch DataLoader workers,
 /// multiprocessing): the cache is keyed by pid so a child builds its own.
 struct PoolCache {
     pid: u32,
-    pools: HashMap<usize, Arc<rayon::ThreadPool>>,
+    pools: Vec<(usize, Arc<rayon::ThreadPool>)>,
 }
 
 fn pool(n_threads: usize) -> KernelResult<Arc<rayon::ThreadPool>> {
@@ -31,10 +52,11 @@ fn pool(n_threads: usize) -> KernelResult<Arc<rayon::ThreadPool>> {
     if n_threads == 0 {
         return Err(invalid!("n_threads={n_threads} must be >= 1"));
     }
+    let n_threads = n_threads.min(max_threads());
     let cache = CACHE.get_or_init(|| {
         Mutex::new(PoolCache {
             pid: std::process::id(),
-            pools: HashMap::new(),
+            pools: Vec::new(),
         })
     });
     let mut guard = cache
@@ -48,8 +70,12 @@ fn pool(n_threads: usize) -> KernelResult<Arc<rayon::ThreadPool>> {
         std::mem::forget(stale);
         guard.pid = pid;
     }
-    if let Some(p) = guard.pools.get(&n_threads) {
-        return Ok(Arc::clone(p));
+    if let Some(at) = guard.pools.iter().position(|(n, _)| *n == n_threads) {
+        // Most recently used goes last.
+        let hit = guard.pools.remove(at);
+        let p = Arc::clone(&hit.1);
+        guard.pools.push(hit);
+        return Ok(p);
     }
     let p = rayon::ThreadPoolBuilder::new()
         .num_threads(n_threads)
@@ -57,7 +83,12 @@ fn pool(n_threads: usize) -> KernelResult<Arc<rayon::ThreadPool>> {
         .build()
         .map_err(|e| KernelError::ThreadPool(e.to_string()))?;
     let p = Arc::new(p);
-    guard.pools.insert(n_threads, Arc::clone(&p));
+    if guard.pools.len() >= MAX_POOLS {
+        // A caller still running on the evicted pool holds its own `Arc`; the pool
+        // shuts down when the last one is dropped.
+        guard.pools.remove(0);
+    }
+    guard.pools.push((n_threads, Arc::clone(&p)));
     Ok(p)
 }
 
@@ -134,6 +165,20 @@ fn contiguous1<'a, T: numpy::Element>(
         .map_err(|_| invalid!("{name} must be C-contiguous").into())
 }
 
+/// Refuse a result whose distances overflowed float32 (finite features of huge
+/// magnitude, e.g. 1e19: Python refuses them first, `_validation.feature_limit`).
+/// O(len), next to the O(n·k·d) kernel that produced them.
+fn finite_distances(what: &str, v: &[f32]) -> KernelResult<()> {
+    match finite::first_non_finite(v) {
+        None => Ok(()),
+        Some(i) => Err(invalid!(
+            "{what} {i} is {} in float32: the features' magnitudes are too large for \
+             float32 distances; rescale them (e.g. standardize)",
+            v[i]
+        )),
+    }
+}
+
 /// Nearest-centroid assignment: labels int64[n] and squared distances float32[n],
 /// and with `bins=True` also the exact fixed-point bins of the squared distances
 /// (int64[256], `kmeans::dist_bins`: the same code the Lloyd inertia uses, so a
@@ -155,6 +200,7 @@ fn assign<'py>(
         let mut labels = vec![0i64; n];
         let mut dists = vec![0f32; n];
         nearest::assign(x, n, d, c, k, dc, &mut labels, &mut dists)?;
+        finite_distances("squared distance", &dists)?;
         let hist = bins.then(|| km::dist_bins(&dists));
         Ok((labels, dists, hist))
     })?;
@@ -585,7 +631,9 @@ fn kcenter_run<'py>(
         None => None,
     };
     let (sel, radii, stats) = run_detached(py, n_threads, work(n, d, budget), || {
-        kcenter::greedy_with(x, n, d, budget, first, initial_slice, rows_slice, prune)
+        let out = kcenter::greedy_with(x, n, d, budget, first, initial_slice, rows_slice, prune)?;
+        finite_distances("covering radius", &out.1)?;
+        Ok(out)
     })?;
     Ok((
         PyArray1::from_vec(py, sel),
@@ -659,20 +707,44 @@ fn nearest_in_clusters<'py>(
 }
 
 /// Flat index of the first NaN or ±inf of a float32 array of any shape, or `None`
-/// (the lowest such index, whatever the thread count).
+/// (the lowest such index, whatever the thread count); with `max_abs`, also of the
+/// first finite value with `|v| > max_abs` (one pass for both checks).
 #[pyfunction]
-#[pyo3(signature = (values, n_threads))]
+#[pyo3(signature = (values, n_threads, max_abs=None))]
 fn first_non_finite(
     py: Python<'_>,
     values: numpy::PyReadonlyArrayDyn<'_, f32>,
     n_threads: usize,
+    max_abs: Option<f32>,
 ) -> PyResult<Option<usize>> {
     let v = values
         .as_slice()
         .map_err(|_| PyErr::from(invalid!("values must be C-contiguous")))?;
+    if let Some(m) = max_abs {
+        if m.is_nan() || m < 0.0 {
+            return Err(invalid!("max_abs={m} must be a number >= 0").into());
+        }
+    }
     run_detached(py, n_threads, work(v.len(), 1, 1), || {
-        Ok(finite::first_non_finite(v))
+        Ok(match max_abs {
+            Some(m) => finite::first_beyond(v, m),
+            None => finite::first_non_finite(v),
+        })
     })
+}
+
+/// Raise the Python exception that `KernelError` variant `kind` ("invalid_argument",
+/// "config", "thread_pool") maps to, with `message`: how tests check the one
+/// mapping (`errors.rs`) for every variant, including those hard to provoke.
+#[pyfunction]
+fn _raise_kernel_error(kind: &str, message: &str) -> PyResult<()> {
+    let err = match kind {
+        "invalid_argument" => KernelError::InvalidArgument(message.to_string()),
+        "config" => KernelError::Config(message.to_string()),
+        "thread_pool" => KernelError::ThreadPool(message.to_string()),
+        other => return Err(invalid!("unknown KernelError kind {other:?}").into()),
+    };
+    Err(err.into())
 }
 
 /// Build facts for `ecos-fast info`: profile, SIMD paths the CPU offers, rayon default threads.
@@ -698,6 +770,7 @@ fn build_info() -> PyResult<HashMap<&'static str, String>> {
         "off"
     };
     info.insert("kcenter_timers", timers.to_string());
+    info.insert("max_threads", max_threads().to_string());
     info.insert(
         "available_parallelism",
         std::thread::available_parallelism()
@@ -728,5 +801,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kcenter_clusters, m)?)?;
     m.add_function(wrap_pyfunction!(nearest_in_clusters, m)?)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    m.add_function(wrap_pyfunction!(_raise_kernel_error, m)?)?;
     Ok(())
 }

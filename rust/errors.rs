@@ -2,13 +2,16 @@
 //!
 //! Python validates inputs first (`ecos_fast._validation`); these are the cheap
 //! invariants Rust re-checks so that nothing ever panics across the boundary.
+//! Every variant becomes a class of `ecos_fast.errors` (an `EcosError`), so a
+//! kernel's refusal reads, and is caught, like every other error of the package;
+//! `tests/test_errors.py` raises each variant through `_core._raise_kernel_error`.
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::PyErr;
 use std::fmt;
 
-// The package's own class, so a kernel's refusal reads like every other input error.
+// The package's own classes, imported from `ecos_fast.errors` when first raised.
 pyo3::import_exception!(ecos_fast.errors, InvalidInputError);
+pyo3::import_exception!(ecos_fast.errors, ThreadPoolError);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum KernelError {
@@ -39,7 +42,8 @@ impl From<KernelError> for PyErr {
             KernelError::InvalidArgument(_) | KernelError::Config(_) => {
                 InvalidInputError::new_err(err.to_string())
             }
-            KernelError::ThreadPool(_) => PyRuntimeError::new_err(err.to_string()),
+            // `ecos_fast.errors.ThreadPoolError`, a `RuntimeError`.
+            KernelError::ThreadPool(_) => ThreadPoolError::new_err(err.to_string()),
         }
     }
 }

@@ -9,7 +9,7 @@ import ecos_fast
 import numpy as np
 import pytest
 from ecos_fast import _core
-from ecos_fast._validation import check_finite
+from ecos_fast._validation import check_finite, feature_limit
 from ecos_fast.errors import InvalidInputError
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -81,9 +81,9 @@ def test_each_public_call_scans_its_input_once(monkeypatch: pytest.MonkeyPatch) 
     seen: list[tuple[str, tuple[int, ...]]] = []
     real = _validation.check_finite
 
-    def counting(a: np.ndarray, name: str) -> None:
+    def counting(a: np.ndarray, name: str, **kw: float | None) -> None:
         seen.append((name, a.shape))
-        real(a, name)
+        real(a, name, **kw)
 
     monkeypatch.setattr(_validation, "check_finite", counting)
     rng = np.random.default_rng(0)
@@ -98,3 +98,90 @@ def test_each_public_call_scans_its_input_once(monkeypatch: pytest.MonkeyPatch) 
     seen.clear()
     ecos_fast.select_kcenter(pool, 10)
     assert [s for _, s in seen].count(pool.shape) == 1
+
+
+# -- finite but too large for float32 distances (issue 13, finding 6) ----------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    a=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=1, max_dims=2, max_side=40),
+        elements=st.floats(width=32, allow_nan=True, allow_infinity=True),
+    ),
+    limit=st.floats(0, 2.0**127, width=32),
+    threads=st.integers(1, 3),
+)
+def test_range_scan_matches_numpy(a: np.ndarray, limit: float, threads: int) -> None:
+    bad = np.flatnonzero(~(np.abs(a) <= np.float32(limit)))
+    want = int(bad[0]) if bad.size else None
+    assert _core.first_non_finite(a, threads, limit) == want
+
+
+def _huge_pool(scale: float = 1e19) -> np.ndarray:
+    # Two groups far apart, at a scale whose squared distances overflow float32.
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-1, 0.1, (40, 4)), rng.normal(1, 0.1, (40, 4))])
+    return (x * scale).astype(np.float32)
+
+
+def test_features_near_1e19_are_refused_everywhere() -> None:
+    """Before: 1e19 passed the finiteness check, the squared distances overflowed and
+    assign, kmeans, K-Center, respond and select returned inf distances and wrong
+    labels, radii and counts without a word."""
+    huge = _huge_pool()
+    fine = _huge_pool(1.0)
+    cents = ecos_fast.fit_centroids(fine, 2, seed=0)
+    resp = ecos_fast.respond(fine, cents, epsilon=float("inf"), delta=1e-5)
+    match = r"magnitude above .* float32 squared distances finite for n_features=4"
+    calls = {
+        "assign": lambda: ecos_fast.assign(huge, fine[:2]),
+        "assign centroids": lambda: ecos_fast.assign(fine, huge[:2]),
+        "kmeans": lambda: ecos_fast.kmeans(huge, 2),
+        "kcenter": lambda: ecos_fast.kcenter_greedy(huge, 3),
+        "fit_centroids": lambda: ecos_fast.fit_centroids(huge, 2),
+        "respond": lambda: ecos_fast.respond(huge, cents, epsilon=1.0, delta=1e-5, seed=0),
+        "select": lambda: ecos_fast.select(huge, ecos_fast.Sketch.join(cents, resp), 5),
+        "select_kcenter": lambda: ecos_fast.select_kcenter(huge, 5),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InvalidInputError, match=match):
+            call()
+        assert name  # the loop names the call in a failure's traceback
+
+
+def test_float64_path_checks_the_range_too() -> None:
+    a = np.ones((10, 4), np.float64)
+    a[7, 1] = -1e19
+    with pytest.raises(InvalidInputError, match="at row 7, of magnitude above"):
+        check_finite(a, "x", max_abs=feature_limit(4))
+    check_finite(a, "x")  # finite, and no limit asked for
+
+
+def test_just_below_the_limit_distances_stay_finite_and_right() -> None:
+    # The largest accepted magnitude: squared distances finite, labels those of float64.
+    d = 8
+    m = feature_limit(d) * 0.999
+    rng = np.random.default_rng(1)
+    x = (rng.uniform(-1, 1, (300, d)) * m).astype(np.float32)
+    c = (rng.uniform(-1, 1, (5, d)) * m).astype(np.float32)
+    labels, d2 = ecos_fast.assign(x, c)
+    assert np.isfinite(d2).all()
+    exact = ((x.astype(np.float64)[:, None, :] - c.astype(np.float64)[None]) ** 2).sum(-1)
+    best = exact.min(axis=1)
+    # Within float32 rounding of the best (ties aside, the same label).
+    assert np.all(exact[np.arange(len(x)), labels] <= best * (1 + 1e-5))
+    _, radii = ecos_fast.kcenter_greedy(x, 4)
+    assert np.isfinite(radii).all()
+
+
+def test_rust_refuses_overflowed_distances_itself() -> None:
+    # Direct core calls (no Python validation) still do not return inf silently.
+    huge = _huge_pool()
+    with pytest.raises(InvalidInputError, match=r"squared distance .* is inf"):
+        _core.assign(huge, huge[:2].copy(), 1)
+    with pytest.raises(InvalidInputError, match=r"covering radius .* is inf"):
+        _core.kcenter_greedy(huge, 3, 1)
+    with pytest.raises(InvalidInputError, match="max_abs=-1"):
+        _core.first_non_finite(huge, 1, -1.0)

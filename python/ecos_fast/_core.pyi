@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "__version__",
+    "_raise_kernel_error",
     "assign",
     "build_info",
     "first_non_finite",
@@ -54,7 +55,14 @@ def assign(
     ``dist_bins``), so bins added over shards give the single-machine inertia exactly.
     """
 
-def first_non_finite(values: NDArray[np.float32], n_threads: int) -> int | None: ...
+def first_non_finite(
+    values: NDArray[np.float32], n_threads: int, max_abs: float | None = None
+) -> int | None:
+    """Flat index of the first NaN/inf (or, with ``max_abs``, |value| > max_abs), or None."""
+
+def _raise_kernel_error(kind: str, message: str) -> None:
+    """Raise what the Rust ``KernelError`` variant ``kind`` maps to (tests only)."""
+
 def kmeans(
     features: NDArray[np.float32],
     n_clusters: int,

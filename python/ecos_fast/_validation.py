@@ -13,6 +13,7 @@ its options (click).
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +29,32 @@ from .errors import (
     InvalidTypeError,
     PrivacyParameterError,
 )
+from .feature_files import is_feature_source, load_features
 
 # Rows checked for finiteness per step: bounded extra memory on a memmap.
 _FINITE_CHUNK_BYTES = 64 << 20
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def feature_limit(n_features: int) -> float:
+    """Largest magnitude a feature (or centroid) value may have: ``sqrt(F / (16 d))``,
+    ``F`` the largest float32, ``d = n_features``.
+
+    The kernels compute squared distances in float32. With every value (and so the
+    assignment kernel's shift, a centroid mean) within ``M`` of zero, each term of
+    ``||x - c||^2 = ||x - mu||^2 + ||c - mu||^2 - 2 (x - mu).(c - mu)`` is at most
+    ``4 d M^2``; ``16 d M^2 <= F`` keeps them all finite with room to spare. So about
+    4.6e18 for one feature, 8.1e17 for 32, 1.0e17 for 2048: features near 1e19
+    (finite) would otherwise give ``inf`` distances and wrong labels.
+
+    Examples
+    --------
+    >>> from ecos_fast._validation import feature_limit
+    >>> f"{feature_limit(1):.2e}", f"{feature_limit(32):.2e}"
+    ('4.61e+18', '8.15e+17')
+    """
+    return math.sqrt(_F32_MAX / (16.0 * max(1, int(n_features))))
 
 
 def _from_torch(x: Any, name: str) -> Any:
@@ -41,27 +65,54 @@ def _from_torch(x: Any, name: str) -> Any:
                 f"{name} is a torch tensor on device {x.device}; move it to the CPU first "
                 f"(tensor.cpu())"
             )
-        return x.detach().numpy()
+        try:
+            return x.detach().numpy()
+        except (TypeError, RuntimeError) as exc:  # bfloat16 and other dtypes NumPy lacks
+            raise InvalidTypeError(
+                f"{name} is a torch tensor of dtype {getattr(x, 'dtype', '?')}, which NumPy "
+                f"cannot hold ({exc}); convert it first (tensor.float())"
+            ) from None
     return x
 
 
-def check_finite(a: NDArray[Any], name: str) -> None:
-    """Raise if ``a`` holds NaN or inf.
+def _asarray(x: Any, name: str) -> NDArray[Any]:
+    """``np.asarray`` of ``x`` (torch tensors included), refusing what cannot be one
+    (ragged nested lists, objects whose ``__array__`` fails) with InvalidTypeError."""
+    x = _from_torch(x, name)
+    if isinstance(x, np.ndarray):
+        return x
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidTypeError(f"{name} cannot be read as an array: {exc}") from None
+
+
+def _bad_value(value: Any, row: int, name: str, width: int, max_abs: float | None) -> None:
+    if np.isfinite(value):
+        raise InvalidInputError(
+            f"{name} holds {value!r} at row {row}, of magnitude above {max_abs:.3g}, the "
+            f"largest that keeps float32 squared distances finite for n_features="
+            f"{width}; rescale the features (e.g. standardize them)"
+        )
+    raise InvalidInputError(
+        f"{name} holds a non-finite value ({value!r}) at row {row}; remove or impute NaN/inf first"
+    )
+
+
+def check_finite(a: NDArray[Any], name: str, *, max_abs: float | None = None) -> None:
+    """Raise if ``a`` holds NaN or inf (or, with ``max_abs``, a value of larger magnitude).
 
     float32 C-contiguous input (the common case, memmaps included) is scanned by the
-    compiled core on every worker thread without a temporary; anything else in
-    bounded NumPy chunks (memmap-safe).
+    compiled core on every worker thread without a temporary, both checks in one pass;
+    anything else in bounded NumPy chunks (memmap-safe).
     """
     if a.size == 0:
         return
     if a.dtype == np.float32 and a.flags.c_contiguous:
-        at = _core.first_non_finite(a, resolve_threads(None))
+        at = _core.first_non_finite(a, resolve_threads(None), max_abs)
         if at is not None:
             pos = np.unravel_index(at, a.shape)
-            raise InvalidInputError(
-                f"{name} holds a non-finite value ({a[pos]!r}) at row {int(pos[0])}; "
-                f"remove or impute NaN/inf first"
-            )
+            _bad_value(a[pos], int(pos[0]), name, a.shape[-1], max_abs)
         return
     rows_per_chunk = max(
         1, _FINITE_CHUNK_BYTES // max(1, a[0].nbytes if a.ndim > 1 else a.itemsize)
@@ -69,14 +120,10 @@ def check_finite(a: NDArray[Any], name: str) -> None:
     flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
     for start in range(0, flat.shape[0], rows_per_chunk):
         block = flat[start : start + rows_per_chunk]
-        ok = np.isfinite(block)
+        ok = np.isfinite(block) if max_abs is None else np.abs(block) <= max_abs
         if not ok.all():
             bad = np.argwhere(~ok)[0]
-            row = start + int(bad[0])
-            raise InvalidInputError(
-                f"{name} holds a non-finite value ({block[tuple(bad)]!r}) at row {row}; "
-                f"remove or impute NaN/inf first"
-            )
+            _bad_value(block[tuple(bad)], start + int(bad[0]), name, a.shape[-1], max_abs)
 
 
 @dataclass(frozen=True)
@@ -96,16 +143,15 @@ def as_features(
     float32 C-contiguous input (including ``np.memmap``) is used without a copy;
     float64/float16 and integer input is converted (a copy); CPU torch tensors
     are viewed through ``.numpy()``. Complex, object, bool and string dtypes
-    are refused.
+    are refused. A path (str or PathLike) to a ``.npy`` or Parquet file, a folder
+    of shards or a list of shard paths is read by
+    :func:`ecos_fast.feature_files.load_features` (a ``.npy`` file memory-mapped).
     """
     if isinstance(x, Checked):
         x, finite = x.array, False
-    x = _from_torch(x, name)
-    if not isinstance(x, np.ndarray):
-        try:
-            x = np.asarray(x)
-        except (TypeError, ValueError) as exc:
-            raise InvalidTypeError(f"{name} cannot be read as an array: {exc}") from None
+    elif is_feature_source(x):
+        x = load_features(x)
+    x = _asarray(x, name)
     if x.dtype.kind not in "fiu":
         raise InvalidTypeError(
             f"{name} has dtype {x.dtype}; expected a real numeric dtype (float32 preferred)"
@@ -123,7 +169,8 @@ def as_features(
     if x.dtype != np.float32 or not x.flags.c_contiguous:
         x = np.ascontiguousarray(x, dtype=np.float32)
     if finite:
-        check_finite(x, name)
+        # Finite but huge values would overflow the float32 squared distances.
+        check_finite(x, name, max_abs=feature_limit(x.shape[1]))
     return x  # type: ignore[no-any-return]
 
 
@@ -131,7 +178,7 @@ def as_indices(
     idx: Any, name: str, *, upper: int, allow_empty: bool = True, unique: bool = True
 ) -> NDArray[np.int64]:
     """Coerce to a 1-D int64 array with every value in [0, upper)."""
-    a = np.asarray(_from_torch(idx, name))
+    a = _asarray(idx, name)
     if a.size == 0:
         if not allow_empty:
             raise InvalidInputError(f"{name} is empty")
@@ -238,7 +285,7 @@ def as_labels(labels: Any, name: str, *, n_samples: int, n_clusters: int) -> NDA
 
 def as_vector(x: Any, name: str, *, length: int | None = None) -> NDArray[np.float64]:
     """A finite 1-D float64 vector (optionally of a given length)."""
-    a = np.asarray(_from_torch(x, name))
+    a = _asarray(x, name)
     if a.dtype.kind not in "fiu":
         raise InvalidTypeError(f"{name} has dtype {a.dtype}; expected real numbers")
     if a.ndim != 1:
@@ -270,7 +317,7 @@ def as_weights(weights: Any, name: str = "weights") -> NDArray[np.float64]:
 
 def as_capacity(capacity: Any, n_clusters: int, name: str = "capacity") -> NDArray[np.int64]:
     """Rows per cluster: 1-D integers >= 0, one per cluster."""
-    a = np.asarray(capacity)
+    a = _asarray(capacity, name)
     if a.dtype.kind not in "iu":
         raise InvalidTypeError(f"{name} has dtype {a.dtype}; expected integers")
     if a.shape != (n_clusters,):
