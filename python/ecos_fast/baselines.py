@@ -10,6 +10,7 @@ import numpy as np
 from . import kernels
 from ._validation import Checked, as_features, check_budget, check_int
 from .errors import InvalidInputError
+from .feature_files import is_feature_source, load_features
 from .rule import Selection, random_rows
 
 __all__ = ["select_kcenter", "select_random"]
@@ -18,6 +19,8 @@ __all__ = ["select_kcenter", "select_random"]
 def _pool_size(features_or_n: Any) -> int:
     if isinstance(features_or_n, numbers.Integral) and not isinstance(features_or_n, bool):
         return check_int(features_or_n, "n_samples", low=1)
+    if is_feature_source(features_or_n):  # a .npy file is mapped, not read
+        features_or_n = load_features(features_or_n)
     shape = getattr(features_or_n, "shape", None)
     if shape is None:
         shape = np.shape(features_or_n)
@@ -33,8 +36,9 @@ def select_random(features_or_n: Any, budget: int, *, seed: int | None) -> Selec
 
     Parameters
     ----------
-    features_or_n : array-like of shape (n_samples, n_features), or int
-        The pool (only its length is used) or its size.
+    features_or_n : array-like of shape (n_samples, n_features), path, or int
+        The pool (only its length is used), a path to it (see
+        :func:`ecos_fast.feature_files.load_features`), or its size.
     budget : int
         In [1, n_samples].
     seed : int or None
