@@ -258,3 +258,179 @@ def test_producer_is_the_package_version(tmp_path: Path) -> None:
         ecos_fast.save_response(RESP, tmp_path / "r.safetensors"),
     ):
         assert meta_of(p)["producer"] == f"ecos-fast {ecos_fast.__version__}"
+
+
+# -- finding 3: a header nested past any sane depth is a clear error -----------------
+def _header_file(path: Path, header: bytes) -> Path:
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    return path
+
+
+def _nested_ecos_file(path: Path, depth: int) -> Path:
+    """Valid outer JSON whose ``ecos`` metadata string is ``depth`` nested arrays."""
+    ecos = "[" * depth + "]" * depth
+    header = json.dumps({"__metadata__": {"ecos": ecos, "sha256": "0" * 64}}).encode()
+    return _header_file(path, header)
+
+
+@pytest.mark.parametrize("where", ["header", "ecos"])
+@pytest.mark.parametrize("reader", ["centroids", "response", "file_kind"])
+def test_deeply_nested_json_is_an_exchange_file_error(
+    tmp_path: Path, where: str, reader: str
+) -> None:
+    from ecos_fast.exchange import file_kind
+
+    p = tmp_path / "nested.safetensors"
+    if where == "header":  # the issue's probe: 100,000 '[' (RecursionError before)
+        _header_file(p, b"[" * 100_000)
+    else:
+        _nested_ecos_file(p, 100_000)
+    read = {"centroids": ecos_fast.load_centroids, "response": ecos_fast.load_response}
+    with pytest.raises(ExchangeFileError, match=f"{p}.*nested"):
+        read.get(reader, file_kind)(p)
+
+
+def test_nesting_is_bounded_below_what_the_interpreter_could_parse(tmp_path: Path) -> None:
+    from ecos_fast.exchange import MAX_JSON_DEPTH, file_kind
+
+    # Parses without RecursionError, yet deeper than any header needs: refused by the bound.
+    p = _nested_ecos_file(tmp_path / "deep.safetensors", MAX_JSON_DEPTH + 1)
+    with pytest.raises(ExchangeFileError, match=f"nested deeper than {MAX_JSON_DEPTH}"):
+        file_kind(p)
+    extra = {"__metadata__": {"ecos": "{}", "sha256": "0"}, "x": [[[[[[[[[[]]]]]]]]]] * 1}
+    deep_outer = json.loads(json.dumps(extra))
+    for _ in range(MAX_JSON_DEPTH):
+        deep_outer["x"] = [deep_outer["x"]]
+    _header_file(p, json.dumps(deep_outer).encode())
+    with pytest.raises(ExchangeFileError, match="nested deeper"):
+        ecos_fast.load_centroids(p)
+
+
+@pytest.mark.parametrize("command", ["inspect", "respond", "select"])
+def test_cli_nested_header_exits_3_with_a_json_error(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ecos_fast.cli import EXIT_INPUT, run
+
+    bad = _header_file(tmp_path / "nested.safetensors", b"[" * 100_000)
+    good_c = ecos_fast.save_centroids(CENTS, tmp_path / "c.safetensors")
+    feats = tmp_path / "x.npy"
+    np.save(feats, PRIVATE)
+    args = {
+        "inspect": ["inspect", bad],
+        "respond": ["respond", bad, feats, "-o", tmp_path / "r.safetensors", "--epsilon", 1],
+        "select": ["select", feats, good_c, bad, "-b", 5, "-o", tmp_path / "s.npy"],
+    }[command]
+    capsys.readouterr()
+    assert run(["--json", *map(str, args)]) == EXIT_INPUT
+    out = capsys.readouterr()
+    err = json.loads(out.out)["error"]
+    assert err["type"] == "ExchangeFileError" and err["exit_code"] == EXIT_INPUT
+    assert "nested" in err["message"] and "Traceback" not in out.err
+
+
+# -- finding 5: one atomic writer, never through a planted link ----------------------
+def _plant(folder: Path, name: str) -> Path:
+    """A symlink at the old writers' predictable temporary name, pointing at a victim."""
+    victim = folder / "victim.txt"
+    victim.write_text("precious")
+    (folder / f".{name}.tmp").symlink_to(victim)
+    return victim
+
+
+def test_report_does_not_follow_a_planted_symlink(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from ecos_fast.report import write_report
+
+    pool = RNG.normal(0, 1, (50, 4)).astype(np.float32)
+    for name in ("report.html", "report.png"):
+        victim = _plant(tmp_path, name)
+        write_report(tmp_path / name, pool, np.arange(5), summary={"method": "random"})
+        assert victim.read_text() == "precious"  # the link's target is untouched
+        assert (tmp_path / f".{name}.tmp").is_symlink()  # and the link was not used
+        assert (tmp_path / name).stat().st_size > 1000
+        victim.unlink()
+        (tmp_path / f".{name}.tmp").unlink()
+
+
+def test_cli_writers_do_not_follow_planted_symlinks(tmp_path: Path) -> None:
+    from ecos_fast.cli import run
+
+    feats = tmp_path / "pool.npy"
+    np.save(feats, RNG.normal(0, 1, (60, 4)).astype(np.float32))
+    victims = [_plant(tmp_path / d, n) for d, n in (("a", "s.npy"), ("b", "s.json"),
+               ("c", "c.safetensors"))] if all(
+        (tmp_path / d).mkdir() is None for d in "abc"
+    ) else []  # fmt: skip
+    args = ["-q", "select", feats, "--method", "random", "-b", 5, "-o", tmp_path / "a" / "s.npy",
+            "--summary", tmp_path / "b" / "s.json"]  # fmt: skip
+    assert run([str(a) for a in args]) == 0
+    assert run(["-q", "sketch", str(feats), "-o", str(tmp_path / "c" / "c.safetensors"), "-k", "3"]) == 0
+    assert [v.read_text() for v in victims] == ["precious"] * 3
+    assert np.load(tmp_path / "a" / "s.npy").shape == (5,)
+
+
+def test_a_failing_write_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ecos_fast.atomic import atomic_writer, write_atomically
+
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="mid-write"), atomic_writer(target) as f:
+        f.write(b"half of the new")
+        raise RuntimeError("mid-write")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    for write in (
+        lambda p: write_atomically(p, b"new"),
+        lambda p: ecos_fast.save_centroids(CENTS, p),
+    ):
+        with pytest.raises(OSError, match="No space"):
+            write(target)
+        assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_report_failing_write_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib")
+    from ecos_fast.report import write_report
+
+    target = tmp_path / "r.html"
+    target.write_text("old report")
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)  # the old writer never fsynced, so never saw it
+    pool = RNG.normal(0, 1, (30, 4)).astype(np.float32)
+    with pytest.raises(OSError, match="No space"):
+        write_report(target, pool, np.arange(3), summary={})
+    assert target.read_text() == "old report" and os.listdir(tmp_path) == ["r.html"]
+
+
+def test_atomic_writes_permissions_and_no_clobber(tmp_path: Path) -> None:
+    from ecos_fast.atomic import write_atomically
+
+    umask = os.umask(0o027)
+    try:
+        p = ecos_fast.save_centroids(CENTS, tmp_path / "c.safetensors")
+        assert p.stat().st_mode & 0o777 == 0o640  # as a plain open() would make it
+        assert write_atomically(tmp_path / "k", b"s", mode=0o600).stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(umask)
+    with pytest.raises(FileExistsError):
+        write_atomically(tmp_path / "k", b"other", overwrite=False)
+    assert (tmp_path / "k").read_bytes() == b"s"
+    assert sorted(os.listdir(tmp_path)) == ["c.safetensors", "k"]
+    # A target that is a symlink is replaced by the file; the link's target is not written.
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "link").symlink_to(victim)
+    write_atomically(tmp_path / "link", b"new")
+    assert victim.read_text() == "precious" and not (tmp_path / "link").is_symlink()

@@ -24,7 +24,7 @@ import click
 import numpy as np
 from numpy.typing import NDArray
 
-from .exchange import write_atomically
+from .atomic import write_atomically
 
 if TYPE_CHECKING:
     from .protocol import Centroids, Response

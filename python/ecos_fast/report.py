@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .atomic import write_atomically
 from .errors import InvalidInputError
 
 __all__ = [
@@ -257,9 +258,8 @@ def write_report(
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     png = buf.getvalue()
-    tmp = p.with_name(f".{p.name}.tmp")
     if kind == ".png":
-        tmp.write_bytes(png)
+        out = png
     else:
         numbers = {
             k: v for k, v in summary.items() if k not in ("quotas", "weights", "noisy_counts")
@@ -273,6 +273,7 @@ def write_report(
             + html.escape(json.dumps(numbers, indent=2, sort_keys=True, default=str))
             + "</pre></body></html>\n"
         )
-        tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+        out = page.encode("utf-8")
+    # The one atomic writer: a fresh O_EXCL temporary name, so a link planted at the
+    # old fixed ".NAME.tmp" is never followed.
+    return write_atomically(p, out)

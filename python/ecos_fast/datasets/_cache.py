@@ -3,9 +3,10 @@
 Each array is one ``.npy`` file with a ``.sha256`` file beside it. Loading reads the
 bytes, checks the checksum and parses them with ``allow_pickle=False``; a missing,
 truncated, tampered or unreadable entry is reported as a :class:`CacheWarning` and
-treated as a miss, so the caller rebuilds and overwrites it. Writes go to a temporary
-file in the same folder and are renamed into place, so a reader never sees half a file
-and concurrent writers of the same entry are harmless.
+treated as a miss, so the caller rebuilds and overwrites it. Writes go through
+:func:`ecos_fast.atomic.write_atomically` (a fresh temporary file in the same folder,
+fsync, rename), so a reader never sees half a file and concurrent writers of the same
+entry are harmless.
 
 The cache folder is ``$ECOS_FAST_CACHE`` if set, else ``$XDG_CACHE_HOME/ecos-fast``,
 else ``~/.cache/ecos-fast``.
@@ -17,13 +18,14 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ..atomic import write_atomically
 
 __all__ = ["CACHE_ENV", "CacheWarning", "cache_dir", "load_array", "save_array"]
 
@@ -68,14 +70,7 @@ def save_array(kind: str, key: str, array: NDArray[Any]) -> Path:
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     for target, payload in ((path, data), (path.with_suffix(".sha256"), digest.encode())):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=target.suffix)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, payload)  # the package's one atomic writer
     return path
 
 
