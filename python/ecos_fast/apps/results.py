@@ -24,20 +24,25 @@ from .experiment import METHOD_NAMES, METHODS, Communication, RunRecord
 from .stats import compare, format_comparisons, metric_value, significant_best
 
 __all__ = [
+    "SWEEPS",
     "format_communication",
+    "format_param_sweep",
     "format_private_sweep",
     "format_share",
     "format_sweep",
     "format_table",
     "plot",
+    "plot_param_sweep",
     "plot_private_sweep",
     "private_size_of",
     "read_csv",
     "summarise",
+    "sweep_value",
     "write_csv",
     "write_private_sweep_reports",
     "write_reports",
     "write_summary_csv",
+    "write_sweep_reports",
 ]
 
 
@@ -246,78 +251,119 @@ def format_share(
     return "\n".join(lines) + "\n"
 
 
-def private_size_of(record: RunRecord) -> int | None:
-    """The client's private set size of a run of the private-size sweep, else ``None``."""
-    v = record.extra.get("private_size")
+#: The parameters a sweep can vary, as ``RunRecord.extra`` keys: the table's column
+#: label, the figure's axis label, and the baselines ECOS is paired against at each
+#: value (Local for the client's private set size, where the crossover is; the pool
+#: baselines for the label-query budget of client labeling).
+SWEEPS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "private_size": ("private size", "client's private set size", ("local",)),
+    "query_budget": ("label queries", "label queries the client answers", ("random", "kcenter")),
+}
+
+
+def sweep_value(record: RunRecord, key: str) -> int | None:
+    """The value of the swept parameter ``key`` (see :data:`SWEEPS`) of a run, else ``None``."""
+    v = record.extra.get(key)
     return None if v is None else int(v)
 
 
-def format_private_sweep(
-    records: Sequence[RunRecord], *, epsilon: float | None = None, metric: str = "accuracy"
-) -> str:
-    """Markdown table: average accuracy against the client's private set size.
+def private_size_of(record: RunRecord) -> int | None:
+    """The client's private set size of a run of the private-size sweep, else ``None``."""
+    return sweep_value(record, "private_size")
 
-    One row per private size, one column per budget and method (mean ± std over
-    seeds of the domain average), then, per size and budget, the paired comparison of
-    ECOS against Local: where ECOS stops winning is the crossover.
+
+def format_param_sweep(
+    records: Sequence[RunRecord],
+    key: str,
+    *,
+    epsilon: float | None = None,
+    metric: str = "accuracy",
+) -> str:
+    """Markdown table: average accuracy against the swept parameter ``key``.
+
+    One row per value, one column per budget and method (mean ± std over seeds of the
+    domain average), then, per value and budget, the paired comparison of ECOS against
+    each baseline :data:`SWEEPS` names for ``key`` (present in the records).
     """
-    sizes = sorted({s for r in records if (s := private_size_of(r)) is not None})
-    if not sizes:
+    label, _, versus = SWEEPS[key]
+    values = sorted({v for r in records if (v := sweep_value(r, key)) is not None})
+    if not values:
         return ""
     methods = [m for m in METHODS if any(r.method == m for r in records)]
     budgets = sorted({r.budget for r in records})
     cols = [f"{METHOD_NAMES[m]} B={b}" for b in budgets for m in methods]
-    lines = ["| private size | " + " | ".join(cols) + " |", "|---:|" + "---:|" * len(cols)]
+    lines = [f"| {label} | " + " | ".join(cols) + " |", "|---:|" + "---:|" * len(cols)]
     notes: list[str] = []
-    for s in sizes:
-        sub = [r for r in records if private_size_of(r) == s]
+    for v in values:
+        sub = [r for r in records if sweep_value(r, key) == v]
         summ = summarise(sub, epsilon, metric=metric)
         cells = []
         for b in budgets:
             for m in methods:
                 mean, std, _ = summ.get(("average", b, m), (math.nan, math.nan, 0.0))
                 cells.append(f"{mean:.1f} ± {std:.1f}")
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-        if "ecos" in methods and "local" in methods:
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        for other in [m for m in versus if m in methods and "ecos" in methods]:
             for b in budgets:
-                c = compare(sub, "ecos", "local", metric=metric, epsilon=epsilon, budget=b)
-                notes.append(f"- private size {s}, B={b}: {c.format()}")
+                c = compare(sub, "ecos", other, metric=metric, epsilon=epsilon, budget=b)
+                notes.append(f"- {label} {v}, B={b}: {c.format()}")
     return "\n".join([*lines, "", *notes]) + "\n"
+
+
+def format_private_sweep(
+    records: Sequence[RunRecord], *, epsilon: float | None = None, metric: str = "accuracy"
+) -> str:
+    """:func:`format_param_sweep` over the client's private set size, ECOS against
+    Local: where ECOS stops winning is the crossover."""
+    return format_param_sweep(records, "private_size", epsilon=epsilon, metric=metric)
+
+
+def plot_param_sweep(
+    records: Sequence[RunRecord],
+    path: Path,
+    title: str,
+    key: str,
+    *,
+    metric: str = "accuracy",
+) -> None:
+    """Average accuracy against the swept parameter ``key`` (log x), every method per
+    budget (Local, budget-independent, once)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = sorted({v for r in records if (v := sweep_value(r, key)) is not None})
+    budgets = sorted({r.budget for r in records})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in [m for m in METHODS if any(r.method == m for r in records)]:
+        for b in budgets if m != "local" else budgets[:1]:
+            ys, es = [], []
+            for v in values:
+                summ = summarise([r for r in records if sweep_value(r, key) == v], metric=metric)
+                mean, std, _ = summ.get(("average", b, m), (math.nan, math.nan, 0.0))
+                ys.append(mean)
+                es.append(std)
+            name = METHOD_NAMES[m] if m == "local" else f"{METHOD_NAMES[m]} B={b}"
+            ax.errorbar(values, ys, yerr=es, marker="o", capsize=2, label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(values)
+    ax.set_xticklabels([str(v) for v in values])
+    ax.set_xlabel(SWEEPS[key][1])
+    ax.set_ylabel("average test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
 
 
 def plot_private_sweep(
     records: Sequence[RunRecord], path: Path, title: str, *, metric: str = "accuracy"
 ) -> None:
     """Average accuracy against the private set size (log x), ECOS per budget and Local."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = sorted({s for r in records if (s := private_size_of(r)) is not None})
-    budgets = sorted({r.budget for r in records})
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for m in [m for m in METHODS if any(r.method == m for r in records)]:
-        for b in budgets if m != "local" else budgets[:1]:
-            ys, es = [], []
-            for s in sizes:
-                summ = summarise([r for r in records if private_size_of(r) == s], metric=metric)
-                mean, std, _ = summ.get(("average", b, m), (math.nan, math.nan, 0.0))
-                ys.append(mean)
-                es.append(std)
-            label = METHOD_NAMES[m] if m == "local" else f"{METHOD_NAMES[m]} B={b}"
-            ax.errorbar(sizes, ys, yerr=es, marker="o", capsize=2, label=label)
-    ax.set_xscale("log")
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([str(s) for s in sizes])
-    ax.set_xlabel("client's private set size")
-    ax.set_ylabel("average test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save_figure(fig, path)
-    plt.close(fig)
+    plot_param_sweep(records, path, title, "private_size", metric=metric)
 
 
 def _save_figure(fig: Any, path: Path) -> None:
@@ -486,12 +532,17 @@ def write_reports(
     return paths
 
 
-def write_private_sweep_reports(
-    records: Sequence[RunRecord], out_dir: Path, *, name: str, title: str, header: str = ""
+def write_sweep_reports(
+    records: Sequence[RunRecord],
+    out_dir: Path,
+    *,
+    key: str,
+    name: str,
+    title: str,
+    header: str = "",
 ) -> dict[str, Path]:
-    """Write ``{name}.md`` (table and ECOS-vs-Local pairs per size), ``{name}-runs.csv``
-    and ``{name}.png`` (accuracy against the private set size) of a private-size sweep.
-    """
+    """Write ``{name}.md`` (the table and the paired comparisons per value),
+    ``{name}-runs.csv`` and ``{name}.png`` (accuracy against the swept ``key``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "markdown": out_dir / f"{name}.md",
@@ -501,10 +552,19 @@ def write_private_sweep_reports(
     md = [f"# {title}", ""]
     if header:
         md += [header, ""]
-    md += [format_private_sweep(records)]
+    md += [format_param_sweep(records, key)]
     if any("semi_accuracy" in r.extra for r in records):
-        md += ["## Semi-supervised", "", format_private_sweep(records, metric="semi_accuracy")]
+        md += ["## Semi-supervised", "", format_param_sweep(records, key, metric="semi_accuracy")]
     write_atomically(paths["markdown"], "\n".join(md).encode("utf-8"))
     write_csv(records, paths["runs"])
-    plot_private_sweep(records, paths["png"], title)
+    plot_param_sweep(records, paths["png"], title, key)
     return paths
+
+
+def write_private_sweep_reports(
+    records: Sequence[RunRecord], out_dir: Path, *, name: str, title: str, header: str = ""
+) -> dict[str, Path]:
+    """:func:`write_sweep_reports` over the client's private set size (the crossover)."""
+    return write_sweep_reports(
+        records, out_dir, key="private_size", name=name, title=title, header=header
+    )
