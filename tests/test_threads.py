@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import ecos_fast
 import numpy as np
@@ -131,3 +132,90 @@ def test_gil_released_during_kernels() -> None:
     # With the GIL held for the whole call, the loop above could not run at all.
     assert elapsed > 0.02, "the kernel finished too quickly to tell; grow the input"
     assert ticks >= 5
+
+
+# -- the cap on thread counts (issue 13, finding 1) -----------------------------------
+
+_CAP_CHILD = """
+import json, os, time, warnings, numpy as np, ecos_fast
+from ecos_fast._threads import max_threads
+def pool_threads():
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    return sum(n.startswith("ecos-fast-") for n in names)
+x = np.random.default_rng(0).normal(size=(6000, 32)).astype(np.float32)
+want, _ = ecos_fast.kcenter_greedy(x, 50, n_threads=1)
+start = time.perf_counter()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    got, _ = ecos_fast.kcenter_greedy(x, 50, n_threads=99999)
+    ecos_fast.kcenter_greedy(x, 50, n_threads=99999)  # warned once, not per call
+print(json.dumps({"seconds": time.perf_counter() - start, "threads": pool_threads(),
+                  "cap": max_threads(), "same": got.tolist() == want.tolist(),
+                  "warnings": [f"{type(w.message).__name__}: {w.message}" for w in caught]}))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_huge_thread_count_is_capped() -> None:
+    """Before: n_threads=99999 built a 99999-thread pool (~12,900 OS threads before the
+    machine gave out) and ran for over ten minutes."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CAP_CHILD], capture_output=True, text=True, timeout=120,
+        check=True,
+    )  # fmt: skip
+    got = json.loads(out.stdout)
+    assert got["same"]
+    assert got["threads"] <= got["cap"] == 4 * len(os.sched_getaffinity(0))
+    assert got["seconds"] < 30
+    assert len(got["warnings"]) == 1
+    assert got["warnings"][0].startswith("ThreadsCappedWarning: n_threads=99999 is above 4 x")
+
+
+def test_cap_applies_to_every_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecos_fast import _threads
+    from ecos_fast.errors import ThreadsCappedWarning
+
+    monkeypatch.setattr(_threads, "_warned", set())
+    cap = _threads.max_threads()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ThreadsCappedWarning)
+        assert resolve_threads(cap) == cap  # at the cap: no warning
+    with pytest.warns(ThreadsCappedWarning, match=f"n_threads={cap + 1} is above"):
+        assert resolve_threads(cap + 1) == cap
+    monkeypatch.setenv(ENV_VAR, "99999")
+    with pytest.warns(ThreadsCappedWarning, match=f"{ENV_VAR}=99999 is above"):
+        assert default_threads() == cap
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ThreadsCappedWarning)
+        assert resolve_threads(None) == cap  # the same count is remarked on once
+
+
+_POOLS_CHILD = """
+import json, os, time, numpy as np, ecos_fast
+from ecos_fast._threads import max_threads
+def pool_threads():
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    return sum(n.startswith("ecos-fast-") for n in names)
+rng = np.random.default_rng(0)
+x = rng.normal(size=(40_000, 64)).astype(np.float32)  # large enough to use the pool
+counts = list(range(2, max_threads() + 1))
+for n in counts:
+    ecos_fast.assign(x, x[:8], n_threads=n)
+deadline = time.time() + 10
+while pool_threads() > sum(counts[-4:]) and time.time() < deadline:
+    time.sleep(0.05)  # evicted pools' workers exit asynchronously
+print(json.dumps({"counts": counts, "threads": pool_threads()}))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+@pytest.mark.skipif(4 * len(os.sched_getaffinity(0)) < 6, reason="too few CPUs for 5 pools")
+def test_pool_cache_keeps_at_most_four_pools() -> None:
+    """Before: a pool per distinct count, never freed (2+3+...+cap threads alive)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _POOLS_CHILD], capture_output=True, text=True, timeout=120,
+        check=True,
+    )  # fmt: skip
+    got = json.loads(out.stdout)
+    assert len(got["counts"]) > 4
+    assert got["threads"] <= sum(got["counts"][-4:]) < sum(got["counts"])
