@@ -151,11 +151,26 @@ def output_options(f: Any) -> Any:
     )(f)
 
 
+def _cap_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """``--threads`` (or ``ECOS_FAST_NUM_THREADS``) above the cap: one remark, the cap."""
+    from ._threads import ENV_VAR, claim_cap_message, env_threads, max_threads
+
+    source, n = ("--threads", value) if value is not None else (ENV_VAR, env_threads())
+    if n is None:
+        return None
+    message = claim_cap_message(source, n)
+    if message is not None:
+        ctx.ensure_object(State).note(f"warning: {message}")
+    return value if value is None else min(value, max_threads())
+
+
 THREADS = click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker threads (default: ECOS_FAST_NUM_THREADS, else the CPUs available).",
+    callback=_cap_threads,
+    help="Worker threads (default: ECOS_FAST_NUM_THREADS, else the CPUs available; "
+    "at most 4 per available CPU).",
 )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ from .errors import (
     ExchangeFileError,
     InvalidInputError,
     PrivacyBudgetExceededError,
+    PrivacyParameterError,
 )
 from .feature_files import load_features
 
@@ -84,6 +86,23 @@ Exit codes:
   3  invalid or tampered input (features, exchange files, budgets)
   4  privacy budget exhausted (the ledger refused the release)
 """
+
+
+class _Number(click.FloatRange):
+    """A float option in a range that also refuses NaN (which compares false with every
+    bound, so ``click.FloatRange`` lets it through) and, with ``finite=True``, ±inf:
+    a usage error, exit 2, like any other value out of range."""
+
+    def __init__(self, *args: Any, finite: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.finite = finite
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if math.isnan(rv) or (self.finite and math.isinf(rv)):
+            kind = "a finite number" if self.finite else "a number (not NaN)"
+            self.fail(f"{value!r} is not {kind}", param, ctx)
+        return rv
 
 
 # -- the command group ---------------------------------------------------------
@@ -196,13 +215,13 @@ def sketch(
 )
 @click.option(
     "--epsilon",
-    type=click.FloatRange(min=0, min_open=True),
+    type=_Number(min=0, min_open=True),
     required=True,
     help="Privacy parameter of this release, > 0 ('inf': no noise, no privacy).",
 )
 @click.option(
     "--delta",
-    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    type=_Number(min=0, max=1, min_open=True, max_open=True),
     default=1e-5,
     show_default=True,
 )
@@ -222,13 +241,13 @@ def sketch(
 )
 @click.option(
     "--budget-epsilon",
-    type=click.FloatRange(min=0),
+    type=_Number(min=0),
     default=None,
     help="Refuse (exit 4) if the composed epsilon for this cloud would exceed this.",
 )
 @click.option(
     "--budget-delta",
-    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    type=_Number(min=0, max=1, min_open=True, max_open=True),
     default=1e-5,
     show_default=True,
     help="The delta at which the ledger composes and enforces the budget.",
@@ -385,7 +404,7 @@ def respond(
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(min=0),
+    type=_Number(min=0, finite=True),
     default=None,
     help="Cluster weights are max(estimate - threshold * sigma, 0); in units of sigma "
     "[default: ecos_fast.rule.DEFAULT_THRESHOLD].",
@@ -415,7 +434,7 @@ def respond(
 )
 @click.option(
     "--candidates",
-    type=click.FloatRange(min=1),
+    type=_Number(min=1, finite=True),
     default=None,
     help="--within neighbourhood: the candidate set is this many times the quota. "
     "[default: the library's]",
@@ -662,7 +681,7 @@ def info(state: State) -> None:
 @click.option("--cloud", default=None, help="Only this cloud (default: every cloud, and all).")
 @click.option(
     "--delta",
-    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    type=_Number(min=0, max=1, min_open=True, max_open=True),
     default=1e-5,
     show_default=True,
 )
@@ -731,6 +750,10 @@ def reproduce(ctx: click.Context) -> None:
 def _exit_code(exc: BaseException) -> int:
     if isinstance(exc, PrivacyBudgetExceededError):
         return EXIT_BUDGET
+    # Privacy parameters reach the CLI only as options (--epsilon, --delta, ...; a
+    # response file's own are ExchangeFileError): one out of range is a usage error.
+    if isinstance(exc, PrivacyParameterError):
+        return EXIT_USAGE
     if isinstance(exc, EcosError):
         return EXIT_INPUT
     return EXIT_INTERNAL

@@ -17,6 +17,7 @@ from ._validation import check_delta, check_epsilon, check_sensitivity
 from .errors import PrivacyParameterError
 
 __all__ = [
+    "EPSILON_MAX",
     "RELATIONS",
     "GaussianMechanism",
     "Relation",
@@ -33,6 +34,12 @@ RELATIONS: dict[str, float] = {"add_remove": 1.0, "replace_one": math.sqrt(2.0)}
 
 # brentq's absolute tolerance inside dp_accounting's search for sigma.
 _SIGMA_TOL = 1e-12
+
+#: Largest finite epsilon calibrated. At 1e6 sigma is already 7e-4 of a count (a release
+#: as good as noise-free), and further up dp_accounting's root finder fails outright
+#: (at 1e200 and 1e300 SciPy stops with "function value is NaN"): ask for ``math.inf``
+#: (no noise, no privacy) explicitly instead.
+EPSILON_MAX = 1e6
 
 
 def sensitivity_for(relation: Any) -> float:
@@ -64,7 +71,8 @@ def calibrate_gaussian_sigma(epsilon: float, delta: float, sensitivity: float = 
     Parameters
     ----------
     epsilon : float
-        In (0, inf]. ``math.inf`` returns 0.0 (no noise; no privacy).
+        In (0, :data:`EPSILON_MAX`] or ``math.inf``, which returns 0.0 (no noise; no
+        privacy).
     delta : float
         In the open interval (0, 1).
     sensitivity : float, default 1.0
@@ -97,9 +105,19 @@ def calibrate_gaussian_sigma(epsilon: float, delta: float, sensitivity: float = 
     s = check_sensitivity(sensitivity)
     if math.isinf(e):
         return 0.0
+    if e > EPSILON_MAX:
+        raise PrivacyParameterError(
+            f"epsilon={e:g} is above {EPSILON_MAX:g}, the largest finite epsilon calibrated "
+            f"(sigma would be below 1e-3 of a count); use inf to release without noise"
+        )
     from dp_accounting import gaussian_mechanism  # lazy: pulls in SciPy
 
-    base = float(gaussian_mechanism.get_sigma_gaussian(e, d, tol=_SIGMA_TOL))
+    try:
+        base = float(gaussian_mechanism.get_sigma_gaussian(e, d, tol=_SIGMA_TOL))
+    except (ValueError, ArithmeticError, RuntimeError) as exc:
+        raise PrivacyParameterError(
+            f"cannot calibrate the Gaussian mechanism for epsilon={e:g}, delta={d:g}: {exc}"
+        ) from None
     if not math.isfinite(base) or base <= 0:
         raise PrivacyParameterError(
             f"dp_accounting returned sigma={base} for epsilon={e}, delta={d}"
