@@ -12,6 +12,7 @@ __all__ = [
     "EcosError",
     "EcosWarning",
     "ExchangeFileError",
+    "ExtractorUncheckedWarning",
     "FeatureFileError",
     "InvalidInputError",
     "InvalidTypeError",
@@ -119,3 +120,11 @@ class ThreadsCappedWarning(EcosWarning):
     """A thread count (``n_threads``, ``--threads`` or ``ECOS_FAST_NUM_THREADS``) above
     :data:`ecos_fast._threads.MAX_THREADS_PER_CPU` times the CPUs available was lowered
     to that cap. Results do not depend on the thread count; only the speed does."""
+
+
+class ExtractorUncheckedWarning(EcosWarning):
+    """Only one side of the exchange carries an extractor fingerprint, so nothing checked
+    that the client's features come from the model (and preprocessing) the pool's did.
+
+    Features from :func:`ecos_fast.features.extract` carry one; plain arrays do not.
+    """

@@ -105,6 +105,22 @@ def _checksum(meta_json: str, payload: NDArray[Any]) -> str:
     return h.hexdigest()
 
 
+def _canonical(data: bytes) -> bytes:
+    """safetensors bytes with the header's JSON in one canonical form.
+
+    safetensors keeps ``__metadata__`` in a hash map whose order changes from process to
+    process, so two identical saves could differ byte for byte (and in SHA-256). The
+    header is rewritten with sorted keys and compact separators, space-padded to a
+    multiple of 8 bytes as safetensors pads it; the tensor bytes are unchanged. Files
+    carry no timestamp, so the same inputs give the same file.
+    """
+    n_header = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n_header])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n_header :]
+
+
 def _signature_field(public_key: str, value: str) -> str:
     doc = {"public_key": public_key, "scheme": SCHEME, "signature": value}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
@@ -139,7 +155,7 @@ def _save(
 
         key = load_signing_key(sign_key)
         st_meta["signature"] = _signature_field(public_key_hex(key), _SIG_PLACEHOLDER.decode())
-    data = save({_KINDS[kind]: np.ascontiguousarray(payload)}, metadata=st_meta)
+    data = _canonical(save({_KINDS[kind]: np.ascontiguousarray(payload)}, metadata=st_meta))
     if key is not None:
         from .signing import sign
 
@@ -471,6 +487,8 @@ def save_centroids(centroids: Centroids, path: PathLike, *, sign_key: Any = None
         "normalize": centroids.normalize,
         "producer": _PRODUCER,
     }
+    if centroids.extractor_fingerprint is not None:  # absent, not null: plain files unchanged
+        meta["extractor_fingerprint"] = centroids.extractor_fingerprint
     return _save(path, "centroids", meta, centroids.centroids.astype("<f4"), sign_key)
 
 
@@ -530,6 +548,7 @@ def load_centroids(
             n_pool=meta["n_pool"],
             seed=meta["seed"],
             normalize=meta["normalize"],
+            extractor_fingerprint=meta.get("extractor_fingerprint"),
         )
     except SketchMismatchError as exc:
         raise _fail(p, "centroids", f"fingerprint does not match the data: {exc}") from None

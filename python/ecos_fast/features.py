@@ -33,14 +33,19 @@ extractor, so every client domain and seed of an experiment reuses them.
 
 from __future__ import annotations
 
+import abc
 import argparse
+import contextlib
 import functools
 import hashlib
 import importlib.util
+import io
+import json
+import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +84,20 @@ __all__ = [
     "EXTRACTORS",
     "Extractor",
     "ExtractorSpec",
+    "FeatureExtractor",
     "FeatureSplit",
+    "Features",
+    "OnnxExtractor",
+    "TorchExtractor",
     "cached_features",
     "data_fingerprint",
     "default_extractor",
     "extract",
     "get_extractor",
+    "load",
     "paper_split_features",
+    "read_fingerprint",
+    "sidecar_path",
     "warm_cache",
 ]
 
@@ -272,11 +284,877 @@ def _check_images(images: object) -> NDArray[np.uint8]:
     return images
 
 
-class Extractor:
+# ---------------------------------------------------------------- any model
+
+
+#: Name of the sidecar JSON inside a folder of shards written by :func:`extract`.
+SIDECAR_NAME = "extractor.json"
+_SIDECAR_SCHEMA = "ecos-fast/features"
+_SHARD_BYTES = 128 << 20  # default shard size: 128 MiB of float32 rows
+
+
+def _describe_preprocessing(preprocessing: object) -> str:
+    """The canonical text of a preprocessing description (hashed into the fingerprint)."""
+    if preprocessing is None:
+        return "none"
+    if isinstance(preprocessing, str):
+        return preprocessing
+    if isinstance(preprocessing, (Mapping, list, tuple, int, float, bool)):
+        try:
+            return json.dumps(preprocessing, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise InvalidTypeError(
+                f"preprocessing must be a str, JSON-serialisable data or an object with a "
+                f"stable repr (e.g. a torchvision transform); {exc}"
+            ) from None
+    text = repr(preprocessing)
+    if " at 0x" in text:  # a default object repr: its address changes from run to run
+        raise InvalidInputError(
+            f"preprocessing={text} has no stable repr (it shows a memory address); describe "
+            f"the transform as a str or a dict instead"
+        )
+    return text
+
+
+def _fingerprint(kind: str, parts: Sequence[bytes], preprocessing: str) -> str:
+    h = hashlib.sha256(f"ecos-fast/extractor/v1|{kind}\0".encode())
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    h.update(b"\0preprocessing\0" + preprocessing.encode("utf-8"))
+    return h.hexdigest()
+
+
+class FeatureExtractor(abc.ABC):
+    """What :func:`extract` runs: batches of inputs in, float32 feature rows out.
+
+    Implementations: :class:`TorchExtractor` (an ``nn.Module``), :class:`OnnxExtractor`
+    (an ``.onnx`` file) and the bundled OCR :class:`Extractor`\\ s. Each has a
+    :attr:`fingerprint`: SHA-256 of its weights and of its preprocessing description,
+    so that two parties can check they computed features the same way.
+    """
+
+    #: Rows per model call when :func:`extract` is not told (``batch_size=None``).
+    default_batch_size: int = 256
+    #: Set when the model's batch axis is fixed (the ddddocr graph takes one image).
+    fixed_batch_size: int | None = None
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """A short label for progress bars and the sidecar."""
+
+    @property
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """64 hex digits identifying the weights and the preprocessing."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description (kind, name, preprocessing) for the sidecar."""
+
+    @abc.abstractmethod
+    def run_batch(self, batch: Any) -> NDArray[np.float32]:
+        """Features of one batch, shape (batch_rows, n_features), float32."""
+
+    def prepare_data(self, data: Any) -> Any:
+        """Check or adapt ``data`` before batching (default: as it is)."""
+        return data
+
+
+def _torch() -> Any:
+    """torch, or a ModuleNotFoundError with the pip line."""
+    try:
+        import torch
+    except ImportError:
+        raise ModuleNotFoundError(
+            "features from a torch model need torch: pip install 'ecos-fast[apps]'"
+        ) from None
+    return torch
+
+
+def _is_torch(obj: object) -> bool:
+    return type(obj).__module__.split(".")[0] == "torch" or any(
+        c.__module__.split(".")[0] == "torch" for c in type(obj).__mro__[1:]
+    )
+
+
+class TorchExtractor(FeatureExtractor):
+    """A torch ``nn.Module`` as a feature extractor: features are ``model(x)`` flattened.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Give the part of the network whose output you want as features (for example
+        the backbone without its classifier). It runs in ``eval()`` mode under
+        ``torch.inference_mode()`` (its training flag is restored afterwards) and is
+        moved to ``device``.
+    device : str or torch.device, default "cpu"
+        ``"cuda"`` (or ``"cuda:1"``...) runs the batches on that GPU.
+    preprocessing : str, JSON-able data, or an object with a stable repr, optional
+        What was done to the inputs before the model (resizing, normalisation, the
+        ``transform`` of your Dataset): ecos-fast cannot see inside a Dataset, so
+        describe it here, identically on both sides. Hashed into :attr:`fingerprint`.
+    name : str, optional
+        Label (default: the model's class name).
+
+    Notes
+    -----
+    :attr:`fingerprint` hashes every ``state_dict`` entry (parameters and buffers)
+    in sorted key order, with its name, dtype, shape and bytes, then the
+    preprocessing text: the same weights and description give the same
+    fingerprint on any machine; any changed weight, a different truncation point
+    (other key names) or another description gives another one. Float64 numpy
+    inputs are cast to float32; other dtypes are passed as they are.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        device: Any = "cpu",
+        preprocessing: object = None,
+        name: str | None = None,
+    ) -> None:
+        torch = _torch()
+        if not isinstance(model, torch.nn.Module):
+            raise InvalidTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise InvalidInputError(f"device={device!r} is not a torch device ({exc})") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InvalidInputError(f"device={device!r} but torch sees no CUDA device")
+        self.preprocessing = _describe_preprocessing(preprocessing)
+        self._name = type(model).__name__ if name is None else str(name)
+        self._fingerprint: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            parts = []
+            state = self.model.state_dict()
+            for key in sorted(state):
+                t = state[key].detach().to("cpu").contiguous().reshape(-1)
+                head = f"{key}|{t.dtype}|{tuple(state[key].shape)}"
+                parts.append(head.encode("utf-8"))
+                parts.append(t.view(_torch().uint8).numpy().tobytes())
+            self._fingerprint = _fingerprint("torch", parts, self.preprocessing)
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "torch", "name": self.name, "preprocessing": self.preprocessing}
+
+    def run_batch(self, batch: Any) -> NDArray[np.float32]:
+        torch = _torch()
+        if isinstance(batch, np.ndarray):
+            if batch.dtype == np.float64:
+                batch = batch.astype(np.float32)
+            batch = torch.from_numpy(np.ascontiguousarray(batch))
+        if not isinstance(batch, torch.Tensor):
+            raise InvalidTypeError(
+                f"a batch must be a tensor or an ndarray, got {type(batch).__name__} (a Dataset "
+                f"item should be a tensor, or a tuple whose first element is one)"
+            )
+        with torch.inference_mode():
+            out = self.model(batch.to(self.device, non_blocking=True))
+        if not isinstance(out, torch.Tensor):
+            raise InvalidTypeError(
+                f"the model returned {type(out).__name__}; it must return one tensor of features"
+            )
+        return np.ascontiguousarray(
+            out.reshape(out.shape[0], -1).to("cpu", torch.float32).numpy(), dtype=np.float32
+        )
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Eval mode on ``device`` for the duration; the training flag is restored."""
+        was_training = self.model.training
+        self.model.to(self.device)
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
+
+class OnnxExtractor(FeatureExtractor):
+    """An ``.onnx`` file as a feature extractor (onnxruntime).
+
+    Parameters
+    ----------
+    path : str or PathLike
+    output : str, optional
+        The graph output (or any intermediate tensor) to use as features; default the
+        first graph output. Flattened per row.
+    input_name : str, optional
+        Default: the graph's first input.
+    device : {"cpu", "cuda"}, default "cpu"
+        ``"cuda"`` needs onnxruntime's CUDA execution provider (``onnxruntime-gpu``).
+    preprocessing : str, JSON-able data, or an object with a stable repr, optional
+        As for :class:`TorchExtractor`.
+    n_threads : int, optional
+        onnxruntime's intra-op threads (default ``ECOS_FAST_NUM_THREADS``, else the CPUs).
+
+    Notes
+    -----
+    :attr:`fingerprint` hashes the file's bytes, the output name and the
+    preprocessing text. Float64 inputs are cast to float32.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        output: str | None = None,
+        input_name: str | None = None,
+        device: str = "cpu",
+        preprocessing: object = None,
+        n_threads: int | None = None,
+    ) -> None:
+        from ecos_fast._threads import resolve_threads
+
+        self.path = Path(path)
+        try:
+            self._bytes = self.path.read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"{self.path}: cannot read the ONNX model ({exc})") from None
+        if device not in ("cpu", "cuda"):
+            raise InvalidInputError(f"device={device!r} must be 'cpu' or 'cuda'")
+        self.device = device
+        self.preprocessing = _describe_preprocessing(preprocessing)
+        self.n_threads = resolve_threads(n_threads)
+        self._output = output
+        self._input_name = input_name
+        self._session: Any = None
+        self._fingerprint: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def session(self) -> Any:
+        """The onnxruntime ``InferenceSession`` (created once)."""
+        if self._session is None:
+            import onnxruntime as ort  # type: ignore[import-untyped,unused-ignore]
+
+            providers = ["CPUExecutionProvider"]
+            if self.device == "cuda":
+                if "CUDAExecutionProvider" not in ort.get_available_providers():
+                    raise InvalidInputError(
+                        "device='cuda' but this onnxruntime has no CUDAExecutionProvider "
+                        "(pip install onnxruntime-gpu)"
+                    )
+                providers.insert(0, "CUDAExecutionProvider")
+            model_bytes = self._bytes
+            if self._output is not None:
+                import onnx
+
+                model = onnx.load_from_string(model_bytes)
+                produced = {o for node in model.graph.node for o in node.output}
+                present = {o.name for o in model.graph.output}
+                if self._output not in produced | present:
+                    raise InvalidInputError(f"{self.path} has no tensor {self._output!r}")
+                if self._output not in present:
+                    model.graph.output.append(
+                        onnx.helper.make_tensor_value_info(
+                            self._output, onnx.TensorProto.FLOAT, None
+                        )
+                    )
+                model_bytes = model.SerializeToString()
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.n_threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            try:
+                self._session = ort.InferenceSession(model_bytes, options, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                raise InvalidInputError(
+                    f"{self.path}: onnxruntime cannot load it ({exc})"
+                ) from None
+            if self._output is None:
+                self._output = self._session.get_outputs()[0].name
+            if self._input_name is None:
+                self._input_name = self._session.get_inputs()[0].name
+        return self._session
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            out = "" if self._output is None else self._output
+            self._fingerprint = _fingerprint(
+                "onnx", [self._bytes, out.encode("utf-8")], self.preprocessing
+            )
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "onnx",
+            "name": self.name,
+            "output": self._output,
+            "preprocessing": self.preprocessing,
+        }
+
+    def run_batch(self, batch: Any) -> NDArray[np.float32]:
+        session = self.session()
+        x = np.asarray(batch.detach().cpu().numpy() if _is_torch(batch) else batch)
+        if x.dtype == np.float64:
+            x = x.astype(np.float32)
+        (out,) = session.run([self._output], {self._input_name: np.ascontiguousarray(x)})
+        out = np.asarray(out)
+        return np.ascontiguousarray(out.reshape(out.shape[0], -1), dtype=np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """Extracted features and the fingerprint of the extractor that made them.
+
+    Returned by :func:`extract` and :func:`load`. Works wherever ecos-fast takes an
+    array (``np.asarray(features)`` gives the matrix); :func:`ecos_fast.fit_centroids`
+    records :attr:`extractor_fingerprint` in the centroids and
+    :func:`ecos_fast.respond` checks the client's against it.
+
+    Attributes
+    ----------
+    extractor_fingerprint : str
+        64 hex digits (:attr:`FeatureExtractor.fingerprint`).
+    extractor : dict
+        Its description (kind, name, preprocessing).
+    n_samples, n_features : int
+    path : Path or None
+        The folder of ``.npy`` shards (with ``extractor.json``), or the ``.npy`` file,
+        holding the rows; None when they are only in memory.
+    """
+
+    extractor_fingerprint: str
+    extractor: Mapping[str, Any]
+    n_samples: int
+    n_features: int
+    path: Path | None = None
+    _array: NDArray[np.float32] | None = field(default=None, repr=False)
+
+    @property
+    def array(self) -> NDArray[np.float32]:
+        """The matrix, shape (n_samples, n_features), float32.
+
+        In memory, or read from :attr:`path`: one file or one shard is memory-mapped
+        (no copy); several shards are concatenated (one copy: pass :attr:`path` to
+        the command line or to the Ray backend instead for pools larger than RAM).
+        """
+        if self._array is not None:
+            return self._array
+        if self.path is None:  # pragma: no cover - the constructor paths set one of them
+            raise InvalidInputError("these Features hold neither an array nor a path")
+        from ecos_fast.feature_files import load_features
+
+        arr = load_features(self.path)
+        return arr  # type: ignore[no-any-return]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_samples, self.n_features)
+
+    @property
+    def dtype(self) -> np.dtype[np.float32]:
+        return np.dtype(np.float32)
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.array[key]
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
+        arr = self.array
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            return arr.astype(dtype)
+        return np.array(arr, copy=True) if copy else arr
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the rows to one ``.npy`` file and the fingerprint to its sidecar.
+
+        The sidecar is ``<stem>.extractor.json`` beside the file (``pool.npy`` →
+        ``pool.extractor.json``); ``ecos-fast sketch`` and ``respond`` read it.
+
+        Returns
+        -------
+        Path
+            The ``.npy`` file.
+        """
+        p = Path(path)
+        if p.suffix != ".npy":
+            raise InvalidInputError(f"{p}: features are saved as .npy; use a .npy name")
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(self.array, dtype=np.float32), allow_pickle=False)
+        _write(p, buf.getvalue())
+        _write_sidecar(sidecar_path(p), self, [p.name])
+        return p
+
+
+def _write(path: Path, data: bytes) -> None:
+    from ecos_fast.exchange import write_atomically
+
+    write_atomically(path, data)
+
+
+def sidecar_path(path: str | os.PathLike[str]) -> Path:
+    """Where the extractor sidecar of a features path lives.
+
+    ``DIR/extractor.json`` for a folder of shards, ``STEM.extractor.json`` beside a
+    ``STEM.npy`` file.
+
+    Examples
+    --------
+    >>> sidecar_path("pool.npy").name
+    'pool.extractor.json'
+    """
+    p = Path(path)
+    if p.is_dir() or p.suffix != ".npy":
+        return p / SIDECAR_NAME
+    return p.with_name(p.stem + ".extractor.json")
+
+
+def _write_sidecar(path: Path, features: Features, shards: Sequence[str]) -> None:
+    doc = {
+        "schema": _SIDECAR_SCHEMA,
+        "schema_version": 1,
+        "extractor_fingerprint": features.extractor_fingerprint,
+        "extractor": dict(features.extractor),
+        "n_samples": features.n_samples,
+        "n_features": features.n_features,
+        "dtype": "float32",
+        "shards": list(shards),
+    }
+    _write(path, (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode("utf-8"))
+
+
+def read_fingerprint(path: str | os.PathLike[str]) -> str | None:
+    """The extractor fingerprint recorded beside features on disk, or None.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.npy`` file or a folder of shards, as given to ``ecos-fast sketch`` or
+        ``respond``.
+
+    Returns
+    -------
+    str or None
+        None when there is no sidecar (plain features: nothing can be checked).
+
+    Raises
+    ------
+    InvalidInputError
+        The sidecar is unreadable, malformed, or describes other rows (its
+        ``n_samples``/``n_features`` or shard names differ from what ``path`` holds:
+        a stale sidecar is refused, not trusted).
+    """
+    from ecos_fast.feature_files import list_shards, open_npy
+
+    p = Path(path)
+    side = sidecar_path(p)
+    if not side.exists():
+        return None
+    try:
+        doc = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInputError(f"{side}: cannot read the extractor sidecar ({exc})") from None
+    fp = doc.get("extractor_fingerprint") if isinstance(doc, dict) else None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("schema") != _SIDECAR_SCHEMA
+        or not isinstance(fp, str)
+        or len(fp) != 64
+        or any(c not in "0123456789abcdef" for c in fp)
+    ):
+        raise InvalidInputError(f"{side}: not an ecos-fast extractor sidecar")
+    shards = list_shards(p) if p.is_dir() else [p]
+    arrays = [open_npy(q) for q in shards]
+    held = (sum(a.shape[0] for a in arrays), arrays[0].shape[1])
+    said = (doc.get("n_samples"), doc.get("n_features"))
+    names = [q.name for q in shards]
+    if held != said or names != doc.get("shards"):
+        raise InvalidInputError(
+            f"{side} describes {said[0]} x {said[1]} features in {doc.get('shards')}, but "
+            f"{p} holds {held[0]} x {held[1]} in {names}: the sidecar is stale"
+        )
+    return fp
+
+
+def load(path: str | os.PathLike[str]) -> Features:
+    """Features written by :func:`extract` (``out_dir=``) or :meth:`Features.save`.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The folder of shards or the ``.npy`` file; its sidecar must exist.
+
+    Returns
+    -------
+    Features
+
+    Raises
+    ------
+    InvalidInputError
+        No sidecar, or one that does not describe these files.
+    """
+    p = Path(path)
+    fp = read_fingerprint(p)
+    if fp is None:
+        raise InvalidInputError(f"{p}: no extractor sidecar {sidecar_path(p)}")
+    doc = json.loads(sidecar_path(p).read_text(encoding="utf-8"))
+    return Features(
+        extractor_fingerprint=fp,
+        extractor=doc.get("extractor", {}),
+        n_samples=int(doc["n_samples"]),
+        n_features=int(doc["n_features"]),
+        path=p,
+    )
+
+
+def _as_extractor(
+    model: Any, *, device: Any, preprocessing: object, n_threads: int | None
+) -> FeatureExtractor:
+    if isinstance(model, FeatureExtractor):
+        if preprocessing is not None:
+            raise InvalidInputError(
+                "preprocessing= is given to the extractor's constructor, not to extract(), "
+                "when model is already a FeatureExtractor"
+            )
+        return model
+    if isinstance(model, str) and model in _SPECS:
+        return get_extractor(model, n_threads=n_threads)
+    if isinstance(model, (str, os.PathLike)):
+        if Path(model).suffix != ".onnx":
+            raise InvalidInputError(
+                f"model={str(model)!r} is neither a bundled extractor ({', '.join(EXTRACTORS)}) "
+                f"nor an .onnx file"
+            )
+        return OnnxExtractor(
+            model,
+            device="cpu" if device is None else str(device),
+            preprocessing=preprocessing,
+            n_threads=n_threads,
+        )
+    if _is_torch(model):
+        return TorchExtractor(
+            model, device="cpu" if device is None else device, preprocessing=preprocessing
+        )
+    raise InvalidTypeError(
+        f"model must be a torch.nn.Module, a path to an .onnx file, a bundled extractor name "
+        f"or a FeatureExtractor; got {type(model).__name__}"
+    )
+
+
+def _batches(
+    data: Any, batch_size: int, *, num_workers: int, pin_memory: bool
+) -> tuple[Iterator[Any], int | None]:
+    """Batches of ``data`` in row order, and the number of rows when known."""
+    if isinstance(data, (list, tuple)):
+        data = np.asarray(data)
+    if isinstance(data, np.ndarray) or (_is_torch(data) and hasattr(data, "shape")):
+        if len(data.shape) == 0:
+            raise InvalidInputError("data is a scalar; give rows (n_samples, ...)")
+        n = int(data.shape[0])
+        return (data[i : i + batch_size] for i in range(0, n, batch_size)), n
+    if not _is_torch(data):
+        raise InvalidTypeError(
+            f"data must be an ndarray, a torch tensor, Dataset or DataLoader; got "
+            f"{type(data).__name__}"
+        )
+    _torch()  # the pip line if torch is missing
+    from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
+
+    if isinstance(data, DataLoader):
+        sampler = data.batch_sampler.sampler if data.batch_sampler is not None else data.sampler
+        if isinstance(sampler, RandomSampler) or isinstance(data.sampler, RandomSampler):
+            raise InvalidInputError(
+                "the DataLoader shuffles (shuffle=True): feature rows must keep the dataset's "
+                "order, since selected indices refer to it; use shuffle=False"
+            )
+        loader = data
+    elif isinstance(data, (Dataset, IterableDataset)):
+        loader = DataLoader(
+            data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+            pin_memory=pin_memory,
+        )  # fmt: skip
+    else:
+        raise InvalidTypeError(f"data of type {type(data).__name__} is not supported")
+    n: int | None = None
+    dataset = loader.dataset
+    if not isinstance(dataset, IterableDataset) and hasattr(dataset, "__len__"):
+        n = len(dataset)
+
+    def first(batch: Any) -> Any:
+        if isinstance(batch, (list, tuple)):
+            if not batch:
+                raise InvalidInputError("the DataLoader yielded an empty batch")
+            batch = batch[0]
+        if isinstance(batch, Mapping):
+            raise InvalidTypeError(
+                "the DataLoader yields dicts; give a Dataset whose items are tensors or "
+                "(tensor, label) tuples"
+            )
+        return batch
+
+    return (first(b) for b in loader), n
+
+
+class _ShardWriter:
+    """Rows appended in order, written as ``features-00000.npy``, ... of ``shard_rows`` rows."""
+
+    def __init__(self, folder: Path, shard_rows: int | None) -> None:
+        self.folder = folder
+        self.shard_rows = shard_rows
+        self.buffer: list[NDArray[np.float32]] = []
+        self.buffered = 0
+        self.names: list[str] = []
+
+    def add(self, rows: NDArray[np.float32]) -> None:
+        if self.shard_rows is None:
+            self.shard_rows = max(1, _SHARD_BYTES // (4 * max(1, rows.shape[1])))
+        while rows.shape[0]:
+            take = min(rows.shape[0], self.shard_rows - self.buffered)
+            self.buffer.append(rows[:take])
+            self.buffered += take
+            rows = rows[take:]
+            if self.buffered == self.shard_rows:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.buffered:
+            return
+        name = f"features-{len(self.names):05d}.npy"
+        buf = io.BytesIO()
+        np.save(buf, np.concatenate(self.buffer), allow_pickle=False)
+        _write(self.folder / name, buf.getvalue())
+        self.names.append(name)
+        self.buffer, self.buffered = [], 0
+
+
+def extract(
+    model: Any,
+    data: Any = None,
+    *,
+    batch_size: int | None = None,
+    device: Any = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    shard_rows: int | None = None,
+    preprocessing: object = None,
+    num_workers: int = 0,
+    progress: bool | None = None,
+    n_threads: int | None = None,
+) -> Any:
+    """Features of ``data`` from your own model (torch or ONNX) or a bundled extractor.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, str or PathLike, or FeatureExtractor
+        A torch module (its output, flattened per row, is the feature vector), a
+        path to an ``.onnx`` file, a bundled extractor's name (``"ppocr"``, ...),
+        or any :class:`FeatureExtractor`.
+    data : ndarray, torch.Tensor, torch Dataset or DataLoader
+        Rows in order (row ``i`` of the features is item ``i``). A Dataset item or a
+        DataLoader batch may be a ``(input, label, ...)`` tuple: the first element is
+        used. A shuffling DataLoader is refused. The bundled extractors take RGB
+        ``uint8`` images of shape (n_samples, height, width, 3).
+    batch_size : int, optional
+        Rows per model call (default 256; the bundled extractors' own; a given
+        DataLoader's batches are used as they come).
+    device : str or torch.device, optional
+        ``"cpu"`` (default) or ``"cuda"``: where the torch model (or the ONNX CUDA
+        provider) runs. A torch model is moved there.
+    out_dir : str or PathLike, optional
+        Write the rows straight to ``.npy`` shards in this folder
+        (``features-00000.npy``, ...) plus ``extractor.json`` (the fingerprint), for
+        pools larger than RAM; the folder must not hold ``.npy`` files already.
+        ``ecos-fast sketch DIR`` and ``respond`` read the fingerprint from it.
+    shard_rows : int, optional
+        Rows per shard (default: 128 MiB of float32 rows).
+    preprocessing : str, JSON-able data, or an object with a stable repr, optional
+        Description of the preprocessing applied to ``data`` (for example your
+        Dataset's transform), hashed into the fingerprint: give the same on both
+        sides. Not used with a bundled extractor or a FeatureExtractor, which
+        describe their own.
+    num_workers : int, default 0
+        DataLoader workers when ``data`` is a Dataset.
+    progress : bool, optional
+        tqdm bar; default on when stderr is a terminal.
+    n_threads : int, optional
+        onnxruntime threads (ONNX and bundled extractors).
+
+    Returns
+    -------
+    Features
+        float32 rows (in memory, or on disk under ``out_dir``) and
+        ``extractor_fingerprint``.
+
+    Raises
+    ------
+    InvalidInputError, InvalidTypeError
+        Bad arguments, a shuffling DataLoader, a model that returns NaN/inf or rows of
+        changing width, a non-empty ``out_dir``.
+    ModuleNotFoundError
+        torch is needed and missing (the message gives the pip line).
+
+    Notes
+    -----
+    The fingerprint says which extractor made the features, not that the features
+    are right: it hashes the weights (every ``state_dict`` tensor in sorted key
+    order, or the ONNX file's bytes) and the preprocessing description, not the
+    data, and not preprocessing that is not described. Two parties with the same
+    weights and description get the same fingerprint on any device.
+
+    The older form ``extract(images, "ppocr")`` (images first, a bundled name
+    second) still works and returns a plain ndarray, as before.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    >>> feats = extract(net, torch.zeros(10, 3, 2, 2), batch_size=4)
+    >>> feats.shape, feats.dtype.name, len(feats.extractor_fingerprint)
+    ((10, 4), 'float32', 64)
+    >>> extract(net, torch.ones(3, 3, 2, 2)).extractor_fingerprint == feats.extractor_fingerprint
+    True
+    """
+    model_like = isinstance(model, (FeatureExtractor, str, os.PathLike)) or _is_torch(model)
+    if isinstance(data, str) or (data is None and not model_like):
+        # The original form: extract(images, extractor="ppocr") -> ndarray.
+        return get_extractor(
+            DEFAULT_EXTRACTOR if data is None else data, n_threads=n_threads
+        ).extract(model, batch_size=batch_size, progress=progress)
+    if data is None:
+        raise InvalidInputError("extract(model, data): data is missing")
+    extractor = _as_extractor(
+        model, device=device, preprocessing=preprocessing, n_threads=n_threads
+    )
+    return _run(
+        extractor,
+        data,
+        batch_size=batch_size,
+        out_dir=out_dir,
+        shard_rows=shard_rows,
+        num_workers=num_workers,
+        progress=progress,
+        pin_memory=str(device).startswith("cuda"),
+    )
+
+
+def _check_count(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidInputError(f"{name}={value!r} must be an int >= {low}")
+    return value
+
+
+def _run(
+    extractor: FeatureExtractor,
+    data: Any,
+    *,
+    batch_size: int | None,
+    out_dir: str | os.PathLike[str] | None,
+    shard_rows: int | None,
+    num_workers: int,
+    progress: bool | None,
+    pin_memory: bool = False,
+    desc: str | None = None,
+) -> Features:
+    """The one batching loop behind :func:`extract` and :meth:`Extractor.extract`."""
+    size = extractor.default_batch_size if batch_size is None else batch_size
+    size = _check_count(size, "batch_size", 1)
+    if extractor.fixed_batch_size is not None:
+        size = extractor.fixed_batch_size
+    _check_count(num_workers, "num_workers", 0)
+    if shard_rows is not None:
+        _check_count(shard_rows, "shard_rows", 1)
+    data = extractor.prepare_data(data)
+    batches, n = _batches(data, size, num_workers=num_workers, pin_memory=pin_memory)
+    writer: _ShardWriter | None = None
+    folder: Path | None = None
+    if out_dir is not None:
+        folder = Path(out_dir)
+        if folder.exists() and not folder.is_dir():
+            raise InvalidInputError(f"out_dir={str(folder)!r} is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        if any(folder.glob("*.npy")) or (folder / SIDECAR_NAME).exists():
+            raise InvalidInputError(
+                f"out_dir={str(folder)!r} already holds .npy shards or {SIDECAR_NAME}; "
+                f"give an empty folder (shards are read in name order)"
+            )
+        writer = _ShardWriter(folder, shard_rows)
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    bar = _progress(n, desc or f"{extractor.name} features", show)
+    out: NDArray[np.float32] | None = None
+    pieces: list[NDArray[np.float32]] = []
+    rows = 0
+    width: int | None = None
+    context = (
+        extractor.running() if isinstance(extractor, TorchExtractor) else contextlib.nullcontext()
+    )
+    try:
+        with context:
+            for batch in batches:
+                feats = extractor.run_batch(batch)
+                if feats.ndim != 2 or (width is not None and feats.shape[1] != width):
+                    raise InvalidInputError(
+                        f"the model gave rows of shape {feats.shape[1:]} after {width} columns; "
+                        f"every batch must give the same n_features"
+                    )
+                width = feats.shape[1]
+                if not np.isfinite(feats).all():
+                    raise InvalidInputError(
+                        f"the {extractor.name} model produced NaN/inf features in rows "
+                        f"{rows}-{rows + feats.shape[0] - 1}"
+                    )
+                if writer is not None:
+                    writer.add(feats)
+                elif n is not None:
+                    if out is None:
+                        out = np.empty((n, width), dtype=np.float32)
+                    if rows + feats.shape[0] > n:
+                        raise InvalidInputError(f"data yielded more than its len()={n} rows")
+                    out[rows : rows + feats.shape[0]] = feats
+                else:
+                    pieces.append(feats)
+                rows += feats.shape[0]
+                bar.update(feats.shape[0])
+    finally:
+        bar.close()
+    if n is not None and rows != n:
+        raise InvalidInputError(f"data yielded {rows} rows but has len()={n}")
+    if width is None:
+        raise InvalidInputError("data holds no rows: nothing to extract")
+    result = Features(
+        extractor_fingerprint=extractor.fingerprint,
+        extractor=extractor.describe(),
+        n_samples=rows,
+        n_features=width,
+        path=folder,
+        _array=None if writer is not None else (out if out is not None else np.concatenate(pieces)),
+    )
+    if writer is not None and folder is not None:
+        writer.flush()
+        _write_sidecar(folder / SIDECAR_NAME, result, writer.names)  # last: marks completion
+    return result
+
+
+class Extractor(FeatureExtractor):
     """A frozen pretrained CNN mapping RGB images to feature vectors.
 
     Build one with :func:`get_extractor`. The onnxruntime session is created on the
     first call, with the intermediate tensors of :attr:`spec` added as graph outputs.
+    A :class:`FeatureExtractor` like any other: ``extract(get_extractor("ppocr"),
+    images)`` returns :class:`Features` with a fingerprint; :meth:`extract` returns
+    the plain array (the feature cache's path).
 
     Attributes
     ----------
@@ -289,6 +1167,52 @@ class Extractor:
         self.spec = spec
         self.n_threads = n_threads
         self._session: Any = None
+        self._fingerprint: str | None = None
+        self.default_batch_size = spec.batch_size
+        self.fixed_batch_size = 1 if spec.batch_size == 1 else None  # ddddocr's graph
+
+    #: What :meth:`_prepare` and :meth:`_pool` do, hashed into the fingerprint.
+    PREPROCESSING = (
+        "RGB uint8 (n, h, w, 3); bilinear resize to {h}x{w} (half-pixel centres, edges "
+        "clamped); {colour}; (x/255 - 0.5)/0.5; exposed tensors {outputs} averaged over "
+        "their spatial/time axes and concatenated; feature version {version}"
+    )
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the ONNX file's bytes and of :attr:`PREPROCESSING` filled in."""
+        if self._fingerprint is None:
+            height, width = self.spec.input_size
+            text = self.PREPROCESSING.format(
+                h=height,
+                w=width,
+                colour="grey (0.299, 0.587, 0.114)" if self.name == "ddddocr" else "BGR",
+                outputs=",".join(self.spec.outputs),
+                version=FEATURE_VERSION,
+            )
+            data = model_path(self.name).read_bytes()
+            self._fingerprint = _fingerprint(f"bundled/{self.name}", [data], text)
+        return self._fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "bundled",
+            "name": self.name,
+            "package": f"{self.spec.package}=={self.spec.version}",
+            "preprocessing": f"ecos_fast.features {self.name}, feature version {FEATURE_VERSION}",
+        }
+
+    def prepare_data(self, data: Any) -> Any:
+        return _check_images(data) if isinstance(data, np.ndarray) else data
+
+    def run_batch(self, batch: Any) -> NDArray[np.float32]:
+        images = _check_images(
+            np.asarray(batch.detach().cpu().numpy() if _is_torch(batch) else batch)
+        )
+        outputs = self.session().run(
+            list(self.spec.outputs), {self.spec.input_name: self._prepare(images)}
+        )
+        return self._pool(outputs, images.shape[0])
 
     @property
     def name(self) -> str:
@@ -390,33 +1314,24 @@ class Extractor:
         """
         images = _check_images(images)
         n = images.shape[0]
-        size = self.spec.batch_size if batch_size is None else batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise InvalidInputError(f"batch_size={size!r} must be an int >= 1")
-        if self.spec.batch_size == 1:
-            size = 1  # the graph's batch axis is fixed at 1
-        out = np.empty((n, self.dim), dtype=np.float32)
+        if batch_size is not None:
+            _check_count(batch_size, "batch_size", 1)
         if n == 0:
-            return out
-        session = self.session()
+            return np.empty((0, self.dim), dtype=np.float32)
         show = (n >= 2000 and sys.stderr.isatty()) if progress is None else bool(progress)
-        bar = _progress(n, f"{self.name} features", show)
-        try:
-            for start in range(0, n, size):
-                batch = images[start : start + size]
-                outputs = session.run(
-                    list(self.spec.outputs), {self.spec.input_name: self._prepare(batch)}
-                )
-                out[start : start + len(batch)] = self._pool(outputs, len(batch))
-                bar.update(len(batch))
-        finally:
-            bar.close()
-        if not np.isfinite(out).all():
-            raise InvalidInputError(f"the {self.name} model produced NaN/inf features")
-        return out
+        # The same batching loop as extract(model, data): one interface for every model.
+        return _run(
+            self,
+            images,
+            batch_size=batch_size,
+            out_dir=None,
+            shard_rows=None,
+            num_workers=0,
+            progress=show,
+        ).array
 
 
-def _progress(total: int, desc: str, show: bool) -> Any:
+def _progress(total: int | None, desc: str, show: bool) -> Any:
     from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
     return tqdm(total=total, desc=desc, unit="img", disable=not show, leave=False)
@@ -445,41 +1360,6 @@ def get_extractor(name: str = DEFAULT_EXTRACTOR, *, n_threads: int | None = None
 
     spec = _spec(name)
     return _extractor(spec.name, resolve_threads(n_threads))
-
-
-def extract(
-    images: NDArray[np.uint8],
-    extractor: str = DEFAULT_EXTRACTOR,
-    *,
-    batch_size: int | None = None,
-    progress: bool | None = None,
-    n_threads: int | None = None,
-) -> NDArray[np.float32]:
-    """Features of RGB images from a frozen OCR-pretrained CNN.
-
-    Parameters
-    ----------
-    images : ndarray of shape (n_samples, height, width, 3), dtype uint8
-    extractor : {"ppocr", "ddddocr", "ppocr-det", "ppocr-det-stages"}, default "ppocr"
-    batch_size : int, optional
-    progress : bool, optional
-        tqdm bar; default on for long runs when stderr is a terminal.
-    n_threads : int, optional
-
-    Returns
-    -------
-    ndarray of shape (n_samples, n_features), dtype float32
-        ``n_features`` is 600 (ppocr), 1024 (ddddocr), 384 (ppocr-det) or 720
-        (ppocr-det-stages).
-
-    Examples
-    --------
-    >>> extract(np.full((3, 32, 32, 3), 255, dtype=np.uint8)).shape
-    (3, 600)
-    """
-    return get_extractor(extractor, n_threads=n_threads).extract(
-        images, batch_size=batch_size, progress=progress
-    )
 
 
 def _extractor_tag(extractor: str) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,7 +37,13 @@ from ._validation import (
     check_nonneg_float,
     check_seed,
 )
-from .errors import InvalidInputError, InvalidTypeError, PrivacyParameterError, SketchMismatchError
+from .errors import (
+    ExtractorUncheckedWarning,
+    InvalidInputError,
+    InvalidTypeError,
+    PrivacyParameterError,
+    SketchMismatchError,
+)
 from .privacy import GaussianMechanism, sensitivity_for
 from .rule import cluster_weights
 from .transform import NORMALIZE_CHOICES, Normalize, l2_normalize
@@ -47,6 +54,8 @@ __all__ = [
     "Response",
     "Sketch",
     "centroid_fingerprint",
+    "check_extractor",
+    "extractor_fingerprint_of",
     "fit_centroids",
     "respond",
 ]
@@ -62,6 +71,100 @@ def _readonly(a: NDArray[Any]) -> NDArray[Any]:
     out = np.array(a, copy=True)
     out.flags.writeable = False
     return out
+
+
+def _check_extractor_fp(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise InvalidInputError(f"{name}={value!r} is not 64 lowercase hex digits")
+    return value
+
+
+def extractor_fingerprint_of(features: Any, given: str | None = None) -> str | None:
+    """The extractor fingerprint that ``features`` carry, or ``given``.
+
+    Features from :func:`ecos_fast.features.extract` carry one
+    (``features.extractor_fingerprint``); plain arrays carry none. When both are
+    present they must agree.
+
+    Raises
+    ------
+    SketchMismatchError
+        ``given`` differs from the fingerprint ``features`` carry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecos_fast.protocol import extractor_fingerprint_of
+    >>> extractor_fingerprint_of(np.zeros((2, 2))) is None
+    True
+    """
+    given = _check_extractor_fp(given, "extractor_fingerprint")
+    carried = _check_extractor_fp(
+        getattr(features, "extractor_fingerprint", None), "features.extractor_fingerprint"
+    )
+    if given is not None and carried is not None and given != carried:
+        raise SketchMismatchError(
+            f"extractor_fingerprint={given[:16]}… but the features were extracted by "
+            f"{carried[:16]}…"
+        )
+    return given if given is not None else carried
+
+
+def check_extractor(centroids: Centroids, fingerprint: str | None) -> bool:
+    """Check that the client's features come from the extractor the pool's did.
+
+    Parameters
+    ----------
+    centroids : Centroids
+        Their ``extractor_fingerprint`` (None if the cloud recorded none).
+    fingerprint : str or None
+        The client's extractor fingerprint (None for plain arrays).
+
+    Returns
+    -------
+    bool
+        True when both are known and equal; False when either is unknown (nothing
+        was checked: a :class:`~ecos_fast.errors.ExtractorUncheckedWarning` is
+        issued when exactly one side carries a fingerprint).
+
+    Raises
+    ------
+    SketchMismatchError
+        Both are known and differ: the client used another model or preprocessing,
+        so its counts would say nothing about the pool.
+
+    Examples
+    --------
+    >>> import numpy as np, ecos_fast
+    >>> from ecos_fast.protocol import check_extractor
+    >>> c = ecos_fast.Centroids(np.eye(2, dtype=np.float32), extractor_fingerprint="a" * 64)
+    >>> check_extractor(c, "a" * 64)
+    True
+    >>> check_extractor(c, "b" * 64)
+    Traceback (most recent call last):
+    ...
+    ecos_fast.errors.SketchMismatchError: the client's features come from extractor bbbbbbbbbbbbbbbb… but the centroids were fitted on features of extractor aaaaaaaaaaaaaaaa…: extract both with the same model, weights and preprocessing
+    """
+    fingerprint = _check_extractor_fp(fingerprint, "fingerprint")
+    cloud = centroids.extractor_fingerprint
+    if cloud is not None and fingerprint is not None:
+        if cloud != fingerprint:
+            raise SketchMismatchError(
+                f"the client's features come from extractor {fingerprint[:16]}… but the "
+                f"centroids were fitted on features of extractor {cloud[:16]}…: extract both "
+                f"with the same model, weights and preprocessing"
+            )
+        return True
+    if cloud is not None or fingerprint is not None:
+        which = "the private features carry" if cloud is None else "the centroids carry"
+        warnings.warn(
+            f"extractor not checked: only {which} an extractor fingerprint",
+            ExtractorUncheckedWarning,
+            stacklevel=3,
+        )
+    return False
 
 
 def centroid_fingerprint(centroids: NDArray[np.float32], normalize: str | None = None) -> str:
@@ -120,6 +223,11 @@ class Centroids:
     labels : ndarray of shape (n_pool,), int64, or None
         Nearest centroid of every pool row from the fit (cloud-side only: never
         saved or sent). Pass it to ``select(..., labels=...)`` to skip a pass.
+    extractor_fingerprint : str or None
+        :func:`ecos_fast.features.extract`'s fingerprint of the model and
+        preprocessing that made the pool features (64 hex digits), saved in the
+        centroid file; :func:`respond` checks the client's against it. Not part of
+        :attr:`fingerprint`.
     """
 
     centroids: NDArray[np.float32]
@@ -129,9 +237,11 @@ class Centroids:
     normalize: str | None = None
     schema_version: int = SCHEMA_VERSION
     labels: NDArray[np.int64] | None = field(default=None, repr=False)
+    extractor_fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         c = as_features(self.centroids, "centroids")
+        _check_extractor_fp(self.extractor_fingerprint, "extractor_fingerprint")
         check_choice(self.normalize, "normalize", NORMALIZE_CHOICES)
         if self.schema_version != SCHEMA_VERSION:
             raise InvalidInputError(
@@ -211,6 +321,7 @@ def fit_centroids(
     init_sample: int | None = None,
     n_threads: int | None = None,
     backend: Literal["local", "ray"] = "local",
+    extractor_fingerprint: str | None = None,
 ) -> Centroids:
     """Cloud, step 1: fit the centroid sketch of the pool with k-means.
 
@@ -237,6 +348,9 @@ def fit_centroids(
         Parquet shards or a ``ray.data.Dataset``, clustered on the Ray workers
         (:func:`ecos_fast.ray_backend.kmeans_sharded`); the centroids are the local ones, bit
         for bit. ``labels`` is then None (they stay on the workers).
+    extractor_fingerprint : str, optional
+        Recorded in the result (and the centroid file). Default: the one
+        ``pool_features`` carry when they come from :func:`ecos_fast.features.extract`.
 
     Returns
     -------
@@ -253,6 +367,7 @@ def fit_centroids(
     ((2, 2), 100, 64)
     """
     check_choice(normalize, "normalize", NORMALIZE_CHOICES)
+    extractor_fp = extractor_fingerprint_of(pool_features, extractor_fingerprint)
     if check_backend(backend) == "ray":
         rb = ray_backend()
         pool = rb.ShardedPool.from_source(pool_features)
@@ -261,7 +376,13 @@ def fit_centroids(
             max_points_per_centroid=max_points_per_centroid, init_sample=init_sample,
             n_threads=n_threads, return_labels=False,
         )  # fmt: skip
-        return Centroids(res.centroids, n_pool=pool.n_samples, seed=seed, normalize=normalize)
+        return Centroids(
+            res.centroids,
+            n_pool=pool.n_samples,
+            seed=seed,
+            normalize=normalize,
+            extractor_fingerprint=extractor_fp,
+        )
     x = as_features(pool_features, "pool_features")
     if normalize == "l2":
         x = l2_normalize(x)
@@ -275,7 +396,12 @@ def fit_centroids(
         n_threads=n_threads,
     )
     return Centroids(
-        km.centroids, n_pool=x.shape[0], seed=seed, normalize=normalize, labels=km.labels
+        km.centroids,
+        n_pool=x.shape[0],
+        seed=seed,
+        normalize=normalize,
+        labels=km.labels,
+        extractor_fingerprint=extractor_fp,
     )
 
 
@@ -369,6 +495,7 @@ def respond(
     mechanism: GaussianMechanism | None = None,
     seed: int | None = None,
     n_threads: int | None = None,
+    extractor_fingerprint: str | None = None,
 ) -> Response:
     """Client, step 2: noisy Centroid Coverage counts of the private data.
 
@@ -399,6 +526,11 @@ def respond(
         Seed of the noise generator. Default: fresh OS entropy. Fix it only for
         reproducible tests: a known seed lets anyone subtract the noise.
     n_threads : int, optional
+    extractor_fingerprint : str, optional
+        The client's extractor fingerprint; default: the one ``private_features``
+        carry (from :func:`ecos_fast.features.extract`). If the centroids carry one
+        too, they must be equal (:func:`check_extractor`), checked before any noise
+        is drawn.
 
     Returns
     -------
@@ -448,6 +580,7 @@ def respond(
             f"relation={mechanism.relation!r}, but respond was called with epsilon={epsilon}, "
             f"delta={delta}, relation={relation!r}"
         )
+    check_extractor(centroids, extractor_fingerprint_of(private_features, extractor_fingerprint))
     sigma = mechanism.sigma
     rng = np.random.default_rng(None if seed is None else check_seed(seed))
     x = centroids.transform(private_features, "private_features")
