@@ -133,6 +133,70 @@ def cli(ctx: click.Context, quiet: bool, as_json: bool) -> None:
     state.json = state.json or as_json
 
 
+# -- signatures: who wrote an exchange file -------------------------------------
+def _key_option(flag: str, help_text: str) -> Any:
+    return click.option(
+        flag,
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help=help_text,
+    )
+
+
+_SIGN_KEY = _key_option(
+    "--sign-key",
+    "Sign the written file with this private key (from `ecos-fast keygen`); the peer "
+    "checks it with --verify-key and the .pub file.",
+)
+
+
+def _verify_key(what: str, whose: str) -> Any:
+    return _key_option(
+        "--verify-key",
+        f"Require {what} to be signed by this public key ({whose} .pub file), else exit 3. "
+        "Without it an unsigned file is accepted with a remark: its checksum catches "
+        "accidents, not edits.",
+    )
+
+
+def _signer(sign_key: Path | None) -> Any:
+    """The private key, loaded before any work is done (a bad key fails first)."""
+    from .signing import load_signing_key
+
+    return None if sign_key is None else load_signing_key(sign_key)
+
+
+def _verifier(verify_key: Path | None) -> Any:
+    from .signing import load_verify_key
+
+    return None if verify_key is None else load_verify_key(verify_key)
+
+
+def _origin(state: State, path: Path, verifier: Any) -> dict[str, Any]:
+    """After ``path`` loaded: its signer, and a one-line remark when it was not verified."""
+    from .exchange import signature_of
+    from .signing import describe
+
+    signer = signature_of(path)
+    if verifier is None:
+        if signer is None:
+            state.note(
+                f"note: {path} is not signed: its checksum catches accidents, not edits by "
+                "whoever handled it (--verify-key requires a signature)"
+            )
+        else:
+            state.note(
+                f"note: {path} is signed by {describe(signer)}, not verified (no --verify-key)"
+            )
+    return {"signed_by": signer, "verified": verifier is not None}
+
+
+def _signed_by(signer: Any) -> str | None:
+    from .signing import public_key_hex
+
+    return None if signer is None else public_key_hex(signer)
+
+
 # -- sketch (cloud) ------------------------------------------------------------
 @cli.command()
 @click.argument("pool", type=click.Path(path_type=Path))
@@ -149,6 +213,7 @@ def cli(ctx: click.Context, quiet: bool, as_json: bool) -> None:
     show_default=True,
     help="Feature transform before k-means; recorded in the file, applied by both roles.",
 )
+@_SIGN_KEY
 @THREADS
 @output_options
 @click.pass_obj
@@ -161,6 +226,7 @@ def sketch(
     max_iter: int,
     normalize: str,
     threads: int | None,
+    sign_key: Path | None,
 ) -> None:
     """Cloud: k-means on the pool features, write the centroid file for the client.
 
@@ -169,6 +235,7 @@ def sketch(
     from .exchange import save_centroids
     from .protocol import fit_centroids
 
+    signer = _signer(sign_key)
     with steps(state, 3, "sketch") as bar:
         x = load_features(pool, progress=state.progress)
         bar.update()
@@ -181,7 +248,7 @@ def sketch(
             n_threads=threads,
         )
         bar.update()
-        save_centroids(cents, output)
+        save_centroids(cents, output, sign_key=signer)
         bar.update()
     size = output.stat().st_size
     state.result(
@@ -195,6 +262,7 @@ def sketch(
             "seed": seed,
             "fingerprint": cents.fingerprint,
             "file_bytes": size,
+            "signed_by": _signed_by(signer),
         },
         [
             (
@@ -202,6 +270,7 @@ def sketch(
                 f"from {cents.n_pool} pool rows ({size} bytes)"
             ),
             f"fingerprint {cents.fingerprint}",
+            *([] if signer is None else [f"signed by {_signed_by(signer)}"]),
         ],
     )
 
@@ -271,6 +340,8 @@ def sketch(
     default=None,
     help="Seed the noise (reproducible tests only: whoever knows it can remove the noise).",
 )
+@_SIGN_KEY
+@_verify_key("the centroid file", "the cloud's")
 @THREADS
 @output_options
 @click.pass_obj
@@ -289,6 +360,8 @@ def respond(
     accountant: str,
     seed: int | None,
     threads: int | None,
+    sign_key: Path | None,
+    verify_key: Path | None,
 ) -> None:
     """Client: noisy centroid-coverage counts of the private features.
 
@@ -306,8 +379,10 @@ def respond(
 
     if budget_epsilon is not None and ledger_path is None:
         raise click.UsageError("--budget-epsilon needs --ledger PATH")
+    signer, verifier = _signer(sign_key), _verifier(verify_key)  # before the ledger is touched
     with steps(state, 4, "respond") as bar:
-        cents = load_centroids(centroids)
+        cents = load_centroids(centroids, verify_key=verifier)
+        origin = _origin(state, centroids, verifier)
         x = load_features(private, progress=state.progress)
         if x.shape[1] != cents.n_features:
             raise InvalidInputError(
@@ -345,7 +420,7 @@ def respond(
                 )
                 bar.update()
                 total = ledger.total_epsilon(cloud=cloud)
-        save_response(response, output)
+        save_response(response, output, sign_key=signer)
         bar.update()
     size = output.stat().st_size
     payload: dict[str, Any] = {
@@ -359,6 +434,9 @@ def respond(
         "sensitivity": response.sensitivity,
         "relation": response.relation,
         "centroids_fingerprint": response.centroids_fingerprint,
+        "centroids_signed_by": origin["signed_by"],
+        "centroids_verified": origin["verified"],
+        "signed_by": _signed_by(signer),
         "file_bytes": size,
         "ledger": None if ledger_path is None else str(ledger_path),
         "cloud": cloud,
@@ -474,6 +552,7 @@ def respond(
     default=None,
     help="Simulation only: private features whose true coverage the report shows.",
 )
+@_verify_key("the response", "the client's")
 @THREADS
 @output_options
 @click.pass_obj
@@ -496,6 +575,7 @@ def select(
     report_path: Path | None,
     true_from: Path | None,
     threads: int | None,
+    verify_key: Path | None,
 ) -> None:
     """Cloud: choose BUDGET pool rows for the client from its response.
 
@@ -529,9 +609,17 @@ def select(
         from .report import require_matplotlib
 
         require_matplotlib()
+    if verify_key is not None and response is None:
+        raise click.UsageError("--verify-key checks RESPONSE, and none was given")
+    verifier = _verifier(verify_key)
     with steps(state, 3, "select") as bar:
         cents = None if centroids is None else load_centroids(centroids)
-        resp = None if response is None else load_response(response, centroids=cents)
+        resp = (
+            None
+            if response is None
+            else load_response(response, centroids=cents, verify_key=verifier)
+        )
+        origin = None if response is None else _origin(state, response, verifier)
         sk = None if cents is None or resp is None else Sketch.join(cents, resp)
         x = load_features(pool, progress=state.progress)
         bar.update()
@@ -588,6 +676,8 @@ def select(
         "candidates": candidates if method == "ecos" else None,
         "communication": comm,
         "indices_sha256": hashlib.sha256(indices.astype("<i8").tobytes()).hexdigest(),
+        "response_signed_by": None if origin is None else origin["signed_by"],
+        "response_verified": None if origin is None else origin["verified"],
     }
     if summary_path is not None:
         write_json(summary_path, payload)
@@ -615,6 +705,32 @@ def select(
     state.result(payload, human)
 
 
+# -- keygen --------------------------------------------------------------------
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace existing key files.")
+@output_options
+@click.pass_obj
+def keygen(state: State, path: Path, force: bool) -> None:
+    """Either role: make an Ed25519 key pair to sign exchange files.
+
+    PATH gets the private key (mode 0600: keep it secret; pass it to --sign-key),
+    PATH.pub the public key (give it to the peer, who passes it to --verify-key).
+    Existing files are not replaced without --force (exit 3).
+    """
+    from .signing import generate_key, load_verify_key, public_key_hex
+
+    private, public = generate_key(path, overwrite=force)
+    key = public_key_hex(load_verify_key(public))
+    state.result(
+        {"command": "keygen", "private_key": str(private), "public_key": str(public), "key": key},
+        [
+            f"wrote {private}: private key (mode 0600; keep it secret; --sign-key)",
+            f"wrote {public}: public key {key} (give it to the peer; --verify-key)",
+        ],
+    )
+
+
 # -- inspect -------------------------------------------------------------------
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
@@ -624,11 +740,14 @@ def select(
     default=None,
     help="For a response: also check that it answers these centroids.",
 )
+@_verify_key("FILE", "its writer's")
 @output_options
 @click.pass_obj
-def inspect(state: State, file: Path, centroids: Path | None) -> None:
+def inspect(state: State, file: Path, centroids: Path | None, verify_key: Path | None) -> None:
     """Show and verify a centroid or response file (exit 3 if it is invalid)."""
     from .exchange import file_kind, load_centroids, load_response
+
+    verifier = _verifier(verify_key)
 
     if not file.exists():
         raise ExchangeFileError(f"{file}: no such file")
@@ -642,10 +761,15 @@ def inspect(state: State, file: Path, centroids: Path | None) -> None:
         "sha256": sha256_file(file),
     }
     if kind == "centroids":
-        fields, human = describe_centroids(file, load_centroids(file))
+        fields, human = describe_centroids(file, load_centroids(file, verify_key=verifier))
     else:
         cents = None if centroids is None else load_centroids(centroids)
-        fields, human = describe_response(file, load_response(file, centroids=cents), cents)
+        loaded = load_response(file, centroids=cents, verify_key=verifier)
+        fields, human = describe_response(file, loaded, cents)
+    origin = _origin(state, file, verifier)
+    fields.update(signed_by=origin["signed_by"], signature_verified=origin["verified"])
+    if origin["verified"]:
+        human.append(f"  signature verified: signed by {origin['signed_by']}")
     payload.update(fields)
     state.result(payload, human)
 

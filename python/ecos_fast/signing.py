@@ -126,6 +126,8 @@ def generate_key(path: PathLike, *, overwrite: bool = False) -> tuple[Path, Path
         write_atomically(public_path, public_pem, overwrite=overwrite)
     except FileExistsError as exc:  # appeared since the check above
         raise KeyFileError(f"{exc.filename or private_path}: exists already") from None
+    except OSError as exc:  # a missing or read-only folder, a full disk
+        raise KeyFileError(f"{private_path}: cannot write the key file: {exc.strerror}") from None
     return private_path, public_path
 
 
