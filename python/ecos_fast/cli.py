@@ -17,7 +17,10 @@ Exit codes (also in ``ecos-fast --help`` and ``docs/cli.md``):
 2     usage error (unknown option, missing argument, bad option value)
 3     invalid or tampered input (unreadable features, a corrupted, altered
       or mismatched exchange file, a budget larger than the pool, ...)
-4     privacy budget exhausted: the ledger refused the release
+4     privacy budget exhausted, or a release without noise offered to a
+      ledger: the ledger refused the release
+5     the privacy ledger cannot be used (locked past the busy timeout,
+      corrupt, not a ledger, missing folder, read-only)
 ====  ==================================================================
 """
 
@@ -56,6 +59,8 @@ from .errors import (
     EcosWarning,
     ExchangeFileError,
     InvalidInputError,
+    LedgerError,
+    NoNoiseReleaseError,
     PrivacyBudgetExceededError,
     PrivacyParameterError,
 )
@@ -65,6 +70,7 @@ __all__ = [
     "EXIT_BUDGET",
     "EXIT_INPUT",
     "EXIT_INTERNAL",
+    "EXIT_LEDGER",
     "EXIT_OK",
     "EXIT_USAGE",
     "cli",
@@ -77,6 +83,7 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_BUDGET = 4
+EXIT_LEDGER = 5
 
 _EXIT_HELP = """\b
 Exit codes:
@@ -84,7 +91,8 @@ Exit codes:
   1  internal error (a bug; please report it)
   2  usage error (unknown option, missing argument, bad value)
   3  invalid or tampered input (features, exchange files, budgets)
-  4  privacy budget exhausted (the ledger refused the release)
+  4  privacy budget exhausted, or no noise with --ledger (the ledger refused)
+  5  the ledger file cannot be used (locked, corrupt, not a ledger, read-only)
 """
 
 
@@ -379,6 +387,12 @@ def respond(
 
     if budget_epsilon is not None and ledger_path is None:
         raise click.UsageError("--budget-epsilon needs --ledger PATH")
+    if ledger_path is not None and math.isinf(epsilon):
+        raise NoNoiseReleaseError(
+            f"--epsilon {epsilon} means no noise: the exact counts would be released; "
+            f"the ledger {ledger_path} refuses such a release, with or without "
+            "--budget-epsilon (drop --ledger for an upper-bound experiment)"
+        )
     signer, verifier = _signer(sign_key), _verifier(verify_key)  # before the ledger is touched
     with steps(state, 4, "respond") as bar:
         cents = load_centroids(centroids, verify_key=verifier)
@@ -419,7 +433,7 @@ def respond(
                     n_threads=threads,
                 )
                 bar.update()
-                total = ledger.total_epsilon(cloud=cloud)
+                total = ledger.last_total  # composed once, at the check
         save_response(response, output, sign_key=signer)
         bar.update()
     size = output.stat().st_size
@@ -443,6 +457,7 @@ def respond(
         "total_epsilon": None if total is None else finite_or_none(total),
         "budget_epsilon": budget_epsilon,
         "budget_delta": budget_delta,
+        "budget_relation": None if ledger_path is None else rel,
     }
     human = [
         (
@@ -455,7 +470,7 @@ def respond(
         budget = "no budget" if budget_epsilon is None else f"budget {budget_epsilon:.4g}"
         human.append(
             f"ledger {ledger_path}: total epsilon to cloud {cloud!r} is {total:.4g} at "
-            f"delta={budget_delta:.3g} ({budget})"
+            f"delta={budget_delta:.3g} under {rel} neighbouring ({budget})"
         )
     state.result(payload, human)
 
@@ -810,29 +825,58 @@ def info(state: State) -> None:
     show_default=True,
 )
 @click.option("--accountant", type=click.Choice(["pld", "rdp"]), default="pld", show_default=True)
+@click.option(
+    "--relation",
+    type=click.Choice(["add_remove", "replace_one"]),
+    default=None,
+    help="Neighbouring relation the totals hold for (default: the one every listed "
+    "release was recorded under; required when they differ).",
+)
 @output_options
 @click.pass_obj
-def ledger_cmd(state: State, path: Path, cloud: str | None, delta: float, accountant: str) -> None:
-    """Client: list the releases in a ledger and their composed epsilon."""
+def ledger_cmd(
+    state: State,
+    path: Path,
+    cloud: str | None,
+    delta: float,
+    accountant: str,
+    relation: str | None,
+) -> None:
+    """Client: list the releases in a ledger and their composed epsilon.
+
+    Reads the file only (an old ledger is listed as it is, not migrated).
+    """
     from .ledger import Ledger
 
     if not path.exists():
         raise InvalidInputError(f"{path}: no such ledger")
-    with Ledger(path, delta=delta, accountant=accountant) as ledger:
-        clouds = [cloud] if cloud is not None else ledger.clouds()
-        per_cloud = {c: ledger.total_epsilon(cloud=c) for c in clouds}
+    with Ledger(path, delta=delta, accountant=accountant, read_only=True) as ledger:
         rows = ledger.releases(cloud)
-        everything = ledger.total_epsilon() if cloud is None else per_cloud[cloud]
+        kinds = sorted({r.relation for r in rows})
+        if relation is None and len(kinds) > 1:
+            raise click.UsageError(
+                f"{path}: the releases were recorded under both neighbouring relations "
+                "(add_remove and replace_one); pass --relation add_remove or "
+                "--relation replace_one to say which the totals must hold for"
+            )
+        rel = relation if relation is not None else (kinds[0] if kinds else "add_remove")
+        clouds = [cloud] if cloud is not None else ledger.clouds()
+        per_cloud = {c: ledger.total_epsilon(cloud=c, relation=rel) for c in clouds}
+        everything = ledger.total_epsilon(relation=rel) if cloud is None else per_cloud[cloud]
     payload = {
         "command": "ledger",
         "ledger": str(path),
         "delta": delta,
         "accountant": accountant,
+        "relation": rel,
         "total_epsilon": finite_or_none(everything),
         "clouds": {c: finite_or_none(e) for c, e in per_cloud.items()},
         "releases": [dataclasses.asdict(r) for r in rows],
     }
-    human = [f"{path}: {len(rows)} releases; epsilon at delta={delta:.3g} ({accountant})"]
+    human = [
+        f"{path}: {len(rows)} releases; epsilon at delta={delta:.3g} under {rel} "
+        f"neighbouring ({accountant})"
+    ]
     human += [f"  cloud {c!r}: {e:.4g}" for c, e in per_cloud.items()]
     if cloud is None and len(per_cloud) > 1:
         human.append(f"  all clouds together: {everything:.4g}")
@@ -872,6 +916,8 @@ def reproduce(ctx: click.Context) -> None:
 
 # -- entry points --------------------------------------------------------------
 def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, LedgerError):
+        return EXIT_LEDGER
     if isinstance(exc, PrivacyBudgetExceededError):
         return EXIT_BUDGET
     # Privacy parameters reach the CLI only as options (--epsilon, --delta, ...; a

@@ -17,8 +17,11 @@ __all__ = [
     "InvalidInputError",
     "InvalidTypeError",
     "KeyFileError",
+    "LedgerError",
+    "LedgerRelationError",
     "LowSignalWarning",
     "NoCoverageError",
+    "NoNoiseReleaseError",
     "PrivacyBudgetExceededError",
     "PrivacyParameterError",
     "SelectionIndexError",
@@ -128,3 +131,22 @@ class ExtractorUncheckedWarning(EcosWarning):
 
     Features from :func:`ecos_fast.features.extract` carry one; plain arrays do not.
     """
+
+class LedgerError(EcosError, RuntimeError):
+    """The privacy ledger file cannot be used: locked by another process for longer than
+    the busy timeout, in a folder that does not exist, read-only when a release must be
+    recorded, corrupt, not a ledger (another file or database, a missing table or
+    column, values of the wrong type), or of a newer schema. The message names the file
+    and what SQLite reported; nothing was released."""
+
+
+class LedgerRelationError(EcosError, ValueError):
+    """The ledger cannot state epsilon for the neighbouring relation asked: its releases
+    were recorded under both relations and none was named, or a replace-one release
+    has no known sensitivity under add/remove (there is no general conversion)."""
+
+
+class NoNoiseReleaseError(PrivacyBudgetExceededError):
+    """A release without noise (``epsilon = inf``, ``sigma = 0``) was offered to a privacy
+    ledger. Its privacy loss is infinite, so every ledger refuses it, with or without a
+    budget; without a ledger such a release is possible (upper-bound experiments)."""
