@@ -134,7 +134,8 @@ def cli(ctx: click.Context, quiet: bool, as_json: bool) -> None:
     Cloud:   ecos-fast select POOL centroids.safetensors response.safetensors
              --budget N -o selected.npy
 
-    Features are .npy files (memory-mapped) or folders of .npy shards.
+    Features are .npy files (memory-mapped), Parquet files, or folders of .npy/.parquet
+    shards.
     """
     state = ctx.ensure_object(State)
     state.quiet = state.quiet or quiet
@@ -940,6 +941,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     """
     state = State()
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args:  # click < 8.2 exits 0 here, click >= 8.2 exits 2: one answer for both
+        ctx = click.Context(cli, info_name="ecos-fast", **cli.context_settings)
+        click.echo(cli.get_help(ctx), err=True)
+        return EXIT_USAGE
     try:
         cli.main(args=args, prog_name="ecos-fast", obj=state, standalone_mode=False)
     except click.exceptions.Exit as exc:
