@@ -376,3 +376,21 @@ def test_data_fingerprint_moves_with_data_version(monkeypatch: pytest.MonkeyPatc
     before = features.data_fingerprint("default")
     monkeypatch.setattr("ecos_fast.features.DATA_VERSION", DATA_VERSION + 1)
     assert features.data_fingerprint("default") != before
+
+
+# ---------------------------------------------------------------- one interface
+
+
+@pytest.mark.parametrize("name", ["ppocr", "ddddocr"])
+def test_bundled_extractors_are_feature_extractors(name: str) -> None:
+    images, _ = load_domain("print", "test", n=3, seed=0, cache=False)
+    extractor = features.get_extractor(name)
+    assert isinstance(extractor, features.FeatureExtractor)
+    result = features.extract(extractor, images)  # the generic form: Features
+    np.testing.assert_allclose(result.array, features.extract(images, name), rtol=1e-5, atol=1e-5)
+    assert result.extractor_fingerprint == extractor.fingerprint
+    assert len(result.extractor_fingerprint) == 64
+    assert features.extract(name, images).extractor_fingerprint == extractor.fingerprint
+    other = "ddddocr" if name == "ppocr" else "ppocr"
+    assert features.get_extractor(other).fingerprint != extractor.fingerprint
+    assert result.extractor["package"] == f"{extractor.spec.package}=={extractor.spec.version}"
