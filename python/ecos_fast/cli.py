@@ -31,7 +31,7 @@ import hashlib
 import math
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
@@ -143,7 +143,10 @@ def cli(ctx: click.Context, quiet: bool, as_json: bool) -> None:
 
 
 # -- signatures: who wrote an exchange file -------------------------------------
-def _key_option(flag: str, help_text: str) -> Any:
+_Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _key_option(flag: str, help_text: str) -> _Decorator:
     return click.option(
         flag,
         type=click.Path(path_type=Path, dir_okay=False),
@@ -159,7 +162,7 @@ _SIGN_KEY = _key_option(
 )
 
 
-def _verify_key(what: str, whose: str) -> Any:
+def _verify_key(what: str, whose: str) -> _Decorator:
     return _key_option(
         "--verify-key",
         f"Require {what} to be signed by this public key ({whose} .pub file), else exit 3. "
