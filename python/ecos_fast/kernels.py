@@ -1,8 +1,9 @@
 """Validated entry points to the Rust kernels.
 
-Each function checks and coerces its inputs (``_validation``), then calls the
-compiled core with the GIL released on a pool of ``n_threads`` workers.
-Results are identical for any ``n_threads``.
+Each function checks and coerces its inputs (``_validation``: dtype, shape, NaN/inf, and
+magnitudes small enough for float32 squared distances), then calls the compiled core
+with the GIL released on a pool of ``n_threads`` workers. Results are identical for any
+``n_threads``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def assign(
         float32 C-contiguous input (including ``np.memmap``) is read without a copy.
     centroids : array-like of shape (n_clusters, n_features)
     n_threads : int, optional
-        Worker threads; default ``ECOS_FAST_NUM_THREADS`` or the CPUs available.
+        Worker threads; default ``ECOS_FAST_NUM_THREADS`` or the CPUs available. Counts
+        above 4 per available CPU are lowered to that (a ``ThreadsCappedWarning``).
     backend : {"local", "ray"}, default "local"
         ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
         shards or a ``ray.data.Dataset``; the shards are assigned on the Ray workers
