@@ -9,6 +9,8 @@ import pytest
 from ecos_fast.apps import client_labeling as cl
 from ecos_fast.errors import InvalidInputError, PrivacyBudgetExceededError
 from ecos_fast.ledger import Ledger, Release, compose_epsilon
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 DELTA = 1e-5
 
@@ -130,3 +132,79 @@ def test_knn_errors_are_specific() -> None:
         cl.knn_votes(private, yp, pool, k=3, n_classes=3)
     with pytest.raises(InvalidInputError, match="n_queries=0"):
         cl.calibrate_knn_sigma(0, 5.0, DELTA)
+
+
+# ------------------------------------------------ the tie rule (issue 13, finding 10)
+
+
+def _tied_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three copies of the query, then 100 copies of one other row (50 of each label)."""
+    query = np.random.default_rng(1).normal(size=(1, 6)).astype(np.float32)
+    other = query + np.float32(0.5) * np.eye(6, dtype=np.float32)[:1]
+    x = np.concatenate([np.tile(query, (3, 1)), np.tile(other, (100, 1))])
+    y = np.array([1, 1, 1] + [0] * 50 + [1] * 50)
+    return x, y, query
+
+
+def test_tied_similarities_give_one_histogram_in_every_row_order() -> None:
+    x, y, q = _tied_rows()
+    orders = [
+        np.arange(len(y)),
+        np.arange(len(y))[::-1],
+        np.random.default_rng(7).permutation(len(y)),
+    ]
+    got = [cl.knn_votes(x[o], y[o], q, k=50, n_classes=2) for o in orders]
+    # The 3 copies of the query, then 47 of the 100 tied rows, label 0 first. Before the
+    # tie rule the 47 depended on the row order ([47, 3], [0, 50], [24, 26]).
+    for g in got:
+        np.testing.assert_array_equal(g, [[47, 3]])
+
+
+def _exact_reference(
+    p: np.ndarray, yp: np.ndarray, q: np.ndarray, k: int, n_classes: int
+) -> np.ndarray:
+    """Stable sort on (-similarity, label) with exact int64 dot products."""
+
+    def fixed(a: np.ndarray) -> np.ndarray:
+        u = a.astype(np.float32) / np.maximum(
+            np.linalg.norm(a.astype(np.float32), axis=1, keepdims=True), 1e-12
+        )
+        return np.rint(u.astype(np.float64) * 2.0**24).astype(np.int64)
+
+    sim = fixed(q) @ fixed(p).T  # integer matmul: exact, no BLAS
+    out = np.zeros((len(q), n_classes), dtype=np.int64)
+    for i, row in enumerate(sim):
+        top = np.lexsort((np.arange(len(yp)), yp, -row))[:k]
+        out[i] = np.bincount(yp[top], minlength=n_classes)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_distinct=st.integers(1, 6),
+    copies=st.integers(1, 8),
+    k_frac=st.floats(0.05, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_votes_follow_the_tie_rule_and_one_sample_moves_at_most_one_vote(
+    n_distinct: int, copies: int, k_frac: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(-2, 3, size=(n_distinct, 3)).astype(np.float32)  # small grid: many ties
+    p = np.repeat(base, copies, axis=0)
+    yp = rng.integers(0, 3, size=len(p))
+    q = rng.integers(-2, 3, size=(4, 3)).astype(np.float32)
+    k = max(1, round(k_frac * len(p)))
+    votes = cl.knn_votes(p, yp, q, k=k, n_classes=3)
+    np.testing.assert_array_equal(votes, _exact_reference(p, yp, q, k, 3))
+    perm = rng.permutation(len(p))
+    np.testing.assert_array_equal(cl.knn_votes(p[perm], yp[perm], q, k=k, n_classes=3), votes)
+    # Add one sample anywhere (a copy of an existing one: a tie): one vote moves at most,
+    # so the histogram's L2 change is at most sqrt(2) (KNN_SENSITIVITY).
+    pos = int(rng.integers(0, len(p) + 1))
+    new = p[int(rng.integers(len(p)))]
+    p1 = np.insert(p, pos, new, axis=0)
+    y1 = np.insert(yp, pos, int(rng.integers(0, 3)))
+    diff = cl.knn_votes(p1, y1, q, k=k, n_classes=3) - votes
+    assert (np.abs(diff).sum(axis=1) <= 2).all()
+    assert (np.linalg.norm(diff, axis=1) <= cl.KNN_SENSITIVITY + 1e-12).all()

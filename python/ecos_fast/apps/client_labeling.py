@@ -11,7 +11,11 @@ Privacy accounting
 ------------------
 Under add/remove-one neighbouring, one private sample changes a query's top-``k`` set
 by at most one member, so one vote moves from one class to another: the histogram's
-L2 sensitivity is ``sqrt(2)``. Each query is then a Gaussian mechanism with noise
+L2 sensitivity is ``sqrt(2)``. That needs one fixed order of the private samples that
+adding or removing a sample does not reshuffle; :func:`knn_votes` uses (similarity
+descending, label ascending, row index ascending), with similarities computed exactly,
+so the histogram depends on the set of (features, label) pairs and not on row order
+(see "Tie rule" in :func:`knn_votes`). Each query is then a Gaussian mechanism with noise
 multiplier ``sigma / sqrt(2)``; the noisy argmax is post-processing. All queries, and
 the ECOS coverage release that preceded them, compose; they are recorded in a
 :class:`ecos_fast.ledger.Ledger` and composed by dp-accounting's PLD accountant
@@ -76,6 +80,19 @@ def _unit(x: NDArray[Any]) -> NDArray[np.float32]:
     return out
 
 
+#: Fixed-point bits of the unit vectors whose dot products are the kNN similarities.
+#: Coordinates of a unit vector lie in [-1, 1], so the integers are at most 2**24 in
+#: magnitude, every product at most 2**48 and (Cauchy-Schwarz) every partial sum of
+#: absolute products at most 2**48 + 2**24 * sqrt(n_features) + n_features / 4, below
+#: 2**53 for any n_features < 2**56: float64 holds every intermediate exactly.
+_SIM_BITS = 24
+
+
+def _fixed_point(unit: NDArray[np.float32]) -> NDArray[np.float64]:
+    out: NDArray[np.float64] = np.rint(unit.astype(np.float64) * float(2**_SIM_BITS))
+    return out
+
+
 def default_k(n_private: int, n_classes: int, fraction: float = 1.0) -> int:
     """``k`` = ``fraction`` of the mean class size of the private set (at least 1).
 
@@ -120,12 +137,43 @@ def knn_votes(
     ndarray of shape (n_queries, n_classes), int64
         Rows sum to ``k``.
 
+    Notes
+    -----
+    Tie rule: the ``k`` neighbours are the first ``k`` private samples in the order
+    (similarity descending, label ascending, row index ascending), a stable sort on
+    (-similarity, label). Among samples tied in similarity at the k-th place, the
+    lowest labels are counted first; samples tied in both similarity and label are
+    interchangeable in the histogram, so the lowest-index rule among them never shows
+    and the histogram is the same for every row order of the same private set.
+
+    The similarities are exact: the unit vectors are rounded to a fixed-point grid of
+    ``2**-24`` (:data:`_SIM_BITS`) and multiplied in float64, where every product and
+    partial sum is an integer below ``2**53``. A sample's similarity is thus a function
+    of that sample and the query only, whatever the row order, BLAS blocking or thread
+    count, and ties are exact ties.
+
+    Why this keeps the L2 sensitivity ``sqrt(2)``: the order is one total preorder on
+    samples, fixed by their own (similarity, label), so adding a sample inserts it in
+    the order without moving the others; the top ``k`` gain it and lose the sample that
+    was k-th (one vote moves between two classes), removing one is the reverse, and
+    replacing one swaps at most one member in and one out. Under a rule that depends on
+    row positions or on the other rows (``argpartition``'s, before), one added row could
+    change which of many tied samples are counted, and the histogram by more than one
+    vote.
+
     Examples
     --------
     >>> import numpy as np
     >>> p = np.array([[1, 0], [1, 0.1], [0, 1]], dtype=np.float32)
     >>> knn_votes(p, np.array([0, 0, 1]), np.array([[1, 0.05]]), k=2, n_classes=2).tolist()
     [[2, 0]]
+
+    Four copies of one row, two of each label, ``k = 3``: the tie is broken towards the
+    lower label, in any row order.
+
+    >>> same = np.ones((4, 2), dtype=np.float32)
+    >>> knn_votes(same, np.array([1, 0, 1, 0]), same[:1], k=3, n_classes=2).tolist()
+    [[2, 1]]
     """
     p = _unit(private_features)
     q = _unit(query_features)
@@ -143,15 +191,21 @@ def knn_votes(
         raise InvalidInputError(
             f"private_labels must lie in [0, n_classes={n_classes}); got [{y.min()}, {y.max()}]"
         )
+    pf, qf = _fixed_point(p), _fixed_point(q)
+    members = [np.flatnonzero(y == c) for c in range(n_classes)]
+    n = p.shape[0]
     votes = np.zeros((q.shape[0], n_classes), dtype=np.int64)
     for s in range(0, q.shape[0], chunk):
-        sim = q[s : s + chunk] @ p.T
-        # k largest similarities; ties are broken by argpartition's order, which is
-        # deterministic for the same inputs.
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        lab = y[top]
-        for c in range(n_classes):
-            votes[s : s + chunk, c] = (lab == c).sum(axis=1)
+        sim = qf[s : s + chunk] @ pf.T  # exact integers (see _SIM_BITS)
+        kth = np.partition(sim, n - k, axis=1)[:, n - k : n - k + 1]  # k-th largest
+        above, tied = sim > kth, sim == kth
+        # Every sample above the k-th similarity counts; the places left go to the
+        # samples tied with it, lowest label first (the tie rule in the Notes).
+        need = k - above.sum(axis=1)
+        for c, cols in enumerate(members):
+            take = np.minimum(tied[:, cols].sum(axis=1), need)
+            votes[s : s + chunk, c] = above[:, cols].sum(axis=1) + take
+            need -= take
     return votes
 
 
