@@ -15,8 +15,9 @@ Exit codes (also in ``ecos-fast --help`` and ``docs/cli.md``):
 0     success
 1     internal error (a bug: please report it with the traceback)
 2     usage error (unknown option, missing argument, bad option value)
-3     invalid or tampered input (unreadable features, a corrupted, altered
-      or mismatched exchange file, a budget larger than the pool, ...)
+3     invalid input or a failed signature check (unreadable features, a
+      corrupted or mismatched exchange file, one --verify-key refuses, a
+      budget larger than the pool, ...)
 4     privacy budget exhausted, or a release without noise offered to a
       ledger: the ledger refused the release
 5     the privacy ledger cannot be used (locked past the busy timeout,
@@ -90,7 +91,7 @@ Exit codes:
   0  success
   1  internal error (a bug; please report it)
   2  usage error (unknown option, missing argument, bad value)
-  3  invalid or tampered input (features, exchange files, budgets)
+  3  invalid input or a failed signature check (features, exchange files, keys)
   4  privacy budget exhausted, or no noise with --ledger (the ledger refused)
   5  the ledger file cannot be used (locked, corrupt, not a ledger, read-only)
 """
