@@ -239,7 +239,7 @@ def table_to_matrix(table: Any, column: str | None, name: object) -> NDArray[Any
         col = table.column(c)
         if col.null_count:
             raise FeatureFileError(f"{name}: column {c!r} holds {col.null_count} nulls")
-        m = np.asarray(col.to_numpy(zero_copy_only=False))
+        m = np.asarray(col.to_numpy())  # a ChunkedArray: pyarrow < 13 takes no keywords
         if m.ndim != 1 or m.dtype.kind not in "fiu":
             raise FeatureFileError(
                 f"{name}: column {c!r} has type {col.type}; features must be one list "
