@@ -10,7 +10,7 @@ without a verify key), ``file_kind``, ``signature_of`` and ``ecos-fast inspect``
 readers may accept the file or raise an :class:`EcosError` (the CLI: exit 0 or 3); any
 other exception is a bug.
 
-The default run is small and derandomized (a fixed sequence of examples, a few seconds);
+The default run is small and derandomized (80 fixed examples, a few seconds);
 ``-m slow`` runs a larger budget.
 """
 
@@ -204,7 +204,7 @@ def _fuzz(tmp_path: Path, corpus: dict[str, Any], data: st.DataObject) -> None:
 _HC = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 
 
-@settings(max_examples=120, derandomize=True, deadline=None, suppress_health_check=_HC)
+@settings(max_examples=80, derandomize=True, deadline=None, suppress_health_check=_HC)
 @given(data=st.data())
 def test_mutated_files_give_success_or_an_ecos_error(
     tmp_path: Path, corpus: dict[str, Any], data: st.DataObject
