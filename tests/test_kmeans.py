@@ -214,3 +214,19 @@ def test_core_rechecks_sample_and_init() -> None:
         _core.kmeans(x, 3, 3, 0.0, 0, 1, None, 1, np.array([0, 1], np.int64))
     with pytest.raises(ValueError, match="init"):
         _core.kmeans(x, 2, 3, 0.0, 0, 1, np.zeros((3, 2), np.float32), 1, None)
+
+
+def test_huge_counts_are_refused_not_overflowed_or_aborted() -> None:
+    """Before: max_iter or n_local_trials of 10**30 failed pyo3's conversion with a bare
+    OverflowError, and n_local_trials=10**9 asked the core for a trials x n_samples
+    candidate buffer (240 GB for 60 rows), which aborts the process when refused."""
+    x = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    with pytest.raises(InvalidInputError, match="max_iter="):
+        ecos_fast.kmeans(x, 2, max_iter=10**30)
+    for trials in (61, 10**9, 10**30):
+        with pytest.raises(InvalidInputError, match="n_local_trials="):
+            ecos_fast.kmeans(x, 2, n_local_trials=trials)
+    # The core's own check, without Python's in front.
+    with pytest.raises(InvalidInputError, match="n_local_trials=1000000000 exceeds"):
+        _core.kmeans_plusplus(x, 2, 0, 1, 10**9)
+    assert ecos_fast.kmeans(x, 2, n_local_trials=60).centroids.shape == (2, 3)

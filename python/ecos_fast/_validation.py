@@ -36,6 +36,10 @@ _FINITE_CHUNK_BYTES = 64 << 20
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
+# Counts handed to the core as usize/int64: larger ones are refused up front rather than
+# failing pyo3's conversion with a bare OverflowError.
+_INDEX_MAX = 2**63 - 1
+
 
 def feature_limit(n_features: int) -> float:
     """Largest magnitude a feature (or centroid) value may have: ``sqrt(F / (16 d))``,
@@ -368,12 +372,14 @@ def check_kmeans_params(
         cap = check_int(max_points_per_centroid, "max_points_per_centroid", low=1) * k
     return KMeansParams(
         n_clusters=k,
-        max_iter=check_int(max_iter, "max_iter", low=1),
+        max_iter=check_int(max_iter, "max_iter", low=1, high=_INDEX_MAX),
         tol=check_nonneg_float(tol, "tol"),
         seed=check_seed(seed),
         init=init_c,
         max_train=cap,
-        n_local_trials=check_int(n_local_trials, "n_local_trials", low=1),
+        # Candidates are rows: more than there are rows buys nothing (and the core's
+        # candidate buffer is n_local_trials x n_samples).
+        n_local_trials=check_int(n_local_trials, "n_local_trials", low=1, high=n_samples),
         init_sample=None if init_sample is None else check_int(init_sample, "init_sample", low=k),
     )
 

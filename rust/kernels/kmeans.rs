@@ -151,6 +151,23 @@ fn seed_centres(
         return Err(invalid!("n_clusters={k} exceeds {}", u32::MAX));
     }
     let trials = n_local_trials.max(1);
+    if trials > n {
+        return Err(invalid!(
+            "n_local_trials={trials} exceeds the n_samples={n} rows candidates are drawn from"
+        ));
+    }
+    // The candidates' new minima, row-major (`trials` per row; unused for one): refuse a
+    // buffer that cannot be allocated instead of aborting the process.
+    let buf_len = if trials > 1 { trials * n } else { 0 };
+    let mut newd: Vec<f32> = Vec::new();
+    newd.try_reserve_exact(buf_len).map_err(|_| {
+        invalid!(
+            "n_local_trials={trials} needs {trials} x {n} float32 candidate distances \
+             ({} bytes), more than can be allocated",
+            buf_len as u128 * 4
+        )
+    })?;
+    newd.resize(buf_len, 0.0);
     let mut rng = Pcg64::seed_from_u64(seed);
     let row = |i: usize| &x[i * d..(i + 1) * d];
     let mut centers = Vec::with_capacity(k * d);
@@ -171,8 +188,6 @@ fn seed_centres(
             s
         })
         .collect();
-    // The candidates' new minima, row-major (`trials` per row; unused for one).
-    let mut newd = vec![0f32; if trials > 1 { trials * n } else { 0 }];
     let mut cands = vec![0usize; trials];
     for step in 1..k {
         let total: f64 = sums.iter().sum();
