@@ -431,7 +431,12 @@ def _load(
         raise _fail(p, kind, f"holds tensors {sorted(tensors)}, expected exactly [{name!r}]")
     arr = tensors[name]
     if _checksum(st_meta["ecos"], arr) != st_meta["sha256"]:
-        raise _fail(p, kind, "sha256 checksum mismatch (the file is corrupted or was altered)")
+        raise _fail(
+            p,
+            kind,
+            "sha256 checksum mismatch (the file is corrupted, or was changed without "
+            "recomputing the checksum; only a signature detects a change that recomputes it)",
+        )
 
     import jsonschema
 
