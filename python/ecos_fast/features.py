@@ -1,4 +1,14 @@
-"""Frozen OCR-pretrained feature extractors (onnxruntime, CPU) and a feature cache.
+"""Features from your own model, the bundled OCR-pretrained extractors, and a feature cache.
+
+:func:`extract` runs any :class:`FeatureExtractor` over your data in batches: a torch
+``nn.Module`` (:class:`TorchExtractor`, CPU or CUDA), an ``.onnx`` file
+(:class:`OnnxExtractor`, onnxruntime) or one of the bundled OCR extractors below
+(:class:`Extractor`). Data may be an ndarray, a tensor, a torch ``Dataset`` or a
+``DataLoader``; the result is :class:`Features` (float32 rows in memory, or ``.npy``
+shards under ``out_dir=`` with an ``extractor.json`` sidecar) carrying the extractor's
+fingerprint: SHA-256 of its weights and of its preprocessing description.
+:func:`ecos_fast.fit_centroids` records it and :func:`ecos_fast.respond` refuses a
+client whose features carry another one (:class:`~ecos_fast.errors.SketchMismatchError`).
 
 Real pretrained CNNs ship inside pip wheels; nothing is downloaded at run time:
 
@@ -652,8 +662,9 @@ class Features:
             raise InvalidInputError("these Features hold neither an array nor a path")
         from ecos_fast.feature_files import load_features
 
-        arr = load_features(self.path)
-        return arr  # type: ignore[no-any-return]
+        arr: NDArray[np.float32] = load_features(self.path)
+        object.__setattr__(self, "_array", arr)  # read (or concatenated) once
+        return arr
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -864,8 +875,8 @@ def _batches(
     if isinstance(data, np.ndarray) or (_is_torch(data) and hasattr(data, "shape")):
         if len(data.shape) == 0:
             raise InvalidInputError("data is a scalar; give rows (n_samples, ...)")
-        n = int(data.shape[0])
-        return (data[i : i + batch_size] for i in range(0, n, batch_size)), n
+        rows = int(data.shape[0])
+        return (data[i : i + batch_size] for i in range(0, rows, batch_size)), rows
     if not _is_torch(data):
         raise InvalidTypeError(
             f"data must be an ndarray, a torch tensor, Dataset or DataLoader; got "
@@ -875,7 +886,7 @@ def _batches(
     from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
     if isinstance(data, DataLoader):
-        sampler = data.batch_sampler.sampler if data.batch_sampler is not None else data.sampler
+        sampler = getattr(data.batch_sampler, "sampler", None)
         if isinstance(sampler, RandomSampler) or isinstance(data.sampler, RandomSampler):
             raise InvalidInputError(
                 "the DataLoader shuffles (shuffle=True): feature rows must keep the dataset's "
