@@ -219,6 +219,14 @@ class Selection(Sequence[int]):
     def __getitem__(self, key: slice | Sequence[int] | NDArray[Any]) -> NDArray[np.int64]: ...
 
     def __getitem__(self, key: Any) -> int | NDArray[np.int64]:
+        if type(key) is int:  # first and cheap: torch reads sequences an int at a time
+            try:
+                return int(self.indices.item(key))
+            except IndexError:
+                n = self.n_selected
+                raise SelectionIndexError(
+                    f"index {key} is out of range for a Selection of {n} rows"
+                ) from None
         if isinstance(key, slice):
             return self.indices[key]
         if key is None or isinstance(key, (bool, np.bool_, str, bytes)):
