@@ -54,6 +54,26 @@ test: setup ## the default test suite (what CI runs)
 	$(MAKE) --no-print-directory bench-smoke
 	$(MAKE) --no-print-directory lint
 
+# A second venv with the LOWEST versions pyproject.toml allows (requirements/lowest.txt),
+# running the core tests (no torch, ONNX, Ray or data sets) on the same compiled core:
+# python/ecos_fast/_core*.so from `maturin develop`, found through PYTHONPATH.
+LOWEST     := $(VENV)/lowest
+CORE_TESTS := $(addprefix tests/test_,assign kmeans kcenter neighbourhood quotas rule \
+	baselines validation privacy protocol exchange signing ledger cli feature_files \
+	imports version threads errors dependencies)
+CORE_TESTS := $(addsuffix .py,$(CORE_TESTS))
+
+$(LOWEST)/.deps: $(VENV)/.created requirements/lowest.txt
+	python3 -m venv --clear $(LOWEST)
+	$(LOWEST)/bin/python -m pip install -q --upgrade pip
+	$(LOWEST)/bin/python -m pip install -q -r requirements/lowest.txt
+	touch $@
+
+.PHONY: test-lowest
+test-lowest: setup $(LOWEST)/.deps ## the core tests on the lowest allowed dependency versions (CI)
+	PYTHONPATH=$(CURDIR)/python $(LOWEST)/bin/python -m pytest -q -m "not slow" \
+		-p no:cacheprovider $(wildcard $(CORE_TESTS))
+
 .PHONY: test-all
 test-all: setup ## every test, including the slow ones
 	$(VENV)/bin/python -m pytest -q tests
