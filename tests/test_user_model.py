@@ -269,10 +269,14 @@ def test_cli_reads_the_sidecar_on_both_sides(
 
     assert respond_cli("private.npy") == 0
     assert json.loads(capsys.readouterr().out)["extractor_checked"] is True
-    assert respond_cli("other.npy") == 3
+    ledger = tmp_path / "ledger.sqlite"
+    assert respond_cli("other.npy", "--ledger", str(ledger), "--budget-epsilon", "5") == 3
     captured = capsys.readouterr()
     assert json.loads(captured.out)["error"]["type"] == "SketchMismatchError"
     assert "same model" in captured.err
+    assert not ledger.exists()  # refused before the ledger was opened: nothing spent
+    assert run(["--json", "inspect", c]) == 0
+    assert json.loads(capsys.readouterr().out)["extractor_fingerprint"] == fp
     assert respond_cli("plain.npy") == 0  # a plain array: one remark, nothing checked
     captured = capsys.readouterr()
     assert json.loads(captured.out)["extractor_checked"] is False

@@ -223,6 +223,7 @@ def describe_centroids(path: Path, c: Centroids) -> tuple[dict[str, Any], list[s
         "seed": c.seed,
         "normalize": c.normalize,
         "fingerprint": c.fingerprint,
+        "extractor_fingerprint": c.extractor_fingerprint,
     }
     human = [
         f"{path}: valid centroids file",
@@ -231,6 +232,7 @@ def describe_centroids(path: Path, c: Centroids) -> tuple[dict[str, Any], list[s
             f"from {c.n_pool} pool rows, seed {c.seed}, normalize {c.normalize}"
         ),
         f"  fingerprint {c.fingerprint}",
+        f"  extractor fingerprint {c.extractor_fingerprint or 'none recorded'}",
     ]
     return fields, human
 
