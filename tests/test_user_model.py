@@ -108,6 +108,20 @@ def test_both_roles_extract_with_the_users_cnn_and_the_round_checks(model: Small
         respond(np.asarray(client), cents, math.inf, 1e-5)
 
 
+def test_a_mismatched_client_spends_nothing_in_its_ledger(
+    tmp_path: Path, model: SmallCNN
+) -> None:
+    from ecos_fast.ledger import Ledger, respond_with_ledger
+
+    cloud = features.extract(model, images(100, 0.0, 1))
+    cents = fit_centroids(cloud, n_clusters=3, seed=0)
+    other = features.extract(SmallCNN(1), images(20, 0.0, 2))
+    with Ledger(tmp_path / "ledger.sqlite", budget_epsilon=5.0) as ledger:
+        with pytest.raises(SketchMismatchError):
+            respond_with_ledger(other, cents, 1.0, 1e-5, ledger, cloud="acme")
+        assert ledger.total_epsilon(cloud="acme") == 0.0
+
+
 def test_fingerprint_hashes_weights_buffers_and_preprocessing(model: SmallCNN) -> None:
     x = images(5, 0.0, 0)
     fp = features.TorchExtractor(model).fingerprint

@@ -399,8 +399,9 @@ class TorchExtractor(FeatureExtractor):
         the backbone without its classifier). It runs in ``eval()`` mode under
         ``torch.inference_mode()`` (its training flag is restored afterwards) and is
         moved to ``device``.
-    device : str or torch.device, default "cpu"
-        ``"cuda"`` (or ``"cuda:1"``...) runs the batches on that GPU.
+    device : str or torch.device, optional
+        ``"cuda"`` (or ``"cuda:1"``...) runs the batches on that GPU, ``"cpu"`` on the
+        CPU; default: where the model's parameters already are (CPU if it has none).
     preprocessing : str, JSON-able data, or an object with a stable repr, optional
         What was done to the inputs before the model (resizing, normalisation, the
         ``transform`` of your Dataset): ecos-fast cannot see inside a Dataset, so
@@ -422,7 +423,7 @@ class TorchExtractor(FeatureExtractor):
         self,
         model: Any,
         *,
-        device: Any = "cpu",
+        device: Any = None,
         preprocessing: object = None,
         name: str | None = None,
     ) -> None:
@@ -430,6 +431,9 @@ class TorchExtractor(FeatureExtractor):
         if not isinstance(model, torch.nn.Module):
             raise InvalidTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
+        if device is None:
+            first = next(iter(model.parameters()), None)
+            device = "cpu" if first is None else first.device
         try:
             self.device = torch.device(device)
         except (RuntimeError, TypeError) as exc:
@@ -857,9 +861,7 @@ def _as_extractor(
             n_threads=n_threads,
         )
     if _is_torch(model):
-        return TorchExtractor(
-            model, device="cpu" if device is None else device, preprocessing=preprocessing
-        )
+        return TorchExtractor(model, device=device, preprocessing=preprocessing)
     raise InvalidTypeError(
         f"model must be a torch.nn.Module, a path to an .onnx file, a bundled extractor name "
         f"or a FeatureExtractor; got {type(model).__name__}"
@@ -982,8 +984,9 @@ def extract(
         Rows per model call (default 256; the bundled extractors' own; a given
         DataLoader's batches are used as they come).
     device : str or torch.device, optional
-        ``"cpu"`` (default) or ``"cuda"``: where the torch model (or the ONNX CUDA
-        provider) runs. A torch model is moved there.
+        ``"cpu"`` or ``"cuda"``: where the torch model (or the ONNX CUDA provider)
+        runs; a torch model is moved there. Default: a torch model stays where its
+        parameters are; ONNX runs on the CPU.
     out_dir : str or PathLike, optional
         Write the rows straight to ``.npy`` shards in this folder
         (``features-00000.npy``, ...) plus ``extractor.json`` (the fingerprint), for
