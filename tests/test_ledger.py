@@ -196,6 +196,28 @@ def test_two_processes_cannot_both_spend_the_last_of_a_budget(tmp_path: Path) ->
             assert ledger.total_epsilon(cloud="a") <= 0.8
 
 
+def test_a_ledger_created_meanwhile_by_another_process_is_not_another_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes opening a new file at once: the second reads version 0 before the
+    first commits its tables, then sees them; that must not read as a foreign database."""
+    path = tmp_path / "l.sqlite"
+    Ledger(path).close()  # the other process won: tables made, version 2
+    real = Ledger._version
+    calls: list[int] = []
+
+    def stale_first(self: Ledger) -> int:
+        calls.append(1)
+        return 0 if len(calls) == 1 else real(self)
+
+    monkeypatch.setattr(Ledger, "_version", stale_first)
+    with Ledger(path) as ledger:
+        ledger.spend(Release("a", "gaussian", sigma=30.0))
+    monkeypatch.undo()
+    with Ledger(path) as ledger:
+        assert len(ledger.releases()) == 1
+
+
 def test_respond_with_ledger_records_then_refuses(tmp_path: Path) -> None:
     import ecos_fast
     import numpy as np

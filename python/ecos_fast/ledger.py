@@ -512,6 +512,20 @@ class Ledger:
                 f"table 'releases' lacks the columns {', '.join(missing)}"
             )
 
+    def _refuse_other_tables(self) -> None:
+        """A version-0 file must hold no tables: it is empty, or another database."""
+        tables = [
+            str(r[0])
+            for r in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        if tables:
+            raise LedgerError(
+                f"ledger {self.path}: it is not a ledger file: it is an SQLite database "
+                f"holding other tables ({', '.join(sorted(tables))})"
+            )
+
     def _init_schema(self) -> None:
         version = self._version()
         if version > _SCHEMA_VERSION:
@@ -522,21 +536,9 @@ class Ledger:
         if version == _SCHEMA_VERSION:
             self._check_tables()
             return
-        if version == 0:
-            tables = [
-                str(r[0])
-                for r in self._conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' "
-                    "AND name NOT LIKE 'sqlite_%'"
-                )
-            ]
-            if tables:
-                raise LedgerError(
-                    f"ledger {self.path}: it is not a ledger file: it is an SQLite database "
-                    f"holding other tables ({', '.join(sorted(tables))})"
-                )
         if self.read_only:
             if version == 0:
+                self._refuse_other_tables()
                 raise LedgerError(f"ledger {self.path}: it is an empty file, not a ledger")
             self._columns = _COLUMNS_V1  # read as documented, do not migrate
             self._check_tables()
@@ -545,6 +547,8 @@ class Ledger:
         try:
             version = self._version()  # another process may have got there first
             if version == 0:
+                # Inside the lock: a process creating the ledger meanwhile is not "other".
+                self._refuse_other_tables()
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         self._conn.execute(stmt)
@@ -559,7 +563,8 @@ class Ledger:
             self._check_tables()
             self._conn.execute("COMMIT")
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
 
     # -- context management ----------------------------------------------------
