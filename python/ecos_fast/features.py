@@ -49,7 +49,6 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import sys
@@ -708,17 +707,23 @@ class Features:
         p = Path(path)
         if p.suffix != ".npy":
             raise InvalidInputError(f"{p}: features are saved as .npy; use a .npy name")
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(self.array, dtype=np.float32), allow_pickle=False)
-        _write(p, buf.getvalue())
+        _write_npy(p, self.array)
         _write_sidecar(sidecar_path(p), self, [p.name])
         return p
 
 
 def _write(path: Path, data: bytes) -> None:
-    from ecos_fast.exchange import write_atomically
+    from ecos_fast.atomic import write_atomically
 
     write_atomically(path, data)
+
+
+def _write_npy(path: Path, rows: NDArray[np.float32]) -> None:
+    """``np.save`` through the package's one atomic writer, streamed (no bytes copy)."""
+    from ecos_fast.atomic import atomic_writer
+
+    with atomic_writer(path) as f:
+        np.save(f, np.ascontiguousarray(rows, dtype=np.float32), allow_pickle=False)
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
@@ -947,9 +952,7 @@ class _ShardWriter:
         if not self.buffered:
             return
         name = f"features-{len(self.names):05d}.npy"
-        buf = io.BytesIO()
-        np.save(buf, np.concatenate(self.buffer), allow_pickle=False)
-        _write(self.folder / name, buf.getvalue())
+        _write_npy(self.folder / name, np.concatenate(self.buffer))
         self.names.append(name)
         self.buffer, self.buffered = [], 0
 
