@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from ecos_fast import Selection, select_random
 from ecos_fast.errors import EcosError, InvalidTypeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 from torch.utils.data import (  # noqa: E402
@@ -158,3 +160,24 @@ def test_a_real_selection_drives_a_training_subset() -> None:
     data = TensorDataset(torch.arange(50))
     rows = [int(v) for (b,) in DataLoader(Subset(data, sel), batch_size=4) for v in b]
     assert rows == sel.indices.tolist()
+
+
+@given(
+    idx=st.lists(st.integers(0, 10_000), min_size=1, max_size=40, unique=True),
+    keys=st.lists(st.integers(-60, 60), max_size=10),
+)
+@settings(max_examples=60, deadline=None)
+def test_indexing_agrees_with_numpy(idx: list[int], keys: list[int]) -> None:
+    sel = Selection(np.array(idx, dtype=np.int64), budget=len(idx))
+    ref = np.array(idx, dtype=np.int64)
+    n = len(idx)
+    for k in keys:
+        if -n <= k < n:
+            assert sel[k] == ref[k]
+        else:
+            with pytest.raises(IndexError):
+                sel[k]
+    inside = [k for k in keys if -n <= k < n]
+    assert sel[inside].tolist() == ref[inside].tolist()
+    assert sel[torch.tensor(inside, dtype=torch.int64)].tolist() == ref[inside].tolist()
+    assert sel[1:-1:2].tolist() == ref[1:-1:2].tolist()
