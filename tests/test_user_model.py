@@ -108,9 +108,7 @@ def test_both_roles_extract_with_the_users_cnn_and_the_round_checks(model: Small
         respond(np.asarray(client), cents, math.inf, 1e-5)
 
 
-def test_a_mismatched_client_spends_nothing_in_its_ledger(
-    tmp_path: Path, model: SmallCNN
-) -> None:
+def test_a_mismatched_client_spends_nothing_in_its_ledger(tmp_path: Path, model: SmallCNN) -> None:
     from ecos_fast.ledger import Ledger, respond_with_ledger
 
     cloud = features.extract(model, images(100, 0.0, 1))
@@ -254,6 +252,10 @@ def test_onnx_file_is_an_extractor_too(tmp_path: Path) -> None:
     hidden = features.extract(features.OnnxExtractor(path, output="h"), x)
     np.testing.assert_allclose(hidden.array, x @ w, rtol=1e-5, atol=1e-5)
     assert hidden.extractor_fingerprint != got.extractor_fingerprint
+    named = features.OnnxExtractor(path, output="y")  # the default output, named
+    assert (
+        named.fingerprint == features.OnnxExtractor(path).fingerprint == got.extractor_fingerprint
+    )
     same = features.extract(_linear_onnx(tmp_path / "copy.onnx", w), torch.from_numpy(x))
     assert same.extractor_fingerprint == got.extractor_fingerprint  # the bytes, not the name
     other = features.extract(_linear_onnx(tmp_path / "o.onnx", w + 1e-3), x)

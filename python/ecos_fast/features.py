@@ -599,6 +599,7 @@ class OnnxExtractor(FeatureExtractor):
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
+            self.session()  # resolves the default output's name, so both spellings agree
             out = "" if self._output is None else self._output
             self._fingerprint = _fingerprint(
                 "onnx", [self._bytes, out.encode("utf-8")], self.preprocessing
@@ -1123,8 +1124,8 @@ def _run(
                 feats = extractor.run_batch(batch)
                 if feats.ndim != 2 or (width is not None and feats.shape[1] != width):
                     raise InvalidInputError(
-                        f"the model gave rows of shape {feats.shape[1:]} after {width} columns; "
-                        f"every batch must give the same n_features"
+                        f"the model gave a batch of shape {feats.shape} after batches of "
+                        f"{width} features; every batch must give the same n_features"
                     )
                 width = feats.shape[1]
                 if not np.isfinite(feats).all():
