@@ -229,8 +229,8 @@ class Release:
             # Replacing one sample = removing it and adding another: at most twice.
             return 2.0 * float(self.sensitivity)
         raise LedgerRelationError(
-            f"release {self.id if self.id is not None else ''} to cloud {self.cloud!r} "
-            f"({self.purpose or 'no purpose'}) was recorded under replace_one with no "
+            f"a release to cloud {self.cloud!r} (row id={self.id}, purpose "
+            f"{self.purpose or 'none'!r}) was recorded under replace_one with no "
             "add_remove sensitivity: an add_remove epsilon cannot be derived from it; "
             "ask for relation='replace_one'"
         )
