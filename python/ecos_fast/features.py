@@ -53,7 +53,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,10 +325,11 @@ def _describe_preprocessing(preprocessing: object) -> str:
     return text
 
 
-def _fingerprint(kind: str, parts: Sequence[bytes], preprocessing: str) -> str:
+def _fingerprint(kind: str, parts: Iterable[bytes | memoryview], preprocessing: str) -> str:
+    """SHA-256 over a tag, length-prefixed parts (streamed: no copy is kept) and the text."""
     h = hashlib.sha256(f"ecos-fast/extractor/v1|{kind}\0".encode())
     for part in parts:
-        h.update(len(part).to_bytes(8, "little"))
+        h.update(memoryview(part).nbytes.to_bytes(8, "little"))
         h.update(part)
     h.update(b"\0preprocessing\0" + preprocessing.encode("utf-8"))
     return h.hexdigest()
@@ -450,14 +451,16 @@ class TorchExtractor(FeatureExtractor):
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            parts = []
             state = self.model.state_dict()
-            for key in sorted(state):
-                t = state[key].detach().to("cpu").contiguous().reshape(-1)
-                head = f"{key}|{t.dtype}|{tuple(state[key].shape)}"
-                parts.append(head.encode("utf-8"))
-                parts.append(t.view(_torch().uint8).numpy().tobytes())
-            self._fingerprint = _fingerprint("torch", parts, self.preprocessing)
+            uint8 = _torch().uint8
+
+            def parts() -> Iterator[bytes | memoryview]:
+                for key in sorted(state):  # one tensor on the CPU at a time
+                    t = state[key].detach().to("cpu").contiguous().reshape(-1)
+                    yield f"{key}|{t.dtype}|{tuple(state[key].shape)}".encode()
+                    yield memoryview(t.view(uint8).numpy())
+
+            self._fingerprint = _fingerprint("torch", parts(), self.preprocessing)
         return self._fingerprint
 
     def describe(self) -> dict[str, Any]:
