@@ -311,3 +311,19 @@ def test_centroids_without_extractor_fingerprint_stay_as_before(tmp_path: Path) 
     assert load_centroids(path).extractor_fingerprint is None
     with pytest.raises(InvalidInputError, match="64 lowercase hex"):
         fit_centroids(x, n_clusters=3, extractor_fingerprint="abc")
+
+
+def test_torch_fingerprint_is_the_documented_hash(model: SmallCNN) -> None:
+    """A reference implementation: a change of the digest would split old and new peers."""
+    import hashlib
+
+    h = hashlib.sha256(b"ecos-fast/extractor/v1|torch\0")
+    state = model.state_dict()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous().reshape(-1)
+        head = f"{key}|{t.dtype}|{tuple(state[key].shape)}".encode()
+        for part in (head, t.view(torch.uint8).numpy().tobytes()):
+            h.update(len(part).to_bytes(8, "little"))
+            h.update(part)
+    h.update(b"\0preprocessing\0" + b"resize 8")
+    assert features.TorchExtractor(model, preprocessing="resize 8").fingerprint == h.hexdigest()
