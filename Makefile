@@ -73,7 +73,7 @@ $(LOWEST)/.deps: $(VENV)/.created requirements/lowest.txt
 
 .PHONY: test-lowest
 test-lowest: setup $(LOWEST)/.deps ## the core tests on the lowest allowed dependency versions (CI)
-	PYTHONPATH=$(CURDIR)/python $(LOWEST)/bin/python -m pytest -q -m "not slow" \
+	ECOS_FAST_LOWEST=1 PYTHONPATH=$(CURDIR)/python $(LOWEST)/bin/python -m pytest -q -m "not slow" \
 		-p no:cacheprovider $(wildcard $(CORE_TESTS))
 
 .PHONY: test-all

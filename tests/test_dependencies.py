@@ -8,6 +8,7 @@ runs the core tests on.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -110,3 +111,37 @@ def test_make_test_lowest_runs_in_ci() -> None:
     assert re.search(r"^make test\s*$", ci, re.M) and re.search(r"^make test-lowest\b", ci, re.M)
     makefile = (ROOT / "Makefile").read_text()
     assert "requirements/lowest.txt" in makefile and re.search(r"^test-lowest:", makefile, re.M)
+
+
+def test_the_installed_versions_are_in_range_and_the_lowest_pass_runs_the_floors() -> None:
+    from importlib.metadata import version
+
+    ranges = _ranges()
+    runtime = [canonicalize_name(Requirement(r).name) for r in _project()["dependencies"]]
+    for name in runtime:
+        assert Version(version(name)) in ranges[name].specifier, (name, version(name))
+    if os.environ.get("ECOS_FAST_LOWEST") == "1":  # set by `make test-lowest`
+        for name, pinned in _pins(ROOT / "requirements" / "lowest.txt").items():
+            assert Version(version(name)) == pinned, (name, version(name), pinned)
+
+
+def test_click_and_tqdm_drive_the_cli_with_progress_bars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The progress bars (tqdm) appear only on a terminal; pretend stderr is one, so that
+    # the lowest pass runs them on tqdm 4.66.0 under click 8.1.7.
+    import numpy as np
+    from ecos_fast._cli_output import State
+    from ecos_fast.cli import run
+
+    monkeypatch.setattr(State, "progress", property(lambda self: not self.quiet))
+    rng = np.random.default_rng(0)
+    shards = tmp_path / "pool"
+    shards.mkdir()
+    for i in range(2):
+        np.save(shards / f"p{i}.npy", rng.normal(size=(50, 3)).astype(np.float32))
+    out = tmp_path / "c.safetensors"
+    args = ["sketch", str(shards), "-o", str(out), "--clusters", "3", "--seed", "0"]
+    assert run(args) == 0 and out.is_file()
+    err = capsys.readouterr().err
+    assert "sketch" in err and "step" in err, err  # the tqdm step bar was drawn
