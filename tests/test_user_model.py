@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -327,3 +328,20 @@ def test_torch_fingerprint_is_the_documented_hash(model: SmallCNN) -> None:
             h.update(part)
     h.update(b"\0preprocessing\0" + b"resize 8")
     assert features.TorchExtractor(model, preprocessing="resize 8").fingerprint == h.hexdigest()
+
+
+@pytest.mark.slow
+def test_ray_backend_reads_features_shards_and_records_the_fingerprint(
+    tmp_path: Path, model: SmallCNN
+) -> None:
+    ray = pytest.importorskip("ray")
+    disk = features.extract(model, images(300, 0.0, 8), out_dir=tmp_path / "pool", shard_rows=70)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        sharded = fit_centroids(disk, n_clusters=4, seed=0, init_sample=300, backend="ray")
+    finally:
+        ray.shutdown()
+    local = fit_centroids(disk, n_clusters=4, seed=0, init_sample=300)
+    assert sharded.extractor_fingerprint == disk.extractor_fingerprint
+    np.testing.assert_array_equal(sharded.centroids, local.centroids)  # bit for bit

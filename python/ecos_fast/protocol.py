@@ -370,7 +370,11 @@ def fit_centroids(
     extractor_fp = extractor_fingerprint_of(pool_features, extractor_fingerprint)
     if check_backend(backend) == "ray":
         rb = ray_backend()
-        pool = rb.ShardedPool.from_source(pool_features)
+        source = pool_features
+        if hasattr(pool_features, "extractor_fingerprint"):  # ecos_fast.features.Features
+            path = getattr(pool_features, "path", None)
+            source = np.asarray(pool_features) if path is None else path  # shards stay on disk
+        pool = rb.ShardedPool.from_source(source)
         res = rb.kmeans_sharded(
             pool, n_clusters, seed=seed, max_iter=max_iter, normalize=normalize,
             max_points_per_centroid=max_points_per_centroid, init_sample=init_sample,
