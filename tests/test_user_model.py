@@ -158,6 +158,13 @@ def test_batching_input_kinds_and_training_flag(model: SmallCNN) -> None:
     model.eval()
 
 
+def test_progress_bar_names_the_model(model: SmallCNN, capsys: pytest.CaptureFixture[str]) -> None:
+    features.extract(model, images(9, 0.0, 0), batch_size=4, progress=True)
+    assert "SmallCNN features" in capsys.readouterr().err
+    features.extract(model, images(9, 0.0, 0), progress=False)
+    assert "SmallCNN features" not in capsys.readouterr().err
+
+
 def test_bad_arguments_are_specific_errors(model: SmallCNN) -> None:
     x = images(4, 0.0, 0)
     with pytest.raises(InvalidTypeError, match="model must be"):
@@ -168,6 +175,10 @@ def test_bad_arguments_are_specific_errors(model: SmallCNN) -> None:
         features.extract(model, x[:0])
     with pytest.raises(InvalidInputError, match="neither a bundled extractor"):
         features.extract("model.pt", x)
+    with pytest.raises(InvalidInputError, match="does not apply to the bundled"):
+        features.extract("ppocr", np.zeros((1, 8, 8, 3), np.uint8), preprocessing="x")
+    with pytest.raises(InvalidInputError, match="given to the extractor's constructor"):
+        features.extract(features.TorchExtractor(model), x, preprocessing="x")
     with pytest.raises(InvalidTypeError, match="one tensor"):
         features.extract(nn.LSTM(8, 4), torch.zeros(3, 2, 8))  # returns a tuple
 

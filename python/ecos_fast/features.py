@@ -856,6 +856,11 @@ def _as_extractor(
             )
         return model
     if isinstance(model, str) and model in _SPECS:
+        if preprocessing is not None:
+            raise InvalidInputError(
+                f"preprocessing= does not apply to the bundled {model!r} extractor, which "
+                f"does its own (Extractor.PREPROCESSING)"
+            )
         return get_extractor(model, n_threads=n_threads)
     if isinstance(model, (str, os.PathLike)):
         if Path(model).suffix != ".onnx":
