@@ -392,7 +392,7 @@ def _draw_noise(ax: Any, cl: _Clusters, sigma: float) -> None:
                 label="noise alone, N(0, σ²)")  # fmt: skip
     ax.axvline(cl.cut, color=_SELECTED, lw=1, ls="--")
     ax.set_yscale("log")
-    ax.set_ylim(bottom=0.7)
+    ax.set_ylim(0.7, 2.0 * max(float(np.histogram(v, bins=bins)[0].max()), 1.0))
     ax.set_title(f"All {v.shape[0]:,} noisy counts against pure noise", fontsize=10)
     ax.set_xlabel("noisy count")
     ax.set_ylabel("clusters (log)")
