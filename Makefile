@@ -80,6 +80,37 @@ test-lowest: setup $(LOWEST)/.deps ## the core tests on the lowest allowed depen
 test-all: setup ## every test, including the slow ones
 	$(VENV)/bin/python -m pytest -q tests
 
+# --- release artefacts --------------------------------------------------------
+# An abi3 wheel (one file for CPython >= 3.10) that pip takes on glibc >= 2.17 (manylinux2014:
+# RHEL 7+, Ubuntu 14.04+, Debian 8+, Amazon Linux 2), plus the sdist. `zig cc` (PyPI's ziglang)
+# links against glibc 2.17's symbols from this newer system, offline, without a manylinux
+# container. Its own tools venv and cargo target dir: .venv and `maturin develop` are untouched.
+WHEEL_VENV := $(VENV)/wheel-tools
+WHEEL_PY   := $(CURDIR)/$(WHEEL_VENV)/bin/python
+
+$(WHEEL_VENV)/.deps: requirements/build.txt
+	python3 -m venv --clear $(WHEEL_VENV)
+	$(WHEEL_PY) -m pip install -q --upgrade pip
+	$(WHEEL_PY) -m pip install -q -r requirements/build.txt
+	touch $@
+
+.PHONY: wheel
+wheel: $(WHEEL_VENV)/.deps ## abi3 manylinux2014 x86-64 wheel + sdist in dist/, checked by auditwheel and twine
+	rm -rf dist
+	PATH="$(CURDIR)/$(WHEEL_VENV)/bin:$$PATH" CARGO_TARGET_DIR="$(CURDIR)/target/wheel" nice -n 10 \
+		$(WHEEL_PY) -m maturin build --release --sdist --out dist --zig \
+		--compatibility manylinux2014 --target x86_64-unknown-linux-gnu
+	$(WHEEL_PY) -m auditwheel show dist/*.whl | tee target/wheel/auditwheel.txt
+	@tr -s ' \n' ' ' < target/wheel/auditwheel.txt | grep -q 'consistent with the following platform tag: "manylinux_2_17_x86_64"' \
+		|| { echo "auditwheel: the wheel is not manylinux_2_17_x86_64"; exit 1; }
+	$(WHEEL_PY) -m twine check --strict dist/*
+
+# The slow wheel test: installs dist/'s wheel (built by `make wheel` when missing or older
+# than the sources) into a clean venv with no Rust on PATH and runs the README there.
+.PHONY: test-wheel
+test-wheel: setup ## the wheel in a clean venv: README example, Subset + DataLoader (CI)
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m slow tests/test_wheel.py
+
 # --- quality ------------------------------------------------------------------
 .PHONY: lint
 lint: setup ## ruff, mypy --strict, cargo fmt --check, clippy -D warnings
