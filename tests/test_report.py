@@ -326,3 +326,31 @@ def test_headless_chromium_screenshot_fits_1280_px(drawn: dict[str, Any], tmp_pa
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
     blue = (abs(rgb[..., 0] - 0x1F) < 8) & (abs(rgb[..., 1] - 0x6F) < 8) & (rgb[..., 2] > 0xE0)
     assert blue.sum() > 2000
+
+
+def test_a_release_close_to_noise_says_so(tmp_path: Path) -> None:
+    # eps = 0.1: sigma = 30.7, and a client of 100 samples is lost in the noise of R = 200.
+    rng = np.random.default_rng(5)
+    r, sigma = 200, 30.7
+    true = np.zeros(r)
+    true[:10] = 10
+    noisy = true + rng.normal(0, sigma, r)
+    pool = rng.normal(0, 1, (400, 4)).astype(np.float32)
+    summary = {"method": "ecos", "budget": 20, "epsilon": 0.1, "delta": 1e-5, "sigma": sigma,
+               "threshold": 2.0}  # fmt: skip
+    quotas = np.bincount(rng.integers(0, r, 20), minlength=r)  # spread by size
+    report.write_report(tmp_path / "low.html", pool, np.arange(20), summary=summary,
+                        noisy_counts=noisy, quotas=quotas)  # fmt: skip
+    page = (tmp_path / "low.html").read_text(encoding="utf-8")
+    snr = noisy.sum() / (sigma * math.sqrt(r))
+    assert snr < report.LOW_SIGNAL_RATIO  # the set-up
+    assert "close to noise" in _text(_element(page, "p", "verdict"))
+    assert 'class="verdict warn"' in page
+    expected = r * 0.5 * math.erfc(2.0 / math.sqrt(2.0))  # R * Q(2): noise alone above 2 sigma
+    above = int((noisy > 2.0 * sigma).sum())
+    chip = re.search(r'<li class="(\w+)"[^>]*>([^<]*clusters above the threshold[^<]*)</li>', page)
+    assert chip and chip.group(2) == (
+        f"{above} of {r} clusters above the threshold (noise alone: ~{expected:.0f})"
+    )
+    assert chip.group(1) in ("warn", "bad")  # not shown as signal
+    assert re.search(r'<li class="(warn|bad)"[^>]*>signal/noise = ', page)

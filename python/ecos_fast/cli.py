@@ -14,7 +14,8 @@ Exit codes (also in ``ecos-fast --help`` and ``docs/cli.md``):
 ====  ==================================================================
 0     success
 1     internal error (a bug: please report it with the traceback)
-2     usage error (unknown option, missing argument, bad option value)
+2     usage error (unknown option, missing argument, bad option value), or
+      a missing optional dependency (the message has the pip install line)
 3     invalid input or a failed signature check (unreadable features, a
       corrupted or mismatched exchange file, one --verify-key refuses, a
       budget larger than the pool, ...)
@@ -22,6 +23,8 @@ Exit codes (also in ``ecos-fast --help`` and ``docs/cli.md``):
       ledger: the ledger refused the release
 5     the privacy ledger cannot be used (locked past the busy timeout,
       corrupt, not a ledger, missing folder, read-only)
+130   interrupted (Ctrl-C, SIGINT): a running kernel stops within one row
+      block; no output file is left half-written
 ====  ==================================================================
 """
 
@@ -34,7 +37,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, ClassVar, Literal, NoReturn, cast
 
 import click
 import numpy as np
@@ -42,6 +45,7 @@ import numpy as np
 from ._cli_output import (
     THREADS,
     State,
+    check_index_output,
     communication,
     describe_centroids,
     describe_response,
@@ -49,11 +53,12 @@ from ._cli_output import (
     error_json,
     finite_or_none,
     output_options,
-    save_npy,
+    save_indices,
     sha256_file,
     steps,
     write_json,
 )
+from ._extras import missing_dependency
 from ._threads import default_threads
 from .errors import (
     EcosError,
@@ -61,6 +66,7 @@ from .errors import (
     ExchangeFileError,
     InvalidInputError,
     LedgerError,
+    MissingDependencyError,
     NoNoiseReleaseError,
     PrivacyBudgetExceededError,
     PrivacyParameterError,
@@ -71,6 +77,7 @@ __all__ = [
     "EXIT_BUDGET",
     "EXIT_INPUT",
     "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
     "EXIT_LEDGER",
     "EXIT_OK",
     "EXIT_USAGE",
@@ -85,15 +92,24 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_BUDGET = 4
 EXIT_LEDGER = 5
+EXIT_INTERRUPTED = 130
+
+INTERRUPTED_MESSAGE = (
+    "interrupted (Ctrl-C): stopped; no file was left half-written "
+    "(an output not finished was not written)"
+)
+
 
 _EXIT_HELP = """\b
 Exit codes:
   0  success
   1  internal error (a bug; please report it)
-  2  usage error (unknown option, missing argument, bad value)
+  2  usage error (unknown option, missing argument, bad value), or an optional
+     dependency to install (pip install 'ecos-fast[extra]')
   3  invalid input or a failed signature check (features, exchange files, keys)
   4  privacy budget exhausted, or no noise with --ledger (the ledger refused)
   5  the ledger file cannot be used (locked, corrupt, not a ledger, read-only)
+  130 interrupted (Ctrl-C); no partial output file is left
 """
 
 
@@ -115,7 +131,32 @@ class _Number(click.FloatRange):
 
 
 # -- the command group ---------------------------------------------------------
+class _Group(click.Group):
+    """The verbs. ``demo``, ``reproduce`` (``ecos_fast.apps.reproduce``) and
+    ``features`` (``ecos_fast.features``) are click commands built by their modules
+    when first asked for, so the other verbs start without importing them."""
+
+    _lazy: ClassVar[dict[str, str]] = {
+        "demo": "ecos_fast.demo",
+        "reproduce": "ecos_fast.apps.reproduce",
+        "features": "ecos_fast.features",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in self._lazy:
+            import importlib
+
+            cmd = importlib.import_module(self._lazy[cmd_name]).command()
+            self.add_command(cmd, cmd_name)
+        return cmd
+
+
 @click.group(
+    cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=_EXIT_HELP,
 )
@@ -123,9 +164,16 @@ class _Number(click.FloatRange):
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object on stdout (for scripts)."
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker threads for the verb that follows (same as its own --threads; "
+    "default: ECOS_FAST_NUM_THREADS, else the CPUs available).",
+)
 @click.version_option(package_name="ecos-fast", prog_name="ecos-fast")
 @click.pass_context
-def cli(ctx: click.Context, quiet: bool, as_json: bool) -> None:
+def cli(ctx: click.Context, quiet: bool, as_json: bool, threads: int | None) -> None:
     """ECOS: select cloud training data for a client without uploading its data.
 
     \b
@@ -141,6 +189,7 @@ def cli(ctx: click.Context, quiet: bool, as_json: bool) -> None:
     state = ctx.ensure_object(State)
     state.quiet = state.quiet or quiet
     state.json = state.json or as_json
+    state.threads = threads if threads is not None else state.threads
 
 
 # -- signatures: who wrote an exchange file -------------------------------------
@@ -491,7 +540,9 @@ def respond(
     "--output",
     type=click.Path(path_type=Path),
     required=True,
-    help="Selected pool row indices (.npy, int64).",
+    callback=check_index_output,
+    help="Selected pool row indices: .npy (int64), .txt (one per line) or .csv "
+    "(header 'index', one per line); another extension is a usage error.",
 )
 @click.option(
     "--method",
@@ -670,7 +721,7 @@ def select(
             raise click.UsageError(f"--method {method} cannot run with these arguments")
         bar.update()
         indices = np.asarray(sel.indices, dtype=np.int64)
-        save_npy(output, indices)
+        save_indices(output, indices)
         bar.update()
 
     comm = communication(centroids, response, cents)
@@ -888,35 +939,7 @@ def ledger_cmd(
     state.result(payload, human)
 
 
-# -- demo ----------------------------------------------------------------------
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.pass_context
-def demo(ctx: click.Context) -> None:
-    """ECOS end to end on the offline Digit-Five proxy (see the README)."""
-    try:
-        from . import demo as demo_module  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:
-        raise click.ClickException(f"the demo is not available in this install ({exc})") from None
-    code = demo_module.main(*([ctx.args] if ctx.args else []))
-    ctx.exit(int(code or 0))
-
-
-@cli.command(
-    context_settings={
-        "ignore_unknown_options": True,
-        "allow_extra_args": True,
-        "help_option_names": [],
-    }
-)
-@click.pass_context
-def reproduce(ctx: click.Context) -> None:
-    """The paper's tables: --app {labeling,compression,client-labeling}, --preset hard,
-    --private-sizes 50,100,300,1000 (see --help)."""
-    try:
-        from .apps import reproduce as reproduce_module
-    except ImportError as exc:
-        raise click.ClickException(f"the applications need torch ({exc})") from None
-    ctx.exit(int(reproduce_module.main(list(ctx.args)) or 0))
+# -- demo, reproduce, features: built when first asked for (see _Group) ---------
 
 
 # -- entry points --------------------------------------------------------------
@@ -928,6 +951,9 @@ def _exit_code(exc: BaseException) -> int:
     # Privacy parameters reach the CLI only as options (--epsilon, --delta, ...; a
     # response file's own are ExchangeFileError): one out of range is a usage error.
     if isinstance(exc, PrivacyParameterError):
+        return EXIT_USAGE
+    # An optional dependency to install (the message has the pip line).
+    if isinstance(exc, MissingDependencyError):
         return EXIT_USAGE
     if isinstance(exc, EcosError):
         return EXIT_INPUT
@@ -953,9 +979,18 @@ def run(argv: Sequence[str] | None = None) -> int:
         cli.main(args=args, prog_name="ecos-fast", obj=state, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        return 130
+    except (click.Abort, KeyboardInterrupt):
+        # Ctrl-C (SIGINT): the kernels stop within a row block (ecos_fast._progress);
+        # every file is written atomically, so none is left half-written.
+        message = INTERRUPTED_MESSAGE
+        click.echo(message, err=True)
+        return error_json(state, "KeyboardInterrupt", message, EXIT_INTERRUPTED)
+    except ModuleNotFoundError as exc:
+        missing = missing_dependency(exc)
+        if missing is None:
+            raise
+        click.echo(f"error: {missing}", err=True)
+        return error_json(state, type(missing).__name__, str(missing), EXIT_USAGE)
     except click.UsageError as exc:
         exc.show()
         return error_json(state, "UsageError", exc.format_message(), EXIT_USAGE)

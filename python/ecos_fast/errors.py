@@ -20,6 +20,7 @@ __all__ = [
     "LedgerError",
     "LedgerRelationError",
     "LowSignalWarning",
+    "MissingDependencyError",
     "NoCoverageError",
     "NoNoiseReleaseError",
     "PrivacyBudgetExceededError",
@@ -150,3 +151,9 @@ class NoNoiseReleaseError(PrivacyBudgetExceededError):
     """A release without noise (``epsilon = inf``, ``sigma = 0``) was offered to a privacy
     ledger. Its privacy loss is infinite, so every ledger refuses it, with or without a
     budget; without a ledger such a release is possible (upper-bound experiments)."""
+
+
+class MissingDependencyError(EcosError, ImportError):
+    """A feature needs an optional dependency that is not installed (torch, onnxruntime,
+    matplotlib, Ray, pyarrow, ...). The message names the module and the exact
+    ``pip install 'ecos-fast[extra]'`` line; the command line exits 2."""

@@ -44,7 +44,6 @@ extractor, so every client domain and seed of an experiment reuses them.
 from __future__ import annotations
 
 import abc
-import argparse
 import contextlib
 import functools
 import hashlib
@@ -1739,22 +1738,89 @@ def warm_cache(
     return timings
 
 
+def _warm_cache_command() -> Any:
+    """``ecos-fast features warm-cache`` (also ``python -m ecos_fast.features``)."""
+    import click
+
+    from ecos_fast._cli_output import THREADS, State, output_options
+
+    @click.command(
+        "warm-cache",
+        help=(warm_cache.__doc__ or "").split("\n\n")[0],
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    @click.option(
+        "--preset", default="default", show_default=True, type=click.Choice(sorted(PRESETS))
+    )
+    @click.option(
+        "--extractor",
+        default=None,
+        type=click.Choice(list(EXTRACTORS)),
+        help="default: the preset's",
+    )
+    @click.option("--data-seed", type=int, default=0, show_default=True)
+    @THREADS
+    @output_options
+    @click.pass_context
+    def warm(
+        ctx: click.Context, preset: str, extractor: str | None, data_seed: int, threads: int | None
+    ) -> None:
+        state = ctx.ensure_object(State)
+        if threads is not None:  # the ONNX extractors' threads (their n_threads default)
+            os.environ["ECOS_FAST_NUM_THREADS"] = str(threads)
+        timings = warm_cache(
+            preset, extractor, data_seed=data_seed, progress=False if not state.progress else None
+        )
+        state.result(
+            {
+                "command": "features warm-cache",
+                "seconds": timings,
+                "cache": str(_cache.cache_dir()),
+            },
+            [f"{key:>18}: {seconds:7.1f} s" for key, seconds in timings.items()]
+            + [f"cache: {_cache.cache_dir()}"],
+        )
+
+    return warm
+
+
+def command() -> Any:
+    """``ecos-fast features``: the feature cache and the linear probes, as click commands."""
+    import click
+
+    from ecos_fast.datasets.probe import command as probe_command
+
+    @click.group("features", context_settings={"help_option_names": ["-h", "--help"]})
+    def features() -> None:
+        """The bundled extractors' feature cache (warm-cache) and linear probes (probe)."""
+
+    features.add_command(_warm_cache_command())
+    features.add_command(probe_command())
+    return features
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ecos_fast.features``: warm the feature cache and print timings."""
-    parser = argparse.ArgumentParser(
-        prog="python -m ecos_fast.features", description=warm_cache.__doc__
-    )
-    parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    parser.add_argument(
-        "--extractor", default=None, choices=EXTRACTORS, help="default: the preset's"
-    )
-    parser.add_argument("--data-seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    timings = warm_cache(args.preset, args.extractor, data_seed=args.data_seed, progress=None)
-    for key, seconds in timings.items():
-        print(f"{key:>18}: {seconds:7.1f} s")
-    print(f"cache: {_cache.cache_dir()}")
-    return 0
+    from ecos_fast._cli_output import State
+
+    cmd = _warm_cache_command()
+    try:
+        return int(
+            cmd.main(
+                args=list(sys.argv[1:] if argv is None else argv),
+                prog_name="python -m ecos_fast.features",
+                obj=State(),
+                standalone_mode=False,
+            )
+            or 0
+        )
+    except Exception as exc:  # click's own errors: shown, exit 2
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        raise
 
 
 if __name__ == "__main__":

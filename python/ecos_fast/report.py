@@ -278,6 +278,8 @@ def _pct(v: float | None) -> str:
     if v is None:
         return "—"
     p = 100.0 * v
+    if p == 0:
+        return "0 %"
     if 0 < p < 1:
         return "<1 %"
     if 99 < p < 100:
@@ -370,7 +372,7 @@ def _draw_cumulative(ax: Any, cl: _Clusters) -> None:
     ax.set_title("Where the budget went (clusters ranked by noisy count)", fontsize=10)
     ax.set_xlabel("top k clusters")
     ax.set_ylabel("cumulative share")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.legend(loc="best", fontsize=8, frameon=False)
     ax.grid(color="#eaeef2")
 
 
@@ -498,7 +500,8 @@ def _details(summary: dict[str, Any]) -> list[dict[str, str]]:
 
 def _verdict(summary: dict[str, Any], cl: _Clusters | None) -> tuple[str, str]:
     n_sel = _fmt(_num(summary.get("n_selected")))
-    budget = _fmt(_num(summary.get("budget")))
+    b = _num(summary.get("budget"))
+    of_budget = f"{n_sel} rows" if b is None else f"{n_sel} of a budget of {_fmt(b)} rows"
     pool = _fmt(_num(summary.get("n_samples")))
     shortfall = int(_num(summary.get("shortfall")) or 0)
     short = f" ({shortfall:,} short: too few rows where the client is)" if shortfall else ""
@@ -506,7 +509,7 @@ def _verdict(summary: dict[str, Any], cl: _Clusters | None) -> tuple[str, str]:
     if cl is None:
         what = _METHODS.get(method, "Selection")
         return (
-            f"{what}: selected {n_sel} of a budget of {budget} rows from a pool of {pool}"
+            f"{what}: selected {of_budget} from a pool of {pool}"
             f"{short}, without the client's data (no release, no privacy spent).",
             "baseline",
         )
@@ -520,8 +523,7 @@ def _verdict(summary: dict[str, Any], cl: _Clusters | None) -> tuple[str, str]:
     low = cl.snr is not None and cl.snr < LOW_SIGNAL_RATIO
     tail = "; the release is close to noise, so this is close to a random selection" if low else ""
     return (
-        f"Selected {n_sel} of a budget of {budget} rows from a pool of {pool}{short}: "
-        f"{where}{tail}.",
+        f"Selected {of_budget} from a pool of {pool}{short}: {where}{tail}.",
         "warn" if low or cl.n_signal == 0 else "",
     )
 
@@ -552,10 +554,21 @@ def _chips(summary: dict[str, Any], cl: _Clusters | None) -> list[dict[str, str]
                 "select warns that the release carries almost no signal",
             }
         )
+    # Clusters the client never touched pass the threshold t with probability Q(t): R * Q(t)
+    # of them are expected above it from noise alone (a binomial count).
+    thr = _num(summary.get("threshold")) or 0.0
+    q = 0.5 * math.erfc(thr / math.sqrt(2.0)) if cl.snr is not None else 0.0
+    expected = r * q
+    beyond = cl.n_signal > expected + 3.0 * math.sqrt(r * q * (1.0 - q))
     chips.append(
-        {"text": f"{cl.n_signal:,} of {r:,} clusters above the threshold",
-         "cls": "ok" if cl.n_signal else "bad", "title": "clusters with signal"}
-    )  # fmt: skip
+        {
+            "text": f"{cl.n_signal:,} of {r:,} clusters above the threshold"
+            + (f" (noise alone: ~{expected:.0f})" if cl.snr is not None else ""),
+            "cls": "ok" if beyond else "warn" if cl.n_signal else "bad",
+            "title": "clusters whose noisy count passes threshold·σ; noise alone puts "
+            "R·Q(threshold) of them there",
+        }
+    )
     return chips
 
 
