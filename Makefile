@@ -97,8 +97,11 @@ $(WHEEL_VENV)/.deps: requirements/build.txt
 .PHONY: wheel
 wheel: $(WHEEL_VENV)/.deps ## abi3 manylinux2014 x86-64 wheel + sdist in dist/, checked by auditwheel and twine
 	rm -rf dist
+	$(WHEEL_PY) -m maturin sdist --out dist
+	@# The wheel from the working tree, not `build --sdist`: that one compiles the unpacked sdist,
+	@# whose files all carry one fixed old mtime, so cargo would reuse target/wheel after a Rust change.
 	PATH="$(CURDIR)/$(WHEEL_VENV)/bin:$$PATH" CARGO_TARGET_DIR="$(CURDIR)/target/wheel" nice -n 10 \
-		$(WHEEL_PY) -m maturin build --release --sdist --out dist --zig \
+		$(WHEEL_PY) -m maturin build --release --out dist --zig \
 		--compatibility manylinux2014 --target x86_64-unknown-linux-gnu
 	$(WHEEL_PY) -m auditwheel show dist/*.whl | tee target/wheel/auditwheel.txt
 	@tr -s ' \n' ' ' < target/wheel/auditwheel.txt | grep -q 'consistent with the following platform tag: "manylinux_2_17_x86_64"' \
