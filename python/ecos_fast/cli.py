@@ -64,6 +64,7 @@ from .errors import (
     EcosError,
     EcosWarning,
     ExchangeFileError,
+    ExtractorUncheckedWarning,
     InvalidInputError,
     LedgerError,
     MissingDependencyError,
@@ -259,6 +260,36 @@ def _signed_by(signer: Any) -> str | None:
     return None if signer is None else public_key_hex(signer)
 
 
+_EXTRACTOR_FP = click.option(
+    "--extractor-fingerprint",
+    "extractor_fp",
+    default=None,
+    metavar="HEX",
+    help="Fingerprint of the model that made the features (ecos_fast.features.extract); "
+    "default: the one in the features' extractor.json sidecar, if there is one.",
+)
+
+
+def _extractor_fp(features: Path, given: str | None) -> tuple[str | None, str | None]:
+    """The extractor fingerprint of a features path (option or sidecar) and its source."""
+    from .errors import SketchMismatchError
+    from .features import read_fingerprint, sidecar_path
+
+    if given is not None and (len(given) != 64 or set(given) - set("0123456789abcdef")):
+        raise click.BadParameter(
+            f"{given!r} is not 64 lowercase hex digits", param_hint="'--extractor-fingerprint'"
+        )
+    carried = read_fingerprint(features)
+    if given is not None:
+        if carried is not None and carried != given:
+            raise SketchMismatchError(
+                f"--extractor-fingerprint {given[:16]}… but {sidecar_path(features)} says the "
+                f"features come from extractor {carried[:16]}…"
+            )
+        return given, "--extractor-fingerprint"
+    return carried, None if carried is None else str(sidecar_path(features))
+
+
 # -- sketch (cloud) ------------------------------------------------------------
 @cli.command()
 @click.argument("pool", type=click.Path(path_type=Path))
@@ -276,6 +307,7 @@ def _signed_by(signer: Any) -> str | None:
     help="Feature transform before k-means; recorded in the file, applied by both roles.",
 )
 @_SIGN_KEY
+@_EXTRACTOR_FP
 @THREADS
 @output_options
 @click.pass_obj
@@ -289,15 +321,20 @@ def sketch(
     normalize: str,
     threads: int | None,
     sign_key: Path | None,
+    extractor_fp: str | None,
 ) -> None:
     """Cloud: k-means on the pool features, write the centroid file for the client.
 
-    The centroids come from public data only: sending them costs no privacy.
+    The centroids come from public data only: sending them costs no privacy. The
+    extractor fingerprint (--extractor-fingerprint, or POOL's extractor.json
+    sidecar) is recorded in the file, and the client's respond checks its own
+    against it.
     """
     from .exchange import save_centroids
     from .protocol import fit_centroids
 
     signer = _signer(sign_key)
+    extractor, extractor_source = _extractor_fp(pool, extractor_fp)
     with steps(state, 3, "sketch") as bar:
         x = load_features(pool, progress=state.progress)
         bar.update()
@@ -308,6 +345,7 @@ def sketch(
             max_iter=max_iter,
             normalize=None if normalize == "none" else "l2",
             n_threads=threads,
+            extractor_fingerprint=extractor,
         )
         bar.update()
         save_centroids(cents, output, sign_key=signer)
@@ -323,6 +361,7 @@ def sketch(
             "normalize": cents.normalize,
             "seed": seed,
             "fingerprint": cents.fingerprint,
+            "extractor_fingerprint": extractor,
             "file_bytes": size,
             "signed_by": _signed_by(signer),
         },
@@ -332,6 +371,11 @@ def sketch(
                 f"from {cents.n_pool} pool rows ({size} bytes)"
             ),
             f"fingerprint {cents.fingerprint}",
+            *(
+                []
+                if extractor is None
+                else [f"extractor fingerprint {extractor} (from {extractor_source})"]
+            ),
             *([] if signer is None else [f"signed by {_signed_by(signer)}"]),
         ],
     )
@@ -404,6 +448,7 @@ def sketch(
 )
 @_SIGN_KEY
 @_verify_key("the centroid file", "the cloud's")
+@_EXTRACTOR_FP
 @THREADS
 @output_options
 @click.pass_obj
@@ -424,8 +469,14 @@ def respond(
     threads: int | None,
     sign_key: Path | None,
     verify_key: Path | None,
+    extractor_fp: str | None,
 ) -> None:
     """Client: noisy centroid-coverage counts of the private features.
+
+    If the centroids carry an extractor fingerprint and PRIVATE does too
+    (--extractor-fingerprint, or its extractor.json sidecar), they must be equal,
+    else exit 3 before anything is released; otherwise a remark says that
+    nothing was checked.
 
     With --ledger, the release is checked against --budget-epsilon and recorded
     in one transaction before the noise is drawn; the response file is written
@@ -457,37 +508,40 @@ def respond(
                 f"{private}: n_features={x.shape[1]} but the centroids have "
                 f"n_features={cents.n_features}"
             )
+        extractor_checked = _check_client_extractor(state, cents, private, extractor_fp)
         bar.update()
         rel = cast(Literal["add_remove", "replace_one"], relation)
-        if ledger_path is None:
-            state.note("note: no --ledger given: this release is not accounted anywhere")
-            response = respond_api(
-                x, cents, epsilon, delta, relation=rel, seed=seed, n_threads=threads
-            )
-            bar.update(2)
-            total = None
-        else:
-            with Ledger(
-                ledger_path,
-                budget_epsilon=budget_epsilon,
-                delta=budget_delta,
-                accountant=accountant,
-            ) as ledger:
-                bar.update()
-                # Check, record and commit before the answer leaves the process.
-                response = respond_with_ledger(
-                    x,
-                    cents,
-                    epsilon,
-                    delta,
-                    ledger,
-                    cloud=cloud,
-                    relation=rel,
-                    seed=seed,
-                    n_threads=threads,
+        with warnings.catch_warnings():  # the remark above already said it, once
+            warnings.simplefilter("ignore", ExtractorUncheckedWarning)
+            if ledger_path is None:
+                state.note("note: no --ledger given: this release is not accounted anywhere")
+                response = respond_api(
+                    x, cents, epsilon, delta, relation=rel, seed=seed, n_threads=threads
                 )
-                bar.update()
-                total = ledger.last_total  # composed once, at the check
+                bar.update(2)
+                total = None
+            else:
+                with Ledger(
+                    ledger_path,
+                    budget_epsilon=budget_epsilon,
+                    delta=budget_delta,
+                    accountant=accountant,
+                ) as ledger:
+                    bar.update()
+                    # Check, record and commit before the answer leaves the process.
+                    response = respond_with_ledger(
+                        x,
+                        cents,
+                        epsilon,
+                        delta,
+                        ledger,
+                        cloud=cloud,
+                        relation=rel,
+                        seed=seed,
+                        n_threads=threads,
+                    )
+                    bar.update()
+                    total = ledger.last_total  # composed once, at the check
         save_response(response, output, sign_key=signer)
         bar.update()
     size = output.stat().st_size
@@ -502,6 +556,7 @@ def respond(
         "sensitivity": response.sensitivity,
         "relation": response.relation,
         "centroids_fingerprint": response.centroids_fingerprint,
+        "extractor_checked": extractor_checked,
         "centroids_signed_by": origin["signed_by"],
         "centroids_verified": origin["verified"],
         "signed_by": _signed_by(signer),
@@ -527,6 +582,27 @@ def respond(
             f"delta={budget_delta:.3g} under {rel} neighbouring ({budget})"
         )
     state.result(payload, human)
+
+
+def _check_client_extractor(
+    state: State, cents: Any, private: Path, extractor_fp: str | None
+) -> bool:
+    """The client's extractor against the centroids' (exit 3 on a mismatch), or a remark."""
+    from .features import sidecar_path
+    from .protocol import check_extractor
+
+    client, _ = _extractor_fp(private, extractor_fp)
+    cloud = cents.extractor_fingerprint
+    if cloud is not None and client is not None:
+        return check_extractor(cents, client)  # raises SketchMismatchError when they differ
+    if cloud is None and client is None:
+        why = "neither the centroids nor the private features carry an extractor fingerprint"
+    elif cloud is None:
+        why = "the centroids carry no extractor fingerprint"
+    else:
+        why = f"no {sidecar_path(private)} and no --extractor-fingerprint was given"
+    state.note(f"note: extractor not checked: {why}")
+    return False
 
 
 # -- select (cloud) ------------------------------------------------------------
