@@ -354,3 +354,19 @@ def test_a_release_close_to_noise_says_so(tmp_path: Path) -> None:
     )
     assert chip.group(1) in ("warn", "bad")  # not shown as signal
     assert re.search(r'<li class="(warn|bad)"[^>]*>signal/noise = ', page)
+
+
+def test_the_built_wheel_ships_the_template() -> None:
+    # maturin packs every file under python/ecos_fast (no package-data list to forget);
+    # this checks the wheel `make wheel` left in dist/, where there is one.
+    import zipfile
+
+    wheels = sorted((Path(__file__).resolve().parent.parent / "dist").glob("ecos_fast-*.whl"))
+    if not wheels:
+        pytest.skip("no wheel in dist/ (make wheel builds one)")
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        assert "ecos_fast/templates/report.html.j2" in zf.namelist()
+        metadata = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [ln for ln in zf.read(metadata).decode().splitlines() if "Requires-Dist" in ln]
+    assert any(ln.lower().startswith("requires-dist: jinja2>=3.1") and "report" in ln
+               for ln in requires), requires  # fmt: skip
