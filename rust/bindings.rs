@@ -15,6 +15,7 @@ use crate::errors::{KernelError, KernelResult};
 use crate::invalid;
 // `nearest`: the assignment kernel (`kernels::assign`), renamed here because the
 // `assign` binding below takes that name.
+use crate::kernels::control::{Control, NEVER};
 use crate::kernels::{assign as nearest, finite, kcenter, kmeans as km, neighbourhood, simd};
 
 /// Largest pool built, as a multiple of the CPUs this process may use
@@ -144,6 +145,115 @@ where
     Ok(out)
 }
 
+/// How often the waiting thread wakes up to run Python's signal handlers (Ctrl-C)
+/// and the progress callback while a controlled kernel runs.
+const POLL: std::time::Duration = std::time::Duration::from_millis(40);
+
+/// Marks the kernel finished and wakes the waiting thread, also on a panic.
+struct Finish<'a>(&'a Control, std::thread::Thread);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.0.set_finished();
+        self.1.unpark();
+    }
+}
+
+/// [`run_detached`] for a kernel that can be interrupted and reports progress.
+///
+/// The kernel runs on the pool (from a scoped helper thread) while this thread, the
+/// GIL released, wakes every [`POLL`] to run Python's signal handlers
+/// (`PyErr_CheckSignals`: Ctrl-C raises `KeyboardInterrupt` here) and to call
+/// `progress(done)` when the kernel's step count (`Control::step`) has moved. Either
+/// raising cancels the kernel, which stops at its next check (one row block); the
+/// Python error is then raised. Small calls without a callback take the plain path:
+/// a helper thread costs tens of microseconds. The kernel and its result are the
+/// same on both paths.
+fn run_controlled<T, F>(
+    py: Python<'_>,
+    n_threads: usize,
+    work: u64,
+    progress: Option<&Bound<'_, PyAny>>,
+    f: F,
+) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce(&Control) -> KernelResult<T> + Send,
+{
+    if progress.is_none() && work < SMALL_WORK {
+        return run_detached(py, n_threads, work, || f(&NEVER));
+    }
+    if n_threads == 0 {
+        return Err(invalid!("n_threads={n_threads} must be >= 1").into());
+    }
+    simd::checked()?;
+    // One thread: the helper thread itself runs the kernel (as `run_detached` runs it
+    // on the calling thread), so no pool worker is started.
+    let p = if n_threads == 1 {
+        None
+    } else {
+        Some(pool(n_threads)?)
+    };
+    let ctl = Control::new();
+    let waiter = std::thread::current();
+    let mut pending: Option<PyErr> = None;
+    let mut reported = 0usize;
+    let mut report = |pending: &mut Option<PyErr>| {
+        if pending.is_some() {
+            return;
+        }
+        if let Err(e) = py.check_signals() {
+            *pending = Some(e);
+        } else if let Some(cb) = progress {
+            let done = ctl.done();
+            if done != reported {
+                reported = done;
+                if let Err(e) = cb.call1((done,)) {
+                    *pending = Some(e);
+                }
+            }
+        }
+        if pending.is_some() {
+            ctl.cancel();
+        }
+    };
+    let out = std::thread::scope(|s| {
+        let ctl = &ctl;
+        let handle = s.spawn(move || {
+            let _finish = Finish(ctl, waiter);
+            match p {
+                Some(p) => p.install(|| f(ctl)),
+                None => INLINE.with(|inline| match inline {
+                    Some(inline) => inline.install(|| f(ctl)),
+                    None => pool(1).and_then(|p| p.install(|| f(ctl))),
+                }),
+            }
+        });
+        while !ctl.is_finished() {
+            py.detach(|| {
+                let start = std::time::Instant::now();
+                while !ctl.is_finished() {
+                    let left = POLL.saturating_sub(start.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::park_timeout(left);
+                }
+            });
+            report(&mut pending);
+        }
+        match handle.join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    report(&mut pending);
+    match pending {
+        Some(e) => Err(e),
+        None => Ok(out?),
+    }
+}
+
 /// `a · b · c` multiply-adds, saturating (a work estimate for [`run_detached`]).
 fn work(a: usize, b: usize, c: usize) -> u64 {
     (a as u64).saturating_mul(b as u64).saturating_mul(c as u64)
@@ -218,7 +328,7 @@ fn assign<'py>(
 ///
 /// Returns (centroids float32[k, d], labels int64[n], inertia per iteration float64[t], n_iter).
 #[pyfunction]
-#[pyo3(signature = (features, n_clusters, max_iter, tol, seed, n_threads, init=None, n_local_trials=1, sample=None))]
+#[pyo3(signature = (features, n_clusters, max_iter, tol, seed, n_threads, init=None, n_local_trials=1, sample=None, progress=None))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn kmeans<'py>(
     py: Python<'py>,
@@ -231,6 +341,7 @@ fn kmeans<'py>(
     init: Option<PyReadonlyArray2<'py, f32>>,
     n_local_trials: usize,
     sample: Option<PyReadonlyArray1<'py, i64>>,
+    progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<(
     Bound<'py, PyArray2<f32>>,
     Bound<'py, PyArray1<i64>>,
@@ -264,11 +375,12 @@ fn kmeans<'py>(
         n_local_trials,
     };
     let iters = max_iter.max(1);
-    let res = run_detached(
+    let res = run_controlled(
         py,
         n_threads,
         work(n, n_clusters, d).saturating_mul(iters as u64),
-        || km::kmeans(x, n, d, &params, init_slice, sample_slice),
+        progress.as_ref(),
+        |ctl| km::kmeans(x, n, d, &params, init_slice, sample_slice, ctl),
     )?;
     let centroids = numpy::ndarray::Array2::from_shape_vec((n_clusters, d), res.centroids)
         .map_err(|e| PyErr::from(invalid!("internal shape error: {e}")))?;
@@ -539,7 +651,7 @@ fn kmeans_update<'py>(
 /// force, bit-identical results; for tests and benchmarks). Returns (selected rows
 /// int64[budget], radius after each pick float32[budget]).
 #[pyfunction]
-#[pyo3(signature = (features, budget, n_threads, first=None, initial=None, rows=None, prune=true))]
+#[pyo3(signature = (features, budget, n_threads, first=None, initial=None, rows=None, prune=true, progress=None))]
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn kcenter_greedy<'py>(
     py: Python<'py>,
@@ -550,9 +662,19 @@ fn kcenter_greedy<'py>(
     initial: Option<PyReadonlyArray1<'py, i64>>,
     rows: Option<PyReadonlyArray1<'py, i64>>,
     prune: bool,
+    progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f32>>)> {
-    let (sel, radii, _) =
-        kcenter_run(py, features, budget, n_threads, first, initial, rows, prune)?;
+    let (sel, radii, _) = kcenter_run(
+        py,
+        features,
+        budget,
+        n_threads,
+        first,
+        initial,
+        rows,
+        prune,
+        progress.as_ref(),
+    )?;
     Ok((sel, radii))
 }
 
@@ -579,8 +701,9 @@ fn kcenter_greedy_stats<'py>(
     Bound<'py, PyArray1<f32>>,
     HashMap<&'static str, u64>,
 )> {
-    let (sel, radii, stats) =
-        kcenter_run(py, features, budget, n_threads, first, initial, rows, prune)?;
+    let (sel, radii, stats) = kcenter_run(
+        py, features, budget, n_threads, first, initial, rows, prune, None,
+    )?;
     let mut out: HashMap<&'static str, u64> = [
         ("distance_evals", stats.distance_evals),
         ("brute_force_evals", stats.brute_force_evals),
@@ -615,6 +738,7 @@ fn kcenter_run<'py>(
     initial: Option<PyReadonlyArray1<'py, i64>>,
     rows: Option<PyReadonlyArray1<'py, i64>>,
     prune: bool,
+    progress: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<f32>>,
@@ -630,8 +754,18 @@ fn kcenter_run<'py>(
         Some(a) => Some(contiguous1("rows", a)?),
         None => None,
     };
-    let (sel, radii, stats) = run_detached(py, n_threads, work(n, d, budget), || {
-        let out = kcenter::greedy_with(x, n, d, budget, first, initial_slice, rows_slice, prune)?;
+    let (sel, radii, stats) = run_controlled(py, n_threads, work(n, d, budget), progress, |ctl| {
+        let out = kcenter::greedy_with(
+            x,
+            n,
+            d,
+            budget,
+            first,
+            initial_slice,
+            rows_slice,
+            prune,
+            ctl,
+        )?;
         finite_distances("covering radius", &out.1)?;
         Ok(out)
     })?;
@@ -742,6 +876,7 @@ fn _raise_kernel_error(kind: &str, message: &str) -> PyResult<()> {
         "invalid_argument" => KernelError::InvalidArgument(message.to_string()),
         "config" => KernelError::Config(message.to_string()),
         "thread_pool" => KernelError::ThreadPool(message.to_string()),
+        "interrupted" => KernelError::Interrupted,
         other => return Err(invalid!("unknown KernelError kind {other:?}").into()),
     };
     Err(err.into())

@@ -21,6 +21,9 @@ pub enum KernelError {
     ThreadPool(String),
     /// A setting read from the environment is invalid (e.g. `ECOS_FAST_SIMD`).
     Config(String),
+    /// Cancelled while running (Ctrl-C, or a progress callback that raised): the
+    /// binding layer raises the Python error that cancelled it instead.
+    Interrupted,
 }
 
 impl fmt::Display for KernelError {
@@ -29,6 +32,7 @@ impl fmt::Display for KernelError {
             KernelError::InvalidArgument(msg) => write!(f, "{msg}"),
             KernelError::ThreadPool(msg) => write!(f, "could not build the thread pool: {msg}"),
             KernelError::Config(msg) => write!(f, "{msg}"),
+            KernelError::Interrupted => write!(f, "interrupted"),
         }
     }
 }
@@ -44,6 +48,9 @@ impl From<KernelError> for PyErr {
             }
             // `ecos_fast.errors.ThreadPoolError`, a `RuntimeError`.
             KernelError::ThreadPool(_) => ThreadPoolError::new_err(err.to_string()),
+            KernelError::Interrupted => {
+                pyo3::exceptions::PyKeyboardInterrupt::new_err(err.to_string())
+            }
         }
     }
 }

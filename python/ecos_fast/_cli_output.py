@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from .protocol import Centroids, Response
 
 __all__ = [
+    "INDEX_FORMATS",
     "THREADS",
     "State",
+    "check_index_output",
     "communication",
     "describe_centroids",
     "describe_response",
@@ -40,6 +42,7 @@ __all__ = [
     "finite_or_none",
     "json_default",
     "output_options",
+    "save_indices",
     "save_npy",
     "sha256_file",
     "steps",
@@ -53,6 +56,8 @@ class State:
 
     quiet: bool = False
     json: bool = False
+    #: The group's ``--threads`` (``ecos-fast --threads N VERB``); a verb's own wins.
+    threads: int | None = None
     messages: list[str] = field(default_factory=list)
 
     @property
@@ -104,7 +109,12 @@ def finite_or_none(x: float) -> float | None:
 
 @contextmanager
 def steps(state: State, total: int, desc: str) -> Iterator[Any]:
-    """A step-level progress bar on a TTY, a no-op object otherwise."""
+    """A step-level progress bar on a TTY, a no-op object otherwise.
+
+    On a TTY the kernels run inside also get a bar each (``ecos_fast._progress``):
+    k-means counts its Lloyd iterations (to ``--max-iter``; it may stop sooner when it
+    converges), K-Center its picks.
+    """
     if not state.progress:
 
         class _Null:
@@ -118,10 +128,28 @@ def steps(state: State, total: int, desc: str) -> Iterator[Any]:
         return
     from tqdm import tqdm  # type: ignore[import-untyped]
 
+    from ._progress import report_progress
+
     bar = tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr)
+    # One more bar per kernel (k-means iterations, K-Center picks), under the steps.
+    kernel_bars: dict[str, Any] = {}
+
+    def on_kernel(what: str, done: int, total: int) -> None:
+        kb = kernel_bars.get(what)
+        if kb is None or kb.n > done:  # a new run of the same kernel
+            if kb is not None:
+                kb.close()
+            kb = kernel_bars[what] = tqdm(
+                total=total, desc=what, unit="step", leave=False, file=sys.stderr, position=1
+            )
+        kb.update(done - kb.n)
+
     try:
-        yield bar
+        with report_progress(on_kernel):
+            yield bar
     finally:
+        for kb in kernel_bars.values():
+            kb.close()
         bar.close()
 
 
@@ -155,6 +183,8 @@ def _cap_threads(ctx: click.Context, param: click.Parameter, value: int | None) 
     """``--threads`` (or ``ECOS_FAST_NUM_THREADS``) above the cap: one remark, the cap."""
     from ._threads import ENV_VAR, claim_cap_message, env_threads, max_threads
 
+    if value is None:
+        value = ctx.ensure_object(State).threads
     source, n = ("--threads", value) if value is not None else (ENV_VAR, env_threads())
     if n is None:
         return None
@@ -197,6 +227,40 @@ def save_npy(path: Path, array: NDArray[Any]) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     write_atomically(path, buf.getvalue())
+
+
+#: What ``select -o`` writes, by the name's extension (any case).
+INDEX_FORMATS = {
+    ".npy": "NPY, int64, no pickle (numpy.load)",
+    ".txt": "text, one row index per line",
+    ".csv": "CSV with the header line 'index', then one row index per line",
+}
+
+
+def check_index_output(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """``-o``'s callback: the extension says the format; another one is a usage error."""
+    if value.suffix.lower() not in INDEX_FORMATS:
+        names = ", ".join(INDEX_FORMATS)
+        raise click.BadParameter(
+            f"{str(value)!r}: the name says what is written; use one ending in {names}",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
+def save_indices(path: Path, indices: NDArray[np.int64]) -> None:
+    """Write selected row indices in the format of ``path``'s extension, atomically."""
+    kind = path.suffix.lower()
+    if kind == ".npy":
+        save_npy(path, indices)
+        return
+    lines = [str(int(i)) for i in indices]
+    if kind == ".csv":
+        lines.insert(0, "index")
+    elif kind != ".txt":
+        raise ValueError(f"{path}: no index format for {kind!r}")  # check_index_output first
+    write_atomically(path, ("\n".join(lines) + "\n").encode("ascii"))
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

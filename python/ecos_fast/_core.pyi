@@ -5,6 +5,7 @@ Prior validation of data is assumed: users call the validated wrappers in
 already checked by ``ecos_fast._validation``.
 """
 
+from collections.abc import Callable
 from typing import Literal, overload
 
 import numpy as np
@@ -73,6 +74,7 @@ def kmeans(
     init: NDArray[np.float32] | None = None,
     n_local_trials: int = 1,
     sample: NDArray[np.int64] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.float64], int]: ...
 def kmeans_plusplus(
     features: NDArray[np.float32],
@@ -123,6 +125,7 @@ def kcenter_greedy(
     initial: NDArray[np.int64] | None = None,
     rows: NDArray[np.int64] | None = None,
     prune: bool = True,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]: ...
 def kcenter_greedy_stats(
     features: NDArray[np.float32],

@@ -23,8 +23,8 @@ Exit codes (also in ``ecos-fast --help`` and ``docs/cli.md``):
       ledger: the ledger refused the release
 5     the privacy ledger cannot be used (locked past the busy timeout,
       corrupt, not a ledger, missing folder, read-only)
-130   interrupted (Ctrl-C, SIGINT): a running kernel stops within one row
-      block; no output file is left half-written
+130   interrupted (Ctrl-C, SIGINT): a running kernel stops at its next check
+      (a row block, a pick); no output file is left half-written
 ====  ==================================================================
 """
 
@@ -99,7 +99,6 @@ INTERRUPTED_MESSAGE = (
     "interrupted (Ctrl-C): stopped; no file was left half-written "
     "(an output not finished was not written)"
 )
-
 
 _EXIT_HELP = """\b
 Exit codes:
@@ -1056,7 +1055,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
-        # Ctrl-C (SIGINT): the kernels stop within a row block (ecos_fast._progress);
+        # Ctrl-C (SIGINT): the kernels stop at their next check (ecos_fast._progress);
         # every file is written atomically, so none is left half-written.
         message = INTERRUPTED_MESSAGE
         click.echo(message, err=True)

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _core
+from ._progress import kernel_callback
 from ._validation import KMeansParams, check_int, check_seed
 
 __all__ = ["KMeansResult", "init_sample_rows", "kmeans_rows", "training_sample_rows"]
@@ -134,9 +135,11 @@ def kmeans_rows(x: NDArray[np.float32], params: KMeansParams, n_threads: int) ->
             init_c = _core.kmeans_plusplus(
                 x[rows], p.n_clusters, p.seed, n_threads, p.n_local_trials
             )
+    progress = kernel_callback("k-means", p.max_iter)
     c, labels, inertia, n_iter = _core.kmeans(
-        x, p.n_clusters, p.max_iter, p.tol, p.seed, n_threads, init_c, p.n_local_trials, sample
-    )
+        x, p.n_clusters, p.max_iter, p.tol, p.seed, n_threads, init_c, p.n_local_trials, sample,
+        progress,
+    )  # fmt: skip
     return KMeansResult(c, labels, inertia, int(n_iter))
 
 

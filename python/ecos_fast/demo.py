@@ -12,22 +12,44 @@ the hard benchmark.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    import click
+
+__all__ = ["command", "main"]
+
+
+def _help() -> str:
+    return (__doc__ or "").split("\n\n")[0].replace("``", "")
+
+
+def command() -> click.Command:
+    """``ecos-fast demo``: the options of ``ecos-fast reproduce``, with no epsilon
+    sweep and no self-training by default."""
+    from .apps.reproduce import make_command
+
+    return make_command(
+        "demo",
+        sweep_default=False,
+        semi_default=False,
+        name="demo",
+        help_text=_help(),
+        short_help="ECOS end to end on the offline Digit-Five proxy (see the README).",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; ``argv`` takes the options of ``ecos-fast reproduce``."""
     from .apps.reproduce import main as reproduce_main
 
-    args = list(argv) if argv is not None else []
     return reproduce_main(
-        ["--app", "labeling", *args],
+        list(argv) if argv is not None else [],
         prog="ecos-fast demo",
         sweep_default=False,
         semi_default=False,
         name="demo",
-        command=" ".join(["ecos-fast demo", *args]),
+        help_text=_help(),
     )
 
 

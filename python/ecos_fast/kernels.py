@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from . import _core
 from ._backend import check_backend, ray_backend
+from ._progress import kernel_callback
 from ._threads import resolve_threads
 from ._validation import as_features, check_kcenter_args, check_kmeans_params
 from .clustering import KMeansResult, kmeans_rows
@@ -197,4 +198,7 @@ def kcenter_greedy(
     """
     x = as_features(features, "features")
     a = check_kcenter_args(x.shape[0], budget, first=first, initial=initial, rows=rows)
-    return _core.kcenter_greedy(x, a.budget, resolve_threads(n_threads), a.first, a.initial, a.rows)
+    progress = kernel_callback("k-center", a.budget)
+    return _core.kcenter_greedy(
+        x, a.budget, resolve_threads(n_threads), a.first, a.initial, a.rows, progress=progress
+    )

@@ -46,6 +46,7 @@
 
 use rayon::prelude::*;
 
+use super::control::{Control, NEVER};
 use super::simd::{self, path, SimdPath};
 use crate::errors::KernelResult;
 use crate::invalid;
@@ -613,13 +614,27 @@ pub fn assign(
 
 /// [`assign`] with centroids already packed (sizes already checked).
 pub fn assign_packed(x: &[f32], packed: &Packed<'_>, labels: &mut [i64], dists: &mut [f32]) {
+    assign_packed_ctl(x, packed, labels, dists, &NEVER)
+}
+
+/// [`assign_packed`] that skips the remaining row blocks once `ctl` is cancelled
+/// (their labels are then left as they were: the caller checks `ctl`).
+pub fn assign_packed_ctl(
+    x: &[f32],
+    packed: &Packed<'_>,
+    labels: &mut [i64],
+    dists: &mut [f32],
+    ctl: &Control,
+) {
     let d = packed.d;
     labels
         .par_chunks_mut(ROW_BLOCK)
         .zip(dists.par_chunks_mut(ROW_BLOCK))
         .zip(x.par_chunks(ROW_BLOCK * d))
         .for_each_init(Scratch::default, |s, ((lab, dis), xb)| {
-            packed.block(xb, s, lab, dis)
+            if !ctl.is_cancelled() {
+                packed.block(xb, s, lab, dis)
+            }
         });
 }
 

@@ -45,6 +45,7 @@ use rand_pcg::Pcg64;
 use rayon::prelude::*;
 
 use super::assign::{self, sq_dist_wide, Packed, ROW_CHUNK};
+use super::control::{Control, NEVER};
 use super::simd::{self, SimdPath};
 use crate::errors::KernelResult;
 use crate::invalid;
@@ -128,7 +129,7 @@ pub fn kmeans_plusplus(
     seed: u64,
     n_local_trials: usize,
 ) -> KernelResult<Vec<f32>> {
-    seed_centres(x, n, d, k, seed, n_local_trials, true)
+    seed_centres(x, n, d, k, seed, n_local_trials, true, &NEVER)
 }
 
 /// [`kmeans_plusplus`], with the pruning switchable (tests compare both).
@@ -140,6 +141,7 @@ fn seed_centres(
     seed: u64,
     n_local_trials: usize,
     prune: bool,
+    ctl: &Control,
 ) -> KernelResult<Vec<f32>> {
     if k == 0 || k > n {
         return Err(invalid!("n_clusters={k} must be in [1, n_samples={n}]"));
@@ -190,6 +192,7 @@ fn seed_centres(
         .collect();
     let mut cands = vec![0usize; trials];
     for step in 1..k {
+        ctl.check()?;
         let total: f64 = sums.iter().sum();
         for cand in cands.iter_mut() {
             *cand = if total > 0.0 {
@@ -294,6 +297,7 @@ pub fn kmeans(
     params: &KMeansParams,
     init: Option<&[f32]>,
     sample: Option<&[i64]>,
+    ctl: &Control,
 ) -> KernelResult<KMeansResult> {
     let k = params.n_clusters;
     if d == 0 || x.len() != n * d {
@@ -330,7 +334,7 @@ pub fn kmeans(
             }
             c.to_vec()
         }
-        None => kmeans_plusplus(tx, tn, d, k, params.seed, params.n_local_trials)?,
+        None => seed_centres(tx, tn, d, k, params.seed, params.n_local_trials, true, ctl)?,
     };
     let scales = quant_scales(&max_abs(tx, d), tn as u64);
     // tol is relative to the mean per-feature variance, as in scikit-learn.
@@ -342,7 +346,8 @@ pub fn kmeans(
     let mut n_iter = 0;
     for _ in 0..params.max_iter {
         let packed = Packed::new(&centroids, k, d)?;
-        let p = partial(tx, d, &packed, &scales, &mut labels, &mut dists);
+        let p = partial_ctl(tx, d, &packed, &scales, &mut labels, &mut dists, ctl);
+        ctl.check()?;
         let cands = match n_empty(&p.counts) {
             0 => None,
             e => Some(candidates(tx, d, &dists, &labels, 0, e + k)),
@@ -350,6 +355,7 @@ pub fn kmeans(
         let u = update(p, cands.as_ref(), &centroids, &scales)?;
         inertia.push(u.inertia);
         n_iter += 1;
+        ctl.step();
         centroids = u.centroids;
         if u.shift <= tol_abs {
             break;
@@ -358,7 +364,8 @@ pub fn kmeans(
     let mut all_labels = vec![0i64; n];
     let mut all_dists = vec![0f32; n];
     let packed = Packed::new(&centroids, k, d)?;
-    assign::assign_packed(x, &packed, &mut all_labels, &mut all_dists);
+    assign::assign_packed_ctl(x, &packed, &mut all_labels, &mut all_dists, ctl);
+    ctl.check()?;
     if sample.is_none() {
         inertia.push(bins_total(&dist_bins(&all_dists)));
     }
@@ -627,8 +634,25 @@ pub fn partial(
     labels: &mut [i64],
     dists: &mut [f32],
 ) -> Partial {
+    partial_ctl(x, d, packed, scales, labels, dists, &NEVER)
+}
+
+/// [`partial`] that stops assigning once `ctl` is cancelled (the result is then
+/// meaningless: the caller checks `ctl` and returns `Interrupted`).
+fn partial_ctl(
+    x: &[f32],
+    d: usize,
+    packed: &Packed<'_>,
+    scales: &[f64],
+    labels: &mut [i64],
+    dists: &mut [f32],
+    ctl: &Control,
+) -> Partial {
     let k = packed.n_clusters();
-    assign::assign_packed(x, packed, labels, dists);
+    assign::assign_packed_ctl(x, packed, labels, dists, ctl);
+    if ctl.is_cancelled() {
+        return Partial::zeros(k, d);
+    }
     let mut counts = vec![0usize; k];
     for &l in labels.iter() {
         counts[l as usize] += 1;
@@ -851,8 +875,8 @@ mod tests {
             })
             .collect();
         for trials in [1, 3] {
-            let a = seed_centres(&x, n, d, 60, 7, trials, true).unwrap();
-            let b = seed_centres(&x, n, d, 60, 7, trials, false).unwrap();
+            let a = seed_centres(&x, n, d, 60, 7, trials, true, &NEVER).unwrap();
+            let b = seed_centres(&x, n, d, 60, 7, trials, false, &NEVER).unwrap();
             assert_eq!(a, b, "trials={trials}");
         }
     }

@@ -4,6 +4,7 @@
 //! re-check only cheap shape invariants and return `KernelError`s.
 
 pub mod assign;
+pub mod control;
 pub mod finite;
 pub mod kcenter;
 pub mod kmeans;

@@ -16,14 +16,19 @@ accuracy against the private size, ECOS against Local: the crossover).
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-__all__ = ["SWEEP", "build_parser", "main"]
+import click
+
+__all__ = ["SWEEP", "command", "main", "make_command"]
 
 #: The coverage epsilons of the sweep (paper: 0.08 ... 1.23, plus no noise).
 SWEEP: tuple[float, ...] = (0.1, 0.25, 0.58, 1.2, math.inf)
@@ -36,11 +41,33 @@ _TITLES = {
 
 
 def _floats(text: str) -> tuple[float, ...]:
+    if not text.strip():  # --sweep '': no sweep, as the help says
+        return ()
     return tuple(math.inf if t.strip() in ("inf", "∞") else float(t) for t in text.split(","))
 
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(t) for t in text.split(","))
+
+
+class _List(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # generic in click 8.2+
+    """A comma-separated list of ints or floats ('inf' allowed for floats)."""
+
+    def __init__(self, parse: Callable[[str], tuple[Any, ...]], what: str) -> None:
+        self.parse = parse
+        self.name = what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):  # a default
+            return value
+        try:
+            return self.parse(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of {self.name}", param, ctx)
+
+
+_INTS = _List(_ints, "integers")
+_FLOATS = _List(_floats, "numbers")
 
 
 def _presets() -> tuple[str, ...]:
@@ -49,97 +76,120 @@ def _presets() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
-def build_parser(
-    prog: str = "ecos-fast reproduce", *, sweep_default: bool = True, semi_default: bool = True
-) -> argparse.ArgumentParser:
-    """The options shared by ``reproduce`` and ``demo``."""
-    from ecos_fast import rule
+class _Command(click.Command):
+    """A click command that keeps the arguments it was given (for the report header)."""
 
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--app", default="labeling", choices=("labeling", "compression", "client-labeling")
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta.setdefault("ecos_fast.raw_args", list(args))
+        return super().parse_args(ctx, args)
+
+
+def _options(*, sweep_default: bool, semi_default: bool) -> list[Callable[[Any], Any]]:
+    """The options shared by ``reproduce`` and ``demo``: those of the former argparse
+    parser, with the same names and defaults."""
+    from ecos_fast import rule
+    from ecos_fast._cli_output import THREADS, output_options
+
+    o = click.option
+    return [
+        o("--app", default="labeling", show_default=True,
+          type=click.Choice(["labeling", "compression", "client-labeling"])),
+        o("--domains", default=None, help="comma-separated client domains (default: all)"),
+        o("--budgets", type=_INTS, default=(1000, 3000), show_default="1000,3000"),
+        o("--seeds", type=_INTS, default=(1, 2, 3), show_default="1,2,3"),
+        o("--methods", default="ecos,kcenter,random,local", show_default=True,
+          help="subset of ecos,kcenter,random,local"),
+        o("--epsilon", type=float, default=0.58, show_default=True, help="ECOS coverage epsilon"),
+        o("--delta", type=float, default=1e-5, show_default=True),
+        o("--sweep", type=_FLOATS, default=SWEEP if sweep_default else (),
+          show_default="0.1,0.25,0.58,1.2,inf" if sweep_default else "none",
+          help="extra ECOS epsilons, comma-separated ('inf' allowed); '' for none"),
+        o("--no-sweep", is_flag=True, help="skip the epsilon sweep"),
+        o("--n-clusters", type=int, default=100, show_default=True,
+          help="R, the number of centroids"),
+        o("--threshold", type=float, default=None,
+          help="weights max(v - threshold*sigma, 0) (default: the rule's)"),
+        o("--within", default=None, type=click.Choice(list(rule.WITHIN)),
+          help="within-cluster routine (default: the rule's)"),
+        o("--candidates", type=float, default=None, help="neighbourhood candidate factor"),
+        o("--weights", default=None, type=click.Choice(list(rule.WEIGHTS)),
+          help="cluster weight rule (default: the rule's)"),
+        o("--normalize", default="none", show_default=True, type=click.Choice(["none", "l2"])),
+        o("--model", default="head", show_default=True,
+          type=click.Choice(["head", "linear", "cnn"])),
+        o("--semi-supervised/--no-semi-supervised", default=semi_default, show_default=True,
+          help="labeling: also self-train on the unlabeled pool, reported beside"),
+        o("--knn-epsilon", type=float, default=5.0, show_default=True,
+          help="client-labeling: label queries' epsilon"),
+        o("--queries", type=int, default=None,
+          help="client-labeling: label queries (default: 1000 cap)"),
+        o("--evaluate", default="test", show_default=True,
+          type=click.Choice(["test", "validation"]),
+          help="'validation': evaluate on 30% of the private set held out (for choosing R etc.)"),
+        o("--preset", default="default", show_default=True, type=click.Choice(list(_presets()))),
+        o("--data-seed", type=int, default=0, show_default=True, help="seed of the rendered data"),
+        o("--extractor", default=None, help="feature extractor (default: the preset's)"),
+        o("--private-size", type=int, default=None, help="client's private set size"),
+        o("--private-sizes", type=_INTS, default=None,
+          help="sweep the private set size, e.g. 50,100,300,1000 (accuracy vs size plot)"),
+        o("--queries-sweep", type=_INTS, default=None,
+          help="client-labeling: sweep the label-query budget, e.g. 250,1000,3000 "
+          "(accuracy vs queries plot)"),
+        THREADS,
+        o("--device", default=None, help="torch device (default: cuda if available)"),
+        o("--out", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
+          help="output folder"),
+        o("--name", default=None, help="file stem of the reports (default: the app)"),
+        output_options,
+    ]  # fmt: skip
+
+
+def make_command(
+    verb: str,
+    *,
+    sweep_default: bool = True,
+    semi_default: bool = True,
+    name: str | None = None,
+    help_text: str | None = None,
+    short_help: str | None = None,
+) -> click.Command:
+    """The click command ``ecos-fast VERB`` (``reproduce`` or ``demo``).
+
+    ``--quiet`` (no progress or per-split log) and ``--json`` (the printed tables go
+    to stderr, one JSON object to stdout) are the global options. ``--threads`` is the
+    shared option; here it sets the torch CPU threads, and when it is not given torch
+    runs on 1 thread, as ``reproduce`` always did (the published tables were made so).
+    """
+
+    def callback(**kwargs: Any) -> None:
+        from ecos_fast._cli_output import State
+
+        ctx = click.get_current_context()
+        state = ctx.ensure_object(State)
+        args = SimpleNamespace(**kwargs, quiet=state.quiet)
+        argv = ctx.meta.get("ecos_fast.raw_args", [])
+        command = " ".join([f"ecos-fast {verb}", *argv])
+        ctx.exit(_run_json(state, verb, args, name=name, command=command))
+
+    doc = __doc__ or ""
+    cmd: click.Command = _Command(
+        verb,
+        callback=callback,
+        help=help_text or doc.split("\n\n")[0].replace("``", ""),
+        short_help=short_help,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
-    p.add_argument("--domains", default=None, help="comma-separated client domains (default: all)")
-    p.add_argument("--budgets", type=_ints, default=(1000, 3000))
-    p.add_argument("--seeds", type=_ints, default=(1, 2, 3))
-    p.add_argument(
-        "--methods", default="ecos,kcenter,random,local", help="subset of ecos,kcenter,random,local"
+    for option in _options(sweep_default=sweep_default, semi_default=semi_default):
+        cmd = option(cmd)
+    return cmd
+
+
+def command() -> click.Command:
+    """``ecos-fast reproduce``."""
+    return make_command(
+        "reproduce",
+        short_help="The paper's tables: --app labeling|compression|client-labeling.",
     )
-    p.add_argument("--epsilon", type=float, default=0.58, help="ECOS coverage epsilon")
-    p.add_argument("--delta", type=float, default=1e-5)
-    p.add_argument(
-        "--sweep",
-        type=_floats,
-        default=SWEEP if sweep_default else (),
-        help="extra ECOS epsilons, comma-separated ('inf' allowed); '' for none",
-    )
-    p.add_argument("--no-sweep", action="store_true", help="skip the epsilon sweep")
-    p.add_argument("--n-clusters", type=int, default=100, help="R, the number of centroids")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="weights max(v - threshold*sigma, 0) (default: the rule's)",
-    )
-    p.add_argument(
-        "--within",
-        default=None,
-        choices=rule.WITHIN,
-        help="within-cluster routine (default: the rule's)",
-    )
-    p.add_argument("--candidates", type=float, default=None, help="neighbourhood candidate factor")
-    p.add_argument(
-        "--weights",
-        default=None,
-        choices=rule.WEIGHTS,
-        help="cluster weight rule (default: the rule's)",
-    )
-    p.add_argument("--normalize", default="none", choices=("none", "l2"))
-    p.add_argument("--model", default="head", choices=("head", "linear", "cnn"))
-    p.add_argument(
-        "--semi-supervised",
-        action=argparse.BooleanOptionalAction,
-        default=semi_default,
-        help="labeling: also self-train on the unlabeled pool, reported beside",
-    )
-    p.add_argument(
-        "--knn-epsilon", type=float, default=5.0, help="client-labeling: label queries' epsilon"
-    )
-    p.add_argument(
-        "--queries",
-        type=int,
-        default=None,
-        help="client-labeling: label queries (default: 1000 cap)",
-    )
-    p.add_argument(
-        "--evaluate",
-        default="test",
-        choices=("test", "validation"),
-        help="'validation': evaluate on 30%% of the private set held out (for choosing R etc.)",
-    )
-    p.add_argument("--preset", default="default", choices=_presets())
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the rendered data")
-    p.add_argument("--extractor", default=None, help="feature extractor (default: the preset's)")
-    p.add_argument("--private-size", type=int, default=None, help="client's private set size")
-    p.add_argument(
-        "--private-sizes",
-        type=_ints,
-        default=None,
-        help="sweep the private set size, e.g. 50,100,300,1000 (accuracy vs size plot)",
-    )
-    p.add_argument(
-        "--queries-sweep",
-        type=_ints,
-        default=None,
-        help="client-labeling: sweep the label-query budget, e.g. 250,1000,3000 "
-        "(accuracy vs queries plot)",
-    )
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    p.add_argument("--out", type=Path, default=Path("out"), help="output folder")
-    p.add_argument("--name", default=None, help="file stem of the reports (default: the app)")
-    p.add_argument("--quiet", action="store_true", help="no progress or per-split log")
-    return p
 
 
 def main(
@@ -150,25 +200,85 @@ def main(
     semi_default: bool = True,
     name: str | None = None,
     command: str | None = None,
+    help_text: str | None = None,
 ) -> int:
-    """Run one application's reproduction; returns the exit status."""
+    """Run one application's reproduction; returns the exit status (2: a usage error).
+
+    ``argv`` takes the options of ``ecos-fast reproduce`` (default ``sys.argv[1:]``);
+    ``command`` is the command line the report header names (default: the verb and
+    ``argv``).
+    """
+    from ecos_fast._cli_output import State
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    verb = prog.split()[-1]
+    cmd = make_command(
+        verb, sweep_default=sweep_default, semi_default=semi_default, name=name,
+        help_text=help_text,
+    )  # fmt: skip
+    meta = {} if command is None else {"ecos_fast.raw_args": command.split()[2:]}
+    try:
+        with cmd.make_context(prog, args, obj=State()) as ctx:
+            ctx.meta.update(meta)
+            cmd.invoke(ctx)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.UsageError as exc:
+        exc.show()
+        return 2
+    return 0
+
+
+def _run_json(
+    state: Any, verb: str, args: SimpleNamespace, *, name: str | None, command: str
+) -> int:
+    """:func:`_run`; with ``--json`` its printed lines go to stderr and one JSON object
+    (the command, the exit status, the files written, the wall time) to stdout."""
+    if not state.json:
+        return _run(args, name=name, command=command)[0]
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+        code, paths = _run(args, name=name, command=command)
+    payload = {
+        "command": verb,
+        "app": args.app,
+        "exit_code": code,
+        "files": [str(p) for p in paths],
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    click.echo(json.dumps(payload, indent=2, sort_keys=True))
+    return code
+
+
+def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int, list[Path]]:
+    """The reproduction itself; returns the exit status and the files written."""
     from dataclasses import replace
 
-    from . import data
-    from .experiment import Communication, ExperimentConfig, RunRecord, run_experiment
-    from .results import (
-        format_communication,
-        format_param_sweep,
-        format_share,
-        format_sweep,
-        format_table,
-        write_reports,
-        write_sweep_reports,
-    )
+    from ecos_fast._extras import missing_dependency
 
-    args = build_parser(prog, sweep_default=sweep_default, semi_default=semi_default).parse_args(
-        argv
-    )
+    try:
+        # Every application trains torch models: without torch, say so before any work.
+        import torch  # noqa: F401
+
+        from . import data
+        from .experiment import Communication, ExperimentConfig, RunRecord, run_experiment
+        from .results import (
+            format_communication,
+            format_param_sweep,
+            format_share,
+            format_sweep,
+            format_table,
+            write_reports,
+            write_sweep_reports,
+        )
+    except ModuleNotFoundError as exc:
+        err = missing_dependency(exc)
+        if err is None:
+            raise
+        raise err from None
+
+    args.threads = 1 if args.threads is None else args.threads
+
     sweep = () if args.no_sweep else tuple(args.sweep)
     cfg = ExperimentConfig(
         app=args.app,
@@ -204,10 +314,10 @@ def main(
     comms: list[Communication] = []
     if args.private_sizes and args.queries_sweep:
         print("error: --private-sizes and --queries-sweep cannot be combined", file=sys.stderr)
-        return 2
+        return 2, []
     if args.queries_sweep and cfg.app != "client-labeling":
         print("error: --queries-sweep needs --app client-labeling", file=sys.stderr)
-        return 2
+        return 2, []
     sweep_key = "private_size" if args.private_sizes else "query_budget"
     if args.private_sizes:
         for size in args.private_sizes:
@@ -227,9 +337,7 @@ def main(
         f"{_TITLES[cfg.app]} on the offline Digit-Five proxy{preset} "
         f"(OCR-pretrained {extractor} features)"
     )
-    cmd = command or " ".join(
-        ["ecos-fast", prog.split()[-1], *(argv if argv is not None else sys.argv[1:])]
-    )
+    cmd = command
     where = (
         "test split"
         if cfg.evaluate == "test"
@@ -264,7 +372,7 @@ def main(
         )
         print("wrote " + ", ".join(str(p) for p in paths.values()))
         print(f"finished in {elapsed:.0f} s")
-        return 0
+        return 0, list(paths.values())
     print(format_table(records, epsilon=cfg.epsilon, markdown=False))
     if cfg.semi_supervised:
         print("Semi-supervised (self-training on the unlabeled rest of the pool):")
@@ -284,7 +392,7 @@ def main(
     paths = write_reports(records, comms, args.out, name=stem, title=title, header=header)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     print(f"finished in {elapsed:.0f} s")
-    return 0
+    return 0, list(paths.values())
 
 
 if __name__ == "__main__":

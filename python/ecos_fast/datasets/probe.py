@@ -5,12 +5,12 @@ table of docs/data_section.md: for each domain, a standardised linear classifier
 on its train split and scored on its test split (in the hard preset the test fonts are
 ones the train split never uses), and a domain-id probe over all test splits. Features
 come from the cache (:func:`ecos_fast.features.cached_features`), so a warm cache makes
-it quick. Needs scikit-learn (``deps/pip-data.txt``), which the package itself does not.
+it quick. Needs scikit-learn (``pip install 'ecos-fast[data]'``), which the package itself does not.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,8 +39,10 @@ def _classifier(kind: str) -> Any:
             StandardScaler,
         )
     except ImportError as exc:  # pragma: no cover - the test environment has it
-        raise ModuleNotFoundError(
-            "linear probes need scikit-learn: pip install -r deps/pip-data.txt"
+        from ecos_fast.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            "linear probes need scikit-learn: pip install 'ecos-fast[data]'"
         ) from exc
     if kind == "ridge":
         return make_pipeline(StandardScaler(), RidgeClassifier(alpha=100.0))
@@ -114,26 +116,77 @@ def probe_table(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ecos_fast.datasets.probe``: print one row of the probe table."""
+def command() -> Any:
+    """``ecos-fast features probe`` (also ``python -m ecos_fast.datasets.probe``)."""
+    import click
+
+    from ecos_fast._cli_output import THREADS, State, output_options
     from ecos_fast.features import EXTRACTORS, default_extractor
 
-    parser = argparse.ArgumentParser(
-        prog="python -m ecos_fast.datasets.probe", description=probe_table.__doc__
+    @click.command(
+        "probe",
+        help=(probe_table.__doc__ or "").split("\n\n")[0],
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
-    parser.add_argument("--preset", default="hard", choices=sorted(PRESETS))
-    parser.add_argument("--extractor", default=None, choices=EXTRACTORS)
-    parser.add_argument("--probe", default="logistic", choices=PROBES)
-    parser.add_argument("--data-seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    extractor = args.extractor or default_extractor(args.preset)
-    table = probe_table(args.preset, extractor, kind=args.probe, data_seed=args.data_seed)
-    names = list(table)
-    print("| preset / features / probe | " + " | ".join(names) + " |")
-    print("|---|" + "---:|" * len(names))
-    cells = " | ".join(f"{table[n]:.3f}" for n in names)
-    print(f"| {args.preset} / {extractor} / {args.probe} | {cells} |")
-    return 0
+    @click.option("--preset", default="hard", show_default=True, type=click.Choice(sorted(PRESETS)))
+    @click.option(
+        "--extractor",
+        default=None,
+        type=click.Choice(list(EXTRACTORS)),
+        help="default: the preset's",
+    )
+    @click.option("--probe", default="logistic", show_default=True, type=click.Choice(list(PROBES)))
+    @click.option("--data-seed", type=int, default=0, show_default=True)
+    @THREADS
+    @output_options
+    @click.pass_context
+    def probe(
+        ctx: click.Context,
+        preset: str,
+        extractor: str | None,
+        probe: str,
+        data_seed: int,
+        threads: int | None,
+    ) -> None:
+        state = ctx.ensure_object(State)
+        if threads is not None:  # the ONNX extractors' threads (their n_threads default)
+            os.environ["ECOS_FAST_NUM_THREADS"] = str(threads)
+        extractor = extractor or default_extractor(preset)
+        table = probe_table(preset, extractor, kind=probe, data_seed=data_seed)
+        names = list(table)
+        cells = " | ".join(f"{table[n]:.3f}" for n in names)
+        state.result(
+            {"command": "features probe", "preset": preset, "extractor": extractor,
+             "probe": probe, "accuracy": table},
+            [
+                "| preset / features / probe | " + " | ".join(names) + " |",
+                "|---|" + "---:|" * len(names),
+                f"| {preset} / {extractor} / {probe} | {cells} |",
+            ],
+        )  # fmt: skip
+
+    return probe
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ecos_fast.datasets.probe``: print one row of the probe table."""
+    import sys
+
+    import click
+
+    from ecos_fast._cli_output import State
+
+    try:
+        code = command().main(
+            args=list(sys.argv[1:] if argv is None else argv),
+            prog_name="python -m ecos_fast.datasets.probe",
+            obj=State(),
+            standalone_mode=False,
+        )
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    return int(code or 0)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ use rayon::prelude::*;
 
 use crate::errors::KernelResult;
 use crate::invalid;
+use crate::kernels::control::{Control, NEVER};
 use crate::kernels::simd;
 
 use bounds::error_bounds;
@@ -111,7 +112,7 @@ pub fn greedy(
     initial: &[i64],
     rows: Option<&[i64]>,
 ) -> KernelResult<(Vec<i64>, Vec<f32>)> {
-    greedy_with(x, n, d, budget, first, initial, rows, true).map(|(s, r, _)| (s, r))
+    greedy_with(x, n, d, budget, first, initial, rows, true, &NEVER).map(|(s, r, _)| (s, r))
 }
 
 /// [`greedy`] with pruning switchable (`prune = false` is brute force through the same
@@ -126,6 +127,7 @@ pub fn greedy_with(
     initial: &[i64],
     rows: Option<&[i64]>,
     prune: bool,
+    ctl: &Control,
 ) -> KernelResult<(Vec<i64>, Vec<f32>, Stats)> {
     if d == 0 || x.len() != n * d {
         return Err(invalid!(
@@ -209,6 +211,7 @@ pub fn greedy_with(
         st.remaining -= 1;
         st.add_center(f);
         sel.push(i64::from(f));
+        ctl.step();
     }
     loop {
         // The farthest candidate now: the next pick, and the radius after the last one.
@@ -225,6 +228,8 @@ pub fn greedy_with(
         st.remove(g, pos);
         st.add_center(row);
         sel.push(i64::from(row));
+        ctl.step();
+        ctl.check()?;
     }
     st.stats.ns_total = started.lap();
     Ok((sel, radii, st.stats))

@@ -1,0 +1,229 @@
+"""One CLI framework (issue 14, item 6): every verb is a click command of ``ecos-fast``.
+
+Before: ``reproduce`` and the features CLI parsed their own arguments with argparse,
+so ``--json``/``--quiet`` were not global there, ``demo --help`` listed no options,
+``--threads`` defaulted to 1 in one place and to the CPUs in another, a wheel without
+torch crashed with a ``ModuleNotFoundError`` traceback (exit 1) pointing to a file the
+wheel does not ship, and ``select -o sel.csv`` wrote NPY bytes into a ``.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import click
+import numpy as np
+import pytest
+from ecos_fast import _cli_output
+from ecos_fast.apps import reproduce
+from ecos_fast.cli import EXIT_USAGE, cli, run
+
+THREADED = ["sketch", "respond", "select", "demo", "reproduce"]
+
+
+def _command(*path: str) -> click.Command:
+    ctx = click.Context(cli)
+    cmd: Any = cli
+    for name in path:
+        cmd = cmd.get_command(ctx, name)
+        assert cmd is not None, name
+    return cmd  # type: ignore[no-any-return]
+
+
+def _option(cmd: click.Command, flag: str) -> click.Option:
+    for p in cmd.params:
+        if isinstance(p, click.Option) and flag in p.opts:
+            return p
+    raise AssertionError(f"{cmd.name} has no {flag}")
+
+
+def test_demo_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["demo", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--preset", "--budgets", "--seeds", "--methods", "--out", "--threads", "--json"):
+        assert flag in out, flag
+
+
+@pytest.mark.parametrize(
+    "path", [(v,) for v in THREADED] + [("features", "warm-cache"), ("features", "probe")]
+)
+def test_every_verb_shares_threads_json_quiet(path: tuple[str, ...]) -> None:
+    cmd = _command(*path)
+    threads = _option(cmd, "--threads")
+    assert threads.default is None  # one default: ECOS_FAST_NUM_THREADS, else the CPUs
+    assert threads.help == _option(_command("sketch"), "--threads").help
+    assert _option(cmd, "--json").is_flag and _option(cmd, "--quiet").is_flag
+
+
+def _capture_run(monkeypatch: pytest.MonkeyPatch) -> list[tuple[SimpleNamespace, str]]:
+    """Replace the experiment itself: record what ``reproduce`` would run."""
+    calls: list[tuple[SimpleNamespace, str]] = []
+
+    def fake(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int, list[Path]]:
+        calls.append((args, command))
+        print("table")
+        return 0, [Path("out/labeling.md")]
+
+    monkeypatch.setattr(reproduce, "_run", fake)
+    return calls
+
+
+def test_reproduce_parses_as_the_argparse_front_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _capture_run(monkeypatch)
+    assert run(["reproduce"]) == 0
+    args, command = calls[-1]
+    # The former parser's defaults, option by option.
+    want = dict(
+        app="labeling", domains=None, budgets=(1000, 3000), seeds=(1, 2, 3),
+        methods="ecos,kcenter,random,local", epsilon=0.58, delta=1e-5,
+        sweep=reproduce.SWEEP, no_sweep=False, n_clusters=100, threshold=None, within=None,
+        candidates=None, weights=None, normalize="none", model="head", semi_supervised=True,
+        knn_epsilon=5.0, queries=None, evaluate="test", preset="default", data_seed=0,
+        extractor=None, private_size=None, private_sizes=None, queries_sweep=None,
+        threads=None, device=None, out=Path("out"), name=None, quiet=False,
+    )  # fmt: skip
+    assert vars(args) == want
+    assert command == "ecos-fast reproduce"
+    argv = [
+        "--app", "client-labeling", "--queries-sweep", "250,1000", "--budgets", "40",
+        "--sweep", "0.1,inf", "--no-semi-supervised", "--threads", "2", "--out", "o",
+    ]  # fmt: skip
+    assert run(["-q", "reproduce", *argv]) == 0
+    args, command = calls[-1]
+    assert args.queries_sweep == (250, 1000) and args.budgets == (40,)
+    assert args.sweep == (0.1, float("inf")) and args.semi_supervised is False
+    assert args.threads == 2 and args.out == Path("o") and args.quiet is True
+    assert command == "ecos-fast reproduce " + " ".join(argv)  # the report header's line
+    assert reproduce.main(["--private-sizes", "50,100"]) == 0
+    assert calls[-1][0].private_sizes == (50, 100)
+    assert calls[-1][1] == "ecos-fast reproduce --private-sizes 50,100"
+
+
+def test_demo_keeps_its_own_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecos_fast import demo
+
+    calls = _capture_run(monkeypatch)
+    assert run(["demo", "--budgets", "40"]) == 0
+    args, command = calls[-1]
+    assert args.sweep == () and args.semi_supervised is False and args.app == "labeling"
+    assert command == "ecos-fast demo --budgets 40"
+    assert demo.main(["--seeds", "1"]) == 0
+    assert calls[-1][1] == "ecos-fast demo --seeds 1"
+
+
+def test_reproduce_json_prints_one_object(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _capture_run(monkeypatch)
+    assert run(["--json", "reproduce", "--budgets", "40"]) == 0
+    captured = capsys.readouterr()
+    got = json.loads(captured.out)
+    assert got["command"] == "reproduce" and got["files"] == ["out/labeling.md"]
+    assert "table" in captured.err  # the printed tables moved to stderr
+
+
+def test_reproduce_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["reproduce", "--budgets", "a,b"]) == EXIT_USAGE
+    assert "comma-separated list of integers" in capsys.readouterr().err
+    assert reproduce.main(["--app", "bogus"]) == EXIT_USAGE
+
+
+_NO_MODULE = textwrap.dedent(
+    """
+    import sys
+    sys.modules[{module!r}] = None  # as if it were not installed
+    from ecos_fast.cli import run
+    sys.exit(run({argv!r}))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "extra"),
+    [
+        ("torch", ["demo", "--preset", "small", "--budgets", "40"], "apps"),
+        ("torch", ["reproduce", "--app", "compression"], "apps"),
+        ("torch", ["--json", "reproduce"], "apps"),
+    ],
+)
+def test_a_missing_optional_dependency_exits_2_with_the_pip_line(
+    tmp_path: Path, module: str, argv: list[str], extra: str
+) -> None:
+    """Before: a ModuleNotFoundError traceback, exit 1, and 'deps/pip-data.txt'."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_MODULE.format(module=module, argv=argv)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "ECOS_FAST_NUM_THREADS": "2"},
+    )  # fmt: skip
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    line = f"pip install 'ecos-fast[{extra}]'"
+    assert line in proc.stderr
+    assert "Traceback" not in proc.stderr and "deps/" not in proc.stderr
+    if "--json" in argv:
+        err = json.loads(proc.stdout)["error"]
+        assert err["exit_code"] == EXIT_USAGE and line in err["message"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_extra_named_exists_in_pyproject() -> None:
+    import tomllib
+    from ecos_fast._extras import EXTRAS
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    for module, (extra, _) in EXTRAS.items():
+        assert extra in extras, (module, extra)
+
+
+# -- select -o: the extension says the format -----------------------------------------
+@pytest.fixture
+def exchange(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    pool = np.concatenate([rng.normal(m, 1.0, (200, 5)) for m in (0.0, 6.0)]).astype(np.float32)
+    paths = {k: tmp_path / n for k, n in (("pool", "pool.npy"), ("c", "c.safetensors"))}
+    np.save(paths["pool"], pool)
+    assert run(["-q", "sketch", str(paths["pool"]), "-o", str(paths["c"]), "-k", "4"]) == 0
+    return paths
+
+
+@pytest.mark.parametrize("name", ["sel.npy", "sel.txt", "sel.csv", "SEL.CSV"])
+def test_select_writes_the_format_its_name_says(exchange: dict[str, Path], name: str) -> None:
+    out = exchange["pool"].parent / name
+    base = ["-q", "select", str(exchange["pool"]), "--method", "random", "-b", "25"]
+    assert run([*base, "-o", str(out), "--seed", "3"]) == 0
+    ref = exchange["pool"].parent / "ref.npy"
+    assert run([*base, "-o", str(ref), "--seed", "3"]) == 0
+    want = np.load(ref)
+    if name.endswith(".npy"):
+        np.testing.assert_array_equal(np.load(out), want)
+        return
+    lines = out.read_text(encoding="ascii").splitlines()
+    if name.lower().endswith(".csv"):
+        assert lines[0] == "index"
+        lines = lines[1:]
+    assert [int(v) for v in lines] == want.tolist()
+    assert not out.read_bytes().startswith(b"\x93NUMPY")
+
+
+@pytest.mark.parametrize("name", ["sel.json", "sel", "sel.npz"])
+def test_select_refuses_an_output_name_it_cannot_honour(
+    exchange: dict[str, Path], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = exchange["pool"].parent / name
+    argv = ["select", str(exchange["pool"]), "--method", "random", "-b", "5", "-o", str(out)]
+    assert run(argv) == EXIT_USAGE
+    assert ".npy, .txt, .csv" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_index_formats_are_the_documented_ones() -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    assert set(_cli_output.INDEX_FORMATS) == {".npy", ".txt", ".csv"}
+    assert "a header line `index`" in doc

@@ -1,0 +1,174 @@
+"""Ctrl-C and progress in the long kernels (issue 14, item 7).
+
+Before: the core ran k-means with the GIL released and never looked at signals, so
+SIGINT acted only once the whole call returned (about 8 s on the issue's pool), and
+the ``sketch`` bar sat at ``0/3`` for the whole of k-means. Now the waiting thread
+runs Python's signal handlers every 40 ms and the kernel stops within one row block.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import ecos_fast
+import numpy as np
+import pytest
+from ecos_fast import _core
+from ecos_fast._progress import report_progress
+from ecos_fast.cli import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+# A kernel that runs far longer than the test waits: no convergence stop (tol=0).
+_LONG_KMEANS = textwrap.dedent(
+    """
+    import sys, time, numpy as np, ecos_fast
+    x = np.random.default_rng(0).normal(size=(60_000, 16)).astype(np.float32)
+    print("ready", flush=True)
+    t = time.perf_counter()
+    try:
+        ecos_fast.kmeans(x, 200, max_iter=100_000, tol=0.0, n_threads={threads})
+    except KeyboardInterrupt:
+        print("interrupted", time.perf_counter() - t, flush=True)
+        sys.exit(130)
+    print("finished", flush=True)
+    """
+)
+
+
+def _interrupt_after(proc: subprocess.Popen[str], delay: float) -> float:
+    """Send SIGINT ``delay`` s after the child says it is ready; the seconds to exit."""
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    assert proc.poll() is None, "the child finished before the interrupt"
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    return time.perf_counter() - sent
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ctrl_c_stops_kmeans_within_half_a_second(threads: int) -> None:
+    """Before: KeyboardInterrupt came only after the whole kmeans call (minutes here)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LONG_KMEANS.format(threads=threads)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    took = _interrupt_after(proc, 1.0)
+    out = proc.stdout.read() if proc.stdout else ""
+    assert proc.returncode == 130, (out, proc.stderr.read() if proc.stderr else "")
+    assert out.startswith("interrupted")
+    assert took < 0.5 + 0.5  # 0.5 s for the kernel, the rest for a loaded machine
+
+
+def test_ctrl_c_stops_kcenter() -> None:
+    code = textwrap.dedent(
+        """
+        import sys, numpy as np, ecos_fast
+        x = np.random.default_rng(0).normal(size=(400_000, 64)).astype(np.float32)
+        print("ready", flush=True)
+        try:
+            ecos_fast.kcenter_greedy(x, 399_000, n_threads=2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    took = _interrupt_after(proc, 1.0)
+    assert proc.returncode == 130
+    assert took < 1.0
+
+
+def test_sketch_interrupted_exits_130_and_writes_nothing(tmp_path: Path) -> None:
+    """``ecos-fast sketch`` under SIGINT: exit 130, the message, no centroid file."""
+    pool = tmp_path / "pool.npy"
+    rng = np.random.default_rng(1)
+    np.save(pool, rng.normal(size=(260_000, 8)).astype(np.float32))
+    out = tmp_path / "centroids.safetensors"
+    # 1000 clusters: seeding and each Lloyd iteration over 256,000 training rows take
+    # seconds, so the run is still in k-means when the signal comes.
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from ecos_fast.cli import run
+        print("ready", flush=True)
+        sys.exit(run(["sketch", {str(pool)!r}, "-o", {str(out)!r}, "-k", "1000",
+                      "--max-iter", "1000", "--threads", "2"]))
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=tmp_path,
+    )  # fmt: skip
+    took = _interrupt_after(proc, 2.0)
+    err = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == EXIT_INTERRUPTED == 130, err
+    assert INTERRUPTED_MESSAGE in err
+    assert "Traceback" not in err
+    assert took < 1.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pool.npy"]  # no file, no temp
+
+
+def test_progress_reports_every_iteration_and_results_are_unchanged() -> None:
+    x = np.random.default_rng(2).normal(size=(30_000, 16)).astype(np.float32)
+    plain = ecos_fast.kmeans(x, 40, max_iter=12, tol=0.0, n_threads=2)
+    seen: list[tuple[str, int, int]] = []
+    with report_progress(lambda what, done, total: seen.append((what, done, total))):
+        watched = ecos_fast.kmeans(x, 40, max_iter=12, tol=0.0, n_threads=2)
+        sel, radii = ecos_fast.kcenter_greedy(x, 300, n_threads=2)
+    np.testing.assert_array_equal(watched.centroids, plain.centroids)
+    np.testing.assert_array_equal(watched.labels, plain.labels)
+    np.testing.assert_array_equal(watched.inertia_history, plain.inertia_history)
+    km = [s for s in seen if s[0] == "k-means"]
+    assert km[-1] == ("k-means", plain.n_iter, 12) and plain.n_iter == 12
+    assert [d for _, d, _ in km] == sorted({d for _, d, _ in km})  # increasing, no repeats
+    kc = [s for s in seen if s[0] == "k-center"]
+    assert kc[-1] == ("k-center", 300, 300)
+    want_sel, want_radii = ecos_fast.kcenter_greedy(x, 300, n_threads=2)
+    np.testing.assert_array_equal(sel, want_sel)
+    np.testing.assert_array_equal(radii, want_radii)
+
+
+def test_a_progress_callback_that_raises_stops_the_kernel() -> None:
+    x = np.random.default_rng(3).normal(size=(50_000, 16)).astype(np.float32)
+
+    def stop(done: int) -> None:
+        raise RuntimeError(f"stop at {done}")
+
+    t = time.perf_counter()
+    with pytest.raises(RuntimeError, match="stop at"):
+        _core.kmeans(x, 100, 100_000, 0.0, 0, 2, progress=stop)
+    assert time.perf_counter() - t < 5.0  # not the 100,000 iterations
+
+
+def test_sketch_shows_a_kmeans_bar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the bar said sketch 0/3 until k-means was over; now k-means has its own."""
+    from ecos_fast import _cli_output
+    from ecos_fast.cli import run
+
+    monkeypatch.setattr(_cli_output.State, "progress", property(lambda self: True))
+    pool = tmp_path / "pool.npy"
+    np.save(pool, np.random.default_rng(4).normal(size=(3000, 8)).astype(np.float32))
+    assert run(["sketch", str(pool), "-o", str(tmp_path / "c.safetensors"), "-k", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "k-means" in err and "sketch" in err
+
+
+def test_interrupt_constant_is_documented() -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    assert "| 130 |" in doc and "Ctrl-C" in doc
+
+
+def test_the_interrupted_kernel_error_is_a_keyboard_interrupt() -> None:
+    with pytest.raises(KeyboardInterrupt, match="interrupted"):
+        _core._raise_kernel_error("interrupted", "")
