@@ -231,17 +231,20 @@ def _link_torch(into: Path) -> None:
 
 
 def _clean_env(venv: Path, home: Path) -> dict[str, str]:
-    path = os.pathsep.join(
-        [str(venv / "bin")]
-        + [
-            p
-            for p in os.environ.get("PATH", "").split(os.pathsep)
-            if p and ".cargo" not in p and "rustup" not in p and not p.startswith(str(ROOT))
-        ]
-    )
+    """The venv first, then system folders only: no ~/.cargo/bin, no pyenv shims, no .venv."""
+    system = [
+        d
+        for d in ("/usr/local/bin", "/usr/bin", "/bin")
+        if not any(shutil.which(tool, path=d) for tool in ("cargo", "rustc", "maturin"))
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CARGO", "RUSTUP", "PYTHON"))}
-    env.pop("VIRTUAL_ENV", None)
-    env.update(PATH=path, HOME=str(home), ECOS_FAST_CACHE=str(home / "cache"))
+    for key in ("VIRTUAL_ENV", "PYENV_VERSION"):
+        env.pop(key, None)
+    env.update(
+        PATH=os.pathsep.join([str(venv / "bin"), *system]),
+        HOME=str(home),
+        ECOS_FAST_CACHE=str(home / "cache"),
+    )
     return env
 
 
