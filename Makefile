@@ -88,7 +88,7 @@ test-all: setup ## every test, including the slow ones
 WHEEL_VENV := $(VENV)/wheel-tools
 WHEEL_PY   := $(CURDIR)/$(WHEEL_VENV)/bin/python
 
-$(WHEEL_VENV)/.deps: requirements/build.txt
+$(WHEEL_VENV)/.deps: $(VENV)/.created requirements/build.txt
 	python3 -m venv --clear $(WHEEL_VENV)
 	$(WHEEL_PY) -m pip install -q --upgrade pip
 	$(WHEEL_PY) -m pip install -q -r requirements/build.txt
