@@ -41,6 +41,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 # The manylinux2014 floor: glibc 2.17 (CentOS 7). abi3 from CPython 3.10 (pyo3's abi3-py310).
 GLIBC_FLOOR = (2, 17)
 WHEEL_TAGS = {"cp310-abi3-manylinux2014_x86_64", "cp310-abi3-manylinux_2_17_x86_64"}
+WHEEL_NAME_TAGS = "cp310-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64"
 # What changes the wheel's content (the README too, but rebuilding for prose is not worth 7 min).
 SOURCES = ("rust", "python", "Cargo.toml", "Cargo.lock", "pyproject.toml")
 # The oldest click and tqdm the ranges allow, the ones users had trouble installing beside.
@@ -112,6 +113,12 @@ def test_readme_links_are_absolute_and_name_files_in_this_tree() -> None:
             assert (ROOT / path.split("#")[0]).is_file(), f"{target} names no file here"
 
 
+def test_the_wheel_the_readme_names_is_the_one_make_wheel_builds() -> None:
+    named = set(re.findall(r"ecos_fast-[^\s`]+\.whl", README))
+    version = CARGO["package"]["version"]
+    assert named == {f"ecos_fast-{version}-{WHEEL_NAME_TAGS}.whl"}
+
+
 def test_make_wheel_builds_an_abi3_manylinux2014_wheel_and_checks_it() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     recipe = re.search(r"^wheel:.*?\n((?:\t.*\n|\s*\\\n)+)", makefile, re.M)
@@ -150,10 +157,7 @@ def test_the_built_wheel_tags_metadata_and_glibc_floor() -> None:
     wheel = _the_wheel()
     if wheel is None:
         pytest.skip("dist/ holds no wheel: run `make wheel` (CI does, before `make test`)")
-    assert wheel.name == (
-        f"ecos_fast-{CARGO['package']['version']}"
-        "-cp310-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"
-    )
+    assert wheel.name == f"ecos_fast-{CARGO['package']['version']}-{WHEEL_NAME_TAGS}.whl"
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/WHEEL"))
