@@ -166,7 +166,7 @@ def test_the_built_wheel_tags_metadata_and_glibc_floor() -> None:
         meta = parse(zf.read(f"{info}/METADATA").decode())
         core = zf.read("ecos_fast/_core.abi3.so")
         licence = zf.read(f"{info}/licenses/LICENSE")
-    assert set(wheel_meta.get_all("Tag")) == WHEEL_TAGS
+    assert set(wheel_meta.get_all("Tag", [])) == WHEEL_TAGS
     assert wheel_meta["Root-Is-Purelib"] == "false"
     assert {"ecos_fast/_core.pyi", "ecos_fast/py.typed"} <= names
     assert not [n for n in names if n.endswith(".so") and n != "ecos_fast/_core.abi3.so"]
@@ -177,9 +177,9 @@ def test_the_built_wheel_tags_metadata_and_glibc_floor() -> None:
     assert meta["License-Expression"] == "Apache-2.0"
     assert meta["Description-Content-Type"] == "text/markdown"
     assert meta["Requires-Python"] == ">=3.10"
-    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL", []))
     assert urls == PROJECT["urls"]
-    requires = meta.get_all("Requires-Dist")
+    requires = meta.get_all("Requires-Dist", [])
     assert "click>=8.1.7" in requires and "tqdm>=4.66" in requires
     sdists = sorted(DIST.glob("ecos_fast-*.tar.gz"))
     assert len(sdists) == 1, "make wheel also writes the sdist"
