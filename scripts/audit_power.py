@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epsilon", type=float, nargs="+", default=[0.58, 2.0])
     ap.add_argument("--kinds", nargs="+", default=["add_remove", "replace_one", "knn"])
+    ap.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
     args = ap.parse_args()
     for kind in args.kinds:
         for eps in args.epsilon:
@@ -58,7 +59,7 @@ def main() -> None:
             )
             print(line, flush=True)
             smallest = None
-            for f in FACTORS:
+            for f in args.factors:
                 hits = sum(run(kind, eps, args.size, seed, f) > eps for seed in range(args.seeds))
                 print(f"    sigma x {f}: failed {hits}/{args.seeds}", flush=True)
                 if hits == args.seeds:
