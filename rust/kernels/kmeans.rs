@@ -132,7 +132,9 @@ pub fn kmeans_plusplus(
     seed_centres(x, n, d, k, seed, n_local_trials, true, &NEVER)
 }
 
-/// [`kmeans_plusplus`], with the pruning switchable (tests compare both).
+/// [`kmeans_plusplus`], with the pruning switchable (tests compare both) and a
+/// [`Control`] checked before each pick.
+#[allow(clippy::too_many_arguments)]
 fn seed_centres(
     x: &[f32],
     n: usize,
