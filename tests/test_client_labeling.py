@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 from ecos_fast.apps import client_labeling as cl
-from ecos_fast.errors import InvalidInputError, PrivacyBudgetExceededError
+from ecos_fast.errors import (
+    InvalidInputError,
+    LedgerRelationError,
+    NoNoiseReleaseError,
+    PrivacyBudgetExceededError,
+)
 from ecos_fast.ledger import Ledger, Release, compose_epsilon
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -132,6 +137,50 @@ def test_knn_errors_are_specific() -> None:
         cl.knn_votes(private, yp, pool, k=3, n_classes=3)
     with pytest.raises(InvalidInputError, match="n_queries=0"):
         cl.calibrate_knn_sigma(0, 5.0, DELTA)
+
+
+def test_noiseless_label_queries_are_refused_by_a_callers_ledger(tmp_path) -> None:
+    # Before: sigma=0 with the caller's ledger skipped the ledger and released the
+    # exact votes' argmax, recording nothing (issue 13, finding 4, for the kNN queries).
+    private, yp, pool, _ = _data()
+    led = Ledger(tmp_path / "l.sqlite", delta=DELTA)
+    with pytest.raises(NoNoiseReleaseError, match="infinite"):
+        cl.private_knn_label(
+            private, yp, pool[:20], n_classes=4, epsilon=math.inf, delta=DELTA, ledger=led
+        )
+    assert led.total_epsilon() == 0.0
+    led.close()
+    # Without a ledger the noiseless upper bound still runs.
+    out = cl.private_knn_label(private, yp, pool[:20], n_classes=4, epsilon=math.inf, delta=DELTA)
+    assert out.sigma == 0.0 and math.isinf(out.epsilon)
+
+
+def test_label_queries_on_a_ledger_that_mixes_relations(tmp_path) -> None:
+    # Before: the queries were recorded, then the total raised LedgerRelationError on a
+    # ledger holding a replace-one release (the default total needs one relation).
+    private, yp, pool, _ = _data()
+    led = Ledger(tmp_path / "l.sqlite", delta=DELTA)
+    led.spend(
+        Release(
+            "cloud", "gaussian", sigma=5.0, sensitivity=2**0.5, relation="replace_one",
+            other_sensitivity=1.0,
+        )
+    )  # fmt: skip
+    out = cl.private_knn_label(
+        private, yp, pool[:20], n_classes=4, epsilon=5.0, delta=DELTA, ledger=led, cloud="cloud"
+    )
+    assert out.epsilon == pytest.approx(led.total_epsilon(cloud="cloud", relation="add_remove"))
+    assert out.epsilon > 5.0
+    # A replace-one release whose add/remove sensitivity is unknown: refused before any
+    # query is answered or recorded.
+    led.spend(Release("cloud", "gaussian", sigma=5.0, sensitivity=2**0.5, relation="replace_one"))
+    rows = len(led.releases())
+    with pytest.raises(LedgerRelationError):
+        cl.private_knn_label(
+            private, yp, pool[:20], n_classes=4, epsilon=5.0, delta=DELTA, ledger=led, cloud="cloud"
+        )
+    assert len(led.releases()) == rows
+    led.close()
 
 
 # ------------------------------------------------ the tie rule (issue 13, finding 10)

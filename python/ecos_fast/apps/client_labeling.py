@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ecos_fast.errors import InvalidInputError
+from ecos_fast.errors import InvalidInputError, NoNoiseReleaseError
 
 __all__ = [
     "DEFAULT_QUERIES",
@@ -389,6 +389,13 @@ def private_knn_label(
     if sigma is None:
         sigma = calibrate_knn_sigma(max(n_queries, 1), epsilon, delta)
     own = ledger is None
+    if not own and n_queries and sigma == 0:
+        # Like every noiseless release: a ledger refuses it, budget or not.
+        raise NoNoiseReleaseError(
+            f"{n_queries} label queries without noise (sigma=0, epsilon={epsilon}) cannot "
+            f"be recorded in a privacy ledger: their privacy loss is infinite. Give a finite "
+            f"epsilon, or run without a ledger (an upper-bound experiment)"
+        )
     led = Ledger(":memory:", delta=delta) if own else ledger
     try:
         if n_queries and sigma > 0:
@@ -402,13 +409,23 @@ def private_knn_label(
                     delta=delta,
                     count=n_queries,
                     purpose="knn-labels",
+                    # One private sample added, removed or replaced moves at most two
+                    # votes of a query (one neighbour in, one out): sqrt(2) either way.
+                    relation="add_remove",
+                    other_sensitivity=KNN_SENSITIVITY,
                 )
             )
         votes = knn_votes(
             private_features, private_labels, query_features, k=kk, n_classes=n_classes
         )
         labels = gnmax(votes, sigma, np.random.default_rng(seed))
-        total = math.inf if sigma == 0 and n_queries else float(led.total_epsilon(cloud=cloud))
+        # The queries were admitted under add/remove (their relation), so the ledger's
+        # add/remove total exists even when it holds replace-one releases too.
+        total = (
+            math.inf
+            if sigma == 0 and n_queries
+            else float(led.total_epsilon(cloud=cloud, relation="add_remove"))
+        )
     finally:
         if own:
             led.close()
