@@ -133,13 +133,13 @@ class _Number(click.FloatRange):
 # -- the command group ---------------------------------------------------------
 class _Group(click.Group):
     """The verbs. ``demo``, ``reproduce`` (``ecos_fast.apps.reproduce``) and
-    ``features`` (``ecos_fast.features``) are click commands built by their modules
+    ``features`` (``ecos_fast._features_cli``) are click commands built by their modules
     when first asked for, so the other verbs start without importing them."""
 
     _lazy: ClassVar[dict[str, str]] = {
         "demo": "ecos_fast.demo",
         "reproduce": "ecos_fast.apps.reproduce",
-        "features": "ecos_fast.features",
+        "features": "ecos_fast._features_cli",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

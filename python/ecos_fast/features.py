@@ -107,6 +107,7 @@ __all__ = [
     "read_fingerprint",
     "sidecar_path",
     "warm_cache",
+    "warm_cache_command",
 ]
 
 #: Bumped whenever preprocessing or pooling changes, so older cached features are rebuilt.
@@ -1738,7 +1739,7 @@ def warm_cache(
     return timings
 
 
-def _warm_cache_command() -> Any:
+def warm_cache_command() -> Any:
     """``ecos-fast features warm-cache`` (also ``python -m ecos_fast.features``)."""
     import click
 
@@ -1784,26 +1785,11 @@ def _warm_cache_command() -> Any:
     return warm
 
 
-def command() -> Any:
-    """``ecos-fast features``: the feature cache and the linear probes, as click commands."""
-    import click
-
-    from ecos_fast.datasets.probe import command as probe_command
-
-    @click.group("features", context_settings={"help_option_names": ["-h", "--help"]})
-    def features() -> None:
-        """The bundled extractors' feature cache (warm-cache) and linear probes (probe)."""
-
-    features.add_command(_warm_cache_command())
-    features.add_command(probe_command())
-    return features
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ecos_fast.features``: warm the feature cache and print timings."""
     from ecos_fast._cli_output import State
 
-    cmd = _warm_cache_command()
+    cmd = warm_cache_command()
     try:
         return int(
             cmd.main(
