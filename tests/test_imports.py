@@ -187,3 +187,14 @@ def test_the_ray_backend_imports_only_lower_layers() -> None:
     # Nothing lower than the backend reaches into it except the one dispatch point.
     users = {m for m, deps in g.items() if m not in mods and any(d in mods for d in deps)}
     assert users <= {"ecos_fast._backend"}, f"modules importing the Ray backend: {sorted(users)}"
+
+
+def test_every_error_and_warning_is_exported_at_the_top_level() -> None:
+    # Before: SignatureError, KeyFileError, LedgerError, ... existed only in
+    # ecos_fast.errors, so `except ecos_fast.LedgerError` failed with AttributeError.
+    import ecos_fast
+    from ecos_fast import errors
+
+    missing = [n for n in errors.__all__ if getattr(ecos_fast, n, None) is not getattr(errors, n)]
+    assert missing == []
+    assert set(errors.__all__) <= set(ecos_fast.__all__)
