@@ -14,7 +14,12 @@ from __future__ import annotations
 import os
 import warnings
 
-from .errors import InvalidInputError, InvalidTypeError, ThreadsCappedWarning
+from .errors import (
+    EnvironmentSettingError,
+    InvalidInputError,
+    InvalidTypeError,
+    ThreadsCappedWarning,
+)
 
 __all__ = [
     "ENV_VAR",
@@ -77,16 +82,23 @@ def cap_threads(value: int, source: str = "n_threads") -> int:
 
 
 def env_threads() -> int | None:
-    """``ECOS_FAST_NUM_THREADS`` checked (an int >= 1), uncapped; None when unset."""
+    """``ECOS_FAST_NUM_THREADS`` checked (an int >= 1), uncapped; None when unset.
+
+    A value that is not a whole number of at least 1 (``abc``, ``-1``, ``0``, ``1e9``,
+    ``2.5``) is an :class:`~ecos_fast.errors.EnvironmentSettingError` (exit 2 on the
+    command line); surrounding whitespace is ignored, as :func:`int` does.
+    """
     env = os.environ.get(ENV_VAR)
     if not env:
         return None
     try:
         value = int(env)
     except ValueError:
-        raise InvalidInputError(f"{ENV_VAR}={env!r} is not an integer") from None
+        raise EnvironmentSettingError(
+            f"{ENV_VAR}={env!r} is not an integer (a whole number of threads >= 1)"
+        ) from None
     if value < 1:
-        raise InvalidInputError(f"{ENV_VAR}={value} must be >= 1")
+        raise EnvironmentSettingError(f"{ENV_VAR}={value} must be >= 1")
     return value
 
 

@@ -15,15 +15,24 @@ from .rule import Selection, random_rows
 
 __all__ = ["select_kcenter", "select_random"]
 
+#: The largest pool size :func:`select_random` takes (row indices are int64).
+_MAX_POOL = int(np.iinfo(np.int64).max)
+
 
 def _pool_size(features_or_n: Any) -> int:
     if isinstance(features_or_n, numbers.Integral) and not isinstance(features_or_n, bool):
-        return check_int(features_or_n, "n_samples", low=1)
+        # NumPy draws the rows as int64: a larger pool size is refused, not an OverflowError.
+        return check_int(features_or_n, "n_samples", low=1, high=_MAX_POOL)
     if is_feature_source(features_or_n):  # a .npy file is mapped, not read
         features_or_n = load_features(features_or_n)
     shape = getattr(features_or_n, "shape", None)
     if shape is None:
-        shape = np.shape(features_or_n)
+        try:
+            shape = np.shape(features_or_n)
+        except ValueError:  # ragged nested lists
+            raise InvalidInputError(
+                "features must be 2-D (n_samples, n_features); got rows of different lengths"
+            ) from None
     if len(shape) != 2 or shape[0] == 0:
         raise InvalidInputError(
             f"features must be 2-D (n_samples, n_features) and non-empty; got shape={shape}"

@@ -63,6 +63,7 @@ from ._threads import default_threads
 from .errors import (
     EcosError,
     EcosWarning,
+    EnvironmentSettingError,
     ExchangeFileError,
     ExtractorUncheckedWarning,
     InvalidInputError,
@@ -1029,6 +1030,9 @@ def _exit_code(exc: BaseException) -> int:
         return EXIT_USAGE
     # An optional dependency to install (the message has the pip line).
     if isinstance(exc, MissingDependencyError):
+        return EXIT_USAGE
+    # ECOS_FAST_NUM_THREADS=abc / -1 / 0: a setting out of range, like an option.
+    if isinstance(exc, EnvironmentSettingError):
         return EXIT_USAGE
     if isinstance(exc, EcosError):
         return EXIT_INPUT

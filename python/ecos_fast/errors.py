@@ -11,6 +11,7 @@ __all__ = [
     "BudgetShortfallWarning",
     "EcosError",
     "EcosWarning",
+    "EnvironmentSettingError",
     "ExchangeFileError",
     "ExtractorUncheckedWarning",
     "FeatureFileError",
@@ -157,3 +158,9 @@ class MissingDependencyError(EcosError, ImportError):
     """A feature needs an optional dependency that is not installed (torch, onnxruntime,
     matplotlib, Ray, pyarrow, ...). The message names the module and the exact
     ``pip install 'ecos-fast[extra]'`` line; the command line exits 2."""
+
+
+class EnvironmentSettingError(InvalidInputError):
+    """An environment variable read by ecos-fast (``ECOS_FAST_NUM_THREADS``) holds a value
+    that is not allowed (not an integer, or below 1). Like an option out of range, the
+    command line exits 2 (a usage error)."""

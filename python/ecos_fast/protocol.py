@@ -33,9 +33,11 @@ from ._validation import (
     check_choice,
     check_delta,
     check_epsilon,
+    check_finite,
     check_int,
     check_nonneg_float,
     check_seed,
+    feature_limit,
 )
 from .errors import (
     ExtractorUncheckedWarning,
@@ -71,6 +73,21 @@ def _readonly(a: NDArray[Any]) -> NDArray[Any]:
     out = np.array(a, copy=True)
     out.flags.writeable = False
     return out
+
+
+def _transformed(x: NDArray[np.float32], name: str, normalize: str | None) -> NDArray[np.float32]:
+    """``x`` (from ``as_features(..., finite=False)``) checked and transformed.
+
+    Without a transform every value must stay within
+    :func:`~ecos_fast._validation.feature_limit` (float32 squared distances). With
+    ``normalize="l2"`` only NaN/inf are refused: the row norms are taken in float64,
+    so huge finite rows (e.g. 1e19) become unit vectors before any distance is taken.
+    """
+    if normalize == "l2":
+        check_finite(x, name)
+        return l2_normalize(x)
+    check_finite(x, name, max_abs=feature_limit(x.shape[1]))
+    return x
 
 
 def _check_extractor_fp(value: object, name: str) -> str | None:
@@ -304,10 +321,11 @@ class Centroids:
         >>> c.transform([[3.0, 4.0]]).tolist()
         [[0.6000000238418579, 0.800000011920929]]
         """
-        x = as_features(features, name, n_features=self.n_features)
-        if self.normalize == "l2":
-            x = l2_normalize(x)
-        return x
+        return _transformed(
+            as_features(features, name, n_features=self.n_features, finite=False),
+            name,
+            self.normalize,
+        )
 
 
 def fit_centroids(
@@ -387,9 +405,8 @@ def fit_centroids(
             normalize=normalize,
             extractor_fingerprint=extractor_fp,
         )
-    x = as_features(pool_features, "pool_features")
-    if normalize == "l2":
-        x = l2_normalize(x)
+    x = _transformed(as_features(pool_features, "pool_features", finite=False),
+                     "pool_features", normalize)  # fmt: skip
     km = kernels.kmeans(
         Checked(x),  # checked above: no second pass over the pool
         n_clusters,
