@@ -149,6 +149,12 @@ where
 /// and the progress callback while a controlled kernel runs.
 const POLL: std::time::Duration = std::time::Duration::from_millis(40);
 
+/// Below this many multiply-adds (tens of milliseconds) a kernel without a progress
+/// callback runs on the plain path: Ctrl-C then waits for it to return, which is
+/// sooner than the poll would matter, and the helper thread's start (tens of
+/// microseconds) stays far below 1 % of any call that takes it.
+const CONTROLLED_WORK: u64 = SMALL_WORK << 6;
+
 /// Marks the kernel finished and wakes the waiting thread, also on a panic.
 struct Finish<'a>(&'a Control, std::thread::Thread);
 
@@ -166,9 +172,8 @@ impl Drop for Finish<'_> {
 /// (`PyErr_CheckSignals`: Ctrl-C raises `KeyboardInterrupt` here) and to call
 /// `progress(done)` when the kernel's step count (`Control::step`) has moved. Either
 /// raising cancels the kernel, which stops at its next check (one row block); the
-/// Python error is then raised. Small calls without a callback take the plain path:
-/// a helper thread costs tens of microseconds. The kernel and its result are the
-/// same on both paths.
+/// Python error is then raised. Calls below [`CONTROLLED_WORK`] without a callback
+/// take the plain path. The kernel and its result are the same on both paths.
 fn run_controlled<T, F>(
     py: Python<'_>,
     n_threads: usize,
@@ -180,7 +185,7 @@ where
     T: Send,
     F: FnOnce(&Control) -> KernelResult<T> + Send,
 {
-    if progress.is_none() && work < SMALL_WORK {
+    if progress.is_none() && work < CONTROLLED_WORK {
         return run_detached(py, n_threads, work, || f(&NEVER));
     }
     if n_threads == 0 {
@@ -306,10 +311,10 @@ fn assign<'py>(
     let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
     let x = contiguous("features", &features)?;
     let c = contiguous("centroids", &centroids)?;
-    let (labels, dists, hist) = run_detached(py, n_threads, work(n, k, d), || {
+    let (labels, dists, hist) = run_controlled(py, n_threads, work(n, k, d), None, |ctl| {
         let mut labels = vec![0i64; n];
         let mut dists = vec![0f32; n];
-        nearest::assign(x, n, d, c, k, dc, &mut labels, &mut dists)?;
+        nearest::assign_ctl(x, n, d, c, k, dc, &mut labels, &mut dists, ctl)?;
         finite_distances("squared distance", &dists)?;
         let hist = bins.then(|| km::dist_bins(&dists));
         Ok((labels, dists, hist))

@@ -88,6 +88,29 @@ def test_ctrl_c_stops_kcenter() -> None:
     assert took < 1.0
 
 
+def test_ctrl_c_stops_assign() -> None:
+    """The nearest-centroid pass of respond and select (a long one: 300k rows, 20k centroids)."""
+    code = textwrap.dedent(
+        """
+        import sys, numpy as np, ecos_fast
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(300_000, 32)).astype(np.float32)
+        c = rng.normal(size=(20_000, 32)).astype(np.float32)
+        print("ready", flush=True)
+        try:
+            ecos_fast.assign(x, c, n_threads=2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    took = _interrupt_after(proc, 1.0)
+    assert proc.returncode == 130
+    assert took < 1.0
+
+
 def test_sketch_interrupted_exits_130_and_writes_nothing(tmp_path: Path) -> None:
     """``ecos-fast sketch`` under SIGINT: exit 130, the message, no centroid file."""
     pool = tmp_path / "pool.npy"

@@ -4,6 +4,11 @@ Each function checks and coerces its inputs (``_validation``: dtype, shape, NaN/
 magnitudes small enough for float32 squared distances), then calls the compiled core
 with the GIL released on a pool of ``n_threads`` workers. Results are identical for any
 ``n_threads``.
+
+While a long call runs, the calling thread runs Python's signal handlers every 40 ms:
+Ctrl-C raises ``KeyboardInterrupt`` once the kernel reaches its next check (a block of
+192 rows, a k-means++ or K-Center pick). k-means and K-Center also report their steps
+to a callback set with :func:`ecos_fast._progress.report_progress` (the CLI's bars).
 """
 
 from __future__ import annotations

@@ -599,6 +599,23 @@ pub fn assign(
     labels: &mut [i64],
     dists: &mut [f32],
 ) -> KernelResult<()> {
+    assign_ctl(x, n, d, c, k, dc, labels, dists, &NEVER)
+}
+
+/// [`assign`] that stops at the next row block once `ctl` is cancelled, and then
+/// returns `Interrupted`.
+#[allow(clippy::too_many_arguments)]
+pub fn assign_ctl(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    c: &[f32],
+    k: usize,
+    dc: usize,
+    labels: &mut [i64],
+    dists: &mut [f32],
+    ctl: &Control,
+) -> KernelResult<()> {
     if d != dc {
         return Err(invalid!(
             "features have n_features={d} but centroids have n_features={dc}"
@@ -608,8 +625,8 @@ pub fn assign(
         return Err(invalid!("buffer sizes do not match n={n}, d={d}, k={k}"));
     }
     let packed = Packed::new(c, k, d)?;
-    assign_packed(x, &packed, labels, dists);
-    Ok(())
+    assign_packed_ctl(x, &packed, labels, dists, ctl);
+    ctl.check()
 }
 
 /// [`assign`] with centroids already packed (sizes already checked).
