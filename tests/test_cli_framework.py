@@ -227,3 +227,15 @@ def test_index_formats_are_the_documented_ones() -> None:
     doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
     assert set(_cli_output.INDEX_FORMATS) == {".npy", ".txt", ".csv"}
     assert "a header line `index`" in doc
+
+
+def test_threads_before_the_verb_is_the_verbs_threads(
+    exchange: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``ecos-fast --threads N VERB`` reaches the verb (here: through the cap's remark)."""
+    out = exchange["pool"].parent / "c2.safetensors"
+    argv = ["sketch", str(exchange["pool"]), "-o", str(out), "-k", "4"]
+    assert run(["--threads", "99999", *argv]) == 0
+    assert "--threads=99999 is above" in capsys.readouterr().err
+    assert run(["--threads", "1", *argv]) == 0
+    assert "is above" not in capsys.readouterr().err
