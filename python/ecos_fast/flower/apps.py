@@ -151,6 +151,8 @@ class RoundResult:
     bytes_sent: int = 0
     bytes_received: int = 0
     seconds: float = 0.0
+    #: Wall seconds of each step: sketch, waiting for nodes, send and receive, select.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class GridLike(Protocol):
@@ -189,7 +191,9 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
     x = _load_pool(cfg.pool)
     cents = cfg.centroids or fit_centroids(x, cfg.clusters, seed=cfg.seed)
     payload = centroids_to_bytes(cents)
+    t1 = time.perf_counter()
     nodes = _wait_for_nodes(grid, cfg.min_clients, cfg.timeout)
+    t2 = time.perf_counter()
     messages = [
         Message(
             RecordDict({RECORD: ConfigRecord({"centroids": payload})}),
@@ -202,6 +206,7 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
     replies = {
         m.metadata.src_node_id: m for m in grid.send_and_receive(messages, timeout=cfg.timeout)
     }
+    t3 = time.perf_counter()
     for node in nodes:
         key = str(node)
         reply = replies.get(node)
@@ -236,7 +241,9 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
     for key, resp in groups.items():
         sel = select(x, Sketch.join(cents, resp), cfg.budget, seed=cfg.seed, **cfg.select_kwargs)
         result.selections[key] = np.asarray(sel.indices)
-    result.seconds = time.perf_counter() - t0
+    t4 = time.perf_counter()
+    result.seconds = t4 - t0
+    result.timings = {"sketch": t1 - t0, "nodes": t2 - t1, "exchange": t3 - t2, "select": t4 - t3}
     if cfg.output is not None:
         out = Path(cfg.output)
         out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +259,7 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
             "bytes_sent": result.bytes_sent,
             "bytes_received": result.bytes_received,
             "seconds": result.seconds,
+            "timings": result.timings,
         }
         (out / "round.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return result
