@@ -172,6 +172,21 @@ def test_a_missing_optional_dependency_exits_2_with_the_pip_line(
     assert not (tmp_path / "out").exists()
 
 
+def test_select_report_without_matplotlib_exits_2_with_the_pip_line(
+    exchange: dict[str, Path],
+) -> None:
+    tmp = exchange["pool"].parent
+    argv = ["select", str(exchange["pool"]), "--method", "random", "-b", "5",
+            "-o", str(tmp / "s.npy"), "--report", str(tmp / "r.png")]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_MODULE.format(module="matplotlib", argv=argv)],
+        capture_output=True, text=True, cwd=tmp, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "pip install 'ecos-fast[report]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp / "s.npy").exists() and not (tmp / "r.png").exists()
+
+
 def test_every_extra_named_exists_in_pyproject() -> None:
     import tomllib
     from ecos_fast._extras import EXTRAS

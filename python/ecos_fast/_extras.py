@@ -26,6 +26,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "PIL": ("data", "rendering the offline Digit-Five proxy"),
     "sklearn": ("data", "the linear probes"),
     "matplotlib": ("report", "figures (--report, the reproduce plots)"),
+    "jinja2": ("report", "the --report page"),
     "ray": ("ray", "the Ray backend"),
     "pyarrow": ("parquet", "Parquet feature files"),
 }
