@@ -254,3 +254,20 @@ def test_threads_before_the_verb_is_the_verbs_threads(
     assert "--threads=99999 is above" in capsys.readouterr().err
     assert run(["--threads", "1", *argv]) == 0
     assert "is above" not in capsys.readouterr().err
+
+
+def test_a_missing_model_wheel_exits_2_with_its_own_pip_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The package's own ModuleNotFoundErrors (they name the pip line) are exit 2 too."""
+    from ecos_fast import features
+
+    def missing(*args: Any, **kwargs: Any) -> None:
+        raise ModuleNotFoundError("the ppocr extractor needs rapidocr: pip install --no-deps x")
+
+    monkeypatch.setattr(features, "warm_cache", missing)
+    assert run(["features", "warm-cache"]) == EXIT_USAGE
+    assert "error: the ppocr extractor needs rapidocr: pip install" in capsys.readouterr().err
+    with pytest.raises(ModuleNotFoundError):  # one that says nothing: a bug, not hidden
+        monkeypatch.setattr(features, "warm_cache", lambda *a, **k: __import__("no_such_mod"))
+        run(["features", "warm-cache"])

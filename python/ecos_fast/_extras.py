@@ -10,6 +10,8 @@ the command line turns a ``ModuleNotFoundError`` for one of these modules into a
 "this needs torch, which is not installed: pip install 'ecos-fast[apps]'"
 >>> missing_dependency(ModuleNotFoundError("No module named 'nope'", name="nope")) is None
 True
+>>> str(missing_dependency(ModuleNotFoundError("needs x: pip install x==1")))
+'needs x: pip install x==1'
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def missing_dependency(exc: ModuleNotFoundError) -> MissingDependencyError | Non
     """The error to raise for ``exc``, or None when the module is not an optional one."""
     name = (exc.name or "").split(".")[0]
     if name not in EXTRAS:
-        return None
+        # The package's own ModuleNotFoundErrors (a bundled extractor's model wheel,
+        # ...) already say what to install.
+        return MissingDependencyError(str(exc)) if "pip install" in str(exc) else None
     extra, _ = EXTRAS[name]
     return MissingDependencyError(
         f"this needs {name}, which is not installed: {install_line(extra)}"
