@@ -6,6 +6,7 @@ refusal the documentation did not give.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,3 +79,24 @@ def test_env_threads_invalid_exits_2_like_an_option_out_of_range() -> None:
         assert proc.returncode == 2, (value, proc.stderr)
         assert '"EnvironmentSettingError"' in proc.stdout
         assert "Traceback" not in proc.stderr
+
+
+def test_select_random_refuses_rows_without_features() -> None:
+    # A (160, 0) pool was accepted (only its length is used) while every other entry
+    # point refuses it as empty.
+    with pytest.raises(InvalidInputError, match="non-empty"):
+        ecos_fast.select_random(np.zeros((160, 0), np.float32), 5, seed=0)
+
+
+def test_unknown_command_with_json_prints_the_error_object() -> None:
+    # An unknown command failed before the group read --json: exit 2 but no JSON.
+    proc = subprocess.run(
+        [sys.executable, "-m", "ecos_fast", "--json", "frobnicate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    err = json.loads(proc.stdout)["error"]
+    assert err["type"] == "UsageError" and "frobnicate" in err["message"]
+    assert err["exit_code"] == 2

@@ -33,7 +33,7 @@ def _pool_size(features_or_n: Any) -> int:
             raise InvalidInputError(
                 "features must be 2-D (n_samples, n_features); got rows of different lengths"
             ) from None
-    if len(shape) != 2 or shape[0] == 0:
+    if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
         raise InvalidInputError(
             f"features must be 2-D (n_samples, n_features) and non-empty; got shape={shape}"
         )

@@ -1072,6 +1072,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return error_json(state, type(missing).__name__, str(missing), EXIT_USAGE)
     except click.UsageError as exc:
         exc.show()
+        # An unknown command fails before the group's callback has read --json.
+        state.json = state.json or "--json" in args
         return error_json(state, "UsageError", exc.format_message(), EXIT_USAGE)
     except click.ClickException as exc:
         exc.show()
