@@ -256,6 +256,14 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
 
     from ecos_fast._extras import missing_dependency
 
+    # Usage errors first, before the heavy imports and any work.
+    if args.private_sizes and args.queries_sweep:
+        print("error: --private-sizes and --queries-sweep cannot be combined", file=sys.stderr)
+        return 2, []
+    if args.queries_sweep and args.app != "client-labeling":
+        print("error: --queries-sweep needs --app client-labeling", file=sys.stderr)
+        return 2, []
+
     try:
         # Every application trains torch models: without torch, say so before any work.
         import torch  # noqa: F401
@@ -312,12 +320,6 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
     start = time.perf_counter()
     records: list[RunRecord] = []
     comms: list[Communication] = []
-    if args.private_sizes and args.queries_sweep:
-        print("error: --private-sizes and --queries-sweep cannot be combined", file=sys.stderr)
-        return 2, []
-    if args.queries_sweep and cfg.app != "client-labeling":
-        print("error: --queries-sweep needs --app client-labeling", file=sys.stderr)
-        return 2, []
     sweep_key = "private_size" if args.private_sizes else "query_budget"
     if args.private_sizes:
         for size in args.private_sizes:
