@@ -7,6 +7,7 @@ Both must select exactly what the file-based command-line round trip selects.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import subprocess
 import sys
@@ -283,20 +284,157 @@ def test_flower_simulation_engine_round_equals_the_cli_round(world: dict[str, An
         [sys.executable, str(script), str(root)], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = root / "out"
+    _same_as_cli(world, root / "out")
+
+
+def _same_as_cli(world: dict[str, Any], out: Path) -> None:
+    """Every selection in ``out`` equals the CLI round's for the client that answered it."""
+    root = world["root"]
     expected = _cli_round(world)
+    cli_counts = [
+        load_response(root / f"cli_response{i}.safetensors").noisy_counts for i in range(2)
+    ]
     cents = load_centroids(out / "centroids.safetensors")
     got = sorted(out.glob("selected_*.npy"))
     assert len(got) == 2
+    matched = set()
     for path in got:
         node = path.stem.removeprefix("selected_")
         resp = load_response(out / f"response_{node}.safetensors", centroids=cents)
         # Which client answered: its noisy counts equal the CLI's response of that seed.
-        i = next(
-            i
-            for i in range(2)
-            if np.array_equal(
-                resp.noisy_counts, load_response(root / f"cli_response{i}.safetensors").noisy_counts
-            )
-        )
+        (i,) = [i for i in range(2) if np.array_equal(resp.noisy_counts, cli_counts[i])]
         assert np.array_equal(np.load(path), expected[i])
+        matched.add(i)
+    assert matched == {0, 1}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+APP_TOML = """
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "ecosround"
+version = "1.0.0"
+description = "ECOS round (test)"
+license = "Apache-2.0"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "ecos"
+
+[tool.flwr.app.components]
+serverapp = "ecos_fast.flower.deploy:server_app"
+clientapp = "ecos_fast.flower.deploy:client_app"
+
+[tool.flwr.app.config]
+pool = "{pool}"
+clusters = {clusters}
+budget = {budget}
+seed = 0
+min-clients = 2
+timeout = 240.0
+output = "{output}"
+"""
+
+
+@pytest.mark.slow  # about 60-80 s on 2 busy cores: over this file's 90 s default-run share
+def test_loopback_superlink_and_two_supernodes_equal_the_cli_round(
+    world: dict[str, Any],
+) -> None:
+    import os
+    import signal
+    import time
+
+    root = world["root"]
+    home = root / "flwr-home"  # Flower's own state, never the user's ~/.flwr
+    home.mkdir()
+    port = _free_port()
+    (home / "config.toml").write_text(
+        f'[superlink]\ndefault = "loop"\n\n[superlink.loop]\n'
+        f'address = "127.0.0.1:{port}"\ninsecure = true\n'
+    )
+    app = root / "app"
+    app.mkdir()
+    out = root / "cloud" / "out"
+    (app / "pyproject.toml").write_text(
+        APP_TOML.format(pool=world["pool"], clusters=CLUSTERS, budget=BUDGET, output=out)
+    )
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "FLWR_HOME": str(home), "PATH": bindir + os.pathsep + os.environ["PATH"]}
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(cmd: list[str], cwd: Path, log: str) -> Path:
+        path = cwd / log
+        with path.open("wb") as fh:
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=cwd,
+                    env=env,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        return path
+
+    def wait_for(path: Path, text: str, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if text in path.read_text(errors="replace"):
+                return
+            assert all(p.poll() is None for p in procs), path.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
+        pytest.fail(f"{path}: no {text!r} after {seconds} s:\n{path.read_text()[-2000:]}")
+
+    try:
+        link = ["flower-superlink", "--insecure", "--database", ":flwr-in-memory:"]
+        log = start([*link, "--host", "127.0.0.1", "--port", str(port)], root / "cloud", "sl.log")
+        wait_for(log, "Uvicorn running", 60)
+        logs = []
+        for i, (d, seed) in enumerate(zip(world["clients"], SEEDS, strict=True)):
+            node_config = (
+                f'features="{d / "private.npy"}" ledger="{d / "ledger.sqlite"}" '
+                f'epsilon={EPS} delta={DELTA} budget-epsilon=2.0 cloud="acme" seed={seed}'
+            )
+            cmd = ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{port}"]
+            cmd += ["--port", str(_free_port()), "--node-config", node_config]
+            logs.append(start(cmd, d, f"sn{i}.log"))
+        for log in logs:  # both start at once
+            wait_for(log, "SuperNode ID", 60)
+        run_cmd = [str(Path(bindir) / "flwr"), "run", str(app)]
+        proc = subprocess.run(
+            run_cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        end = time.monotonic() + 240
+        while not (out / "round.json").exists() and time.monotonic() < end:
+            time.sleep(0.5)
+        assert (out / "round.json").exists(), (root / "cloud" / "sl.log").read_text()[-3000:]
+    finally:
+        for p in procs:  # each started in its own session: its group holds its children
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for p in procs:  # nothing left in any group we started
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+    _same_as_cli(world, out)
+    for d in world["clients"]:  # each client's ledger, in its own folder, recorded one release
+        with Ledger(d / "ledger.sqlite") as ledger:
+            assert len(ledger.releases(cloud="acme")) == 1

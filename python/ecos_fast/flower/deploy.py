@@ -1,0 +1,80 @@
+"""Flower app components for a deployment (``flwr run``): configured from Flower's configs.
+
+A Flower app project names them in its ``pyproject.toml``::
+
+    [tool.flwr.app.components]
+    serverapp = "ecos_fast.flower.deploy:server_app"
+    clientapp = "ecos_fast.flower.deploy:client_app"
+
+The cloud's settings come from the run config (``[tool.flwr.app.config]`` or
+``flwr run --run-config``): ``pool``, ``clusters``, ``budget``, ``seed``, ``mode``,
+``min-clients``, ``timeout``, ``output``. Each client's come from its SuperNode's
+``--node-config``: ``features``, ``ledger``, ``epsilon``, ``delta``, ``budget-epsilon``,
+``cloud`` and optionally ``extractor-fingerprint`` and ``seed`` (tests only) — the client's
+privacy is set on the client's machine, never by the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, cast
+
+from flwr.app import Context
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+
+from ._roles import ClientConfig
+from .apps import RoundResult, ServerConfig, make_client_app, run_round
+
+__all__ = ["client_app", "client_config", "server_app", "server_config"]
+
+
+def _get(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
+    if key in cfg:
+        return cfg[key]
+    if default is None:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError(f"the Flower config has no {key!r}")
+    return default
+
+
+def client_config(context: Context) -> ClientConfig:
+    """This SuperNode's :class:`ClientConfig`, from ``context.node_config``."""
+    c = context.node_config
+    seed = c.get("seed")
+    fp = c.get("extractor-fingerprint")
+    return ClientConfig(
+        features=str(_get(c, "features")),
+        ledger=str(_get(c, "ledger")),
+        epsilon=float(_get(c, "epsilon")),
+        delta=float(_get(c, "delta")),
+        budget_epsilon=float(_get(c, "budget-epsilon")),
+        cloud=str(_get(c, "cloud", "default")),
+        extractor_fingerprint=None if fp in (None, "") else str(fp),
+        seed=None if seed is None else int(seed),
+    )
+
+
+def server_config(context: Context) -> ServerConfig:
+    """The round's :class:`ServerConfig`, from ``context.run_config``."""
+    c = context.run_config
+    output = c.get("output")
+    return ServerConfig(
+        pool=str(_get(c, "pool")),
+        clusters=int(_get(c, "clusters")),
+        budget=int(_get(c, "budget")),
+        seed=int(_get(c, "seed", 0)),
+        mode=cast(Literal["per_client", "federation"], str(_get(c, "mode", "per_client"))),
+        min_clients=int(_get(c, "min-clients", 1)),
+        timeout=float(_get(c, "timeout", 60.0)),
+        output=None if output in (None, "") else str(output),
+    )
+
+
+client_app: ClientApp = make_client_app(client_config)
+server_app = ServerApp()
+
+
+@server_app.main()
+def _main(grid: Grid, context: Context) -> None:
+    run_round(grid, server_config(context), RoundResult())
