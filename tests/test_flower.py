@@ -308,6 +308,55 @@ def _same_as_cli(world: dict[str, Any], out: Path) -> None:
     assert matched == {0, 1}
 
 
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A test CA and a server certificate for 127.0.0.1 / localhost signed by it (PEM)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ecos test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
 def _free_port() -> int:
     import socket
 
@@ -347,8 +396,9 @@ output = "{output}"
 
 
 @pytest.mark.slow  # about 60-80 s on 2 busy cores: over this file's 90 s default-run share
+@pytest.mark.parametrize("tls", [False, True], ids=["insecure", "tls"])
 def test_loopback_superlink_and_two_supernodes_equal_the_cli_round(
-    world: dict[str, Any],
+    world: dict[str, Any], tls: bool
 ) -> None:
     import os
     import signal
@@ -358,9 +408,18 @@ def test_loopback_superlink_and_two_supernodes_equal_the_cli_round(
     home = root / "flwr-home"  # Flower's own state, never the user's ~/.flwr
     home.mkdir()
     port = _free_port()
+    certs = _certificates(root / "cloud") if tls else {}
+    # TLS: the SuperLink serves the CA-signed certificate; flwr and each SuperNode trust the CA.
+    link_tls = ["--insecure"]
+    node_tls = ["--insecure"]
+    conn = "insecure = true"
+    if tls:
+        link_tls = ["--ssl-certfile", str(certs["cert"]), "--ssl-keyfile", str(certs["key"])]
+        link_tls += ["--ssl-ca-certfile", str(certs["ca"])]
+        node_tls = ["--root-certificates", str(certs["ca"])]
+        conn = f'root-certificates = "{certs["ca"]}"'
     (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "loop"\n\n[superlink.loop]\n'
-        f'address = "127.0.0.1:{port}"\ninsecure = true\n'
+        f'[superlink]\ndefault = "loop"\n\n[superlink.loop]\naddress = "127.0.0.1:{port}"\n{conn}\n'
     )
     app = root / "app"
     app.mkdir()
@@ -397,16 +456,18 @@ def test_loopback_superlink_and_two_supernodes_equal_the_cli_round(
         pytest.fail(f"{path}: no {text!r} after {seconds} s:\n{path.read_text()[-2000:]}")
 
     try:
-        link = ["flower-superlink", "--insecure", "--database", ":flwr-in-memory:"]
+        link = ["flower-superlink", *link_tls, "--database", ":flwr-in-memory:"]
         log = start([*link, "--host", "127.0.0.1", "--port", str(port)], root / "cloud", "sl.log")
         wait_for(log, "Uvicorn running", 60)
+        scheme = "https" if tls else "http"
+        assert f"Uvicorn running on {scheme}://127.0.0.1:{port}" in log.read_text()
         logs = []
         for i, (d, seed) in enumerate(zip(world["clients"], SEEDS, strict=True)):
             node_config = (
                 f'features="{d / "private.npy"}" ledger="{d / "ledger.sqlite"}" '
                 f'epsilon={EPS} delta={DELTA} budget-epsilon=2.0 cloud="acme" seed={seed}'
             )
-            cmd = ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{port}"]
+            cmd = ["flower-supernode", *node_tls, "--superlink", f"127.0.0.1:{port}"]
             cmd += ["--port", str(_free_port()), "--node-config", node_config]
             logs.append(start(cmd, d, f"sn{i}.log"))
         for log in logs:  # both start at once
