@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import ecos_fast
 import numpy as np
@@ -100,3 +101,19 @@ def test_unknown_command_with_json_prints_the_error_object() -> None:
     err = json.loads(proc.stdout)["error"]
     assert err["type"] == "UsageError" and "frobnicate" in err["message"]
     assert err["exit_code"] == 2
+
+
+def test_probe_campaign_api_part_finds_no_crash_or_silent_wrong() -> None:
+    # The Python-API half of scripts/probe_campaign.py (about 620 probes, no
+    # subprocesses); the whole campaign with the CLI takes minutes (see its docstring).
+    script = Path(__file__).resolve().parents[1] / "scripts" / "probe_campaign.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--no-cli", "--seed", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "crashes: 0; silent wrong: 0; exit-code mismatches: 0" in proc.stdout, proc.stdout
+    assert proc.returncode == 0
+    tried = int(proc.stdout.split("probes tried: ")[1].split()[0])
+    assert tried > 500
