@@ -1,0 +1,30 @@
+"""Without flwr: ``ecos_fast.flower`` (the transport-free roles) imports; its Flower apps raise
+MissingDependencyError naming ``pip install 'ecos-fast[flower]'`` (issue 15)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHECK = """
+import sys
+sys.modules["flwr"] = None  # as if flwr were not installed: `import flwr...` fails
+import ecos_fast.flower
+from ecos_fast.errors import MissingDependencyError
+assert callable(ecos_fast.flower.answer)
+try:
+    import ecos_fast.flower.apps
+except MissingDependencyError as exc:
+    print("MISSING", exc)
+else:
+    raise SystemExit("ecos_fast.flower.apps imported without flwr")
+"""
+
+
+def test_the_apps_without_flwr_say_which_extra_to_install() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pip install 'ecos-fast[flower]'" in proc.stdout
+    assert proc.stdout.startswith("MISSING ecos_fast.flower needs flwr")
