@@ -18,6 +18,12 @@ except MissingDependencyError as exc:
     print("MISSING", exc)
 else:
     raise SystemExit("ecos_fast.flower.apps imported without flwr")
+try:
+    import ecos_fast.flower.deploy
+except MissingDependencyError as exc:
+    print("MISSING", exc)
+else:
+    raise SystemExit("ecos_fast.flower.deploy imported without flwr")
 """
 
 
@@ -27,4 +33,7 @@ def test_the_apps_without_flwr_say_which_extra_to_install() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "pip install 'ecos-fast[flower]'" in proc.stdout
-    assert proc.stdout.startswith("MISSING ecos_fast.flower needs flwr")
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and all(
+        x.startswith("MISSING ecos_fast.flower needs flwr") for x in lines
+    )

@@ -18,11 +18,19 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
-from flwr.app import Context
-from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
-
 from ._roles import ClientConfig
+
+try:
+    from flwr.app import Context
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised without the extra
+    from ..errors import MissingDependencyError
+
+    raise MissingDependencyError(
+        "ecos_fast.flower needs flwr, which is not installed: pip install 'ecos-fast[flower]'"
+    ) from exc
+
 from .apps import RoundResult, ServerConfig, make_client_app, run_round
 
 __all__ = ["client_app", "client_config", "server_app", "server_config"]
