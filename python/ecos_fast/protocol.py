@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _core, kernels
+from . import _core, _validation, kernels
 from ._backend import check_backend, ray_backend
 from ._threads import resolve_threads
 from ._validation import (
@@ -33,11 +33,9 @@ from ._validation import (
     check_choice,
     check_delta,
     check_epsilon,
-    check_finite,
     check_int,
     check_nonneg_float,
     check_seed,
-    feature_limit,
 )
 from .errors import (
     ExtractorUncheckedWarning,
@@ -84,9 +82,9 @@ def _transformed(x: NDArray[np.float32], name: str, normalize: str | None) -> ND
     so huge finite rows (e.g. 1e19) become unit vectors before any distance is taken.
     """
     if normalize == "l2":
-        check_finite(x, name)
+        _validation.check_finite(x, name)
         return l2_normalize(x)
-    check_finite(x, name, max_abs=feature_limit(x.shape[1]))
+    _validation.check_finite(x, name, max_abs=_validation.feature_limit(x.shape[1]))
     return x
 
 
