@@ -223,17 +223,22 @@ def test_no_coverage_raises_or_falls_back(setup: tuple) -> None:
         assert np.unique(s.indices).size == 20
 
 
-def test_noise_only_weights_spread_the_budget_by_cluster_size(setup: tuple) -> None:
+def test_noise_only_weights_make_the_selection_randoms(setup: tuple) -> None:
     """With noise in the release, all-zero (or noise-sized) weights do not prove the
-    client matches nothing: by default the budget follows the clusters' sizes."""
+    client matches nothing: by default the selection is Random's draw for the seed.
+    (Before: quotas by cluster size, then each cluster's central members: a biased
+    draw that scored below Random for the hard preset's 50-sample clients.)"""
     pool, _, _, cents = setup
     resp = ecos_fast.respond(pool[:1], cents, 0.01, 1e-5, seed=0)  # sigma = 244
     sk = ecos_fast.Sketch.join(cents, resp)
-    with pytest.warns(LowSignalWarning, match="sigma"):
-        sel = ecos_fast.select(pool, sk, 200)
-    assert sel.method == "ecos" and sel.n_selected == 200
-    cap = np.bincount(cents.labels, minlength=16)
-    np.testing.assert_array_equal(sel.quotas, ecos_fast.allocate_quotas(cap, cap, 200))
+    for seed in (0, 5):
+        with pytest.warns(LowSignalWarning, match="sigma"):
+            sel = ecos_fast.select(pool, sk, 200, seed=seed)
+        assert sel.method == "ecos-low-signal-random" and sel.n_selected == 200
+        np.testing.assert_array_equal(
+            np.sort(sel.indices), np.sort(ecos_fast.select_random(pool, 200, seed=seed).indices)
+        )
+        assert sel.quotas is not None and int(sel.quotas.sum()) == 200
 
 
 def test_sketch_mismatch(setup: tuple) -> None:

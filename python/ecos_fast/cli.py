@@ -639,8 +639,8 @@ def _check_client_extractor(
     "low_signal",
     type=click.Choice(["spread", "keep"]),
     default=None,
-    help="When the weights are no more than noise would give: spread the budget over "
-    "clusters by size (Random's composition), or keep the weights [default: spread].",
+    help="When the weights are no more than noise would give: spread the budget uniformly "
+    "(the selection is Random's draw), or keep the weights [default: spread].",
 )
 @click.option(
     "--weights",

@@ -108,8 +108,8 @@ DEFAULT_WITHIN: Within = "neighbourhood"
 DEFAULT_CANDIDATES = 2.0
 
 #: What to do when the weights are no more than noise alone would give (see
-#: :func:`noise_only_mass`): ``"spread"`` the budget over clusters by size (Random's
-#: composition), or ``"keep"`` the weights anyway.
+#: :func:`noise_only_mass`): ``"spread"`` the budget uniformly over the pool (the
+#: selection is Random's draw for the same seed), or ``"keep"`` the weights anyway.
 DEFAULT_LOW_SIGNAL: LowSignal = "spread"
 
 FALLBACKS = ("raise", "random", "kcenter")
@@ -152,8 +152,8 @@ class Selection(Sequence[int]):
     weights : ndarray of shape (n_clusters,), float64, or None
         Cluster weights used for the quotas.
     method : str
-        ``"ecos"``, ``"ecos-fallback-random"``, ``"ecos-fallback-kcenter"``,
-        ``"random"`` or ``"kcenter"``.
+        ``"ecos"``, ``"ecos-low-signal-random"``, ``"ecos-fallback-random"``,
+        ``"ecos-fallback-kcenter"``, ``"random"`` or ``"kcenter"``.
 
     Examples
     --------
@@ -541,6 +541,9 @@ class Plan:
     quotas : ndarray of shape (n_clusters,), int64
         All zero when falling back.
     fallback : {None, "random", "kcenter"}
+    low_signal : bool
+        The release carried no more than noise would give and ``low_signal="spread"``:
+        the fallback is Random (``Selection.method`` ``"ecos-low-signal-random"``).
     """
 
     budget: int
@@ -549,6 +552,7 @@ class Plan:
     covered: int
     quotas: NDArray[np.int64]
     fallback: str | None
+    low_signal: bool = False
 
 
 def plan_selection(
@@ -578,13 +582,18 @@ def plan_selection(
                 f"the client's release carries almost no signal: the cluster weights "
                 f"(noisy counts less threshold*sigma={opts.threshold:g}*{sigma:.4g}) sum to "
                 f"{float(w.sum()):.4g}, within {LOW_SIGNAL_SIGMAS:g} standard deviations of "
-                f"what noise alone gives ({mean:.4g} +- {sd:.4g}); the budget is spread over "
-                f"clusters by size (Random's composition). Use fewer clusters or a larger "
-                f"epsilon, or low_signal='keep'",
+                f"what noise alone gives ({mean:.4g} +- {sd:.4g}); the selection is drawn "
+                f"uniformly at random (what Random would pick). Use fewer clusters or a "
+                f"larger epsilon, or low_signal='keep'",
                 LowSignalWarning,
                 stacklevel=stacklevel + 1,
             )
+        # No signal: the selection is Random's. Spreading quotas by cluster size and
+        # then taking each cluster's central members (the within-cluster routine) is a
+        # biased draw that measured below Random (the hard preset's 50-sample clients).
         w = capacity.astype(np.float64)
+        n = int(capacity.sum())
+        return Plan(budget, w, capacity, n, np.zeros_like(capacity), "random", low_signal=True)
     covered = int(capacity[w > 0].sum())
     if covered == 0:
         if opts.fallback == "raise":
@@ -646,7 +655,7 @@ def fallback_selection(
         quotas=quotas,
         labels=labels,
         weights=plan.weights,
-        method=f"ecos-fallback-{plan.fallback}",
+        method="ecos-low-signal-random" if plan.low_signal else f"ecos-fallback-{plan.fallback}",
     )
 
 

@@ -109,15 +109,15 @@ def select(
     low_signal : {"spread", "keep"}, default rule.DEFAULT_LOW_SIGNAL ("spread")
         When the thresholded noisy counts sum to no more than noise alone would give
         (within three standard deviations, :func:`ecos_fast.rule.noise_only_mass`),
-        ``"spread"`` splits the budget over clusters in proportion to their size,
-        which is Random's composition, instead of over the few clusters that noise
-        lifted; a :class:`LowSignalWarning` says so. ``"keep"`` uses the weights
-        anyway.
+        ``"spread"`` draws the selection uniformly at random (Random's draw for
+        ``seed``; ``Selection.method`` is ``"ecos-low-signal-random"``) instead of
+        spending it on the few clusters that noise lifted; a :class:`LowSignalWarning`
+        says so. ``"keep"`` uses the weights anyway.
     labels : array-like of shape (n_samples,), optional
         Every pool row's nearest centroid, e.g. ``centroids.labels`` from
         :func:`fit_centroids` on the same features; skips the assignment pass.
     seed : int, default 0
-        Seeds ``fallback="random"`` only.
+        Seeds the Random draws only (``fallback="random"`` and a low-signal release).
     n_threads : int, optional
     backend : {"local", "ray"}, default "local"
         ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
