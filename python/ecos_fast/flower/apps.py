@@ -127,6 +127,13 @@ class ServerConfig:
         More keyword arguments for :func:`ecos_fast.select`.
     centroids : Centroids, optional
         Use these instead of sketching the pool.
+    backend : {"local", "ray"}
+        Where the sketch and the selection run (``backend`` of :func:`ecos_fast.fit_centroids`
+        and :func:`ecos_fast.select`). Ray's k-means seeds on a gathered sample, so it
+        needs ``init_sample``; with the same ``init_sample`` both backends give the same
+        centroids and selections.
+    init_sample : int, optional
+        ``init_sample`` of :func:`ecos_fast.fit_centroids` (the CLI's ``sketch`` uses None).
     """
 
     pool: Any
@@ -139,6 +146,8 @@ class ServerConfig:
     output: str | Path | None = None
     select_kwargs: dict[str, Any] = field(default_factory=dict)
     centroids: Centroids | None = None
+    backend: Literal["local", "ray"] = "local"
+    init_sample: int | None = None
 
 
 @dataclass
@@ -189,7 +198,9 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
 
     t0 = time.perf_counter()
     x = _load_pool(cfg.pool)
-    cents = cfg.centroids or fit_centroids(x, cfg.clusters, seed=cfg.seed)
+    cents = cfg.centroids or fit_centroids(
+        x, cfg.clusters, seed=cfg.seed, backend=cfg.backend, init_sample=cfg.init_sample
+    )
     payload = centroids_to_bytes(cents)
     t1 = time.perf_counter()
     nodes = _wait_for_nodes(grid, cfg.min_clients, cfg.timeout)
@@ -239,7 +250,14 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
     else:
         raise InvalidInputError(f"mode={cfg.mode!r}; expected 'per_client' or 'federation'")
     for key, resp in groups.items():
-        sel = select(x, Sketch.join(cents, resp), cfg.budget, seed=cfg.seed, **cfg.select_kwargs)
+        sel = select(
+            x,
+            Sketch.join(cents, resp),
+            cfg.budget,
+            seed=cfg.seed,
+            backend=cfg.backend,
+            **cfg.select_kwargs,
+        )
         result.selections[key] = np.asarray(sel.indices)
     t4 = time.perf_counter()
     result.seconds = t4 - t0

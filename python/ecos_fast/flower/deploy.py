@@ -8,7 +8,7 @@ A Flower app project names them in its ``pyproject.toml``::
 
 The cloud's settings come from the run config (``[tool.flwr.app.config]`` or
 ``flwr run --run-config``): ``pool``, ``clusters``, ``budget``, ``seed``, ``mode``,
-``min-clients``, ``timeout``, ``output``. Each client's come from its SuperNode's
+``min-clients``, ``timeout``, ``output``, ``backend``, ``init-sample``. Each client's come from its SuperNode's
 ``--node-config``: ``features``, ``ledger``, ``epsilon``, ``delta``, ``budget-epsilon``,
 ``cloud`` and optionally ``extractor-fingerprint`` and ``seed`` (tests only) — the client's
 privacy is set on the client's machine, never by the server.
@@ -76,6 +76,8 @@ def server_config(context: Context) -> ServerConfig:
         min_clients=int(_get(c, "min-clients", 1)),
         timeout=float(_get(c, "timeout", 60.0)),
         output=None if output in (None, "") else str(output),
+        backend=cast(Literal["local", "ray"], str(_get(c, "backend", "local"))),
+        init_sample=None if c.get("init-sample") is None else int(c["init-sample"]),
     )
 
 
