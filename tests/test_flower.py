@@ -285,14 +285,7 @@ def test_flower_simulation_engine_round_equals_the_cli_round(world: dict[str, An
         [sys.executable, str(script), str(root)], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # Ray k-means needs init_sample, which the CLI's sketch does not set: compare with the
-    # local backend given the same init_sample, node for node and index for index.
-    local = sorted((root / "local").glob("selected_*.npy"))
-    assert len(local) == 2
-    for path in local:
-        assert np.array_equal(np.load(path), np.load(root / "ray" / path.name)), path.name
-    a = load_centroids(root / "local" / "centroids.safetensors")
-    assert a.fingerprint == load_centroids(root / "ray" / "centroids.safetensors").fingerprint
+    _same_as_cli(world, root / "out")
 
 
 def _same_as_cli(world: dict[str, Any], out: Path) -> None:
