@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -351,7 +352,7 @@ def plot_param_sweep(
     ax.set_xticklabels([str(v) for v in values])
     ax.set_xlabel(SWEEPS[key][1])
     ax.set_ylabel("average test accuracy (%)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 70), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
