@@ -787,8 +787,13 @@ fn kcenter_run<'py>(
 /// `quotas[c]` picks starting from row `first[c]` (-1: its lowest member row).
 /// Returns the picks of all clusters concatenated in cluster order, each
 /// cluster's in pick order.
+///
+/// Interruptible (Ctrl-C, or `progress` raising) through [`run_controlled`]: checked
+/// before each cluster and after each pick; `progress(picks)` gets the picks of all
+/// clusters so far. The picks are the same with or without it.
 #[pyfunction]
-#[pyo3(signature = (features, indptr, members, quotas, first, n_threads))]
+#[pyo3(signature = (features, indptr, members, quotas, first, n_threads, progress=None))]
+#[allow(clippy::too_many_arguments)]
 fn kcenter_clusters<'py>(
     py: Python<'py>,
     features: PyReadonlyArray2<'py, f32>,
@@ -797,6 +802,7 @@ fn kcenter_clusters<'py>(
     quotas: PyReadonlyArray1<'py, i64>,
     first: PyReadonlyArray1<'py, i64>,
     n_threads: usize,
+    progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let (n, d) = (features.shape()[0], features.shape()[1]);
     let x = contiguous("features", &features)?;
@@ -805,8 +811,9 @@ fn kcenter_clusters<'py>(
     let quotas = contiguous1("quotas", &quotas)?;
     let first = contiguous1("first", &first)?;
     let most = quotas.iter().copied().max().unwrap_or(0).max(0) as usize;
-    let sel = run_detached(py, n_threads, work(members.len(), d, most), || {
-        kcenter::per_cluster(x, n, d, indptr, members, quotas, first)
+    let work = work(members.len(), d, most);
+    let sel = run_controlled(py, n_threads, work, progress.as_ref(), |ctl| {
+        kcenter::per_cluster(x, n, d, indptr, members, quotas, first, ctl)
     })?;
     Ok(PyArray1::from_vec(py, sel))
 }
@@ -820,8 +827,10 @@ type Csr<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
 /// Cluster `k` holds rows `members[indptr[k]..indptr[k+1]]` (strictly increasing).
 /// Returns (out_indptr int64[R+1], out_members int64[...]) in the same layout; the
 /// clusters run in parallel and the result does not depend on `n_threads`.
+/// Interruptible like [`kcenter_clusters`] (checked before each cluster;
+/// `progress(clusters done)`), with the same result either way.
 #[pyfunction]
-#[pyo3(signature = (sq_dist, indptr, members, counts, n_threads))]
+#[pyo3(signature = (sq_dist, indptr, members, counts, n_threads, progress=None))]
 fn nearest_in_clusters<'py>(
     py: Python<'py>,
     sq_dist: PyReadonlyArray1<'py, f32>,
@@ -829,6 +838,7 @@ fn nearest_in_clusters<'py>(
     members: PyReadonlyArray1<'py, i64>,
     counts: PyReadonlyArray1<'py, i64>,
     n_threads: usize,
+    progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Csr<'py>> {
     let sq_dist = contiguous1("sq_dist", &sq_dist)?;
     let indptr = contiguous1("indptr", &indptr)?;
@@ -836,8 +846,9 @@ fn nearest_in_clusters<'py>(
     let counts = contiguous1("counts", &counts)?;
     // A sort costs far more than a multiply-add per element: weight it so that only
     // calls of some 30k members and more wake the pool.
-    let (out_indptr, out) = run_detached(py, n_threads, work(members.len(), 256, 1), || {
-        neighbourhood::nearest_in_clusters(sq_dist, indptr, members, counts)
+    let work = work(members.len(), 256, 1);
+    let (out_indptr, out) = run_controlled(py, n_threads, work, progress.as_ref(), |ctl| {
+        neighbourhood::nearest_in_clusters(sq_dist, indptr, members, counts, ctl)
     })?;
     Ok((
         PyArray1::from_vec(py, out_indptr),

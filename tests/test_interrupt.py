@@ -196,3 +196,124 @@ def test_interrupt_constant_is_documented() -> None:
 def test_the_interrupted_kernel_error_is_a_keyboard_interrupt() -> None:
     with pytest.raises(KeyboardInterrupt, match="interrupted"):
         _core._raise_kernel_error("interrupted", "")
+
+
+# The within-cluster selection kernels (kcenter_clusters, nearest_in_clusters): before,
+# they ran on the plain path and SIGINT waited for the whole K-Center (7.4 s for this
+# pool's select with 2 threads). A mixture of 8 tight clusters, every one with a quota.
+_SELECT_SETUP = textwrap.dedent(
+    """
+    import math, sys, numpy as np, ecos_fast
+    rng = np.random.default_rng(0)
+    means = rng.normal(0, 4, (8, 16))
+    pool = (means[rng.integers(0, 8, 100_000)] + rng.normal(0, 1, (100_000, 16))).astype(np.float32)
+    private = (means[rng.integers(0, 8, 2000)] + rng.normal(0, 1, (2000, 16))).astype(np.float32)
+    """
+)
+
+
+def test_ctrl_c_stops_select_inside_the_within_cluster_kcenter() -> None:
+    code = _SELECT_SETUP + textwrap.dedent(
+        """
+        cents = ecos_fast.fit_centroids(pool, 8, seed=0)
+        sk = ecos_fast.Sketch.join(cents, ecos_fast.respond(private, cents, math.inf, 1e-5))
+        print("ready", flush=True)
+        try:
+            ecos_fast.select(pool, sk, 20_000, within="kcenter", n_threads=2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        print("finished", flush=True)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        took = _interrupt_after(proc, 1.0)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, proc.stderr.read() if proc.stderr else ""
+    assert took < 0.5 + 0.5  # 0.5 s for the kernel, the rest for a loaded machine
+
+
+def test_cli_select_interrupted_exits_130_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "sel.npy"
+    script = _SELECT_SETUP + textwrap.dedent(
+        f"""
+        from ecos_fast.cli import run
+        np.save("pool.npy", pool)
+        np.save("private.npy", private)
+        assert run(["-q", "sketch", "pool.npy", "-o", "c.safetensors", "-k", "8"]) == 0
+        assert run(["-q", "respond", "c.safetensors", "private.npy", "-o", "r.safetensors",
+                    "--epsilon", "1e6"]) == 0
+        print("ready", flush=True)
+        sys.exit(run(["select", "pool.npy", "c.safetensors", "r.safetensors", "-b", "20000",
+                      "--within", "kcenter", "-o", {str(out)!r}, "--threads", "2"]))
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        took = _interrupt_after(proc, 1.0)
+    finally:
+        proc.kill()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == EXIT_INTERRUPTED == 130, err
+    assert INTERRUPTED_MESSAGE in err
+    assert "Traceback" not in err
+    assert took < 1.0
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.safetensors", "pool.npy", "private.npy", "r.safetensors",
+    ]  # fmt: skip
+
+
+def _clusters(n: int, r: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    labels = rng.integers(0, r, n)
+    members = np.argsort(labels, kind="stable").astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=r))]).astype(np.int64)
+    return x, indptr, members
+
+
+def test_within_cluster_kernels_give_the_same_result_on_the_controlled_path() -> None:
+    """A progress callback forces the controlled path: same picks, every step counted."""
+    x, indptr, members = _clusters(20_000, 12, 5)
+    quotas = np.minimum(np.diff(indptr), 40).astype(np.int64)
+    quotas[3] = 0
+    first = np.full(12, -1, dtype=np.int64)
+    first[5] = members[indptr[5] + 7]
+    for threads in (1, 2):
+        seen: list[int] = []
+        plain = _core.kcenter_clusters(x, indptr, members, quotas, first, threads)
+        watched = _core.kcenter_clusters(
+            x, indptr, members, quotas, first, threads, progress=seen.append
+        )
+        np.testing.assert_array_equal(watched, plain)
+        assert seen and seen[-1] == int(quotas.sum()) == plain.shape[0]
+        d2 = np.random.default_rng(6).random(20_000).astype(np.float32)
+        counts = np.arange(12, dtype=np.int64) * 30
+        seen = []
+        p_ip, p_rows = _core.nearest_in_clusters(d2, indptr, members, counts, threads)
+        w_ip, w_rows = _core.nearest_in_clusters(
+            d2, indptr, members, counts, threads, progress=seen.append
+        )
+        np.testing.assert_array_equal(w_ip, p_ip)
+        np.testing.assert_array_equal(w_rows, p_rows)
+        assert seen and seen[-1] == 12
+
+
+def test_a_progress_callback_that_raises_stops_kcenter_clusters() -> None:
+    x, indptr, members = _clusters(200_000, 4, 7)
+    quotas = np.full(4, 40_000, dtype=np.int64)
+
+    def stop(done: int) -> None:
+        raise RuntimeError(f"stop at {done}")
+
+    t = time.perf_counter()
+    with pytest.raises(RuntimeError, match="stop at"):
+        _core.kcenter_clusters(x, indptr, members, quotas, np.full(4, -1), 2, progress=stop)
+    assert time.perf_counter() - t < 2.0  # not the 160,000 picks

@@ -143,6 +143,7 @@ def kcenter_clusters(
     quotas: NDArray[np.int64],
     first: NDArray[np.int64],
     n_threads: int,
+    progress: Callable[[int], object] | None = None,
 ) -> NDArray[np.int64]: ...
 def nearest_in_clusters(
     sq_dist: NDArray[np.float32],
@@ -150,6 +151,7 @@ def nearest_in_clusters(
     members: NDArray[np.int64],
     counts: NDArray[np.int64],
     n_threads: int,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Per cluster, the ``min(counts[k], size_k)`` members nearest the centroid.
 
@@ -158,6 +160,7 @@ def nearest_in_clusters(
     are ``>= 0``. Returns ``(out_indptr, out_members)`` in the same layout, each
     cluster's rows in ascending ``(sq_dist[row], row)`` order: the first is the member
     nearest the centroid, ties to the lowest row. The same for any ``n_threads``.
+    Ctrl-C (or ``progress(clusters_done)`` raising) stops it between clusters.
     Oracle: ``ecos_fast.reference.nearest_in_clusters``.
     """
 

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use crate::errors::KernelResult;
 use crate::invalid;
+use crate::kernels::control::Control;
 
 /// One cluster's kept members, validated against `n` rows of `sq_dist`.
 fn nearest_one(sq_dist: &[f32], rows: &[i64], count: usize, k: usize) -> KernelResult<Vec<i64>> {
@@ -65,11 +66,15 @@ fn nearest_one(sq_dist: &[f32], rows: &[i64], count: usize, k: usize) -> KernelR
 /// `members.len()`) delimits each cluster's members (rows into `sq_dist`, strictly
 /// increasing); `counts` (R entries) are `>= 0`. Returns `(out_indptr, out_members)`
 /// in the same layout.
+///
+/// `ctl` is checked before each cluster and counts the clusters done; once cancelled
+/// the call returns `Err(Interrupted)`. It never changes the result.
 pub fn nearest_in_clusters(
     sq_dist: &[f32],
     indptr: &[i64],
     members: &[i64],
     counts: &[i64],
+    ctl: &Control,
 ) -> KernelResult<(Vec<i64>, Vec<i64>)> {
     let r = counts.len();
     if indptr.len() != r + 1 {
@@ -102,10 +107,15 @@ pub fn nearest_in_clusters(
         .into_par_iter()
         .map(|k| {
             // In range: indptr is non-decreasing from 0 to members.len().
+            ctl.check()?;
             let rows = &members[indptr[k] as usize..indptr[k + 1] as usize];
-            nearest_one(sq_dist, rows, counts[k] as usize, k)
+            let out = nearest_one(sq_dist, rows, counts[k] as usize, k);
+            ctl.step();
+            out
         })
         .collect();
+    // Once cancelled, report the interruption rather than an earlier cluster's error.
+    ctl.check()?;
     let mut out_indptr = Vec::with_capacity(r + 1);
     out_indptr.push(0i64);
     let mut out = Vec::new();
@@ -119,6 +129,33 @@ pub fn nearest_in_clusters(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::control::NEVER;
+
+    /// The kernel with nobody watching (the cancellation has its own test).
+    fn nearest_in_clusters(
+        sq_dist: &[f32],
+        indptr: &[i64],
+        members: &[i64],
+        counts: &[i64],
+    ) -> KernelResult<(Vec<i64>, Vec<i64>)> {
+        super::nearest_in_clusters(sq_dist, indptr, members, counts, &NEVER)
+    }
+
+    #[test]
+    fn counts_clusters_and_stops_once_cancelled() {
+        let d = [3.0, 1.0, 1.0, 0.0, 5.0, -0.0, 2.0];
+        let (indptr, members) = ([0, 4, 4, 7], [0, 1, 2, 3, 4, 5, 6]);
+        let ctl = Control::new();
+        let out = super::nearest_in_clusters(&d, &indptr, &members, &[3, 2, 9], &ctl).unwrap();
+        assert_eq!(
+            out,
+            nearest_in_clusters(&d, &indptr, &members, &[3, 2, 9]).unwrap()
+        );
+        assert_eq!(ctl.done(), 3);
+        ctl.cancel();
+        let out = super::nearest_in_clusters(&d, &indptr, &members, &[3, 2, 9], &ctl);
+        assert_eq!(out, Err(crate::errors::KernelError::Interrupted));
+    }
 
     #[test]
     fn keeps_the_nearest_in_order_with_ties_to_the_lowest_row() {

@@ -241,6 +241,11 @@ pub fn greedy_with(
 /// starting from `first[c]` (-1: its lowest row). Each run is itself parallel (nested
 /// rayon), so one large cluster does not serialize the call; the output is the picks
 /// of every cluster concatenated in cluster order, each in pick order.
+///
+/// `ctl` is checked before each cluster and after each pick (see [`greedy_with`]) and
+/// counts the picks of all clusters; once cancelled the call returns
+/// `Err(Interrupted)`. It never changes the picks.
+#[allow(clippy::too_many_arguments)]
 pub fn per_cluster(
     x: &[f32],
     n: usize,
@@ -249,6 +254,7 @@ pub fn per_cluster(
     members: &[i64],
     quotas: &[i64],
     first: &[i64],
+    ctl: &Control,
 ) -> KernelResult<Vec<i64>> {
     let r = quotas.len();
     if indptr.len() != r + 1 || first.len() != r {
@@ -275,11 +281,14 @@ pub fn per_cluster(
             if q == 0 {
                 return Ok(Vec::new());
             }
+            ctl.check()?;
             let rows = &members[a as usize..b as usize];
             let f = if first[c] < 0 { None } else { Some(first[c]) };
-            greedy(x, n, d, q as usize, f, &[], Some(rows)).map(|(s, _)| s)
+            greedy_with(x, n, d, q as usize, f, &[], Some(rows), true, ctl).map(|(s, _, _)| s)
         })
         .collect();
+    // Once cancelled, report the interruption rather than an earlier cluster's error.
+    ctl.check()?;
     let mut out = Vec::new();
     for p in parts {
         out.extend(p?);
@@ -300,7 +309,21 @@ mod tests {
         assert!(greedy(&x, 3, 2, 1, None, &[-1], None).is_err());
         assert!(greedy(&x, 3, 2, 1, None, &[], Some(&[0, 0])).is_err());
         assert!(greedy(&x, 3, 2, 3, None, &[1], None).is_err());
-        assert!(per_cluster(&x, 3, 2, &[0, 5], &[0, 1], &[1], &[-1]).is_err());
+        assert!(per_cluster(&x, 3, 2, &[0, 5], &[0, 1], &[1], &[-1], &NEVER).is_err());
         assert_eq!(greedy(&x, 3, 2, 0, None, &[], None).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn per_cluster_counts_picks_and_stops_once_cancelled() {
+        let x: Vec<f32> = (0..40).map(|i| ((i * 7) % 11) as f32).collect();
+        let (indptr, members) = ([0i64, 10, 20], (0..20).collect::<Vec<i64>>());
+        let ctl = Control::new();
+        let sel = per_cluster(&x, 20, 2, &indptr, &members, &[3, 4], &[-1, 12], &ctl).unwrap();
+        assert_eq!(ctl.done(), 7);
+        let plain = per_cluster(&x, 20, 2, &indptr, &members, &[3, 4], &[-1, 12], &NEVER);
+        assert_eq!(sel, plain.unwrap());
+        ctl.cancel();
+        let out = per_cluster(&x, 20, 2, &indptr, &members, &[3, 4], &[-1, 12], &ctl);
+        assert_eq!(out, Err(crate::errors::KernelError::Interrupted));
     }
 }
