@@ -103,7 +103,7 @@ class _RecordingLedger:
     def spend(self, release: object) -> None:
         self.spent.append(release)
 
-    def total_epsilon(self, cloud: str) -> float:
+    def total_epsilon(self, cloud: str, relation: str | None = None) -> float:
         return math.nan
 
 
