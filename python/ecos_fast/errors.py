@@ -134,6 +134,7 @@ class ExtractorUncheckedWarning(EcosWarning):
     Features from :func:`ecos_fast.features.extract` carry one; plain arrays do not.
     """
 
+
 class LedgerError(EcosError, RuntimeError):
     """The privacy ledger file cannot be used: locked by another process for longer than
     the busy timeout, in a folder that does not exist, read-only when a release must be
