@@ -22,6 +22,7 @@ key reached the verifier (exchange the ``.pub`` files over a channel you trust).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,15 +162,23 @@ def load_signing_key(key: PathLike | Ed25519PrivateKey) -> Ed25519PrivateKey:
     data = _read_key_file(key)
     if b"PUBLIC KEY" in data and b"PRIVATE KEY" not in data:
         raise KeyFileError(f"{key}: holds a public key; signing needs the private key file")
-    try:
-        loaded = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{key}: not an unencrypted PEM private key ({exc})") from None
-    except Exception as exc:  # cryptography's UnsupportedAlgorithm and kin
-        raise KeyFileError(f"{key}: cannot load the private key ({exc})") from None
+    loaded = _load_pem(
+        key, lambda: serialization.load_pem_private_key(data, password=None),
+        "an unencrypted PEM private key", "private",
+    )  # fmt: skip
     if not isinstance(loaded, Ed25519PrivateKey):
         raise KeyFileError(f"{key}: a {type(loaded).__name__}, not an Ed25519 private key")
     return loaded
+
+
+def _load_pem(key: Any, load: Callable[[], Any], what: str, kind: str) -> Any:
+    """``load()`` (one of cryptography's PEM loaders), its failures as KeyFileError."""
+    try:
+        return load()
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{key}: not {what} ({exc})") from None
+    except Exception as exc:  # cryptography's UnsupportedAlgorithm and kin
+        raise KeyFileError(f"{key}: cannot load the {kind} key ({exc})") from None
 
 
 def load_verify_key(key: PathLike | Ed25519PublicKey) -> Ed25519PublicKey:
@@ -196,12 +205,9 @@ def load_verify_key(key: PathLike | Ed25519PublicKey) -> Ed25519PublicKey:
             f"{key}: holds a private key; verify with the public key file (.pub), and keep "
             "the private key secret"
         )
-    try:
-        loaded = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{key}: not a PEM public key ({exc})") from None
-    except Exception as exc:  # cryptography's UnsupportedAlgorithm and kin
-        raise KeyFileError(f"{key}: cannot load the public key ({exc})") from None
+    loaded = _load_pem(
+        key, lambda: serialization.load_pem_public_key(data), "a PEM public key", "public"
+    )
     if not isinstance(loaded, Ed25519PublicKey):
         raise KeyFileError(f"{key}: a {type(loaded).__name__}, not an Ed25519 public key")
     return loaded
