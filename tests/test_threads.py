@@ -52,6 +52,17 @@ def test_thread_count_type() -> None:
         resolve_threads(True)
 
 
+def test_numpy_integer_thread_count() -> None:
+    """Before: n_threads=np.int64(2) (e.g. read from a config array) was refused with
+    InvalidTypeError, although every other integer parameter takes NumPy integers."""
+    assert resolve_threads(np.int64(2)) == 2  # type: ignore[arg-type]
+    assert type(resolve_threads(np.int32(1))) is int  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="n_threads=0"):
+        resolve_threads(np.int64(0))  # type: ignore[arg-type]
+    labels, _ = ecos_fast.assign(*_data(), n_threads=np.int64(2))  # type: ignore[arg-type]
+    assert labels.shape == (_data()[0].shape[0],)
+
+
 # Large enough (n·k·d >= 2^23 multiply-adds) to run on the thread pool; _data()'s
 # default is small and runs on the calling thread.
 _LARGE = {"n": 40_000, "d": 64, "k": 8}

@@ -11,6 +11,7 @@ core caps direct ``_core`` calls at the same multiple of
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 
@@ -114,8 +115,11 @@ def resolve_threads(n_threads: int | None) -> int:
     """Validate an explicit ``n_threads`` (capped) or fall back to :func:`default_threads`."""
     if n_threads is None:
         return default_threads()
-    if isinstance(n_threads, bool) or not isinstance(n_threads, int):
+    # numbers.Integral, not int: a count read from a NumPy array (np.int64) is an integer
+    # too, as for every other integer parameter (_validation.check_int).
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
         raise InvalidTypeError(f"n_threads must be an int, got {type(n_threads).__name__}")
-    if n_threads < 1:
-        raise InvalidInputError(f"n_threads={n_threads} must be >= 1")
-    return cap_threads(n_threads)
+    count = int(n_threads)
+    if count < 1:
+        raise InvalidInputError(f"n_threads={count} must be >= 1")
+    return cap_threads(count)
