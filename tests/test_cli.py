@@ -444,6 +444,22 @@ def test_select_outputs_are_replaced_atomically(
     assert sorted(p.name for p in out.parent.iterdir()) == ["s.json", "s.npy"]  # no temp file
 
 
+def test_missing_output_folder_is_named_not_the_temp_file(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `select -o missing/s.npy` failed with mkstemp's message, which names a
+    random `.s.npy.abc123.tmp` the user never asked for, not the missing folder."""
+    out = tmp_path / "missing" / "s.npy"
+    common = [files["centroids"], files["response"], "-b", BUDGET, "-o", out]
+    assert _run("-q", "select", files["pool"], *common) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert f"the folder {str(out.parent)!r} does not exist" in err and ".tmp" not in err
+    (tmp_path / "file").write_text("x")
+    common[-1] = tmp_path / "file" / "s.npy"
+    assert _run("-q", "select", files["pool"], *common) == EXIT_INPUT
+    assert "is not a folder" in capsys.readouterr().err
+
+
 def test_true_coverage_is_what_the_response_estimates() -> None:
     from ecos_fast import reference
     from ecos_fast.report import true_coverage

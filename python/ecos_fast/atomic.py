@@ -95,7 +95,19 @@ def atomic_writer(
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     # mkstemp: O_CREAT | O_EXCL | O_NOFOLLOW, a random name, mode 0o600.
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name[:_PREFIX_CHARS]}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=folder, prefix=f".{target.name[:_PREFIX_CHARS]}.", suffix=".tmp"
+        )
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        # mkstemp's own message names the random temporary file, which the user never
+        # asked for; name the folder and the file they did ask for instead.
+        what = "does not exist" if isinstance(exc, FileNotFoundError) else "is not a folder"
+        raise type(exc)(
+            exc.errno,
+            f"cannot write {target.name!r}: the folder {str(folder)!r} {what}",
+            str(target),
+        ) from None
     try:
         os.fchmod(fd, (0o666 & ~_umask()) if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
