@@ -256,6 +256,27 @@ def test_threads_before_the_verb_is_the_verbs_threads(
     assert "is above" not in capsys.readouterr().err
 
 
+def test_package_warnings_are_remarks_not_python_tracebacks() -> None:
+    """Before: `ECOS_FAST_NUM_THREADS=99999 ecos-fast info` printed Python's raw warning
+    (`.../cli.py:938: ThreadsCappedWarning: ...` and the source line), also under
+    --quiet, and --json's messages left it out. Now it is a `warning:` remark."""
+    env = {**os.environ, "ECOS_FAST_NUM_THREADS": "99999"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ecos_fast.cli", *args],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    plain = cli("info")
+    assert plain.returncode == 0
+    assert plain.stderr.startswith("warning: ECOS_FAST_NUM_THREADS=99999 is above")
+    assert "ThreadsCappedWarning" not in plain.stderr and "cli.py" not in plain.stderr
+    assert cli("-q", "info").stderr == ""
+    payload = json.loads(cli("--json", "info").stdout)
+    assert any("ECOS_FAST_NUM_THREADS=99999 is above" in m for m in payload["messages"])
+
+
 def test_a_missing_model_wheel_exits_2_with_its_own_pip_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,14 +30,15 @@ Exit codes (also in ``ecos-fast --help`` and ``docs/cli.md``):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NoReturn, cast
+from typing import Any, ClassVar, Literal, NoReturn, TextIO, cast
 
 import click
 import numpy as np
@@ -1039,6 +1040,35 @@ def _exit_code(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+@contextlib.contextmanager
+def _warnings_as_remarks(state: State) -> Iterator[None]:
+    """ecos-fast's own warnings, raised anywhere under a verb, as ``warning: ...`` remarks.
+
+    Python's default display prints the warning's source file and line (``cli.py:938:
+    ThreadsCappedWarning: ...`` plus the code line) on stderr, ignores ``--quiet`` and
+    leaves it out of ``--json``'s ``messages``. Other libraries' warnings keep Python's
+    display.
+    """
+    with warnings.catch_warnings():  # restores showwarning on exit
+        shown = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, EcosWarning):
+                state.note(f"warning: {message}")
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
@@ -1055,7 +1085,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         click.echo(cli.get_help(ctx), err=True)
         return EXIT_USAGE
     try:
-        cli.main(args=args, prog_name="ecos-fast", obj=state, standalone_mode=False)
+        with _warnings_as_remarks(state):
+            cli.main(args=args, prog_name="ecos-fast", obj=state, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
