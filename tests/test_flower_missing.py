@@ -37,3 +37,15 @@ def test_the_apps_without_flwr_say_which_extra_to_install() -> None:
     assert len(lines) == 2 and all(
         x.startswith("MISSING ecos_fast.flower needs flwr") for x in lines
     )
+
+
+def test_a_missing_flwr_is_an_optional_extra_with_its_install_line() -> None:
+    """Before: _extras did not know flwr, so a ModuleNotFoundError for it reached the command
+    line's framework as a bug (exit 1, a traceback) instead of exit 2 and the pip line."""
+    from ecos_fast._extras import EXTRAS, missing_dependency
+    from ecos_fast.errors import MissingDependencyError
+
+    assert EXTRAS["flwr"][0] == "flower"
+    err = missing_dependency(ModuleNotFoundError("No module named 'flwr.app'", name="flwr.app"))
+    assert isinstance(err, MissingDependencyError)
+    assert str(err) == "this needs flwr, which is not installed: pip install 'ecos-fast[flower]'"

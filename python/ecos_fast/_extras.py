@@ -31,6 +31,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "jinja2": ("report", "the --report page"),
     "ray": ("ray", "the Ray backend"),
     "pyarrow": ("parquet", "Parquet feature files"),
+    "flwr": ("flower", "the Flower apps (ecos_fast.flower.apps, ecos_fast.flower.deploy)"),
 }
 
 

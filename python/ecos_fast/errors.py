@@ -15,6 +15,7 @@ __all__ = [
     "ExchangeFileError",
     "ExtractorUncheckedWarning",
     "FeatureFileError",
+    "FederationError",
     "InvalidInputError",
     "InvalidTypeError",
     "KeyFileError",
@@ -165,3 +166,11 @@ class EnvironmentSettingError(InvalidInputError):
     """An environment variable read by ecos-fast (``ECOS_FAST_NUM_THREADS``) holds a value
     that is not allowed (not an integer, or below 1). Like an option out of range, the
     command line exits 2 (a usage error)."""
+
+
+class FederationError(EcosError, RuntimeError):
+    """A federated round (:mod:`ecos_fast.flower`) got fewer usable client responses than
+    its ``min_clients``: clients that did not answer in time, refused, or answered garbage
+    or other centroids were dropped (each with its reason in the message), and too few were
+    left to select for. Nothing was selected. Like any other invalid input, exit code 3
+    were it to reach the command line."""
