@@ -1,17 +1,24 @@
-"""ECOS over Flower (issue 15): the client and server apps, the failures, the simulation engine.
+"""ECOS over Flower (issue 15): the client and server apps, the failures, the simulation engine,
+and real processes on loopback.
 
-The apps are driven two ways: through an in-process stand-in for Flower's Grid (fast, every
-failure a federation brings), and through Flower's simulation engine (Ray, a subprocess).
-Both must select exactly what the file-based command-line round trip selects.
+The apps are driven three ways: through an in-process stand-in for Flower's Grid (fast, every
+failure a federation brings), through Flower's simulation engine (Ray, a subprocess), and
+through a SuperLink and two SuperNodes the tests start (``--insecure``; with TLS and node
+authentication under ``-m slow``). Each must select exactly what the file-based command-line
+round trip selects.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,19 +29,28 @@ import pytest
 pytest.importorskip("flwr", reason="flwr is not installed: pip install 'ecos-fast[flower]'")
 
 import ecos_fast
+from ecos_fast.cli import EXIT_INPUT, _exit_code
 from ecos_fast.cli import run as cli_run
+from ecos_fast.errors import FederationError
 from ecos_fast.exchange import load_centroids, load_response
-from ecos_fast.flower import ClientConfig, centroids_to_bytes, response_to_bytes
+from ecos_fast.flower import (
+    ClientConfig,
+    accept,
+    centroids_to_bytes,
+    response_to_bytes,
+    union_response,
+)
 from ecos_fast.flower.apps import (
     ERROR_BUDGET,
     ERROR_EXTRACTOR,
-    FederationError,
+    ERROR_SIGNATURE,
     RoundResult,
     ServerConfig,
     make_client_app,
     run_round,
 )
 from ecos_fast.ledger import Ledger
+from ecos_fast.signing import generate_key, load_verify_key, public_key_hex
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -51,25 +67,31 @@ def _task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(TaskIdentity, name, 1)
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> dict[str, Any]:
+def _make_world(root: Path) -> dict[str, Any]:
+    """A 900 x 8 pool of three groups in ``cloud/``; two clients like groups 2 and 3."""
     rng = np.random.default_rng(0)
     pool = np.concatenate([rng.normal(m, 1.0, (300, 8)) for m in (0, 6, 12)]).astype(np.float32)
-    (tmp_path / "cloud").mkdir()
-    np.save(tmp_path / "cloud" / "pool.npy", pool)
+    (root / "cloud").mkdir()
+    np.save(root / "cloud" / "pool.npy", pool)
     clients = []
     for i, mean in enumerate((6, 12)):
-        d = tmp_path / f"client{i}"
+        d = root / f"client{i}"
         d.mkdir()
         np.save(d / "private.npy", rng.normal(mean, 1.0, (120, 8)).astype(np.float32))
         clients.append(d)
-    return {"root": tmp_path, "pool": tmp_path / "cloud" / "pool.npy", "clients": clients}
+    return {"root": root, "pool": root / "cloud" / "pool.npy", "clients": clients}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> dict[str, Any]:
+    return _make_world(tmp_path)
 
 
 def _config(d: Path, seed: int, **kw: Any) -> ClientConfig:
     args: dict[str, Any] = {"cloud": "acme", "seed": seed, "budget_epsilon": 2.0, **kw}
     ledger = args.pop("ledger", d / "ledger.sqlite")
-    return ClientConfig(d / "private.npy", ledger, EPS, DELTA, **args)
+    features = args.pop("features", d / "private.npy")
+    return ClientConfig(features, ledger, EPS, DELTA, **args)
 
 
 class FakeGrid:
@@ -77,17 +99,26 @@ class FakeGrid:
 
     def __init__(self, apps: dict[int, ClientApp], silent: Iterable[int] = ()) -> None:
         self.apps, self.silent = apps, set(silent)
+        self.pending: dict[str, Message] = {}
 
     def get_node_ids(self) -> list[int]:
         return list(self.apps)
 
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterator[Message]:
-        for m in messages:
-            node = m.metadata.dst_node_id
-            if node in self.silent:
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
+        for m in messages:  # as Flower's Grid does: the message id is its object id
+            m.metadata.__dict__["_message_id"] = m.object_id
+            self.pending[m.metadata.message_id] = m
+            ids.append(m.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterator[Message]:
+        for mid in list(message_ids):
+            m = self.pending.get(mid)
+            node = None if m is None else m.metadata.dst_node_id
+            if m is None or node in self.silent:
                 continue
+            del self.pending[mid]
             ctx = Context(run_id=1, node_id=node, node_config={}, state=RecordDict(), run_config={})
             yield self.apps[node](m, ctx)
 
@@ -126,7 +157,21 @@ def _cli_round(world: dict[str, Any]) -> list[np.ndarray]:
 
 
 def _server(world: dict[str, Any], **kw: Any) -> ServerConfig:
-    return ServerConfig(world["pool"], CLUSTERS, BUDGET, seed=0, timeout=5, **kw)
+    kw.setdefault("timeout", 5)
+    return ServerConfig(world["pool"], CLUSTERS, BUDGET, seed=0, **kw)
+
+
+def _query(cents: ecos_fast.Centroids, **kw: Any) -> Message:
+    payload = centroids_to_bytes(cents, **kw)
+    return Message(
+        RecordDict({"ecos": ConfigRecord({"centroids": payload})}),
+        dst_node_id=1,
+        message_type="query",
+    )
+
+
+def _ctx() -> Context:
+    return Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
 
 
 def test_per_client_round_equals_the_file_based_cli_round_index_for_index(
@@ -160,7 +205,7 @@ def test_federation_selects_once_from_the_summed_noisy_counts(world: dict[str, A
     assert list(res.selections) == ["union"]
     r0, r1 = res.responses["10"], res.responses["11"]
     cents = load_centroids(out / "centroids.safetensors")
-    union = ecos_fast.flower.union_response([r0, r1])
+    union = union_response([r0, r1])
     assert np.allclose(union.noisy_counts, r0.noisy_counts + r1.noisy_counts)
     assert math.isclose(union.sigma, math.hypot(r0.sigma, r1.sigma))
     want = ecos_fast.select(
@@ -186,7 +231,8 @@ def test_silent_garbage_and_other_centroids_clients_are_dropped_with_a_reason(
         3: _fixed_app(response_to_bytes(other_resp)),
         4: make_client_app(lambda ctx: _config(world["clients"][1], SEEDS[1])),
     }
-    res = run_round(FakeGrid(apps, silent=[4]), _server(world, min_clients=1), RoundResult())
+    cfg = _server(world, min_clients=1, timeout=0.5)
+    res = run_round(FakeGrid(apps, silent=[4]), cfg, RoundResult())
     assert set(res.selections) == {"1"}
     assert set(res.dropped) == {"2", "3", "4"}
     assert res.dropped["2"].startswith("garbage reply")
@@ -196,7 +242,18 @@ def test_silent_garbage_and_other_centroids_clients_are_dropped_with_a_reason(
     # The silent client never ran: it released nothing.
     assert not (world["clients"][1] / "ledger.sqlite").exists()
     with pytest.raises(FederationError, match="min_clients=2"):
-        run_round(FakeGrid(apps, silent=[4]), _server(world, min_clients=2), RoundResult())
+        run_round(
+            FakeGrid(apps, silent=[4]), _server(world, min_clients=2, timeout=0.5), RoundResult()
+        )
+
+
+def test_federation_error_lives_in_errors_and_apps_still_exports_it() -> None:
+    """Before: FederationError was defined in ecos_fast.flower.apps only."""
+    from ecos_fast.flower import apps
+
+    assert apps.FederationError is FederationError is ecos_fast.FederationError
+    assert issubclass(FederationError, ecos_fast.EcosError)
+    assert _exit_code(FederationError("1 usable responses but min_clients=2")) == EXIT_INPUT
 
 
 def test_a_client_whose_budget_is_spent_refuses_with_a_flower_error_and_releases_nothing(
@@ -206,15 +263,10 @@ def test_a_client_whose_budget_is_spent_refuses_with_a_flower_error_and_releases
     cfg = _config(d, 1, budget_epsilon=0.7)  # room for one answer at 0.58, not two
     app = make_client_app(lambda ctx: cfg)
     cents = ecos_fast.fit_centroids(np.load(world["pool"]), CLUSTERS, seed=0)
-    msg = Message(
-        RecordDict({"ecos": ConfigRecord({"centroids": centroids_to_bytes(cents)})}),
-        dst_node_id=1,
-        message_type="query",
-    )
-    ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
-    first = app(msg, ctx)
+    msg = _query(cents)
+    first = app(msg, _ctx())
     assert not first.has_error()
-    second = app(msg, ctx)
+    second = app(msg, _ctx())
     assert second.has_error() and second.error.code == ERROR_BUDGET
     assert second.error.reason is not None and "budget" in second.error.reason
     assert not second.has_content()
@@ -256,6 +308,160 @@ def test_an_extractor_mismatch_is_refused_before_the_ledger_is_touched(
     assert not (d / "ledger.sqlite").exists()
 
 
+def test_the_features_sidecar_names_the_client_extractor_as_for_the_cli(
+    world: dict[str, Any],
+) -> None:
+    """Before: a features file's extractor.json sidecar was ignored by the client app, so
+    features of another extractor were answered (the CLI's respond refuses them)."""
+    from ecos_fast.features import Features
+
+    d = world["clients"][0]
+    rows = np.load(d / "private.npy")
+    Features("b" * 64, {}, *rows.shape, _array=rows).save(d / "tagged.npy")
+    cents = ecos_fast.fit_centroids(
+        np.load(world["pool"]), CLUSTERS, seed=0, extractor_fingerprint="a" * 64
+    )
+    app = _client_app(_config(d, 1, features=d / "tagged.npy"))
+    reply = app(_query(cents), _ctx())
+    assert reply.has_error() and reply.error.code == ERROR_EXTRACTOR
+    assert not (d / "ledger.sqlite").exists()
+    good = ecos_fast.fit_centroids(
+        np.load(world["pool"]), CLUSTERS, seed=0, extractor_fingerprint="b" * 64
+    )
+    assert not app(_query(good), _ctx()).has_error()
+
+
+# -- signatures: the cloud signs its centroids, the clients theirs ------------------------
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
+    (tmp_path / "keys").mkdir()
+    return {n: generate_key(tmp_path / "keys" / n) for n in ("cloud", "c0", "c1", "stranger")}
+
+
+def test_a_client_with_the_cloud_key_answers_signed_centroids_and_refuses_others(
+    world: dict[str, Any], keys: dict[str, tuple[Path, Path]]
+) -> None:
+    d = world["clients"][0]
+    cents = ecos_fast.fit_centroids(np.load(world["pool"]), CLUSTERS, seed=0)
+    app = _client_app(_config(d, 1, cloud_key=keys["cloud"][1]))
+    for msg in (_query(cents), _query(cents, sign_key=keys["stranger"][0])):
+        reply = app(msg, _ctx())  # unsigned, then signed by another key
+        assert reply.has_error() and reply.error.code == ERROR_SIGNATURE, reply.error
+        assert not (d / "ledger.sqlite").exists()
+    assert not app(_query(cents, sign_key=keys["cloud"][0]), _ctx()).has_error()
+    with Ledger(d / "ledger.sqlite") as ledger:
+        assert len(ledger.releases(cloud="acme")) == 1
+
+
+def test_the_server_signs_and_accepts_only_replies_signed_by_a_known_client_key(
+    world: dict[str, Any], keys: dict[str, tuple[Path, Path]]
+) -> None:
+    c0, c1 = world["clients"]
+    cloud_pub = keys["cloud"][1]
+    apps = {
+        1: _client_app(_config(c0, 1, cloud_key=cloud_pub, sign_key=keys["c0"][0])),
+        2: _client_app(_config(c1, 2, cloud_key=cloud_pub, sign_key=keys["stranger"][0])),
+        3: _client_app(_config(c1, 3, cloud_key=cloud_pub, ledger=c1 / "l3.sqlite")),
+    }
+    out = world["root"] / "out"
+    cfg = _server(
+        world,
+        sign_key=keys["cloud"][0],
+        client_keys=[keys["c0"][1], keys["c1"][1]],
+        output=out,
+    )
+    res = run_round(FakeGrid(apps), cfg, RoundResult())
+    assert set(res.selections) == {"1"}
+    assert res.signers == {"1": public_key_hex(load_verify_key(keys["c0"][1]))}
+    assert res.dropped["2"].startswith("bad signature") and res.dropped["3"].startswith("bad sig")
+    # The files in output are the bytes that travelled, signatures included.
+    load_centroids(out / "centroids.safetensors", verify_key=cloud_pub)
+    load_response(out / "response_1.safetensors", verify_key=keys["c0"][1])
+
+
+# -- features computed by the client with the extractor the cloud names -------------------
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Tiny RGB image sets: a pool of 30 and a private set of 10 (the offline extractor)."""
+    pytest.importorskip("onnxruntime", reason="the data extras are not installed")
+    from ecos_fast import features
+
+    try:
+        features.model_path("ppocr")
+    except ModuleNotFoundError as exc:  # the offline extractor's wheel (deps/pip-data-nodeps.txt)
+        pytest.skip(str(exc))
+
+    rng = np.random.default_rng(3)
+    pool = rng.integers(0, 256, (30, 24, 24, 3), dtype=np.uint8)
+    private = np.concatenate([pool[:5], 255 - pool[:5]])
+    path = tmp_path_factory.mktemp("images") / "images.npy"
+    np.save(path, private)
+    pool_features = features.extract("ppocr", pool)
+    cents = ecos_fast.fit_centroids(pool_features, 4, seed=0)
+    assert cents.extractor_fingerprint == features.get_extractor("ppocr").fingerprint
+    return {"path": path, "private": private, "centroids": cents}
+
+
+@pytest.mark.parametrize("extractor", [None, "ppocr"], ids=["named-by-cloud", "configured"])
+def test_a_client_computes_its_features_with_the_extractor_the_centroids_name(
+    images: dict[str, Any], tmp_path: Path, extractor: str | None
+) -> None:
+    from ecos_fast import features
+
+    cents = images["centroids"]
+    cfg = ClientConfig(
+        None, tmp_path / "ledger.sqlite", EPS, DELTA, 2.0, cloud="acme", seed=5,
+        images=images["path"], extractor=extractor,
+    )  # fmt: skip
+    reply = _client_app(cfg)(_query(cents), _ctx())
+    assert not reply.has_error(), reply.error
+    got = accept(reply.content["ecos"]["response"], cents)
+    want = ecos_fast.respond(
+        features.extract("ppocr", images["private"]), cents, EPS, DELTA, seed=5
+    )
+    assert np.array_equal(got.noisy_counts, want.noisy_counts)
+
+
+@pytest.mark.parametrize(
+    ("cloud_fp", "extractor", "match"),
+    [
+        ("ppocr-det", "ppocr", "extractor"),  # the client's extractor is not the cloud's
+        ("a" * 64, None, "none of the bundled extractors"),  # the cloud names an unknown one
+        (None, None, "name no extractor"),  # the cloud names none
+    ],
+)
+def test_an_extractor_the_centroids_do_not_name_is_refused_before_anything_is_computed(
+    images: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cloud_fp: str | None,
+    extractor: str | None,
+    match: str,
+) -> None:
+    from ecos_fast import features
+
+    if cloud_fp == "ppocr-det":
+        cloud_fp = features.get_extractor("ppocr-det").fingerprint
+    cents = ecos_fast.Centroids(images["centroids"].centroids, extractor_fingerprint=cloud_fp)
+
+    def no_extraction(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("features were computed for centroids the client refuses")
+
+    monkeypatch.setattr(features, "extract", no_extraction)
+    cfg = ClientConfig(
+        None, tmp_path / "ledger.sqlite", EPS, DELTA, 2.0, images=images["path"],
+        extractor=extractor,
+    )  # fmt: skip
+    reply = _client_app(cfg)(_query(cents), _ctx())
+    assert reply.has_error() and reply.error.code == ERROR_EXTRACTOR, reply.error
+    assert reply.error.reason is not None and match in reply.error.reason
+    assert not (tmp_path / "ledger.sqlite").exists()
+
+
 SIMULATION = """
 import sys
 from pathlib import Path
@@ -288,10 +494,12 @@ def test_flower_simulation_engine_round_equals_the_cli_round(world: dict[str, An
     _same_as_cli(world, root / "out")
 
 
-def _same_as_cli(world: dict[str, Any], out: Path) -> None:
+def _same_as_cli(
+    world: dict[str, Any], out: Path, expected: list[np.ndarray] | None = None
+) -> None:
     """Every selection in ``out`` equals the CLI round's for the client that answered it."""
     root = world["root"]
-    expected = _cli_round(world)
+    expected = _cli_round(world) if expected is None else expected
     cli_counts = [
         load_response(root / f"cli_response{i}.safetensors").noisy_counts for i in range(2)
     ]
@@ -366,6 +574,159 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    # Should the test process die without running its finalizers (SIGKILL), the kernel
+    # sends each process it started SIGTERM (Linux's PR_SET_PDEATHSIG = 1).
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _node_keys(folder: Path) -> tuple[Path, Path]:
+    """A SuperNode authentication key pair: EC P-384, OpenSSH format (as Flower 1.42 reads)."""
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    private, public = folder / "node_auth", folder / "node_auth.pub"
+    private.write_bytes(
+        key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.OpenSSH, ser.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH)
+    )
+    return private, public
+
+
+class Federation:
+    """A SuperLink and SuperNodes on loopback, each process in its own session and folder.
+
+    Every process is started in a new session (its own process group, which holds the
+    ``flwr-serverapp`` / ``flwr-clientapp`` children it spawns); :meth:`stop` ends every
+    group, and the kernel ends the processes should the test process die first.
+    """
+
+    def __init__(self, root: Path, tls: dict[str, Path] | None = None) -> None:
+        self.root, self.tls = root, tls
+        self.port = _free_port()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        home = root / "flwr-home"  # Flower's own state, never the user's ~/.flwr
+        home.mkdir()
+        conn = f'root-certificates = "{tls["ca"]}"' if tls else "insecure = true"
+        (home / "config.toml").write_text(
+            f'[superlink]\ndefault = "loop"\n\n[superlink.loop]\n'
+            f'address = "127.0.0.1:{self.port}"\n{conn}\n'
+        )
+        self.bindir = Path(sys.executable).parent
+        self.env = {
+            **os.environ,
+            "FLWR_HOME": str(home),
+            "PATH": str(self.bindir) + os.pathsep + os.environ["PATH"],
+            # SuperExec's poll for a new ServerApp/ClientApp task (default 1 s).
+            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.2",
+        }
+
+    def start(self, cmd: list[str], cwd: Path, log: str) -> Path:
+        path = cwd / log
+        with path.open("wb") as fh:
+            self.procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=cwd,
+                    env=self.env,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                )
+            )
+        return path
+
+    def superlink(self, folder: Path, *extra: str) -> Path:
+        if self.tls:
+            tls = ["--ssl-certfile", str(self.tls["cert"]), "--ssl-keyfile", str(self.tls["key"])]
+            tls += ["--ssl-ca-certfile", str(self.tls["ca"])]
+        else:
+            tls = ["--insecure"]
+        cmd = ["flower-superlink", *tls, "--database", ":flwr-in-memory:", *extra]
+        cmd += ["--disable-runtime-dependency-installation"]
+        return self.start([*cmd, "--host", "127.0.0.1", "--port", str(self.port)], folder, "sl.log")
+
+    def supernode(self, folder: Path, node_config: str, *extra: str, log: str = "sn.log") -> Path:
+        tls = ["--root-certificates", str(self.tls["ca"])] if self.tls else ["--insecure"]
+        cmd = ["flower-supernode", *tls, "--superlink", f"127.0.0.1:{self.port}", *extra]
+        cmd += ["--port", str(_free_port()), "--node-config", node_config]
+        return self.start(cmd, folder, log)
+
+    def flwr(self, *args: str, timeout: float = 120) -> str:
+        proc = subprocess.run(
+            [str(self.bindir / "flwr"), *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def wait_for(self, path: Path, text: str, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if text in path.read_text(errors="replace"):
+                return
+            dead = [p.args for p in self.procs if p.poll() is not None]
+            assert not dead, f"{dead} exited:\n{path.read_text(errors='replace')[-2000:]}"
+            time.sleep(0.1)
+        pytest.fail(f"{path}: no {text!r} after {seconds} s:\n{path.read_text()[-2000:]}")
+
+    def run_round(self, app: Path, out: Path, *run_config: str, seconds: float = 180) -> None:
+        """``flwr run`` (it returns once the run is submitted), then wait for round.json."""
+        args = ["run", str(app)] + [a for rc in run_config for a in ("--run-config", rc)]
+        self.flwr(*args)
+        end = time.monotonic() + seconds
+        while not (out / "round.json").exists():
+            if time.monotonic() > end:
+                pytest.fail(
+                    f"no round.json:\n{(self.root / 'cloud' / 'sl.log').read_text()[-3000:]}"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for p in self.procs:  # each started in its own session: its group holds its children
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3  # then SIGKILL: a test needs no graceful goodbye
+        for p in self.procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for p in self.procs:  # nothing left in any group we started
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+
+    def alive(self, seconds: float = 10) -> list[int]:
+        """Process groups started here that still have a member after ``seconds``.
+
+        A group's last members (SIGKILLed ClientApp processes) may take a moment to go.
+        """
+        end = time.monotonic() + seconds
+        while True:
+            left = []
+            for p in self.procs:
+                try:
+                    os.killpg(p.pid, 0)
+                except ProcessLookupError:
+                    continue
+                left.append(p.pid)
+            if not left or time.monotonic() > end:
+                return left
+            time.sleep(0.1)
+
+
 APP_TOML = """
 [build-system]
 requires = ["hatchling"]
@@ -390,116 +751,160 @@ pool = "{pool}"
 clusters = {clusters}
 budget = {budget}
 seed = 0
+mode = "per_client"
 min-clients = 2
-timeout = 240.0
+timeout = 120.0
 output = "{output}"
+sign-key = "{sign_key}"
+client-keys = "{client_keys}"
 """
 
 
-@pytest.mark.slow  # about 60-80 s on 2 busy cores: over this file's 90 s default-run share
-@pytest.mark.parametrize("tls", [False, True], ids=["insecure", "tls"])
-def test_loopback_superlink_and_two_supernodes_equal_the_cli_round(
-    world: dict[str, Any], tls: bool
-) -> None:
-    import os
-    import signal
-    import time
+def _node_config(d: Path, seed: int, **extra: str) -> str:
+    pairs = {
+        "features": f'"{d / "private.npy"}"',
+        "ledger": f'"{d / "ledger.sqlite"}"',
+        "epsilon": str(EPS),
+        "delta": str(DELTA),
+        "budget-epsilon": "2.0",
+        "cloud": '"acme"',
+        "seed": str(seed),
+        **{k: f'"{v}"' for k, v in extra.items()},
+    }
+    return " ".join(f"{k}={v}" for k, v in pairs.items())
 
-    root = world["root"]
-    home = root / "flwr-home"  # Flower's own state, never the user's ~/.flwr
-    home.mkdir()
-    port = _free_port()
-    certs = _certificates(root / "cloud") if tls else {}
-    # TLS: the SuperLink serves the CA-signed certificate; flwr and each SuperNode trust the CA.
-    link_tls = ["--insecure"]
-    node_tls = ["--insecure"]
-    conn = "insecure = true"
-    if tls:
-        link_tls = ["--ssl-certfile", str(certs["cert"]), "--ssl-keyfile", str(certs["key"])]
-        link_tls += ["--ssl-ca-certfile", str(certs["ca"])]
-        node_tls = ["--root-certificates", str(certs["ca"])]
-        conn = f'root-certificates = "{certs["ca"]}"'
-    (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "loop"\n\n[superlink.loop]\naddress = "127.0.0.1:{port}"\n{conn}\n'
-    )
-    app = root / "app"
-    app.mkdir()
-    out = root / "cloud" / "out"
-    (app / "pyproject.toml").write_text(
-        APP_TOML.format(pool=world["pool"], clusters=CLUSTERS, budget=BUDGET, output=out)
-    )
-    bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "FLWR_HOME": str(home), "PATH": bindir + os.pathsep + os.environ["PATH"]}
-    procs: list[subprocess.Popen[bytes]] = []
 
-    def start(cmd: list[str], cwd: Path, log: str) -> Path:
-        path = cwd / log
-        with path.open("wb") as fh:
-            procs.append(
-                subprocess.Popen(
-                    cmd,
-                    cwd=cwd,
-                    env=env,
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-        return path
+@contextlib.contextmanager
+def _federation(root: Path, world: dict[str, Any], tls: bool) -> Iterator[dict[str, Any]]:
+    """The cloud (a SuperLink, an app project, its signing key) and two clients' SuperNodes.
 
-    def wait_for(path: Path, text: str, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if text in path.read_text(errors="replace"):
-                return
-            assert all(p.poll() is None for p in procs), path.read_text(errors="replace")[-2000:]
-            time.sleep(0.2)
-        pytest.fail(f"{path}: no {text!r} after {seconds} s:\n{path.read_text()[-2000:]}")
-
+    The cloud signs its centroids, each client checks them with the cloud's public key and
+    signs its response, the cloud accepts only the clients' keys. With ``tls``, the
+    SuperLink also serves a CA-signed certificate and admits only the SuperNodes whose
+    authentication keys were registered (``--enable-supernode-auth``); a third SuperNode
+    with an unregistered key is turned away.
+    """
+    cloud = root / "cloud"
+    certs = _certificates(cloud) if tls else None
+    fed = Federation(root, certs)
     try:
-        link = ["flower-superlink", *link_tls, "--database", ":flwr-in-memory:"]
-        log = start([*link, "--host", "127.0.0.1", "--port", str(port)], root / "cloud", "sl.log")
-        wait_for(log, "Uvicorn running", 60)
-        scheme = "https" if tls else "http"
-        assert f"Uvicorn running on {scheme}://127.0.0.1:{port}" in log.read_text()
+        cloud_key, cloud_pub = generate_key(cloud / "cloud_sign")
+        client_keys = [generate_key(d / "sign") for d in world["clients"]]
+        app = root / "app"
+        app.mkdir()
+        out = cloud / "out"
+        (app / "pyproject.toml").write_text(
+            APP_TOML.format(
+                pool=world["pool"], clusters=CLUSTERS, budget=BUDGET, output=out,
+                sign_key=cloud_key, client_keys=",".join(str(p) for _, p in client_keys),
+            )
+        )  # fmt: skip
+        link = fed.superlink(cloud, *(["--enable-supernode-auth"] if tls else []))
+        auth: list[list[str]] = [[], []]
+        if tls:  # the cloud registers each client's node key before its SuperNode starts
+            fed.wait_for(link, "Uvicorn running on https://", 60)
+            for i, d in enumerate(world["clients"]):
+                private, public = _node_keys(d)
+                fed.flwr("supernode", "register", str(public))
+                auth[i] = ["--auth-supernode-private-key", str(private)]
         logs = []
         for i, (d, seed) in enumerate(zip(world["clients"], SEEDS, strict=True)):
-            node_config = (
-                f'features="{d / "private.npy"}" ledger="{d / "ledger.sqlite"}" '
-                f'epsilon={EPS} delta={DELTA} budget-epsilon=2.0 cloud="acme" seed={seed}'
+            config = _node_config(
+                d, seed, **{"cloud-key": cloud_pub, "sign-key": client_keys[i][0]}
             )
-            cmd = ["flower-supernode", *node_tls, "--superlink", f"127.0.0.1:{port}"]
-            cmd += ["--port", str(_free_port()), "--node-config", node_config]
-            logs.append(start(cmd, d, f"sn{i}.log"))
-        for log in logs:  # both start at once
-            wait_for(log, "SuperNode ID", 60)
-        run_cmd = [str(Path(bindir) / "flwr"), "run", str(app)]
-        proc = subprocess.run(
-            run_cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        end = time.monotonic() + 240
-        while not (out / "round.json").exists() and time.monotonic() < end:
-            time.sleep(0.5)
-        assert (out / "round.json").exists(), (root / "cloud" / "sl.log").read_text()[-3000:]
+            logs.append(fed.supernode(d, config, *auth[i], log=f"sn{i}.log"))
+        # The SuperNodes retry until the SuperLink is up: all three start at once, and the
+        # file-based round they are compared with runs meanwhile.
+        expected = _cli_round(world)
+        fed.wait_for(link, "Uvicorn running on", 60)
+        for log in logs:
+            fed.wait_for(log, "SuperNode ID", 60)
+        yield {"fed": fed, "app": app, "out": out, "expected": expected, "link": link,
+               "signers": sorted(public_key_hex(load_verify_key(p)) for _, p in client_keys)}  # fmt: skip
     finally:
-        for p in procs:  # each started in its own session: its group holds its children
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        for p in procs:  # nothing left in any group we started
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-    _same_as_cli(world, out)
-    for d in world["clients"]:  # each client's ledger, in its own folder, recorded one release
-        with Ledger(d / "ledger.sqlite") as ledger:
-            assert len(ledger.releases(cloud="acme")) == 1
+        fed.stop()
+    assert fed.alive() == [], "a process group the test started outlived it"
+
+
+@pytest.fixture(scope="module")
+def loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One insecure SuperLink and two SuperNodes for this module's loopback tests."""
+    root = tmp_path_factory.mktemp("loopback")
+    world = _make_world(root)
+    with _federation(root, world, tls=False) as state:
+        yield {**state, "world": world}
+
+
+def _releases(client: Path) -> int:
+    if not (client / "ledger.sqlite").exists():
+        return 0
+    with Ledger(client / "ledger.sqlite") as ledger:
+        return len(ledger.releases(cloud="acme"))
+
+
+def _check_per_client_round(state: dict[str, Any], before: list[int]) -> None:
+    out, world = state["out"], state["world"]
+    _same_as_cli(world, out, state["expected"])
+    summary = json.loads((out / "round.json").read_text())
+    assert summary["dropped"] == {} and sorted(summary["signers"].values()) == state["signers"]
+    load_centroids(
+        out / "centroids.safetensors", verify_key=world["root"] / "cloud" / "cloud_sign.pub"
+    )
+    # Each client's ledger, in its own folder, recorded one more release.
+    assert [_releases(d) for d in world["clients"]] == [n + 1 for n in before]
+
+
+def test_loopback_superlink_and_two_supernodes_equal_the_cli_round(
+    loopback: dict[str, Any],
+) -> None:
+    before = [_releases(d) for d in loopback["world"]["clients"]]
+    loopback["fed"].run_round(loopback["app"], loopback["out"])
+    _check_per_client_round(loopback, before)
+
+
+@pytest.mark.slow  # a second flwr run on the same processes: about 15-30 s more here
+def test_loopback_federation_mode_selects_once_for_the_union(loopback: dict[str, Any]) -> None:
+    out = loopback["world"]["root"] / "cloud" / "out_union"
+    clients = loopback["world"]["clients"]
+    before = [_releases(d) for d in clients]
+    loopback["fed"].run_round(loopback["app"], out, 'mode="federation"', f'output="{out}"')
+    cents = load_centroids(out / "centroids.safetensors")
+    responses = [load_response(p, centroids=cents) for p in sorted(out.glob("response_*"))]
+    assert len(responses) == 2
+    want = ecos_fast.select(
+        np.load(loopback["world"]["pool"]),
+        ecos_fast.Sketch.join(cents, union_response(responses)),
+        BUDGET,
+        seed=0,
+    )
+    assert np.array_equal(np.load(out / "selected_union.npy"), np.asarray(want.indices))
+    # One more release each, composed in its own ledger with the ones before.
+    assert [_releases(d) for d in clients] == [n + 1 for n in before]
+
+
+@pytest.mark.slow  # a second SuperLink (TLS) and three SuperNodes: about 40 s here
+def test_tls_and_node_authentication_loopback_round_equals_the_cli_round(
+    world: dict[str, Any],
+) -> None:
+    root = world["root"]
+    with _federation(root, world, tls=True) as state:
+        fed = state["fed"]
+        assert "Uvicorn running on https://127.0.0.1" in state["link"].read_text()
+        # A SuperNode whose key the cloud did not register is refused and gives up.
+        stranger = root / "stranger"
+        stranger.mkdir()
+        private, _ = _node_keys(stranger)
+        log = fed.supernode(
+            stranger, _node_config(world["clients"][0], 1), "--auth-supernode-private-key",
+            str(private), "--max-retries", "0", log="sn.log",
+        )  # fmt: skip
+        end = time.monotonic() + 60
+        while fed.procs[-1].poll() is None and time.monotonic() < end:
+            time.sleep(0.1)
+        assert fed.procs[-1].poll() not in (None, 0), log.read_text()[-2000:]
+        assert "Failed to activate SuperNode" in log.read_text()
+        fed.run_round(state["app"], state["out"])
+        _check_per_client_round({**state, "world": world}, [0, 0])
 
 
 RAY_ROUND = """

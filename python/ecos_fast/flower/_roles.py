@@ -3,7 +3,9 @@
 What travels is exactly the exchange file format (:mod:`ecos_fast.exchange`): the cloud's
 centroid file bytes one way, the client's response file bytes back. Both are parsed and
 verified by the same loaders the command line uses (header schema, checksum, fingerprint),
-so a message holds nothing a file could not.
+so a message holds nothing a file could not; with keys, the same Ed25519 signatures as the
+files (:mod:`ecos_fast.signing`): the cloud signs its centroids, the client verifies them
+with the cloud's public key and may sign its response.
 
 :func:`answer` is the client's side, :func:`accept` checks one reply on the cloud's side,
 :func:`union_response` is the federation mode's sum of noisy counts.
@@ -43,14 +45,20 @@ def _roundtrip_bytes(save: Any, obj: Any) -> bytes:
         return p.read_bytes()
 
 
-def centroids_to_bytes(centroids: Centroids) -> bytes:
-    """The bytes :func:`ecos_fast.exchange.save_centroids` writes for ``centroids``."""
-    return _roundtrip_bytes(save_centroids, centroids)
+def centroids_to_bytes(centroids: Centroids, *, sign_key: Any = None) -> bytes:
+    """The bytes :func:`ecos_fast.exchange.save_centroids` writes for ``centroids``.
+
+    ``sign_key`` (a private key file from ``ecos-fast keygen``, or the key) signs them.
+    """
+    return _roundtrip_bytes(lambda c, p: save_centroids(c, p, sign_key=sign_key), centroids)
 
 
-def response_to_bytes(response: Response) -> bytes:
-    """The bytes :func:`ecos_fast.exchange.save_response` writes for ``response``."""
-    return _roundtrip_bytes(save_response, response)
+def response_to_bytes(response: Response, *, sign_key: Any = None) -> bytes:
+    """The bytes :func:`ecos_fast.exchange.save_response` writes for ``response``.
+
+    ``sign_key`` (a private key file from ``ecos-fast keygen``, or the key) signs them.
+    """
+    return _roundtrip_bytes(lambda r, p: save_response(r, p, sign_key=sign_key), response)
 
 
 def _as_file(data: object, what: str) -> tuple[tempfile.TemporaryDirectory[str], Path]:
@@ -64,21 +72,29 @@ def _as_file(data: object, what: str) -> tuple[tempfile.TemporaryDirectory[str],
     return d, p
 
 
-def centroids_from_bytes(data: object) -> Centroids:
+def centroids_from_bytes(data: object, *, verify_key: Any = None) -> Centroids:
     """Parse and verify centroid file bytes, as :func:`load_centroids` does a file.
+
+    With ``verify_key`` (the cloud's public key), the bytes must carry its signature.
 
     Raises
     ------
     ExchangeFileError
         Not bytes, or not a valid centroid file (truncated, corrupted, other schema).
+    SignatureError
+        With ``verify_key``: unsigned, signed by another key, or changed after signing.
     """
     d, p = _as_file(data, "centroids")
     with d:
-        return load_centroids(p)
+        return load_centroids(p, verify_key=verify_key)
 
 
-def response_from_bytes(data: object, centroids: Centroids | None = None) -> Response:
+def response_from_bytes(
+    data: object, centroids: Centroids | None = None, *, verify_key: Any = None
+) -> Response:
     """Parse and verify response file bytes; with ``centroids``, it must answer them.
+
+    With ``verify_key`` (the client's public key), the bytes must carry its signature.
 
     Raises
     ------
@@ -86,10 +102,12 @@ def response_from_bytes(data: object, centroids: Centroids | None = None) -> Res
         Not bytes, or not a valid response file.
     SketchMismatchError
         It answers other centroids.
+    SignatureError
+        With ``verify_key``: unsigned, signed by another key, or changed after signing.
     """
     d, p = _as_file(data, "response")
     with d:
-        return load_response(p, centroids=centroids)
+        return load_response(p, centroids=centroids, verify_key=verify_key)
 
 
 @dataclass(frozen=True)
@@ -98,8 +116,10 @@ class ClientConfig:
 
     Attributes
     ----------
-    features : path or array-like of shape (n_private, n_features)
-        The private features (a path is read with ``load_features``).
+    features : path, array-like of shape (n_private, n_features), or None
+        The private features (a path is read with ``load_features``; its
+        ``extractor.json`` sidecar, if any, gives the extractor fingerprint, as for
+        ``ecos-fast respond``). None: compute them from ``images``.
     ledger : path
         The client's own SQLite ledger (created if absent).
     epsilon, delta : float
@@ -113,6 +133,19 @@ class ClientConfig:
     relation : {"add_remove", "replace_one"}
     seed : int, optional
         Noise seed: reproducible tests only (a known seed lets anyone remove the noise).
+    images : path or ndarray of shape (n_private, height, width, 3), dtype uint8, optional
+        The client's raw images (a ``.npy`` path), when ``features`` is None: each query
+        computes the features with the extractor the centroids name
+        (:func:`ecos_fast.features.extract`), after checking its fingerprint.
+    extractor : str or FeatureExtractor, optional
+        With ``images``: the extractor to run (a bundled name such as ``"ppocr"``, or
+        any :class:`~ecos_fast.features.FeatureExtractor`); its fingerprint must be the
+        one the centroids carry. Default: the bundled extractor whose fingerprint the
+        centroids carry (the cloud names it; none matching is a refusal).
+    cloud_key : path or Ed25519PublicKey, optional
+        The cloud's public key (its ``.pub`` file): the centroids must be signed by it.
+    sign_key : path or Ed25519PrivateKey, optional
+        The client's private key: the response bytes are signed with it.
     """
 
     features: Any
@@ -124,34 +157,123 @@ class ClientConfig:
     extractor_fingerprint: str | None = None
     relation: Literal["add_remove", "replace_one"] = "add_remove"
     seed: int | None = None
+    images: Any = None
+    extractor: Any = None
+    cloud_key: Any = None
+    sign_key: Any = None
+
+
+def _bundled_extractor_for(fingerprint: str) -> Any:
+    """The bundled extractor whose fingerprint is ``fingerprint`` (the cloud's word)."""
+    from .. import features
+
+    tried = []
+    for name in features.EXTRACTORS:
+        try:
+            ex = features.get_extractor(name)
+            if ex.fingerprint == fingerprint:
+                return ex
+        except (ModuleNotFoundError, FileNotFoundError):  # its package is not installed
+            continue
+        tried.append(f"{name} {ex.fingerprint[:16]}…")
+    raise SketchMismatchError(
+        f"the centroids were fitted on features of extractor {fingerprint[:16]}…, which is "
+        f"none of the bundled extractors installed here ({', '.join(tried) or 'none'}): "
+        f"name the extractor (ClientConfig.extractor) or give the features"
+    )
+
+
+def _private_features(cents: Centroids, config: ClientConfig) -> tuple[Any, str | None]:
+    """The client's features for ``cents`` and their extractor fingerprint (or None).
+
+    From ``images``, the extractor is checked against the centroids' fingerprint before
+    anything is computed.
+    """
+    from .. import features as feats_mod
+    from ..feature_files import load_features
+
+    if (config.features is None) == (config.images is None):
+        raise InvalidInputError(
+            "ClientConfig needs exactly one of features and images, got "
+            f"{'both' if config.images is not None else 'neither'}"
+        )
+    if config.features is not None:
+        x, fp = config.features, config.extractor_fingerprint
+        if isinstance(x, (str, Path)):
+            carried = feats_mod.read_fingerprint(x)  # the sidecar, as `respond` reads it
+            if fp is not None and carried is not None and carried != fp:
+                raise SketchMismatchError(
+                    f"extractor_fingerprint={fp[:16]}… but {feats_mod.sidecar_path(x)} says the "
+                    f"features come from extractor {carried[:16]}…"
+                )
+            fp = fp or carried
+            x = load_features(x)
+        return x, fp or getattr(x, "extractor_fingerprint", None)
+    if config.extractor is not None:
+        extractor = (
+            feats_mod.get_extractor(config.extractor)
+            if isinstance(config.extractor, str)
+            else config.extractor
+        )
+        if not isinstance(extractor, feats_mod.FeatureExtractor):
+            raise InvalidInputError(
+                f"ClientConfig.extractor must be a bundled extractor name "
+                f"({', '.join(feats_mod.EXTRACTORS)}) or a FeatureExtractor, got "
+                f"{type(config.extractor).__name__}"
+            )
+    elif cents.extractor_fingerprint is None:
+        raise SketchMismatchError(
+            "the centroids name no extractor (no extractor fingerprint), so the client "
+            "cannot tell which extractor to compute its features with: name one "
+            "(ClientConfig.extractor) or give the features"
+        )
+    else:
+        extractor = _bundled_extractor_for(cents.extractor_fingerprint)
+    check_extractor(cents, extractor.fingerprint)  # before the images are even read
+    images = config.images
+    if isinstance(images, (str, Path)):
+        try:
+            images = np.load(images, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{images}: cannot read the images ({exc})") from None
+    computed = feats_mod.extract(extractor, images)
+    return computed.array, computed.extractor_fingerprint
 
 
 def answer(centroid_bytes: object, config: ClientConfig) -> bytes:
     """Client: the response file bytes for the received centroid file bytes.
 
-    The centroids are verified, the extractor fingerprint checked, then the release is
-    checked against and recorded in the client's ledger before any noise is drawn
+    The centroids are verified (and their signature, with ``config.cloud_key``), the
+    extractor fingerprint checked (the features' or, from ``config.images``, the
+    extractor's, before it runs), then the release is checked against and recorded in
+    the client's ledger before any noise is drawn
     (:func:`ecos_fast.ledger.respond_with_ledger`).
 
     Raises
     ------
     ExchangeFileError
         The bytes are not a valid centroid file.
+    SignatureError
+        ``config.cloud_key`` is set and the centroids do not carry its signature.
     SketchMismatchError
-        The extractor fingerprints differ, or the features' width is not the centroids'.
+        The extractor fingerprints differ, no extractor can be told apart for
+        ``config.images``, or the features' width is not the centroids'.
     PrivacyBudgetExceededError
         The ledger's budget for ``config.cloud`` would be exceeded: nothing is released.
+
+    Notes
+    -----
+    What leaves is one :func:`ecos_fast.respond` release: (``config.epsilon``,
+    ``config.delta``)-DP under ``config.relation``, composed in the client's ledger
+    with its earlier releases to ``config.cloud``. Nothing leaves on a refusal.
     """
     import warnings
 
     from ..errors import ExtractorUncheckedWarning
-    from ..feature_files import load_features
 
-    cents = centroids_from_bytes(centroid_bytes)
-    check_extractor(cents, config.extractor_fingerprint)  # raises on a mismatch
-    x = config.features
-    if isinstance(x, (str, Path)):
-        x = load_features(x)
+    cents = centroids_from_bytes(centroid_bytes, verify_key=config.cloud_key)
+    x, fp = _private_features(cents, config)
+    check_extractor(cents, fp)  # raises on a mismatch
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] != cents.n_features:
         raise SketchMismatchError(
@@ -171,10 +293,10 @@ def answer(centroid_bytes: object, config: ClientConfig) -> bytes:
                 relation=config.relation,
                 seed=config.seed,
             )
-    return response_to_bytes(resp)
+    return response_to_bytes(resp, sign_key=config.sign_key)
 
 
-def accept(reply: object, centroids: Centroids) -> Response:
+def accept(reply: object, centroids: Centroids, *, verify_key: Any = None) -> Response:
     """Cloud: the client's reply as a :class:`Response` to ``centroids``, or why not.
 
     Raises
@@ -183,8 +305,10 @@ def accept(reply: object, centroids: Centroids) -> Response:
         Garbage: not the bytes of a valid response file.
     SketchMismatchError
         A valid response, but to other centroids.
+    SignatureError
+        With ``verify_key``: not signed by that key.
     """
-    return response_from_bytes(reply, centroids=centroids)
+    return response_from_bytes(reply, centroids=centroids, verify_key=verify_key)
 
 
 def union_response(responses: list[Response]) -> Response:

@@ -3,8 +3,8 @@
 One round is one Flower ``query`` message per client: its content holds the centroid file
 bytes (``RecordDict({"ecos": ConfigRecord({"centroids": <bytes>})})``, the exchange file
 format), the reply holds the response file bytes under ``"response"``. A client that
-refuses (budget exhausted, extractor mismatch, bad centroids) replies with a Flower
-:class:`flwr.app.Error` and releases nothing.
+refuses (budget exhausted, extractor mismatch, bad or badly signed centroids) replies with
+a Flower :class:`flwr.app.Error` and releases nothing.
 """
 
 from __future__ import annotations
@@ -12,21 +12,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from .._extras import install_line
+from ..atomic import write_atomically
 from ..errors import (
     EcosError,
     ExchangeFileError,
+    FederationError,
     InvalidInputError,
     PrivacyBudgetExceededError,
+    SignatureError,
     SketchMismatchError,
 )
-from ..exchange import save_centroids, save_response
 from ..protocol import Centroids, Response, Sketch
 from ._roles import ClientConfig, accept, answer, centroids_to_bytes, union_response
 
@@ -38,7 +41,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised without the e
     from ..errors import MissingDependencyError
 
     raise MissingDependencyError(
-        "ecos_fast.flower needs flwr, which is not installed: pip install 'ecos-fast[flower]'"
+        f"ecos_fast.flower needs flwr, which is not installed: {install_line('flower')}"
     ) from exc
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "ERROR_BUDGET",
     "ERROR_EXTRACTOR",
     "ERROR_OTHER",
+    "ERROR_SIGNATURE",
     "FederationError",
     "GridLike",
     "RoundResult",
@@ -61,18 +65,21 @@ log = logging.getLogger("ecos_fast.flower")
 ERROR_BUDGET = 4001
 ERROR_EXTRACTOR = 4002
 ERROR_BAD_CENTROIDS = 4003
+ERROR_SIGNATURE = 4004
 ERROR_OTHER = 4099
 
 RECORD = "ecos"
+#: Seconds between two polls for the replies (Flower's own send_and_receive waits 3 s).
+POLL_SECONDS = 0.25
 
-
-class FederationError(EcosError, RuntimeError):
-    """Fewer clients than ``min_clients`` answered usable responses."""
+# FederationError lives in ecos_fast.errors; importing it from here keeps working.
 
 
 def _refusal(exc: BaseException) -> Error:
     if isinstance(exc, PrivacyBudgetExceededError):
         code = ERROR_BUDGET
+    elif isinstance(exc, SignatureError):
+        code = ERROR_SIGNATURE
     elif isinstance(exc, SketchMismatchError):
         code = ERROR_EXTRACTOR
     elif isinstance(exc, ExchangeFileError):
@@ -134,6 +141,12 @@ class ServerConfig:
         centroids and selections.
     init_sample : int, optional
         ``init_sample`` of :func:`ecos_fast.fit_centroids` (the CLI's ``sketch`` uses None).
+    sign_key : path or Ed25519PrivateKey, optional
+        The cloud's private key: the centroid bytes sent are signed with it (clients
+        that hold the public key refuse anything else).
+    client_keys : sequence of paths or Ed25519PublicKeys, optional
+        The clients' public keys: a reply must be signed by one of them, else it is
+        dropped (``not signed by a known client key``).
     """
 
     pool: Any
@@ -148,6 +161,8 @@ class ServerConfig:
     centroids: Centroids | None = None
     backend: Literal["local", "ray"] = "local"
     init_sample: int | None = None
+    sign_key: Any = None
+    client_keys: Sequence[Any] = ()
 
 
 @dataclass
@@ -157,6 +172,8 @@ class RoundResult:
     selections: dict[str, np.ndarray] = field(default_factory=dict)
     responses: dict[str, Response] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)
+    #: With ``client_keys``: the public key (hex) that signed each accepted response.
+    signers: dict[str, str] = field(default_factory=dict)
     bytes_sent: int = 0
     bytes_received: int = 0
     seconds: float = 0.0
@@ -169,9 +186,9 @@ class GridLike(Protocol):
 
     def get_node_ids(self) -> Iterable[int]: ...
 
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]: ...
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]: ...
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]: ...
 
 
 def _load_pool(pool: Any) -> np.ndarray:
@@ -191,6 +208,49 @@ def _wait_for_nodes(grid: GridLike, n: int, timeout: float) -> list[int]:
         time.sleep(0.2)
 
 
+def _send_and_receive(
+    grid: GridLike, messages: list[Message], timeout: float
+) -> dict[int, Message]:
+    """Push, then poll every :data:`POLL_SECONDS` until every node replied or ``timeout``.
+
+    Flower's ``Grid.send_and_receive`` sleeps 3 s between polls; a round is one message
+    per node, so its replies are worth fetching as soon as they are there.
+    """
+    pushed = zip(grid.push_messages(messages), messages, strict=True)
+    # By the message each reply answers: Flower's own error replies (a reply lost on the
+    # way) come from the SuperLink's node id, not the client's.
+    node_of = {mid: m.metadata.dst_node_id for mid, m in pushed if mid}
+    ids = set(node_of)
+    end = time.monotonic() + timeout
+    replies: dict[int, Message] = {}
+    while ids:
+        for m in grid.pull_messages(sorted(ids)):
+            mid = m.metadata.reply_to_message_id
+            if mid in ids:
+                ids.discard(mid)
+                replies[node_of[mid]] = m
+        if not ids or time.monotonic() > end:
+            break
+        time.sleep(POLL_SECONDS)
+    return replies
+
+
+def _accept_signed(
+    data: object, cents: Centroids, keys: Sequence[Any]
+) -> tuple[Response, str | None]:
+    """The reply as a Response and, with ``keys``, the hex public key among them that signed it."""
+    if not keys:
+        return accept(data, cents), None
+    from ..signing import load_verify_key, public_key_hex
+
+    for key in keys:
+        try:
+            return accept(data, cents, verify_key=key), public_key_hex(load_verify_key(key))
+        except SignatureError:
+            continue
+    raise SignatureError(f"not signed by a known client key (one of {len(keys)})")
+
+
 def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundResult:
     """One ECOS round over ``grid``: sketch, send, collect, select; fills ``result``."""
     from ..protocol import fit_centroids
@@ -201,7 +261,7 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
     cents = cfg.centroids or fit_centroids(
         x, cfg.clusters, seed=cfg.seed, backend=cfg.backend, init_sample=cfg.init_sample
     )
-    payload = centroids_to_bytes(cents)
+    payload = centroids_to_bytes(cents, sign_key=cfg.sign_key)
     t1 = time.perf_counter()
     nodes = _wait_for_nodes(grid, cfg.min_clients, cfg.timeout)
     t2 = time.perf_counter()
@@ -214,10 +274,9 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
         for node in nodes
     ]
     result.bytes_sent = len(payload) * len(nodes)
-    replies = {
-        m.metadata.src_node_id: m for m in grid.send_and_receive(messages, timeout=cfg.timeout)
-    }
+    replies = _send_and_receive(grid, messages, cfg.timeout)
     t3 = time.perf_counter()
+    released: dict[str, bytes] = {}
     for node in nodes:
         key = str(node)
         reply = replies.get(node)
@@ -228,11 +287,20 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
         else:
             try:
                 data = reply.content[RECORD]["response"]
-                if isinstance(data, (bytes, bytearray)):
-                    result.bytes_received += len(data)
-                result.responses[key] = accept(data, cents)
+                if not isinstance(data, (bytes, bytearray)):
+                    raise ExchangeFileError(
+                        f"the reply holds {type(data).__name__}, not the response file's bytes"
+                    )
+                result.bytes_received += len(data)
+                resp, signer = _accept_signed(data, cents, cfg.client_keys)
+                result.responses[key] = resp
+                released[key] = bytes(data)
+                if signer is not None:
+                    result.signers[key] = signer
             except SketchMismatchError as exc:
                 result.dropped[key] = f"answers other centroids: {exc}"
+            except SignatureError as exc:
+                result.dropped[key] = f"bad signature: {exc}"
             except (EcosError, KeyError, TypeError) as exc:
                 result.dropped[key] = f"garbage reply: {type(exc).__name__}: {exc}"
         if key in result.dropped:
@@ -267,13 +335,14 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
         out.mkdir(parents=True, exist_ok=True)
         for key, idx in result.selections.items():
             np.save(out / f"selected_{key}.npy", idx)
-        for key, resp in result.responses.items():  # what each client released, for audit
-            save_response(resp, out / f"response_{key}.safetensors")
-        save_centroids(cents, out / "centroids.safetensors")
+        for key, data in released.items():  # what each client released, byte for byte
+            write_atomically(out / f"response_{key}.safetensors", data)
+        write_atomically(out / "centroids.safetensors", payload)  # what was sent
         summary = {
             "mode": cfg.mode,
             "selected": {k: int(v.size) for k, v in result.selections.items()},
             "dropped": result.dropped,
+            "signers": result.signers,
             "bytes_sent": result.bytes_sent,
             "bytes_received": result.bytes_received,
             "seconds": result.seconds,

@@ -8,16 +8,21 @@ A Flower app project names them in its ``pyproject.toml``::
 
 The cloud's settings come from the run config (``[tool.flwr.app.config]`` or
 ``flwr run --run-config``): ``pool``, ``clusters``, ``budget``, ``seed``, ``mode``,
-``min-clients``, ``timeout``, ``output``, ``backend``, ``init-sample``. Each client's come from its SuperNode's
-``--node-config``: ``features``, ``ledger``, ``epsilon``, ``delta``, ``budget-epsilon``,
-``cloud`` and optionally ``extractor-fingerprint`` and ``seed`` (tests only) — the client's
-privacy is set on the client's machine, never by the server.
+``min-clients``, ``timeout``, ``output``, ``backend``, ``init-sample``, and to sign
+``sign-key`` (the cloud's private key) and ``client-keys`` (the clients' public keys,
+comma-separated: replies must be signed by one). Each client's come from its SuperNode's
+``--node-config``: ``features`` (or ``images`` and optionally ``extractor``), ``ledger``,
+``epsilon``, ``delta``, ``budget-epsilon``, ``cloud`` and optionally
+``extractor-fingerprint``, ``cloud-key`` (the cloud's public key: the centroids must be
+signed by it), ``sign-key`` (the client's private key) and ``seed`` (tests only) — the
+client's privacy is set on the client's machine, never by the server.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal, cast
 
+from .._extras import install_line
 from ._roles import ClientConfig
 
 try:
@@ -28,7 +33,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised without the e
     from ..errors import MissingDependencyError
 
     raise MissingDependencyError(
-        "ecos_fast.flower needs flwr, which is not installed: pip install 'ecos-fast[flower]'"
+        f"ecos_fast.flower needs flwr, which is not installed: {install_line('flower')}"
     ) from exc
 
 from .apps import RoundResult, ServerConfig, make_client_app, run_round
@@ -46,19 +51,28 @@ def _get(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
     return default
 
 
+def _optional(cfg: dict[str, Any], key: str) -> str | None:
+    value = cfg.get(key)
+    return None if value in (None, "") else str(value)
+
+
 def client_config(context: Context) -> ClientConfig:
     """This SuperNode's :class:`ClientConfig`, from ``context.node_config``."""
     c = context.node_config
     seed = c.get("seed")
-    fp = c.get("extractor-fingerprint")
+    images = _optional(c, "images")
     return ClientConfig(
-        features=str(_get(c, "features")),
+        features=None if images is not None and "features" not in c else str(_get(c, "features")),
+        images=images,
+        extractor=_optional(c, "extractor"),
+        cloud_key=_optional(c, "cloud-key"),
+        sign_key=_optional(c, "sign-key"),
         ledger=str(_get(c, "ledger")),
         epsilon=float(_get(c, "epsilon")),
         delta=float(_get(c, "delta")),
         budget_epsilon=float(_get(c, "budget-epsilon")),
         cloud=str(_get(c, "cloud", "default")),
-        extractor_fingerprint=None if fp in (None, "") else str(fp),
+        extractor_fingerprint=_optional(c, "extractor-fingerprint"),
         seed=None if seed is None else int(seed),
     )
 
@@ -78,6 +92,8 @@ def server_config(context: Context) -> ServerConfig:
         output=None if output in (None, "") else str(output),
         backend=cast(Literal["local", "ray"], str(_get(c, "backend", "local"))),
         init_sample=None if c.get("init-sample") is None else int(c["init-sample"]),
+        sign_key=_optional(c, "sign-key"),
+        client_keys=[k.strip() for k in str(c.get("client-keys") or "").split(",") if k.strip()],
     )
 
 
