@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _core
+from . import _core, _stream, _validation
 from ._progress import kernel_callback
-from ._validation import KMeansParams, check_int, check_seed
+from ._validation import KMeansParams, check_int, check_seed, feature_limit
 
 __all__ = ["KMeansResult", "init_sample_rows", "kmeans_rows", "training_sample_rows"]
 
@@ -105,13 +105,32 @@ def init_sample_rows(
     return np.sort(rng.choice(n_train, size=m, replace=False)).astype(np.int64)
 
 
-def kmeans_rows(x: NDArray[np.float32], params: KMeansParams, n_threads: int) -> KMeansResult:
-    """k-means of checked features ``x`` on one machine (the compiled core).
+def kmeans_rows(
+    x: NDArray[np.float32],
+    params: KMeansParams,
+    n_threads: int,
+    *,
+    check_as: str | None = None,
+) -> KMeansResult:
+    """k-means of features ``x`` on one machine (the compiled core).
 
     Trains on :func:`training_sample_rows` when ``params.max_train`` is below the
     pool size, seeds k-means++ on :func:`init_sample_rows` when
     ``params.init_sample`` is given (and ``params.init`` is not), then assigns
     every row once.
+
+    ``x`` has been checked for NaN/inf and magnitude, unless ``check_as`` names it:
+    then every row is checked (against :func:`~ecos_fast._validation.feature_limit`)
+    as it is first read, with the errors of ``check_finite`` naming ``check_as``.
+
+    A memory-mapped ``x`` (:func:`ecos_fast._stream.is_mapped`), or one to check, is
+    read in row blocks (:mod:`ecos_fast._stream`): the training sample is gathered
+    (its reads queued together), clustered in memory, and the final assignment is one
+    pass of blocks with the check fused into it; Lloyd on every row
+    (``max_train=None``) is one pass per iteration, plus one for the per-feature
+    maxima (with the check) and one for the final assignment, the variance that
+    scales ``tol`` being summed in the first iteration's pass. The result is the
+    in-memory kernel's, bit for bit (the sharded reductions of the Ray backend).
 
     Examples
     --------
@@ -126,6 +145,12 @@ def kmeans_rows(x: NDArray[np.float32], params: KMeansParams, n_threads: int) ->
     n = x.shape[0]
     p = params
     sample = training_sample_rows(n, p)
+    if check_as is not None or _stream.is_mapped(x):
+        if sample is not None:
+            return _kmeans_on_sample(x, sample, p, n_threads, check_as)
+        if _stream.is_mapped(x):
+            return _lloyd_streamed(x, p, n_threads, check_as)
+        _validation.check_finite(x, check_as or "features", max_abs=feature_limit(x.shape[1]))
     init_c = p.init
     if init_c is None and p.init_sample is not None:
         n_train = n if sample is None else sample.shape[0]
@@ -146,3 +171,106 @@ def kmeans_rows(x: NDArray[np.float32], params: KMeansParams, n_threads: int) ->
 def on_every_row(params: KMeansParams) -> KMeansParams:
     """``params`` with no training subsample (for a sample already drawn)."""
     return replace(params, max_train=None)
+
+
+def _bins_total(bins: NDArray[np.int64]) -> float:
+    """The kernel's exact inertia from its exponent bins (smallest exponent first)."""
+    return float(sum(float(b) * 2.0 ** (e - 150) for e, b in enumerate(bins.tolist()) if b))
+
+
+def _kmeans_on_sample(
+    x: NDArray[np.float32],
+    sample: NDArray[np.int64],
+    p: KMeansParams,
+    n_threads: int,
+    check_as: str | None,
+) -> KMeansResult:
+    """Lloyd on the gathered ``sample`` rows, then one checked pass assigning every row.
+
+    What the compiled kernel does with ``sample=``, in the same order of arithmetic:
+    it gathers the rows too and clusters them alone (the Ray backend relies on it).
+    """
+    limit = feature_limit(x.shape[1])
+    xs = _stream.gather_rows(x, sample)
+    if check_as is not None:
+        _stream.check_block(xs, x, check_as, limit)
+    km = kmeans_rows(xs, on_every_row(p), n_threads)
+    labels, _, _ = _stream.assign_checked(x, km.centroids, n_threads, name=check_as, max_abs=limit)
+    # The history covers the training assignments only, as with sample= in the kernel.
+    return KMeansResult(km.centroids, labels, km.inertia_history[: km.n_iter], km.n_iter)
+
+
+def _lloyd_streamed(
+    x: NDArray[np.float32], p: KMeansParams, n_threads: int, check_as: str | None
+) -> KMeansResult:
+    """Lloyd on every row of a mapped pool, in row blocks (one pass per iteration).
+
+    Each block is a shard of the Ray backend's exact reduction: per-feature maxima set
+    the fixed-point scales, each iteration adds the blocks' integer sums, counts and
+    inertia bins, empty clusters take the blocks' merged farthest rows, and
+    ``_core.kmeans_update`` moves the centroids, so the result equals the in-memory
+    kernel's bit for bit.
+    """
+    n, d = x.shape
+    k = p.n_clusters
+    limit = feature_limit(d)
+    maxabs = np.zeros(d, dtype=np.float32)
+    for _, blk in _stream.blocks(x):  # pass 1: the check and the per-feature maxima
+        if check_as is not None:
+            _stream.check_block(blk, x, check_as, limit)
+        np.maximum(maxabs, _core.kmeans_max_abs(blk, n_threads), out=maxabs)
+    scales = _core.kmeans_scales(maxabs, n)
+    centroids = p.init
+    if centroids is None:
+        rows = None if p.init_sample is None else init_sample_rows(n, p.init_sample, p.seed, k)
+        if rows is not None and rows.shape[0] < n:
+            seed_rows = _stream.gather_rows(x, rows)
+        else:  # k-means++ over every row: up to n_clusters passes, as in memory
+            seed_rows = x
+        centroids = _core.kmeans_plusplus(seed_rows, k, p.seed, n_threads, p.n_local_trials)
+    progress = kernel_callback("k-means", p.max_iter)
+    tol_abs = 0.0
+    history: list[float] = []
+    n_iter = 0
+    for it in range(p.max_iter):
+        sums = np.zeros((k, d), dtype=np.int64)
+        counts = np.zeros(k, dtype=np.int64)
+        bins = np.zeros(256, dtype=np.int64)
+        q = np.zeros(d, dtype=np.int64)
+        q2 = [0] * d
+        for _, blk in _stream.blocks(x):
+            if it == 0:  # the variance that scales tol, in the same pass
+                m, hi, lo = _core.kmeans_moments(blk, scales, n_threads)
+                q += m
+                q2 = [v + ((int(h) << 64) | int(lo_)) for v, h, lo_ in zip(q2, hi, lo, strict=True)]
+            s_, c_, b_ = _core.kmeans_partial(blk, centroids, scales, n_threads)
+            sums += s_
+            counts += c_
+            bins += b_
+        if it == 0:
+            hi_w = np.array([v >> 64 for v in q2], dtype=np.int64)
+            lo_w = np.array([v & ((1 << 64) - 1) for v in q2], dtype=np.uint64)
+            tol_abs = p.tol * _core.kmeans_mean_variance(q, hi_w, lo_w, n, scales)
+        cand = None
+        n_empty = int((counts == 0).sum())
+        if n_empty:  # one more pass: every block's farthest rows, merged by the update
+            got = [
+                _core.kmeans_candidates(blk, centroids, start, n_empty + k, n_threads)
+                for start, blk in _stream.blocks(x)
+            ]
+            cand = tuple(
+                np.ascontiguousarray(np.concatenate([g[i] for g in got])) for i in range(4)
+            )
+        new, shift, inertia, _, _ = _core.kmeans_update(sums, counts, bins, centroids, scales, cand)  # type: ignore[arg-type]
+        history.append(float(inertia))
+        n_iter += 1
+        centroids = new
+        if progress is not None:
+            progress(n_iter)
+        if shift <= tol_abs:
+            break
+    labels, _, bins = _stream.assign_checked(x, centroids, n_threads)
+    history.append(_bins_total(bins))
+    return KMeansResult(
+        np.asarray(centroids, dtype=np.float32), labels, np.asarray(history), int(n_iter)
+    )

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _core, _validation, kernels
+from . import _core, _validation, clustering, kernels
 from ._backend import check_backend, ray_backend
 from ._threads import resolve_threads
 from ._validation import (
@@ -403,17 +403,27 @@ def fit_centroids(
             normalize=normalize,
             extractor_fingerprint=extractor_fp,
         )
-    x = _transformed(as_features(pool_features, "pool_features", finite=False),
-                     "pool_features", normalize)  # fmt: skip
-    km = kernels.kmeans(
-        Checked(x),  # checked above: no second pass over the pool
-        n_clusters,
-        seed=seed,
-        max_iter=max_iter,
-        max_points_per_centroid=max_points_per_centroid,
-        init_sample=init_sample,
-        n_threads=n_threads,
-    )
+    x = as_features(pool_features, "pool_features", finite=False)
+    if normalize is None:
+        # Checked while k-means reads it (clustering.kmeans_rows): a pool on disk is
+        # read once for the final assignment, not once more for the check.
+        params = _validation.check_kmeans_params(
+            x.shape[0], x.shape[1], n_clusters, max_iter=max_iter, tol=1e-4, seed=seed,
+            init=None, max_points_per_centroid=max_points_per_centroid, n_local_trials=1,
+            init_sample=init_sample,
+        )  # fmt: skip
+        km = clustering.kmeans_rows(x, params, resolve_threads(n_threads), check_as="pool_features")
+    else:
+        x = _transformed(x, "pool_features", normalize)
+        km = kernels.kmeans(
+            Checked(x),  # checked above: no second pass over the pool
+            n_clusters,
+            seed=seed,
+            max_iter=max_iter,
+            max_points_per_centroid=max_points_per_centroid,
+            init_sample=init_sample,
+            n_threads=n_threads,
+        )
     return Centroids(
         km.centroids,
         n_pool=x.shape[0],

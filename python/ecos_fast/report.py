@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _stream
 from .atomic import write_atomically
 from .errors import InvalidInputError
 
@@ -671,9 +672,10 @@ def write_report(
     x = features
     sel = np.asarray(selected, dtype=np.int64)
     sub = _subsample(x.shape[0], MAX_PLOT_ROWS, seed)
-    sample = np.asarray(x[sub], dtype=np.float64)
+    # Only the plotted rows are read; on a pool on disk their reads are queued together.
+    sample = np.asarray(_stream.gather_rows(x, sub), dtype=np.float64)
     shown = sel[_subsample(sel.shape[0], MAX_PLOT_SELECTED, seed + 1)]
-    chosen = np.asarray(x[shown], dtype=np.float64).reshape(-1, x.shape[1])
+    chosen = np.asarray(_stream.gather_rows(x, shown), dtype=np.float64).reshape(-1, x.shape[1])
     summary = {"n_samples": int(x.shape[0]), "n_selected": int(sel.shape[0]), **summary}
     cl = None
     if noisy_counts is not None:

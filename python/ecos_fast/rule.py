@@ -44,7 +44,7 @@ from typing import Any, Literal, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _core
+from . import _core, _stream
 from ._validation import (
     _from_torch,
     as_vector,
@@ -52,6 +52,7 @@ from ._validation import (
     check_nonneg_float,
     check_real,
     check_seed,
+    feature_limit,
 )
 from .errors import (
     BudgetShortfallWarning,
@@ -83,6 +84,7 @@ __all__ = [
     "ecos_selection",
     "kcenter_on_candidates",
     "noise_only_mass",
+    "own_centroid_sq_dist",
     "plan_selection",
     "posterior_mean_counts",
     "random_rows",
@@ -118,8 +120,6 @@ WEIGHTS = ("noisy", "posterior")
 WITHIN = ("neighbourhood", "kcenter", "nearest")
 # The noisy total must clear this many standard deviations of its noise.
 LOW_SIGNAL_SIGMAS = 3.0
-# Rows per block when computing distances to the own centroid (bounded memory).
-_DIST_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -745,6 +745,7 @@ def kcenter_on_candidates(
     in cluster order, pick order inside a cluster.
     """
     r = quotas.shape[0]
+    _stream.will_need_rows(x, cand_members)  # a pool on disk: queue the candidates' reads
     sizes = np.diff(cand_indptr)
     first = np.full(r, -1, dtype=np.int64)
     has = (quotas > 0) & (sizes > 0)
@@ -754,24 +755,41 @@ def kcenter_on_candidates(
     return _core.kcenter_clusters(x, cand_indptr, by_row, quotas, first, n_threads)
 
 
-def _own_centroid_sq_dist(
+def own_centroid_sq_dist(
     x: NDArray[np.float32],
     centroids: NDArray[np.float32],
-    indptr: NDArray[np.int64],
-    members: NDArray[np.int64],
-    clusters: NDArray[np.int64],
+    labels: NDArray[np.int64],
+    chosen: NDArray[np.bool_],
     n_threads: int,
+    *,
+    check_as: str | None = None,
 ) -> NDArray[np.float32]:
-    """Squared distance of every member of ``clusters`` to its own centroid, by the
-    assign kernel in bounded blocks (the values a full assignment gives); the other
-    rows hold +inf."""
+    """Squared distance of every row of a ``chosen`` cluster to its own centroid (the
+    values a full assignment gives: the assign kernel against that one centroid); the
+    other rows hold +inf.
+
+    One sweep of row blocks (:func:`ecos_fast._stream.blocks`, in file order even for a
+    pool on disk): inside a block, each chosen cluster's rows are copied out and
+    measured together. With ``check_as``, every block is first checked for NaN/inf and
+    magnitude (``_validation.check_finite``'s errors, naming ``check_as``), so the check
+    costs no pass of its own.
+    """
     d2 = np.full(x.shape[0], np.inf, dtype=np.float32)
-    for k in clusters.tolist():
-        rows = members[indptr[k] : indptr[k + 1]]
-        c = np.ascontiguousarray(centroids[k : k + 1])
-        for s in range(0, rows.shape[0], _DIST_CHUNK):
-            blk = rows[s : s + _DIST_CHUNK]
-            d2[blk] = _core.assign(np.ascontiguousarray(x[blk]), c, n_threads)[1]
+    limit = feature_limit(x.shape[1])
+    for start, blk in _stream.blocks(x):
+        if check_as is not None:
+            _stream.check_block(blk, x, check_as, limit)
+        lab = labels[start : start + blk.shape[0]]
+        rows = np.flatnonzero(chosen[lab])
+        if rows.size == 0:
+            continue
+        rows = rows[np.argsort(lab[rows], kind="stable")]
+        ks, first = np.unique(lab[rows], return_index=True)
+        ends = np.append(first[1:], rows.size)
+        for k, a, b in zip(ks.tolist(), first.tolist(), ends.tolist(), strict=True):
+            sub = rows[a:b]
+            c = np.ascontiguousarray(centroids[k : k + 1])
+            d2[start + sub] = _core.assign(np.ascontiguousarray(blk[sub]), c, n_threads)[1]
     return d2
 
 
@@ -790,10 +808,9 @@ def select_within(
     assignment); None computes it for the chosen clusters' members.
     """
     quotas = plan.quotas
-    indptr, members = cluster_members(labels, quotas.shape[0])
     if sq_dist is None:
-        chosen = np.flatnonzero(quotas > 0).astype(np.int64)
-        sq_dist = _own_centroid_sq_dist(x, centroids, indptr, members, chosen, n_threads)
+        sq_dist = own_centroid_sq_dist(x, centroids, labels, quotas > 0, n_threads)
+    indptr, members = cluster_members(labels, quotas.shape[0])
     if opts.within == "kcenter":  # the whole cluster: only its nearest member is needed
         _, first_rows = _core.nearest_in_clusters(
             sq_dist, indptr, members, (quotas > 0).astype(np.int64), n_threads

@@ -15,10 +15,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _core
+from . import _validation
 from ._backend import check_backend, ray_backend
+from ._stream import assign_checked
 from ._threads import resolve_threads
-from ._validation import as_labels, check_budget, check_seed
+from ._validation import (
+    as_features,
+    as_labels,
+    check_budget,
+    check_seed,
+    feature_limit,
+)
 from .baselines import select_kcenter
 from .errors import InvalidTypeError
 from .protocol import Centroids, Response, Sketch
@@ -35,6 +42,7 @@ from .rule import (
     check_rule_options,
     ecos_selection,
     fallback_selection,
+    own_centroid_sq_dist,
     plan_selection,
     random_rows,
     select_within,
@@ -173,26 +181,44 @@ def select(
             within=opts.within, candidates=opts.candidates, fallback=opts.fallback,
             low_signal=opts.low_signal, seed=seed, kcenter=kcenter, n_threads=n_threads, stacklevel=3,
         )  # fmt: skip
-    x = sk.centroids.transform(features, "features")
+    cents = sk.centroids
+    # Without a transform the features are checked inside the first pass that reads them
+    # (the assignment, or with labels the distances to the own centroids): a pool on disk
+    # is read once, not once more for the check.
+    unchecked = cents.normalize is None
+    if unchecked:
+        x = as_features(features, "features", n_features=cents.n_features, finite=False)
+    else:
+        x = cents.transform(features, "features")
     n = x.shape[0]
     b = check_budget(budget, n)
     s = check_seed(seed)
     threads = resolve_threads(n_threads)
-    c = sk.centroids.centroids
+    c = cents.centroids
     r = sk.n_clusters
+    limit = feature_limit(x.shape[1])
     if labels is None:
-        lab, sq_dist = _core.assign(x, c, threads)
+        lab, sq_dist, _ = assign_checked(
+            x, c, threads, name="features" if unchecked else None, max_abs=limit
+        )
+        unchecked = False
     else:
         lab, sq_dist = as_labels(labels, "labels", n_samples=n, n_clusters=r), None
     capacity = np.bincount(lab, minlength=r).astype(np.int64)
     resp = sk.response
     plan = plan_selection(resp.noisy_counts, resp.sigma, capacity, b, opts, stacklevel=2)
     if plan.fallback is not None:
+        if unchecked:
+            _validation.check_finite(x, "features", max_abs=limit)
         idx = (
             random_rows(n, b, s)
             if plan.fallback == "random"
             else select_kcenter(x, b, n_threads=threads).indices
         )
         return fallback_selection(idx, plan, np.bincount(lab[idx], minlength=r), lab)
+    if sq_dist is None:
+        sq_dist = own_centroid_sq_dist(
+            x, c, lab, plan.quotas > 0, threads, check_as="features" if unchecked else None
+        )
     idx = select_within(x, c, lab, sq_dist, plan, opts, threads)
     return ecos_selection(idx, plan, lab, stacklevel=2)
