@@ -39,6 +39,8 @@ PEER_NAMES = {
     "sklearn": "scikit-learn",
     "sklearnex": "scikit-learn-intelex",
     "ecos-fast": "ecos-fast",
+    "ecos-fast f32": "ecos-fast precision=float32",
+    "ecos-fast bf16": "ecos-fast precision=bf16",
     "_core": "ecos-fast raw `_core`",
 }
 OVERHEAD_TARGET_US = 100.0
@@ -173,6 +175,8 @@ def impl_label(b: dict[str, Any]) -> str:
         name += f" (pruning: {e['pruning']})"
     if e["impl"] == "sklearnex" and e.get("backend"):
         name += f" [{e['backend']}]"
+    if e.get("recheck"):
+        name += f" (re-checked in float32: {e['recheck']})"
     return name
 
 
@@ -381,6 +385,20 @@ def stated_targets(
                     g / peak >= 0.75,
                 )
             )
+    bf16 = _time(groups, "assign 1Mx512 k=1000", t, "ecos-fast bf16")
+    for base_impl, base_name, factor in [
+        ("ecos-fast f32", "ecos-fast precision=float32", 1.5),
+        ("numpy", "NumPy GEMM + argmin", 2.0),
+    ]:
+        base = _time(groups, "assign 1Mx512 k=1000", t, base_impl)
+        if bf16 and base:
+            rows.append(
+                (
+                    f"assign 1Mx512 k=1000 precision=bf16 (2 threads) ≥ {factor}× {base_name}",
+                    f"{fmt_ratio(base / bf16)} ({fmt_time(bf16)} vs {fmt_time(base)})",
+                    base / bf16 >= factor,
+                )
+            )
     for group, label, peer, peer_name, factor in [
         ("assign 200kx128 k=100", "assign 200kx128 k=100", "faiss", "faiss-cpu", 1.5),
         ("kmeans 1Mx128 k=1000 10 iter", "k-means 1Mx128 k=1000", "faiss", "faiss-cpu", 1.25),
@@ -473,7 +491,8 @@ def targets(
         peers = [
             (seconds(b), b["extra_info"]["impl"])
             for b in per_t[t]
-            if b["extra_info"]["impl"] != "ecos-fast"
+            # Not the forced-precision rows of ecos-fast itself (assign).
+            if not b["extra_info"]["impl"].startswith("ecos-fast")
         ]
         if mine is None or not peers:
             continue

@@ -17,6 +17,8 @@ use crate::invalid;
 // `assign` binding below takes that name.
 use crate::kernels::control::{Control, NEVER};
 use crate::kernels::{assign as nearest, finite, kcenter, kmeans as km, neighbourhood, simd};
+// The bf16 first pass and the precision choice of `assign` (`kernels::assign_bf16`).
+use crate::kernels::assign_bf16 as nearest_bf16;
 
 /// Largest pool built, as a multiple of the CPUs this process may use
 /// (`std::thread::available_parallelism`). Python caps `n_threads` at the same
@@ -298,23 +300,27 @@ fn finite_distances(what: &str, v: &[f32]) -> KernelResult<()> {
 /// and with `bins=True` also the exact fixed-point bins of the squared distances
 /// (int64[256], `kmeans::dist_bins`: the same code the Lloyd inertia uses, so a
 /// sharded caller adds bins and gets the single-machine inertia bit for bit).
+/// `precision`: `"auto"` (the bf16 first pass where it pays), `"float32"` or `"bf16"`;
+/// the results are the same.
 #[pyfunction]
-#[pyo3(signature = (features, centroids, n_threads, bins=false))]
+#[pyo3(signature = (features, centroids, n_threads, bins=false, precision="auto"))]
 fn assign<'py>(
     py: Python<'py>,
     features: PyReadonlyArray2<'py, f32>,
     centroids: PyReadonlyArray2<'py, f32>,
     n_threads: usize,
     bins: bool,
+    precision: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let (n, d) = (features.shape()[0], features.shape()[1]);
     let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
     let x = contiguous("features", &features)?;
     let c = contiguous("centroids", &centroids)?;
+    let precision = nearest_bf16::Precision::parse(precision)?;
     let (labels, dists, hist) = run_controlled(py, n_threads, work(n, k, d), None, |ctl| {
         let mut labels = vec![0i64; n];
         let mut dists = vec![0f32; n];
-        nearest::assign_ctl(x, n, d, c, k, dc, &mut labels, &mut dists, ctl)?;
+        nearest_bf16::assign_auto_ctl(x, n, d, c, k, dc, &mut labels, &mut dists, precision, ctl)?;
         finite_distances("squared distance", &dists)?;
         let hist = bins.then(|| km::dist_bins(&dists));
         Ok((labels, dists, hist))
@@ -545,6 +551,48 @@ fn kmeans_partial<'py>(
         PyArray2::from_owned_array(py, to_array2(p.sums, k, d)?),
         PyArray1::from_vec(py, p.counts),
         PyArray1::from_vec(py, p.bins),
+    ))
+}
+
+/// (labels int64[n], squared distances float32[n], re-check counts).
+type Bf16StatsArrays<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f32>>,
+    HashMap<&'static str, u64>,
+);
+
+/// The bf16 first pass of `assign` (forced), with what it re-checked in float32:
+/// labels int64[n], squared distances float32[n], and the counts `rows`,
+/// `rows_rechecked` (two or more candidates), `centroids_rechecked` (summed over
+/// those rows) and `rows_full` (overflowed bounds: every centroid re-checked).
+#[pyfunction]
+fn assign_bf16_stats<'py>(
+    py: Python<'py>,
+    features: PyReadonlyArray2<'py, f32>,
+    centroids: PyReadonlyArray2<'py, f32>,
+    n_threads: usize,
+) -> PyResult<Bf16StatsArrays<'py>> {
+    let (n, d) = (features.shape()[0], features.shape()[1]);
+    let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
+    let x = contiguous("features", &features)?;
+    let c = contiguous("centroids", &centroids)?;
+    let (labels, dists, st) = run_controlled(py, n_threads, work(n, k, d), None, |ctl| {
+        let mut labels = vec![0i64; n];
+        let mut dists = vec![0f32; n];
+        let st = nearest_bf16::assign_ctl(x, n, d, c, k, dc, &mut labels, &mut dists, ctl)?;
+        finite_distances("squared distance", &dists)?;
+        Ok((labels, dists, st))
+    })?;
+    let stats = HashMap::from([
+        ("rows", st.rows),
+        ("rows_rechecked", st.rows_rechecked),
+        ("centroids_rechecked", st.centroids_rechecked),
+        ("rows_full", st.rows_full),
+    ]);
+    Ok((
+        PyArray1::from_vec(py, labels),
+        PyArray1::from_vec(py, dists),
+        stats,
     ))
 }
 
@@ -914,6 +962,19 @@ fn build_info() -> PyResult<HashMap<&'static str, String>> {
     // of older reports).
     info.insert("simd", path.name().to_string());
     info.insert("kcenter_simd", path.name().to_string());
+    // `assign` on large problems: "avx512bf16" where the bf16 first pass is taken
+    // (calibrated, or forced by ECOS_FAST_SIMD), else the float32 path.
+    info.insert("assign_path", simd::assign_path_name().to_string());
+    let cal = match simd::bf16_calibration() {
+        Some(c) => format!(
+            "vdpbf16ps {:.1} vs vfmadd231ps {:.1} G multiply-adds/s (1 thread): {}",
+            c.bf16_gmadds,
+            c.f32_gmadds,
+            if c.pays() { "pays" } else { "does not pay" }
+        ),
+        None => "no AVX512_BF16".to_string(),
+    };
+    info.insert("bf16_calibration", cal);
     info.insert("target_arch", std::env::consts::ARCH.to_string());
     let timers = if cfg!(feature = "profile") {
         "on"
@@ -937,6 +998,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // declares it dynamic, `ecos_fast.__version__` re-exports this).
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(assign, m)?)?;
+    m.add_function(wrap_pyfunction!(assign_bf16_stats, m)?)?;
     m.add_function(wrap_pyfunction!(first_non_finite, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_plusplus, m)?)?;

@@ -15,6 +15,7 @@ __all__ = [
     "__version__",
     "_raise_kernel_error",
     "assign",
+    "assign_bf16_stats",
     "build_info",
     "first_non_finite",
     "kcenter_clusters",
@@ -40,13 +41,20 @@ def assign(
     centroids: NDArray[np.float32],
     n_threads: int,
     bins: Literal[False] = False,
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]: ...
+    precision: Literal["auto", "float32", "bf16"] = "auto",
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """``precision``: ``"auto"`` takes the bf16 first pass (``rust/kernels/assign_bf16.rs``)
+    where ``build_info()["assign_path"]`` says so, ``"float32"`` never, ``"bf16"`` always
+    (an ``InvalidInputError`` without AVX512_BF16). The results are the same bit for bit.
+    """
+
 @overload
 def assign(
     features: NDArray[np.float32],
     centroids: NDArray[np.float32],
     n_threads: int,
     bins: Literal[True],
+    precision: Literal["auto", "float32", "bf16"] = "auto",
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
     """``bins=True`` also returns the exact per-exponent bins of the squared distances.
 
@@ -54,6 +62,16 @@ def assign(
     the 24-bit significands of the distances with that exponent, in units of
     ``2^(e - 150)``; the same code as the k-means inertia (``rust/kernels/kmeans.rs``
     ``dist_bins``), so bins added over shards give the single-machine inertia exactly.
+    """
+
+def assign_bf16_stats(
+    features: NDArray[np.float32], centroids: NDArray[np.float32], n_threads: int
+) -> tuple[NDArray[np.int64], NDArray[np.float32], dict[str, int]]:
+    """``assign`` through the bf16 first pass (forced), and what it re-checked in float32.
+
+    The counts: ``rows``, ``rows_rechecked`` (two or more candidates), ``centroids_rechecked``
+    (summed over those rows), ``rows_full`` (bounds overflowed: every centroid re-checked).
+    ``InvalidInputError`` where the CPU lacks AVX512_BF16 or ``ECOS_FAST_SIMD`` caps it.
     """
 
 def first_non_finite(

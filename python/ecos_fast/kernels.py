@@ -34,6 +34,7 @@ def assign(
     *,
     n_threads: int | None = None,
     backend: Literal["local", "ray"] = "local",
+    precision: Literal["auto", "float32", "bf16"] = "auto",
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Nearest centroid of every row, and the squared distance to it.
 
@@ -49,6 +50,14 @@ def assign(
         ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
         shards or a ``ray.data.Dataset``; the shards are assigned on the Ray workers
         (:func:`ecos_fast.ray_backend.assign_sharded`) and the result is the same.
+    precision : {"auto", "float32", "bf16"}, default "auto"
+        How the nearest centroid is found; the result is the same bit for bit.
+        ``"bf16"``: a bf16 first pass (AVX512_BF16 ``vdpbf16ps``) bounds every centroid's
+        error from the norms and re-checks in float32 only those it cannot rule out;
+        ``InvalidInputError`` on a CPU without AVX512_BF16. ``"float32"``: the float32
+        kernel only. ``"auto"``: bf16 where it measures faster on this core (a one-off
+        calibration; ``ecos_fast._core.build_info()["assign_path"]``) and the problem is
+        large enough, else float32. The Ray backend always uses ``"auto"``.
 
     Returns
     -------
@@ -69,7 +78,7 @@ def assign(
         return ray_backend().assign_sharded(features, centroids)  # type: ignore[no-any-return]
     c = as_features(centroids, "centroids")
     x = as_features(features, "features", n_features=c.shape[1])
-    return _core.assign(x, c, resolve_threads(n_threads))
+    return _core.assign(x, c, resolve_threads(n_threads), precision=precision)
 
 
 def kmeans(

@@ -120,6 +120,29 @@ pub fn sq_dist_wide(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// The shift `mu` of the expansion: the per-feature mean of the `k × d` centroids,
+/// rounded to an integer (shared with the bf16 first pass, `assign_bf16.rs`).
+pub(crate) fn centroid_shift(c: &[f32], k: usize, d: usize) -> Vec<f32> {
+    let mut mu = vec![0f64; d];
+    for row in c.chunks_exact(d) {
+        for (m, &v) in mu.iter_mut().zip(row) {
+            *m += v as f64;
+        }
+    }
+    mu.iter().map(|m| (m / k as f64).round() as f32).collect()
+}
+
+/// `||c − mu||²` of one centroid as the expansion uses it: the f32 differences
+/// squared and summed in f64, in feature order, rounded once to f32.
+pub(crate) fn shifted_sq_norm(row: &[f32], mu: &[f32]) -> f32 {
+    let mut norm = 0f64;
+    for (&v, &m) in row.iter().zip(mu) {
+        let s = v - m;
+        norm += (s as f64) * (s as f64);
+    }
+    norm as f32
+}
+
 /// A micro-kernel: `MR × W` dot products over `d` features, folded into the
 /// running minima. Arguments: the first of `MR` shifted rows and the row
 /// stride, the packed centroid panel (`d × W`, feature-major), `d`, the panel's
@@ -177,13 +200,7 @@ impl<'a> Packed<'a> {
         let path = simd::checked()?;
         let (mr, nr) = tile(path);
         let tail_nr = tail_width(path);
-        let mut mu = vec![0f64; d];
-        for row in c.chunks_exact(d) {
-            for (m, &v) in mu.iter_mut().zip(row) {
-                *m += v as f64;
-            }
-        }
-        let mu: Vec<f32> = mu.iter().map(|m| (m / k as f64).round() as f32).collect();
+        let mu = centroid_shift(c, k, d);
         // Full panels, then one narrow panel when the rest fits it (less padding).
         let mut panels = Vec::new();
         let mut j0 = 0;
@@ -205,13 +222,10 @@ impl<'a> Packed<'a> {
             let block = &mut b[panel.j0 * d..(panel.j0 + w) * d];
             for lane in 0..w.min(k - panel.j0) {
                 let j = panel.j0 + lane;
-                let mut norm = 0f64;
                 for (f, (&v, &m)) in c[j * d..(j + 1) * d].iter().zip(&mu).enumerate() {
-                    let s = v - m;
-                    block[f * w + lane] = s;
-                    norm += (s as f64) * (s as f64);
+                    block[f * w + lane] = v - m;
                 }
-                cn[j] = norm as f32;
+                cn[j] = shifted_sq_norm(&c[j * d..(j + 1) * d], &mu);
             }
         }
         Ok(Packed {

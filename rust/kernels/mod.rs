@@ -4,6 +4,7 @@
 //! re-check only cheap shape invariants and return `KernelError`s.
 
 pub mod assign;
+pub mod assign_bf16;
 pub mod control;
 pub mod finite;
 pub mod kcenter;

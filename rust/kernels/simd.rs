@@ -7,9 +7,22 @@
 //! fixed-point sums and the K-Center distance loop all dispatch on [`path`].
 //!
 //! `ECOS_FAST_SIMD` (read once, before the first kernel call) caps the path, so the
-//! tests can exercise every path on one machine: `avx512f` (no cap), `avx2` or
+//! tests can exercise every path on one machine: `avx512bf16`, `avx512f`, `avx2` or
 //! `portable`; unset or empty means no cap. Any other value is an error
 //! ([`checked`]), not silently ignored: a typo would otherwise test the wrong path.
+//!
+//! The bf16 first pass of the assignment (`assign_bf16.rs`, AVX512_BF16's
+//! `vdpbf16ps`) is a separate choice on top of the AVX-512F path, because whether it
+//! pays depends on the core, not only on the flag: on AMD Zen 4 `vdpbf16ps` issues
+//! like an FMA (twice the multiply-adds), on this project's Intel Emerald Rapids
+//! machines it issues at a quarter of the FMA rate (half the multiply-adds;
+//! `benches/bf16_peak.c`). So with `ECOS_FAST_SIMD` unset the assignment uses it only
+//! where a one-off calibration ([`bf16_calibration`], ~2 ms on the first call that
+//! asks) measures `vdpbf16ps` at ≥ [`BF16_GAIN`] × the float32 FMA multiply-add rate;
+//! `avx512bf16` forces it wherever the CPU has AVX512_BF16; any narrower value turns
+//! it off. The labels and distances are the float32 kernel's either way (the first
+//! pass only narrows the candidates; see `assign_bf16.rs`), so the calibration, which
+//! may land differently on a loaded machine, changes only the speed.
 //!
 //! Determinism. The path changes only speed for K-Center and the k-means sums
 //! (same summation order on every path); the assignment labels may differ between
@@ -23,7 +36,21 @@ use crate::errors::{KernelError, KernelResult};
 pub const ENV_VAR: &str = "ECOS_FAST_SIMD";
 
 /// The values `ECOS_FAST_SIMD` accepts (besides unset or empty: no cap).
-pub const ALLOWED: [&str; 3] = ["avx512f", "avx2", "portable"];
+pub const ALLOWED: [&str; 4] = ["avx512bf16", "avx512f", "avx2", "portable"];
+
+/// How much faster (multiply-adds per second, one thread) `vdpbf16ps` must measure
+/// than float32 FMA for the automatic choice to take the bf16 first pass: the pass
+/// also converts the rows and re-checks candidates in float32.
+pub const BF16_GAIN: f64 = 1.25;
+
+/// The bf16 first pass of the assignment: never, where it measures faster, or
+/// wherever the CPU has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Mode {
+    Off,
+    Auto,
+    On,
+}
 
 /// The instruction set the kernels use, widest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,7 +74,7 @@ impl SimdPath {
 /// The widest path a value of `ECOS_FAST_SIMD` allows (`None`/empty: no cap).
 pub fn parse_cap(value: Option<&str>) -> KernelResult<SimdPath> {
     match value.map(str::trim) {
-        None | Some("") | Some("avx512f") => Ok(SimdPath::Avx512),
+        None | Some("") | Some("avx512bf16") | Some("avx512f") => Ok(SimdPath::Avx512),
         Some("avx2") => Ok(SimdPath::Avx2Fma),
         Some("portable") => Ok(SimdPath::Portable),
         Some(other) => Err(KernelError::Config(format!(
@@ -55,6 +82,170 @@ pub fn parse_cap(value: Option<&str>) -> KernelResult<SimdPath> {
              widest path this CPU has",
             ALLOWED.map(|a| format!("{a:?}")).join(", ")
         ))),
+    }
+}
+
+/// The bf16 mode a value of `ECOS_FAST_SIMD` asks for (its validity is
+/// [`parse_cap`]'s to check).
+pub fn parse_bf16(value: Option<&str>) -> Bf16Mode {
+    match value.map(str::trim) {
+        None | Some("") => Bf16Mode::Auto,
+        Some("avx512bf16") => Bf16Mode::On,
+        Some(_) => Bf16Mode::Off,
+    }
+}
+
+/// Whether this CPU has AVX512_BF16 (with AVX-512F).
+fn bf16_detected() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the bf16 first pass may run in this process: the CPU has AVX512_BF16,
+/// the path is AVX-512F, and `ECOS_FAST_SIMD` does not cap it below `avx512bf16`.
+pub fn bf16_allowed() -> bool {
+    static MODE: OnceLock<Bf16Mode> = OnceLock::new();
+    let mode = *MODE.get_or_init(|| {
+        let raw = std::env::var_os(ENV_VAR);
+        parse_bf16(raw.as_ref().map(|v| v.to_string_lossy()).as_deref())
+    });
+    mode != Bf16Mode::Off && path() == SimdPath::Avx512 && bf16_detected()
+}
+
+/// Whether the bf16 pass was forced on (`ECOS_FAST_SIMD=avx512bf16`) rather than
+/// left to the calibration.
+fn bf16_forced() -> bool {
+    let raw = std::env::var_os(ENV_VAR);
+    parse_bf16(raw.as_ref().map(|v| v.to_string_lossy()).as_deref()) == Bf16Mode::On
+}
+
+/// One thread's multiply-add rates (1e9 per second): float32 FMA (`vfmadd231ps`
+/// zmm, 16 per instruction) and bf16 (`vdpbf16ps` zmm, 32 per instruction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bf16Calibration {
+    pub f32_gmadds: f64,
+    pub bf16_gmadds: f64,
+}
+
+impl Bf16Calibration {
+    /// Whether the bf16 first pass pays on this core.
+    pub fn pays(&self) -> bool {
+        self.bf16_gmadds >= BF16_GAIN * self.f32_gmadds
+    }
+}
+
+/// The one-off calibration (measured on first use, then cached; `None` where the
+/// CPU lacks AVX512_BF16): 16 independent accumulator chains of each instruction,
+/// the best of 5 short runs (a neighbour on a shared core only ever slows a run).
+/// The accumulators stay in registers (no `black_box` inside the loop: spilling
+/// them each round measured float32 at a third of its rate).
+pub fn bf16_calibration() -> Option<Bf16Calibration> {
+    static CAL: OnceLock<Option<Bf16Calibration>> = OnceLock::new();
+    *CAL.get_or_init(|| {
+        if !bf16_detected() {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: AVX-512F and AVX512_BF16 were detected just above.
+            Some(unsafe { calibrate::run() })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            None
+        }
+    })
+}
+
+/// Whether the assignment of `n_features`-wide rows against `n_clusters` centroids
+/// takes the bf16 first pass when the caller leaves it to us.
+///
+/// Small problems stay on float32: below 64 features or 64 centroids the row
+/// conversion and the candidate bookkeeping are a large share of the work (a rule
+/// of thumb, not measured on a core where bf16 pays).
+pub fn assign_bf16_auto(n_features: usize, n_clusters: usize) -> bool {
+    if !bf16_allowed() {
+        return false;
+    }
+    if bf16_forced() {
+        return true;
+    }
+    n_features >= 64 && n_clusters >= 64 && bf16_calibration().is_some_and(|c| c.pays())
+}
+
+/// What `build_info` reports as the assignment path for large problems.
+pub fn assign_path_name() -> &'static str {
+    if assign_bf16_auto(usize::MAX, usize::MAX) {
+        "avx512bf16"
+    } else {
+        path().name()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod calibrate {
+    use std::arch::x86_64::*;
+    use std::hint::black_box;
+    use std::time::Instant;
+
+    use super::Bf16Calibration;
+
+    const REPS: usize = 20_000;
+
+    /// Seconds for `REPS` × 16 `vfmadd231ps` zmm.
+    #[target_feature(enable = "avx512f")]
+    fn fma_run() -> f64 {
+        let m = black_box(_mm512_set1_ps(0.999_999));
+        let c = black_box(_mm512_set1_ps(1e-7));
+        let mut acc = [_mm512_set1_ps(1.0); 16];
+        let t = Instant::now();
+        for _ in 0..REPS {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(m, c, *a);
+            }
+        }
+        let s = t.elapsed().as_secs_f64();
+        black_box(acc);
+        s
+    }
+
+    /// Seconds for `REPS` × 16 `vdpbf16ps` zmm.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    fn bf16_run() -> f64 {
+        let v = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-4), _mm512_set1_ps(1e-4));
+        let (m, c) = (black_box(v), black_box(v));
+        let mut acc = [_mm512_set1_ps(1.0); 16];
+        let t = Instant::now();
+        for _ in 0..REPS {
+            for a in acc.iter_mut() {
+                *a = _mm512_dpbf16_ps(*a, m, c);
+            }
+        }
+        let s = t.elapsed().as_secs_f64();
+        black_box(acc);
+        s
+    }
+
+    /// # Safety
+    /// The CPU supports AVX-512F and AVX512_BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn run() -> Bf16Calibration {
+        let (mut tf, mut tb) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..5 {
+            tf = tf.min(fma_run());
+            tb = tb.min(bf16_run());
+        }
+        let insts = (REPS * 16) as f64;
+        Bf16Calibration {
+            f32_gmadds: insts * 16.0 / tf.max(1e-9) / 1e9,
+            bf16_gmadds: insts * 32.0 / tb.max(1e-9) / 1e9,
+        }
     }
 }
 
@@ -117,6 +308,7 @@ mod tests {
         assert_eq!(parse_cap(None).unwrap(), SimdPath::Avx512);
         assert_eq!(parse_cap(Some("")).unwrap(), SimdPath::Avx512);
         assert_eq!(parse_cap(Some("avx512f")).unwrap(), SimdPath::Avx512);
+        assert_eq!(parse_cap(Some("avx512bf16")).unwrap(), SimdPath::Avx512);
         assert_eq!(parse_cap(Some("avx2")).unwrap(), SimdPath::Avx2Fma);
         assert_eq!(parse_cap(Some("portable")).unwrap(), SimdPath::Portable);
         let err = parse_cap(Some("avx3")).unwrap_err();
@@ -126,6 +318,24 @@ mod tests {
             assert!(msg.contains(name), "{msg}");
         }
         assert!(msg.contains("\"avx3\""), "{msg}");
+    }
+
+    #[test]
+    fn bf16_mode_follows_the_cap() {
+        assert_eq!(parse_bf16(None), Bf16Mode::Auto);
+        assert_eq!(parse_bf16(Some(" ")), Bf16Mode::Auto);
+        assert_eq!(parse_bf16(Some("avx512bf16")), Bf16Mode::On);
+        for narrower in ["avx512f", "avx2", "portable"] {
+            assert_eq!(parse_bf16(Some(narrower)), Bf16Mode::Off);
+        }
+    }
+
+    #[test]
+    fn the_calibration_measures_both_rates_where_bf16_exists() {
+        match bf16_calibration() {
+            Some(c) => assert!(c.f32_gmadds > 0.0 && c.bf16_gmadds > 0.0, "{c:?}"),
+            None => assert!(!bf16_detected()),
+        }
     }
 
     #[test]

@@ -1,0 +1,825 @@
+//! Nearest-centroid assignment with a bf16 first pass (AVX512_BF16 `vdpbf16ps`)
+//! and a float32 re-check of the candidates it cannot rule out.
+//!
+//! Algorithm. The same shifted expansion as `assign.rs` (rows and centroids minus
+//! `mu`, the rounded centroid mean; score `s_j = ||c_j||² − 2 x·c_j`), but the dot
+//! products of the first pass are `vdpbf16ps` over bf16 copies: the centroids are
+//! converted once into panels of 32 (or 16) columns holding feature *pairs*
+//! (`d` odd: a zero pads the last pair), each block of [`ROW_BLOCK`] rows is
+//! converted once, and a 12 × 32 register tile accumulates in f32 — half the
+//! instructions of the float32 tile for the same multiply-adds.
+//!
+//! The bound. For a row `x` (shifted, f32), its bf16 copy `x~ = x + δx`, and a
+//! centroid `c~ = c + δc`: `x~·c~ − x·c = x~·δc + δx·c`, so by Cauchy–Schwarz
+//! `|x~·c~ − x·c| ≤ (||x|| + ||δx||)·||δc|| + ||δx||·||c||`, with the residual norms
+//! measured from the actual converted values (not assumed from the 2⁻⁸ unit
+//! roundoff: about half as large in practice). On top come the f32 accumulation
+//! errors of both passes (`γ_n·Σ|x_i c_i|`, `γ_n = n·2⁻²⁴/(1 − n·2⁻²⁴)`), the
+//! roundings of the two scores and of the bounds themselves, and absolute terms for
+//! flushed denormals. All of it is `e_j = ||x||·P_j + ||δx||·Q_j + R_j` (per-centroid
+//! coefficients computed once, inflated by 2⁻¹⁰), so `|s~_j − s_j| ≤ e_j` where
+//! `s_j` is *the float32 kernel's own score* (AVX-512 tile: FMAs in feature order).
+//! A centroid is a candidate iff `s~_j − e_j ≤ min_l (s~_l + e_l)`: that set holds
+//! every centroid with the float32 kernel's minimum score. The tile's epilogue keeps
+//! each row's running `min (s~ + e)` and appends (`vpcompressd`) the centroids that
+//! pass against it; after the last panel the list is filtered against the final
+//! minimum. One candidate: that is the label, no float32 dot at all. Several: their
+//! float32 scores are recomputed exactly as the float32 tile computes them (FMAs in
+//! feature order from 0, then `cn − 2·dot` in one rounding; 8 candidates at a time
+//! as independent chains) and the lowest index with the smallest score wins.
+//!
+//! So the labels are the float32 AVX-512 kernel's bit for bit (not just outside
+//! near-ties), and the distances are `assign.rs`'s exact `Σ (x − c)²` for that
+//! label. A row whose bounds overflow (not finite) takes all `k` centroids through
+//! the same float32 re-check. [`RecheckStats`] counts the rows that needed a
+//! re-check and the candidates re-checked.
+//!
+//! Cost. O(n·k·d) `vdpbf16ps` multiply-adds (half the instructions of float32),
+//! O(n·d) for the row copy, conversion and norms, O(m·d) scalar FMAs per row for
+//! `m ≥ 2` candidates (a candidate costs as much as ~16 centroids of the vector
+//! pass, so the pass pays while `m` stays well under `k/16`). Near-duplicate
+//! centroids all become candidates: correct, but then slower than float32. Extra
+//! memory: O(k·d) for the bf16 panels and a row-major shifted f32 copy of the
+//! centroids, plus O(ROW_BLOCK·(d + k)) per worker (the candidate lists).
+//!
+//! Determinism. Each row's result depends only on that row and the centroids
+//! (fixed blocks, feature-order accumulation), so results are bit-identical for any
+//! `n_threads`; the statistics are sums of per-block counts.
+//!
+//! Only x86-64 with AVX-512F and AVX512_BF16 runs it ([`super::simd::bf16_allowed`]);
+//! everywhere else [`assign_ctl`] refuses and the automatic choice
+//! ([`assign_auto_ctl`]) takes `assign.rs`. Reference: Intel's BF16 white paper
+//! (VCVTNE2PS2BF16 rounds to nearest even; VDPBF16PS treats denormals as zero and
+//! flushes denormal results, both covered by the absolute terms); Higham, *Accuracy
+//! and Stability of Numerical Algorithms*, §3.1 for `γ_n`.
+
+use rayon::prelude::*;
+
+use super::assign::{self as f32pass, centroid_shift, shifted_sq_norm, sq_dist_exact, ROW_BLOCK};
+use super::control::Control;
+use super::simd;
+use crate::errors::KernelResult;
+use crate::invalid;
+
+/// Rows of the register tile (a divisor of [`ROW_BLOCK`]).
+const MR: usize = 12;
+/// Columns of a full panel (two zmm of f32 lanes), and of the narrow last one.
+const NR: usize = 32;
+const TAIL_NR: usize = 16;
+/// Unit roundoff of f32.
+const U32: f64 = 1.0 / (1u64 << 24) as f64;
+/// 2⁻¹²⁵: the absolute slack per flushed denormal (twice f32's smallest normal).
+const TINY: f64 = 2.350_988_701_644_575e-38;
+
+/// Which pass `assign_auto_ctl` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// bf16 first pass where it pays ([`simd::assign_bf16_auto`]), else float32.
+    Auto,
+    /// The float32 kernel (`assign.rs`).
+    Float32,
+    /// The bf16 first pass; an error where the CPU (or `ECOS_FAST_SIMD`) lacks it.
+    Bf16,
+}
+
+impl Precision {
+    /// `"auto"`, `"float32"` or `"bf16"`.
+    pub fn parse(name: &str) -> KernelResult<Self> {
+        match name {
+            "auto" => Ok(Precision::Auto),
+            "float32" => Ok(Precision::Float32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(invalid!(
+                "precision={other:?} is not one of \"auto\", \"float32\", \"bf16\""
+            )),
+        }
+    }
+}
+
+/// What the first pass left to the float32 re-check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecheckStats {
+    /// Rows assigned.
+    pub rows: u64,
+    /// Rows with two or more candidates (re-checked in float32).
+    pub rows_rechecked: u64,
+    /// Candidates re-checked, summed over those rows.
+    pub centroids_rechecked: u64,
+    /// Rows whose bounds overflowed and which were re-checked against every centroid.
+    pub rows_full: u64,
+}
+
+impl RecheckStats {
+    fn add(mut self, o: RecheckStats) -> RecheckStats {
+        self.rows += o.rows;
+        self.rows_rechecked += o.rows_rechecked;
+        self.centroids_rechecked += o.centroids_rechecked;
+        self.rows_full += o.rows_full;
+        self
+    }
+}
+
+/// A run of `width` consecutive centroids packed pair-major.
+struct Panel {
+    j0: usize,
+    width: usize,
+}
+
+/// Centroids converted and packed for the bf16 pass, plus the float32 copy the
+/// re-check reads.
+pub struct PackedBf16<'a> {
+    d: usize,
+    k: usize,
+    /// Feature pairs per row (`d` rounded up to even, halved).
+    pairs: usize,
+    /// bf16 values per converted row in the scratch buffer (a multiple of 32, so
+    /// whole-vector stores never reach the next row).
+    row_stride: usize,
+    centroids: &'a [f32],
+    panels: Vec<Panel>,
+    /// Panel after panel, each `pairs × width` u32 (bf16 of feature 2p in the low
+    /// half, 2p+1 in the high half); panel `p` starts at `j0 · pairs`.
+    b: Vec<u32>,
+    /// Per packed column: `||c − mu||²` (+inf in padding) and the bound's
+    /// coefficients `P`, `Q`, `R` (0 in padding).
+    cn: Vec<f32>,
+    pe: Vec<f32>,
+    qe: Vec<f32>,
+    re: Vec<f32>,
+    /// Shifted centroids `c − mu`, row-major `k × d` (the float32 re-check).
+    cs: Vec<f32>,
+    mu: Vec<f32>,
+}
+
+/// Per-worker buffers, reused across blocks.
+#[derive(Default)]
+pub struct ScratchBf16 {
+    a: Vec<f32>,
+    /// Converted rows, `row_stride / 2` u32 (bf16 pairs) apart.
+    abf: Vec<u32>,
+    nx: Vec<f32>,
+    ndx: Vec<f32>,
+    thr: Vec<f32>,
+    cand_n: Vec<u32>,
+    cand_j: Vec<i32>,
+    cand_lo: Vec<f32>,
+}
+
+/// f32 → bf16, round to nearest even, denormals flushed to (signed) zero as
+/// VCVTNE2PS2BF16 does. Finite inputs of the validated range never overflow.
+fn to_bf16(v: f32) -> u16 {
+    if v.is_nan() {
+        return 0x7fc0;
+    }
+    let bits = v.to_bits();
+    if v.abs() < f32::MIN_POSITIVE {
+        return (bits >> 16) as u16 & 0x8000;
+    }
+    let lsb = (bits >> 16) & 1;
+    (bits.wrapping_add(0x7fff + lsb) >> 16) as u16
+}
+
+/// bf16 → f32 (exact).
+#[inline(always)]
+fn from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// `γ_n = n·u / (1 − n·u)` for f32.
+fn gamma(n: usize) -> f64 {
+    let nu = n as f64 * U32;
+    nu / (1.0 - nu).max(0.5)
+}
+
+/// An f64 magnitude rounded up to f32 (so a bound computed from it stays a bound).
+fn up(v: f64) -> f32 {
+    let f = v as f32;
+    if (f as f64) < v {
+        f.next_up()
+    } else {
+        f
+    }
+}
+
+impl<'a> PackedBf16<'a> {
+    /// Convert and pack `k × d` centroids. Checks sizes and that the bf16 pass may
+    /// run here; never panics on input.
+    pub fn new(c: &'a [f32], k: usize, d: usize) -> KernelResult<Self> {
+        if k == 0 {
+            return Err(invalid!("n_clusters={k} must be >= 1"));
+        }
+        if d == 0 {
+            return Err(invalid!("n_features={d} must be >= 1"));
+        }
+        if k > i32::MAX as usize / 2 {
+            return Err(invalid!("n_clusters={k} exceeds {}", i32::MAX / 2));
+        }
+        if c.len() != k * d {
+            return Err(invalid!("centroids buffer does not match k={k}, d={d}"));
+        }
+        simd::checked()?;
+        if !simd::bf16_allowed() {
+            return Err(invalid!(
+                "precision=\"bf16\" needs a CPU with AVX-512F and AVX512_BF16 (this one \
+                 lacks them, or {}={:?} caps the path); use precision=\"auto\" or \"float32\"",
+                simd::ENV_VAR,
+                std::env::var(simd::ENV_VAR).unwrap_or_default()
+            ));
+        }
+        let mu = centroid_shift(c, k, d);
+        let pairs = d.div_ceil(2);
+        let row_stride = (2 * pairs).div_ceil(32) * 32;
+        let mut panels = Vec::new();
+        let mut j0 = 0;
+        while j0 < k {
+            let rest = k - j0;
+            let width = if rest >= NR || rest > TAIL_NR {
+                NR
+            } else {
+                TAIL_NR
+            };
+            panels.push(Panel { j0, width });
+            j0 += width;
+        }
+        let padded = j0;
+        // The bound's constants (module doc): γ for the bf16 pass (2 roundings per
+        // pair step at most) and the float32 pass (one per feature), the score and
+        // bound roundings (8.1 u), and the absolute terms for flushed denormals.
+        let kc = 2.0 * gamma(2 * pairs + 2) + 2.0 * gamma(d) + 8.1 * U32;
+        let sq = (2.0 * pairs as f64).sqrt();
+        let inflate = 1.0 + 1.0 / 1024.0;
+        let mut b = vec![0u32; padded * pairs];
+        let mut cn = vec![f32::INFINITY; padded];
+        let (mut pe, mut qe, mut re) = (vec![0f32; padded], vec![0f32; padded], vec![0f32; padded]);
+        let mut cs = vec![0f32; k * d];
+        for panel in &panels {
+            let w = panel.width;
+            let block = &mut b[panel.j0 * pairs..(panel.j0 + w) * pairs];
+            for lane in 0..w.min(k - panel.j0) {
+                let j = panel.j0 + lane;
+                let row = &c[j * d..(j + 1) * d];
+                let shifted = &mut cs[j * d..(j + 1) * d];
+                for ((o, &v), &m) in shifted.iter_mut().zip(row).zip(&mu) {
+                    *o = v - m;
+                }
+                let (mut nc2, mut ndc2) = (0f64, 0f64);
+                for p in 0..pairs {
+                    let lo = shifted[2 * p];
+                    let hi = if 2 * p + 1 < d {
+                        shifted[2 * p + 1]
+                    } else {
+                        0.0
+                    };
+                    let (bl, bh) = (to_bf16(lo), to_bf16(hi));
+                    block[p * w + lane] = bl as u32 | (bh as u32) << 16;
+                    for (v, h) in [(lo, bl), (hi, bh)] {
+                        let r = from_bf16(h) as f64 - v as f64;
+                        nc2 += (v as f64) * (v as f64);
+                        ndc2 += r * r;
+                    }
+                }
+                let (nc, ndc) = (nc2.sqrt(), ndc2.sqrt());
+                let cnj = shifted_sq_norm(row, &mu);
+                cn[j] = cnj;
+                pe[j] = up(inflate * (2.0 * ndc + kc * (nc + ndc) + TINY * sq));
+                qe[j] = up(inflate * ((2.0 + kc) * (nc + ndc) + TINY * sq));
+                re[j] = up(inflate
+                    * (4.0 * U32 * cnj as f64
+                        + TINY * sq * (nc + ndc)
+                        + TINY * (4 * pairs + d + 4) as f64));
+            }
+        }
+        Ok(PackedBf16 {
+            d,
+            k,
+            pairs,
+            row_stride,
+            centroids: c,
+            panels,
+            b,
+            cn,
+            pe,
+            qe,
+            re,
+            cs,
+            mu,
+        })
+    }
+
+    /// Assign the `m` rows of `x` (`m × d`, `m ≤ ROW_BLOCK`).
+    pub fn block(
+        &self,
+        x: &[f32],
+        s: &mut ScratchBf16,
+        labels: &mut [i64],
+        dists: &mut [f32],
+    ) -> RecheckStats {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: `new` checked `bf16_allowed` (AVX-512F and AVX512_BF16
+            // detected at run time).
+            unsafe { x86::block(self, x, s, labels, dists) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (x, s, labels, dists);
+            unreachable!("PackedBf16::new refuses CPUs without AVX512_BF16")
+        }
+    }
+
+    /// The float32 score of the AVX-512 tile (`assign.rs`) for `cands` (ascending),
+    /// and the lowest index with the smallest: FMAs in feature order from 0, then
+    /// `cn − 2·dot` rounded once, 8 candidates as independent chains.
+    #[inline(always)]
+    fn recheck(&self, a: &[f32], cands: &[i32]) -> usize {
+        const L: usize = 8;
+        let d = self.d;
+        let (mut best, mut bj) = (f32::INFINITY, 0usize);
+        for group in cands.chunks(L) {
+            // Pad a short group with its last candidate: a repeat never wins `<`.
+            let js: [usize; L] = std::array::from_fn(|l| group[l.min(group.len() - 1)] as usize);
+            let rows: [&[f32]; L] = std::array::from_fn(|l| &self.cs[js[l] * d..(js[l] + 1) * d]);
+            let mut acc = [0f32; L];
+            for (f, &av) in a.iter().enumerate() {
+                for l in 0..L {
+                    acc[l] = av.mul_add(rows[l][f], acc[l]);
+                }
+            }
+            for l in 0..L {
+                let v = (-2.0f32).mul_add(acc[l], self.cn[js[l]]);
+                if v < best {
+                    best = v;
+                    bj = js[l];
+                }
+            }
+        }
+        bj
+    }
+
+    /// The block driver, inlined into the `#[target_feature]` wrapper (which passes
+    /// its micro-kernels and row conversion).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn block_impl(
+        &self,
+        x: &[f32],
+        s: &mut ScratchBf16,
+        labels: &mut [i64],
+        dists: &mut [f32],
+        tile: TileFn,
+        tile_narrow: TileFn,
+        convert: ConvertFn,
+    ) -> RecheckStats {
+        let (d, k, pairs, stride) = (self.d, self.k, self.pairs, self.row_stride);
+        let m = labels.len();
+        debug_assert!(m <= ROW_BLOCK && x.len() == m * d && dists.len() == m);
+        let mpad = m.div_ceil(MR) * MR;
+        let kpad = self.cn.len();
+        if s.a.len() < mpad * d {
+            s.a.resize(mpad * d, 0.0);
+        }
+        let lda = stride / 2;
+        if s.abf.len() < mpad * lda {
+            s.abf.resize(mpad * lda, 0);
+        }
+        if s.cand_j.len() < mpad * kpad {
+            s.cand_j.resize(mpad * kpad, 0);
+            s.cand_lo.resize(mpad * kpad, 0.0);
+        }
+        s.nx.clear();
+        s.nx.resize(mpad, 0.0);
+        s.ndx.clear();
+        s.ndx.resize(mpad, 0.0);
+        s.thr.clear();
+        s.thr.resize(mpad, f32::INFINITY);
+        s.cand_n.clear();
+        s.cand_n.resize(mpad, 0);
+        // Shifted rows (the same f32 values the float32 kernel uses), their bf16
+        // copies and the two norms of the bound. Padding rows are 0.
+        for (dst, src) in s.a.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            for ((o, &v), &mu) in dst.iter_mut().zip(src).zip(&self.mu) {
+                *o = v - mu;
+            }
+        }
+        s.a[m * d..mpad * d].fill(0.0);
+        for i in 0..mpad {
+            let row = &s.a[i * d..(i + 1) * d];
+            let out = &mut s.abf[i * lda..(i + 1) * lda];
+            // SAFETY: `row` has d values, `out` room for row_stride ≥ d bf16 (a
+            // multiple of 32); u32 is aligned for u16.
+            unsafe { convert(row.as_ptr(), d, out.as_mut_ptr() as *mut u16) };
+            let (mut n2, mut r2) = (0f64, 0f64);
+            for (f, &v) in row.iter().enumerate() {
+                let h = (out[f / 2] >> (16 * (f % 2))) as u16;
+                let r = from_bf16(h) as f64 - v as f64;
+                n2 += (v as f64) * (v as f64);
+                r2 += r * r;
+            }
+            s.nx[i] = up(n2.sqrt());
+            s.ndx[i] = up(r2.sqrt());
+        }
+        for panel in &self.panels {
+            let w = panel.width;
+            let f = if w == NR { tile } else { tile_narrow };
+            let bp = &self.b[panel.j0 * pairs..(panel.j0 + w) * pairs];
+            let cols = panel.j0..panel.j0 + w;
+            for t in 0..mpad / MR {
+                let r0 = t * MR;
+                // SAFETY: per `TileFn`'s contract: 12 converted rows of `pairs`
+                // u32 at `stride/2` apart, a `pairs × w` panel, `w` coefficients,
+                // 12 norms/thresholds/counts, and 12 candidate lists of `kpad`
+                // (a row appends each of its k centroids at most once).
+                unsafe {
+                    f(
+                        s.abf[r0 * lda..].as_ptr(),
+                        lda,
+                        bp.as_ptr(),
+                        pairs,
+                        Coeffs {
+                            cn: self.cn[cols.clone()].as_ptr(),
+                            pe: self.pe[cols.clone()].as_ptr(),
+                            qe: self.qe[cols.clone()].as_ptr(),
+                            re: self.re[cols.clone()].as_ptr(),
+                        },
+                        panel.j0 as i32,
+                        Rows {
+                            nx: s.nx[r0..].as_ptr(),
+                            ndx: s.ndx[r0..].as_ptr(),
+                            thr: s.thr[r0..].as_mut_ptr(),
+                            cand_n: s.cand_n[r0..].as_mut_ptr(),
+                            cand_j: s.cand_j[r0 * kpad..].as_mut_ptr(),
+                            cand_lo: s.cand_lo[r0 * kpad..].as_mut_ptr(),
+                            list_len: kpad,
+                        },
+                    )
+                };
+            }
+        }
+        let mut stats = RecheckStats {
+            rows: m as u64,
+            ..RecheckStats::default()
+        };
+        let every = || (0..k as i32).collect::<Vec<i32>>();
+        for i in 0..m {
+            let t = s.thr[i];
+            let a = &s.a[i * d..(i + 1) * d];
+            let j = if !t.is_finite() {
+                // Overflowed bounds: every centroid, as the float32 kernel would.
+                stats.rows_full += 1;
+                self.recheck(a, &every())
+            } else {
+                let n = s.cand_n[i] as usize;
+                let js = &mut s.cand_j[i * kpad..i * kpad + n];
+                let lo = &s.cand_lo[i * kpad..i * kpad + n];
+                // Keep the candidates that pass the final threshold (order kept).
+                let mut kept = 0;
+                for q in 0..n {
+                    if lo[q] <= t && (js[q] as usize) < k {
+                        js[kept] = js[q];
+                        kept += 1;
+                    }
+                }
+                match kept {
+                    0 => {
+                        stats.rows_full += 1;
+                        self.recheck(a, &every())
+                    }
+                    1 => js[0] as usize,
+                    _ => {
+                        stats.rows_rechecked += 1;
+                        stats.centroids_rechecked += kept as u64;
+                        self.recheck(a, &js[..kept])
+                    }
+                }
+            };
+            let j = j.min(k - 1);
+            labels[i] = j as i64;
+            dists[i] = sq_dist_exact(&x[i * d..(i + 1) * d], &self.centroids[j * d..(j + 1) * d]);
+        }
+        stats
+    }
+}
+
+/// A panel's per-column inputs to the epilogue (`w` each).
+struct Coeffs {
+    cn: *const f32,
+    pe: *const f32,
+    qe: *const f32,
+    re: *const f32,
+}
+
+/// A tile's 12 rows: norms, running thresholds, and candidate lists
+/// (`list_len` apart, counts in `cand_n`).
+struct Rows {
+    nx: *const f32,
+    ndx: *const f32,
+    thr: *mut f32,
+    cand_n: *mut u32,
+    cand_j: *mut i32,
+    cand_lo: *mut f32,
+    list_len: usize,
+}
+
+/// The bf16 micro-kernel: 12 rows × `W` centroids over `pairs` feature pairs,
+/// then the epilogue (scores, bounds, thresholds, candidates). Arguments: the
+/// first row's converted pairs and the row stride (in u32), the panel, `pairs`,
+/// the panel's coefficients, its first centroid index, and the rows' state.
+type TileFn = unsafe fn(*const u32, usize, *const u32, usize, Coeffs, i32, Rows);
+
+/// Convert `d` f32 to bf16 into a buffer of `d` rounded up to 32 (zeros after `d`).
+type ConvertFn = unsafe fn(*const f32, usize, *mut u16);
+
+/// [`assign_ctl`] without a control (never cancelled).
+#[allow(clippy::too_many_arguments)]
+pub fn assign(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    c: &[f32],
+    k: usize,
+    dc: usize,
+    labels: &mut [i64],
+    dists: &mut [f32],
+) -> KernelResult<RecheckStats> {
+    assign_ctl(x, n, d, c, k, dc, labels, dists, &super::control::NEVER)
+}
+
+/// Labels and squared distances of the nearest centroids through the bf16 first
+/// pass: the float32 AVX-512 kernel's results, bit for bit, and what was
+/// re-checked. An error where the bf16 pass cannot run (no AVX512_BF16, or
+/// `ECOS_FAST_SIMD` caps it). Stops at the next row block once `ctl` is cancelled.
+#[allow(clippy::too_many_arguments)]
+pub fn assign_ctl(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    c: &[f32],
+    k: usize,
+    dc: usize,
+    labels: &mut [i64],
+    dists: &mut [f32],
+    ctl: &Control,
+) -> KernelResult<RecheckStats> {
+    if d != dc {
+        return Err(invalid!(
+            "features have n_features={d} but centroids have n_features={dc}"
+        ));
+    }
+    if x.len() != n * d || labels.len() != n || dists.len() != n {
+        return Err(invalid!("buffer sizes do not match n={n}, d={d}, k={k}"));
+    }
+    let packed = PackedBf16::new(c, k, d)?;
+    let stats = labels
+        .par_chunks_mut(ROW_BLOCK)
+        .zip(dists.par_chunks_mut(ROW_BLOCK))
+        .zip(x.par_chunks(ROW_BLOCK * d))
+        .map_init(ScratchBf16::default, |s, ((lab, dis), xb)| {
+            if ctl.is_cancelled() {
+                RecheckStats::default()
+            } else {
+                packed.block(xb, s, lab, dis)
+            }
+        })
+        .reduce(RecheckStats::default, RecheckStats::add);
+    ctl.check()?;
+    Ok(stats)
+}
+
+/// The assignment with the pass `precision` asks for (`Auto`: bf16 where
+/// [`simd::assign_bf16_auto`] says it pays). The results are the same either way.
+#[allow(clippy::too_many_arguments)]
+pub fn assign_auto_ctl(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    c: &[f32],
+    k: usize,
+    dc: usize,
+    labels: &mut [i64],
+    dists: &mut [f32],
+    precision: Precision,
+    ctl: &Control,
+) -> KernelResult<()> {
+    let bf16 = match precision {
+        Precision::Auto => d == dc && simd::assign_bf16_auto(d, k),
+        Precision::Float32 => false,
+        Precision::Bf16 => true,
+    };
+    if bf16 {
+        assign_ctl(x, n, d, c, k, dc, labels, dists, ctl).map(|_| ())
+    } else {
+        f32pass::assign_ctl(x, n, d, c, k, dc, labels, dists, ctl)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Coeffs, PackedBf16, RecheckStats, Rows, ScratchBf16, MR, NR};
+
+    /// [`PackedBf16::block_impl`] compiled for AVX-512F + AVX512_BF16.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F and AVX512_BF16.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma")]
+    pub unsafe fn block(
+        p: &PackedBf16<'_>,
+        x: &[f32],
+        s: &mut ScratchBf16,
+        labels: &mut [i64],
+        dists: &mut [f32],
+    ) -> RecheckStats {
+        p.block_impl(x, s, labels, dists, tile::<2>, tile::<1>, convert)
+    }
+
+    /// `d` f32 at `src` to bf16 at `dst` (rounded up to 32 values, zeros after `d`).
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F and AVX512_BF16; `src` has `d` values, `dst` room
+    /// for `d` rounded up to 32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn convert(src: *const f32, d: usize, dst: *mut u16) {
+        let mut f = 0;
+        // SAFETY: masked loads read only the first `d` values; each store writes 32
+        // bf16 within the rounded-up destination.
+        unsafe {
+            while f < d {
+                let rest = d - f;
+                let m0: __mmask16 = if rest >= 16 {
+                    0xffff
+                } else {
+                    (1u16 << rest) - 1
+                };
+                let m1: __mmask16 = if rest >= 32 {
+                    0xffff
+                } else if rest > 16 {
+                    (1u16 << (rest - 16)) - 1
+                } else {
+                    0
+                };
+                let lo = _mm512_maskz_loadu_ps(m0, src.add(f));
+                let hi = _mm512_maskz_loadu_ps(m1, src.add(f + 16));
+                let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+                _mm512_storeu_si512(dst.add(f) as *mut __m512i, v);
+                f += 32;
+            }
+        }
+    }
+
+    /// The bf16 tile: 12 rows × 16·NH centroids (NH = 2: 24 zmm accumulators).
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F and AVX512_BF16; `a` points to 12 rows of `pairs`
+    /// u32 `lda` apart, `b` to `pairs·16·NH` u32, the coefficients to `16·NH` f32
+    /// each, the rows' pointers to 12 entries each and the lists to 12 × `list_len`,
+    /// with each count plus the centroids left in this row ≤ `list_len`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma")]
+    pub unsafe fn tile<const NH: usize>(
+        a: *const u32,
+        lda: usize,
+        b: *const u32,
+        pairs: usize,
+        co: Coeffs,
+        j0: i32,
+        rows: Rows,
+    ) {
+        let w = 16 * NH;
+        debug_assert!(w <= NR);
+        let mut acc = [[_mm512_setzero_ps(); NH]; MR];
+        // SAFETY (whole body): offsets stay within the lengths in the contract;
+        // unaligned loads/stores throughout; the transmutes reinterpret 512 bits.
+        unsafe {
+            for p in 0..pairs {
+                let mut bv = [_mm512_setzero_si512(); NH];
+                for (h, v) in bv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(b.add(p * w + h * 16) as *const __m512i);
+                }
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let av: __m512bh =
+                        std::mem::transmute(_mm512_set1_epi32(*a.add(r * lda + p) as i32));
+                    for h in 0..NH {
+                        let bh: __m512bh = std::mem::transmute(bv[h]);
+                        accr[h] = _mm512_dpbf16_ps(accr[h], av, bh);
+                    }
+                }
+            }
+            let two = _mm512_set1_ps(2.0);
+            let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            for (r, accr) in acc.iter().enumerate() {
+                let nx = _mm512_set1_ps(*rows.nx.add(r));
+                let ndx = _mm512_set1_ps(*rows.ndx.add(r));
+                let mut lo = [_mm512_setzero_ps(); NH];
+                let mut hmin = _mm512_set1_ps(f32::INFINITY);
+                for h in 0..NH {
+                    let off = h * 16;
+                    let sc = _mm512_fnmadd_ps(accr[h], two, _mm512_loadu_ps(co.cn.add(off)));
+                    let e = _mm512_fmadd_ps(
+                        nx,
+                        _mm512_loadu_ps(co.pe.add(off)),
+                        _mm512_fmadd_ps(
+                            ndx,
+                            _mm512_loadu_ps(co.qe.add(off)),
+                            _mm512_loadu_ps(co.re.add(off)),
+                        ),
+                    );
+                    lo[h] = _mm512_sub_ps(sc, e);
+                    hmin = _mm512_min_ps(hmin, _mm512_add_ps(sc, e));
+                }
+                let rmin = _mm512_reduce_min_ps(hmin);
+                let tp = rows.thr.add(r);
+                // NaN never lowers the threshold (overflowed rows end up +inf).
+                let t = if rmin < *tp { rmin } else { *tp };
+                *tp = t;
+                let tv = _mm512_set1_ps(t);
+                let np = rows.cand_n.add(r);
+                let list = r * rows.list_len;
+                for (h, &l) in lo.iter().enumerate() {
+                    let m = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(l, tv);
+                    if m != 0 {
+                        let at = list + *np as usize;
+                        let ids = _mm512_add_epi32(_mm512_set1_epi32(j0 + (h * 16) as i32), lanes);
+                        _mm512_mask_compressstoreu_epi32(rows.cand_j.add(at), m, ids);
+                        _mm512_mask_compressstoreu_ps(rows.cand_lo.add(at), m, l);
+                        *np += m.count_ones();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testdata::lcg_values;
+
+    fn both(x: &[f32], c: &[f32], n: usize, k: usize, d: usize) -> Option<RecheckStats> {
+        if !simd::bf16_allowed() {
+            return None;
+        }
+        let (mut l32, mut d32) = (vec![0i64; n], vec![0f32; n]);
+        f32pass::assign(x, n, d, c, k, d, &mut l32, &mut d32).unwrap();
+        let (mut lb, mut db) = (vec![0i64; n], vec![0f32; n]);
+        let st = assign(x, n, d, c, k, d, &mut lb, &mut db).unwrap();
+        assert_eq!(
+            lb, l32,
+            "labels differ from the float32 kernel (n={n}, k={k}, d={d})"
+        );
+        let same = db.iter().zip(&d32).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "distances differ from the float32 kernel");
+        assert_eq!(st.rows, n as u64);
+        Some(st)
+    }
+
+    #[test]
+    fn bf16_round_trip_and_rounding() {
+        assert_eq!(from_bf16(to_bf16(1.0)), 1.0);
+        assert_eq!(from_bf16(to_bf16(-3.5)), -3.5);
+        // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: to even (1).
+        assert_eq!(from_bf16(to_bf16(1.0 + 1.0 / 256.0)), 1.0);
+        assert_eq!(from_bf16(to_bf16(1.0 + 3.0 / 256.0)), 1.0 + 4.0 / 256.0);
+        assert_eq!(from_bf16(to_bf16(1e-40)), 0.0);
+        let v = 1.2345f32;
+        assert!(((from_bf16(to_bf16(v)) - v) / v).abs() <= 1.0 / 256.0);
+    }
+
+    #[test]
+    fn labels_and_distances_equal_the_float32_kernel() {
+        for &(n, k, d) in &[
+            (500, 45, 7),
+            (300, 100, 64),
+            (200, 33, 33),
+            (97, 1, 5),
+            (50, 17, 1),
+        ] {
+            let x = lcg_values(n as u64 * 31 + d as u64, n * d);
+            let c = lcg_values(k as u64 * 17 + 3, k * d);
+            both(&x, &c, n, k, d);
+        }
+    }
+
+    #[test]
+    fn near_duplicate_centroids_are_all_rechecked() {
+        let (n, k, d) = (200, 40, 48);
+        let x = lcg_values(5, n * d);
+        let base = lcg_values(6, d);
+        // 40 copies of one centroid, each nudged by a few ulps.
+        let c: Vec<f32> = (0..k)
+            .flat_map(|j| base.iter().map(move |&v| v * (1.0 + j as f32 * 1e-7)))
+            .collect();
+        if let Some(st) = both(&x, &c, n, k, d) {
+            assert_eq!(st.rows_rechecked, n as u64);
+        }
+    }
+
+    #[test]
+    fn refuses_bad_shapes() {
+        let mut lab = vec![0i64; 2];
+        let mut dis = vec![0f32; 2];
+        assert!(assign(&[0.0; 4], 2, 2, &[0.0; 3], 1, 3, &mut lab, &mut dis).is_err());
+        assert!(assign(&[0.0; 4], 2, 2, &[], 0, 2, &mut lab, &mut dis).is_err());
+        assert!(Precision::parse("fp8").is_err());
+        assert_eq!(Precision::parse("bf16").unwrap(), Precision::Bf16);
+    }
+}
