@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import mmap
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -128,15 +129,28 @@ def row_blocks(n_samples: int, row_bytes: int) -> Iterator[tuple[int, int]]:
 
 
 def blocks(x: NDArray[Any]) -> Iterator[tuple[int, NDArray[Any]]]:
-    """``(start, x[start:stop])`` over :func:`row_blocks`, announcing each next block
-    (:func:`will_need`) before the current one is handed out."""
+    """``(start, x[start:stop])`` over :func:`row_blocks`.
+
+    For a mapped ``x``, a helper thread announces each next block (:func:`will_need`)
+    while the caller works on the current one: ``madvise(MADV_WILLNEED)`` returns only
+    once the reads are queued, which on a slow disk is most of the read, so it is made
+    off the caller's thread (ctypes releases the GIL) to overlap the disk with the
+    kernels. The thread only gives hints; it ends with the pass.
+    """
     spans = list(row_blocks(x.shape[0], x.strides[0] if x.ndim else x.itemsize))
-    if spans:
-        will_need(x[spans[0][0] : spans[0][1]])
-    for i, (start, stop) in enumerate(spans):
-        if i + 1 < len(spans):
-            will_need(x[spans[i + 1][0] : spans[i + 1][1]])
-        yield start, x[start:stop]
+    if not spans or not is_mapped(x) or not _madvise():
+        for start, stop in spans:
+            yield start, x[start:stop]
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecos-fast-readahead")
+    try:
+        pool.submit(will_need, x[spans[0][0] : spans[0][1]]).result()
+        for i, (start, stop) in enumerate(spans):
+            if i + 1 < len(spans):
+                pool.submit(will_need, x[spans[i + 1][0] : spans[i + 1][1]])
+            yield start, x[start:stop]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def check_block(
