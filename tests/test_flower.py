@@ -381,6 +381,36 @@ def test_the_server_signs_and_accepts_only_replies_signed_by_a_known_client_key(
     load_response(out / "response_1.safetensors", verify_key=keys["c0"][1])
 
 
+def test_the_deployment_reads_keys_images_and_extractor_from_flowers_configs() -> None:
+    """What a SuperNode's --node-config and the app's run config give the apps."""
+    from ecos_fast.flower.deploy import client_config, server_config
+
+    base = {"ledger": "l.sqlite", "epsilon": 0.5, "delta": 1e-6, "budget-epsilon": 3.0}
+    node = {**base, "images": "img.npy", "extractor": "ppocr", "cloud-key": "cloud.pub"}
+    ctx = Context(run_id=1, node_id=1, node_config=node, state=RecordDict(), run_config={})
+    cfg = client_config(ctx)
+    assert (cfg.features, cfg.images, cfg.extractor) == (None, "img.npy", "ppocr")
+    assert (cfg.cloud_key, cfg.sign_key, cfg.extractor_fingerprint) == ("cloud.pub", None, None)
+    assert (cfg.epsilon, cfg.delta, cfg.budget_epsilon, cfg.cloud) == (0.5, 1e-6, 3.0, "default")
+    ctx.node_config = {**base, "features": "f.npy", "sign-key": "me"}
+    cfg = client_config(ctx)
+    assert (cfg.features, cfg.images, cfg.sign_key) == ("f.npy", None, "me")
+    ctx.node_config = base
+    with pytest.raises(ecos_fast.InvalidInputError, match="'features'"):
+        client_config(ctx)
+    run = {"pool": "p.npy", "clusters": 4, "budget": 9, "sign-key": "cloud"}
+    ctx.run_config = {**run, "client-keys": " a.pub, b.pub ,"}
+    srv = server_config(ctx)
+    assert (srv.sign_key, list(srv.client_keys), srv.mode) == (
+        "cloud",
+        ["a.pub", "b.pub"],
+        "per_client",
+    )
+    ctx.run_config = {**run, "sign-key": "", "client-keys": ""}
+    srv = server_config(ctx)
+    assert (srv.sign_key, list(srv.client_keys)) == (None, [])
+
+
 # -- features computed by the client with the extractor the cloud names -------------------
 
 
