@@ -49,6 +49,14 @@ def centroids_to_bytes(centroids: Centroids, *, sign_key: Any = None) -> bytes:
     """The bytes :func:`ecos_fast.exchange.save_centroids` writes for ``centroids``.
 
     ``sign_key`` (a private key file from ``ecos-fast keygen``, or the key) signs them.
+
+    Examples
+    --------
+    >>> import numpy as np, ecos_fast
+    >>> from ecos_fast.flower import centroids_from_bytes, centroids_to_bytes
+    >>> c = ecos_fast.Centroids(np.eye(2, dtype=np.float32))
+    >>> centroids_from_bytes(centroids_to_bytes(c)).fingerprint == c.fingerprint
+    True
     """
     return _roundtrip_bytes(lambda c, p: save_centroids(c, p, sign_key=sign_key), centroids)
 
@@ -266,6 +274,16 @@ def answer(centroid_bytes: object, config: ClientConfig) -> bytes:
     What leaves is one :func:`ecos_fast.respond` release: (``config.epsilon``,
     ``config.delta``)-DP under ``config.relation``, composed in the client's ledger
     with its earlier releases to ``config.cloud``. Nothing leaves on a refusal.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, ecos_fast
+    >>> from ecos_fast.flower import ClientConfig, accept, answer, centroids_to_bytes
+    >>> c = ecos_fast.Centroids(np.eye(2, dtype=np.float32))
+    >>> ledger = os.path.join(tempfile.mkdtemp(), "ledger.sqlite")
+    >>> cfg = ClientConfig(np.eye(2), ledger, epsilon=1.0, delta=1e-5, budget_epsilon=2.0)
+    >>> accept(answer(centroids_to_bytes(c), cfg), c).n_clusters
+    2
     """
     import warnings
 
