@@ -892,7 +892,7 @@ def test_loopback_superlink_and_two_supernodes_equal_the_cli_round(
     _check_per_client_round(loopback, before)
 
 
-@pytest.mark.slow  # a second flwr run on the same processes: about 15-30 s more here
+@pytest.mark.slow  # a second flwr run on the same processes: 33-45 s more at load 7-9 here
 def test_loopback_federation_mode_selects_once_for_the_union(loopback: dict[str, Any]) -> None:
     out = loopback["world"]["root"] / "cloud" / "out_union"
     clients = loopback["world"]["clients"]
@@ -912,7 +912,7 @@ def test_loopback_federation_mode_selects_once_for_the_union(loopback: dict[str,
     assert [_releases(d) for d in clients] == [n + 1 for n in before]
 
 
-@pytest.mark.slow  # a second SuperLink (TLS) and three SuperNodes: about 40 s here
+@pytest.mark.slow  # a TLS SuperLink, 2 registrations, 3 SuperNodes: 70-82 s at load 7-9
 def test_tls_and_node_authentication_loopback_round_equals_the_cli_round(
     world: dict[str, Any],
 ) -> None:
