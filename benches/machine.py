@@ -1,4 +1,5 @@
-"""What the machine can do: CPU, SIMD flags, FMA peak, NumPy sgemm, library versions.
+"""What the machine can do: CPU, SIMD flags, FMA peak, bf16 vs FMA multiply-add rates,
+NumPy sgemm, library versions.
 
 The FMA peak comes from ``fma_peak.c`` compiled at run time with the system C compiler
 (``gcc -O3 -pthread``; the AVX-512 and AVX2 paths are chosen per function with
@@ -156,6 +157,34 @@ def fma_peak(n_threads: int, seconds: float = 0.4, repeats: int = 3) -> dict[str
     return out
 
 
+def bf16_peak(seconds: float = 0.3, repeats: int = 3) -> dict[str, float] | None:
+    """One thread's multiply-add rates (1e9/s of its CPU time) of ``vfmadd231ps`` zmm and
+    ``vdpbf16ps`` zmm (``bf16_peak.c``), best of ``repeats``; None without AVX512_BF16 or
+    a C compiler. Says whether the assignment's bf16 first pass can pay on this core (the
+    compiled core makes the same measurement: ``build_info()["bf16_calibration"]``)."""
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    exe = Path(os.environ.get("ECOS_BENCH_DIR", "/tmp/ecos-bench")) / "bf16_peak"
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    src = HERE / "bf16_peak.c"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        res = subprocess.run(
+            [cc, "-O3", "-o", str(exe), str(src)], check=False, capture_output=True, text=True
+        )
+        if res.returncode != 0:
+            return None
+    f32_best = bf16_best = 0.0
+    for _ in range(repeats):
+        res = subprocess.run([str(exe), str(seconds)], check=False, capture_output=True, text=True)
+        try:
+            f32, bf16 = (float(v) for v in res.stdout.split())
+        except ValueError:
+            return None  # "unsupported"
+        f32_best, bf16_best = max(f32_best, f32), max(bf16_best, bf16)
+    return {"f32_gmadds": f32_best, "bf16_gmadds": bf16_best}
+
+
 def sgemm_gflops(n_threads: int, size: int = 4096, repeats: int = 3) -> float:
     """NumPy float32 ``a @ b`` (size x size) GFLOP/s, best of ``repeats``, BLAS capped."""
     from contextlib import nullcontext
@@ -195,6 +224,7 @@ def describe(threads: list[int], quick: bool = False) -> dict[str, Any]:
         "loadavg_start": loadavg(),
         "fma_peak": {},
         "sgemm": {},
+        "bf16_peak": bf16_peak(seconds=0.1 if quick else 0.3),
     }
     for t in threads:
         info["fma_peak"][t] = fma_peak(t, seconds=0.1 if quick else 0.5)

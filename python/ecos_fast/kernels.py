@@ -57,7 +57,9 @@ def assign(
         ``InvalidInputError`` on a CPU without AVX512_BF16. ``"float32"``: the float32
         kernel only. ``"auto"``: bf16 where it measures faster on this core (a one-off
         calibration; ``ecos_fast._core.build_info()["assign_path"]``) and the problem is
-        large enough, else float32. The Ray backend always uses ``"auto"``.
+        large enough, and past a pilot of 1536 rows only if the float32 re-checks it
+        needed on this data leave it cheaper; else float32. The Ray backend always uses
+        ``"auto"``.
 
     Returns
     -------

@@ -46,9 +46,18 @@
 //! (fixed blocks, feature-order accumulation), so results are bit-identical for any
 //! `n_threads`; the statistics are sums of per-block counts.
 //!
+//! When it pays. Only where `vdpbf16ps` outruns float32 FMA (a calibration in
+//! `simd.rs`: AMD Zen 4 yes, this project's Intel Emerald Rapids no, 42 vs 87 G
+//! multiply-adds/s), and only where the bound leaves few candidates, which depends on
+//! the data: the bound is rigorous, so it grows with `||x − mu||·||c − mu||`, and
+//! centroids that crowd within it all need float32. On benches' mixture (1M × 512,
+//! k = 1000: 64 components, ~15 centroids each) 92 % of rows keep 44.5 candidates
+//! on average, which costs more than the float32 kernel even at 2× bf16. So the
+//! automatic choice ([`assign_auto_ctl`]) runs a pilot of [`PILOT_ROWS`] rows in
+//! bf16 and keeps it for the rest only if [`pilot_pays`].
+//!
 //! Only x86-64 with AVX-512F and AVX512_BF16 runs it ([`super::simd::bf16_allowed`]);
-//! everywhere else [`assign_ctl`] refuses and the automatic choice
-//! ([`assign_auto_ctl`]) takes `assign.rs`. Reference: Intel's BF16 white paper
+//! everywhere else [`assign_ctl`] refuses and the automatic choice takes `assign.rs`. Reference: Intel's BF16 white paper
 //! (VCVTNE2PS2BF16 rounds to nearest even; VDPBF16PS treats denormals as zero and
 //! flushes denormal results, both covered by the absolute terms); Higham, *Accuracy
 //! and Stability of Numerical Algorithms*, §3.1 for `γ_n`.
@@ -183,6 +192,32 @@ fn to_bf16(v: f32) -> u16 {
 #[inline(always)]
 fn from_bf16(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
+}
+
+/// `(||v||², ||bf16(v) − v||²)` in f64: 8 interleaved partial sums (a fixed order,
+/// and it vectorises; one serial f64 chain cost ~4 cycles a feature, a quarter of
+/// the bf16 tile's time per row at d = 512, k = 1000 where bf16 runs at 2× FMA).
+#[inline(always)]
+fn norm_and_residual(v: &[f32], bf: &[u16]) -> (f64, f64) {
+    const L: usize = 8;
+    let (mut n2, mut r2) = ([0f64; L], [0f64; L]);
+    let (vc, hc) = (v.chunks_exact(L), bf.chunks_exact(L));
+    let (vr, hr) = (vc.remainder(), hc.remainder());
+    for (vs, hs) in vc.zip(hc) {
+        for l in 0..L {
+            let x = vs[l] as f64;
+            let r = from_bf16(hs[l]) as f64 - x;
+            n2[l] += x * x;
+            r2[l] += r * r;
+        }
+    }
+    for (l, (&x, &h)) in vr.iter().zip(hr).enumerate() {
+        let x = x as f64;
+        let r = from_bf16(h) as f64 - x;
+        n2[l] += x * x;
+        r2[l] += r * r;
+    }
+    (n2.iter().sum(), r2.iter().sum())
 }
 
 /// `γ_n = n·u / (1 − n·u)` for f32.
@@ -408,13 +443,9 @@ impl<'a> PackedBf16<'a> {
             // SAFETY: `row` has d values, `out` room for row_stride ≥ d bf16 (a
             // multiple of 32); u32 is aligned for u16.
             unsafe { convert(row.as_ptr(), d, out.as_mut_ptr() as *mut u16) };
-            let (mut n2, mut r2) = (0f64, 0f64);
-            for (f, &v) in row.iter().enumerate() {
-                let h = (out[f / 2] >> (16 * (f % 2))) as u16;
-                let r = from_bf16(h) as f64 - v as f64;
-                n2 += (v as f64) * (v as f64);
-                r2 += r * r;
-            }
+            // SAFETY: the u32 buffer holds 2·lda ≥ d bf16, and u32 is aligned for u16.
+            let bf = unsafe { std::slice::from_raw_parts(out.as_ptr() as *const u16, d) };
+            let (n2, r2) = norm_and_residual(row, bf);
             s.nx[i] = up(n2.sqrt());
             s.ndx[i] = up(r2.sqrt());
         }
@@ -569,10 +600,23 @@ pub fn assign_ctl(
         return Err(invalid!("buffer sizes do not match n={n}, d={d}, k={k}"));
     }
     let packed = PackedBf16::new(c, k, d)?;
-    let stats = labels
+    let stats = assign_packed(x, &packed, labels, dists, ctl);
+    ctl.check()?;
+    Ok(stats)
+}
+
+/// The bf16 pass over `x` with centroids already packed (sizes already checked).
+fn assign_packed(
+    x: &[f32],
+    packed: &PackedBf16<'_>,
+    labels: &mut [i64],
+    dists: &mut [f32],
+    ctl: &Control,
+) -> RecheckStats {
+    labels
         .par_chunks_mut(ROW_BLOCK)
         .zip(dists.par_chunks_mut(ROW_BLOCK))
-        .zip(x.par_chunks(ROW_BLOCK * d))
+        .zip(x.par_chunks(ROW_BLOCK * packed.d))
         .map_init(ScratchBf16::default, |s, ((lab, dis), xb)| {
             if ctl.is_cancelled() {
                 RecheckStats::default()
@@ -580,13 +624,48 @@ pub fn assign_ctl(
                 packed.block(xb, s, lab, dis)
             }
         })
-        .reduce(RecheckStats::default, RecheckStats::add);
-    ctl.check()?;
-    Ok(stats)
+        .reduce(RecheckStats::default, RecheckStats::add)
 }
 
-/// The assignment with the pass `precision` asks for (`Auto`: bf16 where
-/// [`simd::assign_bf16_auto`] says it pays). The results are the same either way.
+/// Rows the automatic choice assigns with the bf16 pass before deciding whether it
+/// pays on this data (a multiple of [`ROW_BLOCK`]).
+pub const PILOT_ROWS: usize = 8 * ROW_BLOCK;
+
+/// Whether the rest of a call should stay on the bf16 pass, from the pilot's
+/// re-check counts, `k`, and the measured `gain` (bf16 ÷ float32 multiply-add rate).
+///
+/// A cost model per row, in cycles per feature: the float32 tile does `k/32` (two
+/// 16-lane FMAs a cycle); the bf16 tile `k/(32·gain)`; a re-checked candidate is `d`
+/// scalar FMAs, `1/1.5` (two a cycle, less the loads); the row conversion, norms and
+/// epilogue about `0.5`. bf16 stays if that is at most 0.8 × float32. The bound is
+/// rigorous, so on data whose centroids crowd within its width (benches' mixture at
+/// 1M × 512, k = 1000: 92 % of rows, 44.5 candidates each) this keeps float32.
+pub fn pilot_pays(stats: &RecheckStats, k: usize, gain: f64) -> bool {
+    if stats.rows == 0 || gain <= 0.0 {
+        return false;
+    }
+    let rows = stats.rows as f64;
+    let k = k as f64;
+    let cands = (stats.centroids_rechecked as f64 + stats.rows_full as f64 * k) / rows;
+    let f32_cost = k / 32.0;
+    let bf16_cost = k / (32.0 * gain) + cands / 1.5 + 0.5;
+    bf16_cost <= 0.8 * f32_cost
+}
+
+/// Which pass the rows of one call took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    Float32,
+    Bf16,
+    /// The automatic choice's pilot ran in bf16, the rest in float32.
+    PilotThenFloat32,
+}
+
+/// The assignment with the pass `precision` asks for: the results are the same
+/// either way (the bf16 pass reproduces the float32 kernel). `Auto` takes bf16 only
+/// where [`simd::assign_bf16_auto`] says it pays on this core, and then only past a
+/// pilot of [`PILOT_ROWS`] rows if [`pilot_pays`] on this data
+/// (`ECOS_FAST_SIMD=avx512bf16` skips the pilot).
 #[allow(clippy::too_many_arguments)]
 pub fn assign_auto_ctl(
     x: &[f32],
@@ -600,15 +679,61 @@ pub fn assign_auto_ctl(
     precision: Precision,
     ctl: &Control,
 ) -> KernelResult<()> {
-    let bf16 = match precision {
-        Precision::Auto => d == dc && simd::assign_bf16_auto(d, k),
-        Precision::Float32 => false,
-        Precision::Bf16 => true,
+    let gain = match precision {
+        Precision::Float32 => None,
+        Precision::Bf16 => Some(f64::INFINITY),
+        Precision::Auto if d == dc && simd::assign_bf16_auto(d, k) => Some(
+            simd::bf16_calibration()
+                .filter(|_| !simd::bf16_forced())
+                .map_or(f64::INFINITY, |cal| cal.bf16_gmadds / cal.f32_gmadds),
+        ),
+        Precision::Auto => None,
     };
-    if bf16 {
-        assign_ctl(x, n, d, c, k, dc, labels, dists, ctl).map(|_| ())
+    assign_with_gain(x, n, d, c, k, dc, labels, dists, gain, ctl).map(|_| ())
+}
+
+/// [`assign_auto_ctl`] with the decision made: `None` float32; `Some(inf)` bf16
+/// throughout; `Some(gain)` bf16 for the pilot, then [`pilot_pays`] decides.
+#[allow(clippy::too_many_arguments)]
+pub fn assign_with_gain(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    c: &[f32],
+    k: usize,
+    dc: usize,
+    labels: &mut [i64],
+    dists: &mut [f32],
+    gain: Option<f64>,
+    ctl: &Control,
+) -> KernelResult<Taken> {
+    let Some(gain) = gain else {
+        f32pass::assign_ctl(x, n, d, c, k, dc, labels, dists, ctl)?;
+        return Ok(Taken::Float32);
+    };
+    if gain.is_infinite() || n <= PILOT_ROWS {
+        assign_ctl(x, n, d, c, k, dc, labels, dists, ctl)?;
+        return Ok(Taken::Bf16);
+    }
+    if d != dc || x.len() != n * d || labels.len() != n || dists.len() != n {
+        // The float32 kernel reports the mismatch.
+        f32pass::assign_ctl(x, n, d, c, k, dc, labels, dists, ctl)?;
+        return Ok(Taken::Float32);
+    }
+    let packed = PackedBf16::new(c, k, d)?;
+    let (lp, lr) = labels.split_at_mut(PILOT_ROWS);
+    let (dp, dr) = dists.split_at_mut(PILOT_ROWS);
+    let (xp, xr) = x.split_at(PILOT_ROWS * d);
+    let stats = assign_packed(xp, &packed, lp, dp, ctl);
+    ctl.check()?;
+    if pilot_pays(&stats, k, gain) {
+        assign_packed(xr, &packed, lr, dr, ctl);
+        ctl.check()?;
+        Ok(Taken::Bf16)
     } else {
-        f32pass::assign_ctl(x, n, d, c, k, dc, labels, dists, ctl)
+        drop(packed);
+        f32pass::assign_ctl(xr, n - PILOT_ROWS, d, c, k, dc, lr, dr, ctl)?;
+        Ok(Taken::PilotThenFloat32)
     }
 }
 
@@ -810,6 +935,51 @@ mod tests {
             .collect();
         if let Some(st) = both(&x, &c, n, k, d) {
             assert_eq!(st.rows_rechecked, n as u64);
+        }
+    }
+
+    #[test]
+    fn the_pilot_keeps_bf16_only_when_few_candidates_are_left() {
+        let st = |rows, cands| RecheckStats {
+            rows,
+            rows_rechecked: rows,
+            centroids_rechecked: cands,
+            rows_full: 0,
+        };
+        // k = 1000 at 2× bf16: f32 31.25, bf16 15.6 + m/1.5 + 0.5 per feature.
+        assert!(pilot_pays(&st(100, 200), 1000, 2.0));
+        assert!(!pilot_pays(&st(100, 4450), 1000, 2.0));
+        // No gain: never.
+        assert!(!pilot_pays(&st(100, 0), 1000, 0.48));
+        assert!(!pilot_pays(&RecheckStats::default(), 1000, 2.0));
+    }
+
+    #[test]
+    fn the_automatic_choice_gives_the_float32_results_on_either_branch() {
+        if !simd::bf16_allowed() {
+            return;
+        }
+        let (n, k, d) = (PILOT_ROWS + 500, 512, 32);
+        // Clear data: rows next to well separated centroids (few candidates).
+        let c: Vec<f32> = lcg_values(11, k * d).iter().map(|v| v * 4.0).collect();
+        let noise = lcg_values(12, n * d);
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| c[((i / d) * 7 % k) * d + i % d] + 0.01 * noise[i])
+            .collect();
+        // Crowded data: every centroid within ulps of one point.
+        let base = lcg_values(13, d);
+        let crowd: Vec<f32> = (0..k)
+            .flat_map(|j| base.iter().map(move |&v| v * (1.0 + (j % 5) as f32 * 1e-7)))
+            .collect();
+        for (cs, want) in [(&c, Taken::Bf16), (&crowd, Taken::PilotThenFloat32)] {
+            let (mut l32, mut d32) = (vec![0i64; n], vec![0f32; n]);
+            f32pass::assign(&x, n, d, cs, k, d, &mut l32, &mut d32).unwrap();
+            let (mut la, mut da) = (vec![0i64; n], vec![0f32; n]);
+            let ctl = &crate::kernels::control::NEVER;
+            let taken = assign_with_gain(&x, n, d, cs, k, d, &mut la, &mut da, Some(2.0), ctl);
+            assert_eq!(taken.unwrap(), want);
+            assert_eq!(la, l32);
+            assert!(da.iter().zip(&d32).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 

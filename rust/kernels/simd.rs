@@ -20,7 +20,10 @@
 //! where a one-off calibration ([`bf16_calibration`], ~2 ms on the first call that
 //! asks) measures `vdpbf16ps` at ≥ [`BF16_GAIN`] × the float32 FMA multiply-add rate;
 //! `avx512bf16` forces it wherever the CPU has AVX512_BF16; any narrower value turns
-//! it off. The labels and distances are the float32 kernel's either way (the first
+//! it off. Where the calibration says yes, each call still starts with a pilot of a
+//! few row blocks and keeps bf16 only if the float32 re-checks it needed leave it
+//! cheaper (`assign_bf16::pilot_pays`): how many candidates the bound lets through
+//! depends on the data. The labels and distances are the float32 kernel's either way (the first
 //! pass only narrows the candidates; see `assign_bf16.rs`), so the calibration, which
 //! may land differently on a loaded machine, changes only the speed.
 //!
@@ -119,8 +122,8 @@ pub fn bf16_allowed() -> bool {
 }
 
 /// Whether the bf16 pass was forced on (`ECOS_FAST_SIMD=avx512bf16`) rather than
-/// left to the calibration.
-fn bf16_forced() -> bool {
+/// left to the calibration (and the assignment's pilot).
+pub fn bf16_forced() -> bool {
     let raw = std::env::var_os(ENV_VAR);
     parse_bf16(raw.as_ref().map(|v| v.to_string_lossy()).as_deref()) == Bf16Mode::On
 }
