@@ -8,7 +8,11 @@ that every pass runs over many blocks (the 10M x 512 run is ``benches/pool_10m.p
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -279,3 +283,30 @@ def test_stream_helpers(tmp_path: Path) -> None:
     np.testing.assert_array_equal(lab, ref_l)
     np.testing.assert_array_equal(d2, ref_d)
     np.testing.assert_array_equal(bins, ref_b)
+
+
+def test_the_10m_bench_script_runs_at_toy_size(tmp_path: Path) -> None:
+    """benches/pool_10m.py as documented in benches/README.md, on a 40k x 16 pool."""
+    script = Path(__file__).resolve().parents[1] / "benches" / "pool_10m.py"
+    size = ["--dir", str(tmp_path), "--n", "40000", "--d", "16"]
+    env = {**os.environ, "TMPDIR": str(tmp_path), "ECOS_FAST_NUM_THREADS": "1"}
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(script), *args, *size],
+            capture_output=True, text=True, env=env, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    run("generate")
+    out = tmp_path / "R.md"
+    run("run", "--clusters", "8", "--budget", "300", "--prefix", "20000", "--out", str(out))
+    res = json.loads((tmp_path / "pool10m-report" / "pool10m.json").read_text())
+    assert all(v is True for k, v in res["prefix"].items() if k.endswith("_equal"))
+    assert res["end_to_end"]["n_selected"] == 300
+    assert len(res["full_kmeans"]["iterations"]) == 2
+    text = out.read_text()
+    assert "— correct." in text and "| sequential read" in text
+    run("clean")
+    assert not list(tmp_path.glob("mix_*.npy"))
