@@ -49,8 +49,12 @@ def recheck_info(x: np.ndarray, c: np.ndarray, t: int, labels: np.ndarray) -> di
     l32, d32 = _core.assign(xp, c, t, precision="float32")
     rows = st["rows_rechecked"]
     mean = st["centroids_rechecked"] / rows if rows else 0.0
+    panels = st["panels_rechecked"] / rows if rows else 0.0
     return {
-        "recheck": f"{100 * rows / m:.1f} % of rows, {mean:.1f} centroids each, first {m:,} rows",
+        "recheck": (
+            f"{100 * rows / m:.1f} % of rows, {mean:.1f} centroids in {panels:.1f} panels each, "
+            f"first {m:,} rows"
+        ),
         "recheck_rows_share": rows / m,
         "recheck_mean_centroids": mean,
         "equals_float32": bool(

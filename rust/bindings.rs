@@ -564,7 +564,8 @@ type Bf16StatsArrays<'py> = (
 /// The bf16 first pass of `assign` (forced), with what it re-checked in float32:
 /// labels int64[n], squared distances float32[n], and the counts `rows`,
 /// `rows_rechecked` (two or more candidates), `centroids_rechecked` (summed over
-/// those rows) and `rows_full` (overflowed bounds: every centroid re-checked).
+/// those rows), `rows_full` (overflowed bounds: every centroid re-checked) and
+/// `panels_rechecked` (the 32- or 16-centroid panels computed in float32).
 #[pyfunction]
 fn assign_bf16_stats<'py>(
     py: Python<'py>,
@@ -588,6 +589,7 @@ fn assign_bf16_stats<'py>(
         ("rows_rechecked", st.rows_rechecked),
         ("centroids_rechecked", st.centroids_rechecked),
         ("rows_full", st.rows_full),
+        ("panels_rechecked", st.panels_rechecked),
     ]);
     Ok((
         PyArray1::from_vec(py, labels),

@@ -70,7 +70,8 @@ def assign_bf16_stats(
     """``assign`` through the bf16 first pass (forced), and what it re-checked in float32.
 
     The counts: ``rows``, ``rows_rechecked`` (two or more candidates), ``centroids_rechecked``
-    (summed over those rows), ``rows_full`` (bounds overflowed: every centroid re-checked).
+    (summed over those rows), ``rows_full`` (bounds overflowed: every centroid re-checked),
+    ``panels_rechecked`` (the 32- or 16-centroid panels computed in float32 for them).
     ``InvalidInputError`` where the CPU lacks AVX512_BF16 or ``ECOS_FAST_SIMD`` caps it.
     """
 

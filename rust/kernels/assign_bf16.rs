@@ -7,7 +7,8 @@
 //! converted once into panels of 32 (or 16) columns holding feature *pairs*
 //! (`d` odd: a zero pads the last pair), each block of [`ROW_BLOCK`] rows is
 //! converted once, and a 12 × 32 register tile accumulates in f32 — half the
-//! instructions of the float32 tile for the same multiply-adds.
+//! instructions of the float32 tile for the same multiply-adds. The columns are in
+//! [`panel_order`]: near centroids share panels, so a row's candidates fall in few.
 //!
 //! The bound. For a row `x` (shifted, f32), its bf16 copy `x~ = x + δx`, and a
 //! centroid `c~ = c + δc`: `x~·c~ − x·c = x~·δc + δx·c`, so by Cauchy–Schwarz
@@ -23,44 +24,45 @@
 //! every centroid with the float32 kernel's minimum score. The tile's epilogue keeps
 //! each row's running `min (s~ + e)` and appends (`vpcompressd`) the centroids that
 //! pass against it; after the last panel the list is filtered against the final
-//! minimum. One candidate: that is the label, no float32 dot at all. Several: their
-//! float32 scores are recomputed exactly as the float32 tile computes them (FMAs in
-//! feature order from 0, then `cn − 2·dot` in one rounding; 8 candidates at a time
-//! as independent chains) and the lowest index with the smallest score wins.
+//! minimum. One candidate: that is the label, no float32 dot at all. Several: the
+//! panels holding them are re-computed in float32 with the float32 tile's own
+//! arithmetic (FMAs in feature order from 0, then `cn − 2·dot` in one rounding),
+//! each panel once per block for all the rows that need it (12 gathered rows per
+//! tile), and the lowest centroid index with the smallest score wins.
 //!
 //! So the labels are the float32 AVX-512 kernel's bit for bit (not just outside
 //! near-ties), and the distances are `assign.rs`'s exact `Σ (x − c)²` for that
-//! label. A row whose bounds overflow (not finite) takes all `k` centroids through
-//! the same float32 re-check. [`RecheckStats`] counts the rows that needed a
-//! re-check and the candidates re-checked.
+//! label. A row whose bounds overflow (not finite) re-checks every panel.
+//! [`RecheckStats`] counts the rows re-checked, their candidates and panels.
 //!
 //! Cost. O(n·k·d) `vdpbf16ps` multiply-adds (half the instructions of float32),
-//! O(n·d) for the row copy, conversion and norms, O(m·d) scalar FMAs per row for
-//! `m ≥ 2` candidates (a candidate costs as much as ~16 centroids of the vector
-//! pass, so the pass pays while `m` stays well under `k/16`). Near-duplicate
-//! centroids all become candidates: correct, but then slower than float32. Extra
-//! memory: O(k·d) for the bf16 panels and a row-major shifted f32 copy of the
-//! centroids, plus O(ROW_BLOCK·(d + k)) per worker (the candidate lists).
+//! O(n·d) for the row copy, conversion and norms, and for each re-checked (row,
+//! panel) pair the float32 work of one row × 32 centroids. Centroids crowded within
+//! the bound (near-duplicates) all become candidates: correct, but then slower than
+//! float32. Extra memory: O(k·d) for the bf16 and f32 panels, plus
+//! O(ROW_BLOCK·(d + k)) per worker (the candidate lists). Packing adds
+//! [`panel_order`]'s O(k²·d/32).
 //!
 //! Determinism. Each row's result depends only on that row and the centroids
 //! (fixed blocks, feature-order accumulation), so results are bit-identical for any
 //! `n_threads`; the statistics are sums of per-block counts.
 //!
 //! When it pays. Only where `vdpbf16ps` outruns float32 FMA (a calibration in
-//! `simd.rs`: AMD Zen 4 yes, this project's Intel Emerald Rapids no, 42 vs 87 G
-//! multiply-adds/s), and only where the bound leaves few candidates, which depends on
-//! the data: the bound is rigorous, so it grows with `||x − mu||·||c − mu||`, and
-//! centroids that crowd within it all need float32. On benches' mixture (1M × 512,
-//! k = 1000: 64 components, ~15 centroids each) 92 % of rows keep 44.5 candidates
-//! on average, which costs more than the float32 kernel even at 2× bf16. So the
-//! automatic choice ([`assign_auto_ctl`]) runs a pilot of [`PILOT_ROWS`] rows in
-//! bf16 and keeps it for the rest only if [`pilot_pays`].
+//! `simd.rs`: the issue measured Zen 4 at 2×; this project's Intel Emerald Rapids
+//! runs it at half the FMA multiply-add rate, 42 vs 87 G/s, `benches/bf16_peak.c`),
+//! and only where the bound leaves few candidates, which depends on the data: the
+//! bound is rigorous, so it grows with `||x − mu||·||c − mu||`, and centroids that
+//! crowd within it all need float32. On benches' mixture (1M × 512, k = 1000: 64
+//! components, ~15 centroids each) 92 % of rows keep 44 candidates, in 4 panels
+//! on average. So the automatic choice ([`assign_auto_ctl`]) runs a pilot of
+//! [`PILOT_ROWS`] rows in bf16 and keeps it for the rest only if [`pilot_pays`].
 //!
 //! Only x86-64 with AVX-512F and AVX512_BF16 runs it ([`super::simd::bf16_allowed`]);
-//! everywhere else [`assign_ctl`] refuses and the automatic choice takes `assign.rs`. Reference: Intel's BF16 white paper
-//! (VCVTNE2PS2BF16 rounds to nearest even; VDPBF16PS treats denormals as zero and
-//! flushes denormal results, both covered by the absolute terms); Higham, *Accuracy
-//! and Stability of Numerical Algorithms*, §3.1 for `γ_n`.
+//! everywhere else [`assign_ctl`] refuses and the automatic choice takes `assign.rs`.
+//! Reference: Intel's BF16 white paper (VCVTNE2PS2BF16 rounds to nearest even;
+//! VDPBF16PS treats denormals as zero and flushes denormal results, both covered by
+//! the absolute terms); Higham, *Accuracy and Stability of Numerical Algorithms*,
+//! §3.1 for `γ_n`.
 
 use rayon::prelude::*;
 
@@ -116,6 +118,8 @@ pub struct RecheckStats {
     pub centroids_rechecked: u64,
     /// Rows whose bounds overflowed and which were re-checked against every centroid.
     pub rows_full: u64,
+    /// Panels (32 or 16 centroids) computed in float32 for those rows.
+    pub panels_rechecked: u64,
 }
 
 impl RecheckStats {
@@ -124,6 +128,7 @@ impl RecheckStats {
         self.rows_rechecked += o.rows_rechecked;
         self.centroids_rechecked += o.centroids_rechecked;
         self.rows_full += o.rows_full;
+        self.panels_rechecked += o.panels_rechecked;
         self
     }
 }
@@ -155,9 +160,41 @@ pub struct PackedBf16<'a> {
     pe: Vec<f32>,
     qe: Vec<f32>,
     re: Vec<f32>,
-    /// Shifted centroids `c − mu`, row-major `k × d` (the float32 re-check).
-    cs: Vec<f32>,
+    /// The same panels in f32 (`c − mu`, feature-major, `d × width`, panel `p` at
+    /// `j0 · d`): the float32 re-check runs the float32 tile's arithmetic on them.
+    bf32: Vec<f32>,
+    /// The centroid in each packed column (`i32::MAX` in padding): columns are in
+    /// [`panel_order`], so near centroids share panels.
+    perm: Vec<i32>,
     mu: Vec<f32>,
+}
+
+/// An order of the centroids that puts near ones next to each other, so a row's
+/// candidates fall in few panels (the re-check computes whole panels): each centroid
+/// joins the nearest of `⌈k/32⌉` evenly spaced seeds, then the groups are laid out
+/// one after another, by index within each. O(k²·d/32); the identity order where that
+/// exceeds 2³¹ multiply-adds or k ≤ 64. Only the speed depends on it.
+fn panel_order(c: &[f32], k: usize, d: usize) -> Vec<usize> {
+    let g = k.div_ceil(NR);
+    if k <= 2 * NR || (k as u128) * (g as u128) * (d as u128) > 1 << 31 {
+        return (0..k).collect();
+    }
+    let seeds: Vec<usize> = (0..g).map(|s| s * k / g).collect();
+    let mut group = vec![0usize; k];
+    for (j, gj) in group.iter_mut().enumerate() {
+        let row = &c[j * d..(j + 1) * d];
+        let mut best = f32::INFINITY;
+        for (si, &sj) in seeds.iter().enumerate() {
+            let dd = sq_dist_exact(row, &c[sj * d..(sj + 1) * d]);
+            if dd < best {
+                best = dd;
+                *gj = si;
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by_key(|&j| (group[j], j));
+    order
 }
 
 /// Per-worker buffers, reused across blocks.
@@ -172,6 +209,15 @@ pub struct ScratchBf16 {
     cand_n: Vec<u32>,
     cand_j: Vec<i32>,
     cand_lo: Vec<f32>,
+    /// Per panel, the block's rows whose float32 re-check needs it.
+    prow: Vec<Vec<u16>>,
+    /// Per row, the best float32 score so far, its centroid and packed column.
+    best_v: Vec<f32>,
+    best_j: Vec<i32>,
+    best_q: Vec<usize>,
+    /// 12 gathered rows (contiguous) and their 12 × 32 float32 scores.
+    tmp: Vec<f32>,
+    vout: Vec<f32>,
 }
 
 /// f32 → bf16, round to nearest even, denormals flushed to (signed) zero as
@@ -286,16 +332,22 @@ impl<'a> PackedBf16<'a> {
         let mut b = vec![0u32; padded * pairs];
         let mut cn = vec![f32::INFINITY; padded];
         let (mut pe, mut qe, mut re) = (vec![0f32; padded], vec![0f32; padded], vec![0f32; padded]);
-        let mut cs = vec![0f32; k * d];
+        let order = panel_order(c, k, d);
+        let mut bf32 = vec![0f32; padded * d];
+        let mut perm = vec![i32::MAX; padded];
+        let mut shifted = vec![0f32; d];
         for panel in &panels {
             let w = panel.width;
             let block = &mut b[panel.j0 * pairs..(panel.j0 + w) * pairs];
+            let block32 = &mut bf32[panel.j0 * d..(panel.j0 + w) * d];
             for lane in 0..w.min(k - panel.j0) {
-                let j = panel.j0 + lane;
+                let q = panel.j0 + lane;
+                let j = order[q];
+                perm[q] = j as i32;
                 let row = &c[j * d..(j + 1) * d];
-                let shifted = &mut cs[j * d..(j + 1) * d];
-                for ((o, &v), &m) in shifted.iter_mut().zip(row).zip(&mu) {
+                for (f, ((o, &v), &m)) in shifted.iter_mut().zip(row).zip(&mu).enumerate() {
                     *o = v - m;
+                    block32[f * w + lane] = v - m;
                 }
                 let (mut nc2, mut ndc2) = (0f64, 0f64);
                 for p in 0..pairs {
@@ -315,6 +367,7 @@ impl<'a> PackedBf16<'a> {
                 }
                 let (nc, ndc) = (nc2.sqrt(), ndc2.sqrt());
                 let cnj = shifted_sq_norm(row, &mu);
+                let j = q;
                 cn[j] = cnj;
                 pe[j] = up(inflate * (2.0 * ndc + kc * (nc + ndc) + TINY * sq));
                 qe[j] = up(inflate * ((2.0 + kc) * (nc + ndc) + TINY * sq));
@@ -336,7 +389,8 @@ impl<'a> PackedBf16<'a> {
             pe,
             qe,
             re,
-            cs,
+            bf32,
+            perm,
             mu,
         })
     }
@@ -360,35 +414,6 @@ impl<'a> PackedBf16<'a> {
             let _ = (x, s, labels, dists);
             unreachable!("PackedBf16::new refuses CPUs without AVX512_BF16")
         }
-    }
-
-    /// The float32 score of the AVX-512 tile (`assign.rs`) for `cands` (ascending),
-    /// and the lowest index with the smallest: FMAs in feature order from 0, then
-    /// `cn − 2·dot` rounded once, 8 candidates as independent chains.
-    #[inline(always)]
-    fn recheck(&self, a: &[f32], cands: &[i32]) -> usize {
-        const L: usize = 8;
-        let d = self.d;
-        let (mut best, mut bj) = (f32::INFINITY, 0usize);
-        for group in cands.chunks(L) {
-            // Pad a short group with its last candidate: a repeat never wins `<`.
-            let js: [usize; L] = std::array::from_fn(|l| group[l.min(group.len() - 1)] as usize);
-            let rows: [&[f32]; L] = std::array::from_fn(|l| &self.cs[js[l] * d..(js[l] + 1) * d]);
-            let mut acc = [0f32; L];
-            for (f, &av) in a.iter().enumerate() {
-                for l in 0..L {
-                    acc[l] = av.mul_add(rows[l][f], acc[l]);
-                }
-            }
-            for l in 0..L {
-                let v = (-2.0f32).mul_add(acc[l], self.cn[js[l]]);
-                if v < best {
-                    best = v;
-                    bj = js[l];
-                }
-            }
-        }
-        bj
     }
 
     /// The block driver, inlined into the `#[target_feature]` wrapper (which passes
@@ -490,44 +515,146 @@ impl<'a> PackedBf16<'a> {
             rows: m as u64,
             ..RecheckStats::default()
         };
-        let every = || (0..k as i32).collect::<Vec<i32>>();
+        // Each row's result: a single candidate's column, or the panels to re-check
+        // (rows listed per panel, so a panel is read once per block, not per row).
+        let np = self.panels.len();
+        if s.prow.len() < np {
+            s.prow.resize_with(np, Vec::new);
+        }
+        for l in &mut s.prow[..np] {
+            l.clear();
+        }
+        s.best_v.clear();
+        s.best_v.resize(m, f32::INFINITY);
+        s.best_j.clear();
+        s.best_j.resize(m, i32::MAX);
+        s.best_q.clear();
+        s.best_q.resize(m, usize::MAX);
         for i in 0..m {
             let t = s.thr[i];
-            let a = &s.a[i * d..(i + 1) * d];
-            let j = if !t.is_finite() {
-                // Overflowed bounds: every centroid, as the float32 kernel would.
-                stats.rows_full += 1;
-                self.recheck(a, &every())
-            } else {
-                let n = s.cand_n[i] as usize;
-                let js = &mut s.cand_j[i * kpad..i * kpad + n];
-                let lo = &s.cand_lo[i * kpad..i * kpad + n];
-                // Keep the candidates that pass the final threshold (order kept).
-                let mut kept = 0;
-                for q in 0..n {
-                    if lo[q] <= t && (js[q] as usize) < k {
-                        js[kept] = js[q];
+            let n = s.cand_n[i] as usize;
+            let js = &s.cand_j[i * kpad..i * kpad + n];
+            let lo = &s.cand_lo[i * kpad..i * kpad + n];
+            // The candidates that pass the final threshold (columns ascend, so equal
+            // panels are adjacent).
+            let (mut kept, mut first, mut last_p, mut panels) = (0u64, 0usize, usize::MAX, 0u64);
+            if t.is_finite() {
+                for (&q, &l) in js.iter().zip(lo) {
+                    if l <= t && self.perm[q as usize] != i32::MAX {
+                        if kept == 0 {
+                            first = q as usize;
+                        }
                         kept += 1;
+                        let p = q as usize / NR;
+                        if p != last_p {
+                            s.prow[p].push(i as u16);
+                            (last_p, panels) = (p, panels + 1);
+                        }
                     }
                 }
-                match kept {
-                    0 => {
-                        stats.rows_full += 1;
-                        self.recheck(a, &every())
-                    }
-                    1 => js[0] as usize,
-                    _ => {
-                        stats.rows_rechecked += 1;
-                        stats.centroids_rechecked += kept as u64;
-                        self.recheck(a, &js[..kept])
+            }
+            if kept == 1 {
+                s.best_q[i] = first;
+                continue;
+            }
+            if kept == 0 {
+                // Overflowed bounds: every centroid, as the float32 kernel would.
+                for l in &mut s.prow[..np] {
+                    l.push(i as u16);
+                }
+                stats.rows_full += 1;
+                stats.panels_rechecked += np as u64;
+            } else {
+                stats.rows_rechecked += 1;
+                stats.centroids_rechecked += kept;
+                stats.panels_rechecked += panels;
+            }
+        }
+        // The float32 re-check, 12 gathered rows × one panel at a time, with the
+        // float32 tile's own arithmetic (bit for bit its scores), merged per row with
+        // ties to the lowest centroid index.
+        if s.tmp.len() < MR * d {
+            s.tmp.resize(MR * d, 0.0);
+        }
+        s.vout.resize(MR * NR, 0.0);
+        for (p, panel) in self.panels.iter().enumerate() {
+            let w = panel.width;
+            let bp = &self.bf32[panel.j0 * d..(panel.j0 + w) * d];
+            let cnp = &self.cn[panel.j0..panel.j0 + w];
+            for chunk in s.prow[p].chunks(MR) {
+                for (r, &i) in chunk.iter().enumerate() {
+                    let i = i as usize;
+                    s.tmp[r * d..(r + 1) * d].copy_from_slice(&s.a[i * d..(i + 1) * d]);
+                }
+                // SAFETY: tmp holds 12 rows of d (rows past the chunk are stale but
+                // in bounds, and ignored), bp d·w, cnp w, vout 12 × 32.
+                unsafe {
+                    f32_tile(
+                        s.tmp.as_ptr(),
+                        d,
+                        bp.as_ptr(),
+                        w,
+                        cnp.as_ptr(),
+                        s.vout.as_mut_ptr(),
+                    )
+                };
+                for (r, &i) in chunk.iter().enumerate() {
+                    let i = i as usize;
+                    for l in 0..w {
+                        let j = self.perm[panel.j0 + l];
+                        let v = s.vout[r * NR + l];
+                        if j != i32::MAX
+                            && (v < s.best_v[i] || (v == s.best_v[i] && j < s.best_j[i]))
+                        {
+                            (s.best_v[i], s.best_j[i], s.best_q[i]) = (v, j, panel.j0 + l);
+                        }
                     }
                 }
+            }
+        }
+        for i in 0..m {
+            let j = match s.best_q[i] {
+                // No finite score anywhere (overflow): the float32 kernel's label is 0.
+                usize::MAX => 0,
+                q => (self.perm[q] as usize).min(k - 1),
             };
-            let j = j.min(k - 1);
             labels[i] = j as i64;
             dists[i] = sq_dist_exact(&x[i * d..(i + 1) * d], &self.centroids[j * d..(j + 1) * d]);
         }
         stats
+    }
+}
+
+/// The float32 tile's scores for 12 contiguous rows (`d` apart) × one `w`-wide panel,
+/// into `out` (12 rows of 32).
+///
+/// # Safety
+/// `a` has 12·d values, `b` d·w, `cn` w, `out` 12·32; `w` is 32 or 16; AVX-512F
+/// (checked by `PackedBf16::new`).
+#[inline(always)]
+unsafe fn f32_tile(
+    a: *const f32,
+    d: usize,
+    b: *const f32,
+    w: usize,
+    cn: *const f32,
+    out: *mut f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: per this function's contract.
+        unsafe {
+            if w == NR {
+                x86::f32_tile::<2>(a, d, b, cn, out)
+            } else {
+                x86::f32_tile::<1>(a, d, b, cn, out)
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, d, b, w, cn, out);
+        unreachable!("PackedBf16::new refuses CPUs without AVX512_BF16")
     }
 }
 
@@ -635,20 +762,21 @@ pub const PILOT_ROWS: usize = 8 * ROW_BLOCK;
 /// re-check counts, `k`, and the measured `gain` (bf16 ÷ float32 multiply-add rate).
 ///
 /// A cost model per row, in cycles per feature: the float32 tile does `k/32` (two
-/// 16-lane FMAs a cycle); the bf16 tile `k/(32·gain)`; a re-checked candidate is `d`
-/// scalar FMAs, `1/1.5` (two a cycle, less the loads); the row conversion, norms and
-/// epilogue about `0.5`. bf16 stays if that is at most 0.8 × float32. The bound is
-/// rigorous, so on data whose centroids crowd within its width (benches' mixture at
-/// 1M × 512, k = 1000: 92 % of rows, 44.5 candidates each) this keeps float32.
+/// 16-lane FMAs a cycle); the bf16 tile `k/(32·gain)`; a re-checked (row, panel)
+/// pair 1.1 (a twelfth of a 12 × 32 float32 tile, and the row's gathering); the
+/// row conversion, norms and epilogue about `0.5`. bf16 stays if that is at most
+/// 0.8 × float32: `gain` 2 at k = 1000 allows ~8 panels a row.
 pub fn pilot_pays(stats: &RecheckStats, k: usize, gain: f64) -> bool {
     if stats.rows == 0 || gain <= 0.0 {
         return false;
     }
     let rows = stats.rows as f64;
     let k = k as f64;
-    let cands = (stats.centroids_rechecked as f64 + stats.rows_full as f64 * k) / rows;
+    // A re-checked (row, panel) pair is a twelfth of a 12 × 32 float32 tile: one
+    // cycle per feature, plus ~10 % to gather the rows.
+    let panels = stats.panels_rechecked as f64 / rows;
     let f32_cost = k / 32.0;
-    let bf16_cost = k / (32.0 * gain) + cands / 1.5 + 0.5;
+    let bf16_cost = k / (32.0 * gain) + 1.1 * panels + 0.5;
     bf16_cost <= 0.8 * f32_cost
 }
 
@@ -756,6 +884,48 @@ mod x86 {
         dists: &mut [f32],
     ) -> RecheckStats {
         p.block_impl(x, s, labels, dists, tile::<2>, tile::<1>, convert)
+    }
+
+    /// The float32 re-check tile: 12 rows × 16·NH columns with exactly the float32
+    /// AVX-512 tile's arithmetic (`assign.rs`: per lane, FMAs in feature order from
+    /// 0, then `cn − 2·dot` in one `vfnmadd`), so its scores bit for bit; they are
+    /// stored, not folded into minima (the columns are not in centroid order).
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F; `a` has 12 rows of `d`, `b` `d·16·NH`, `cn`
+    /// `16·NH`, `out` 12 rows of 32.
+    #[target_feature(enable = "avx512f,fma")]
+    pub unsafe fn f32_tile<const NH: usize>(
+        a: *const f32,
+        d: usize,
+        b: *const f32,
+        cn: *const f32,
+        out: *mut f32,
+    ) {
+        let w = 16 * NH;
+        let mut acc = [[_mm512_setzero_ps(); NH]; MR];
+        // SAFETY (whole body): offsets stay within the contract's lengths.
+        unsafe {
+            for f in 0..d {
+                let mut bv = [_mm512_setzero_ps(); NH];
+                for (h, v) in bv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(b.add(f * w + h * 16));
+                }
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(r * d + f));
+                    for h in 0..NH {
+                        accr[h] = _mm512_fmadd_ps(av, bv[h], accr[h]);
+                    }
+                }
+            }
+            let two = _mm512_set1_ps(2.0);
+            for (r, accr) in acc.iter().enumerate() {
+                for (h, &dot) in accr.iter().enumerate() {
+                    let v = _mm512_fnmadd_ps(dot, two, _mm512_loadu_ps(cn.add(h * 16)));
+                    _mm512_storeu_ps(out.add(r * NR + h * 16), v);
+                }
+            }
+        }
     }
 
     /// `d` f32 at `src` to bf16 at `dst` (rounded up to 32 values, zeros after `d`).
@@ -940,15 +1110,17 @@ mod tests {
 
     #[test]
     fn the_pilot_keeps_bf16_only_when_few_candidates_are_left() {
-        let st = |rows, cands| RecheckStats {
+        let st = |rows, panels| RecheckStats {
             rows,
             rows_rechecked: rows,
-            centroids_rechecked: cands,
+            centroids_rechecked: 2 * panels,
             rows_full: 0,
+            panels_rechecked: panels,
         };
-        // k = 1000 at 2× bf16: f32 31.25, bf16 15.6 + m/1.5 + 0.5 per feature.
-        assert!(pilot_pays(&st(100, 200), 1000, 2.0));
-        assert!(!pilot_pays(&st(100, 4450), 1000, 2.0));
+        // k = 1000 at 2× bf16, per feature: f32 31.25; bf16 15.6 + 0.5 + 4 per group
+        // of 8 half-panels (at least one per re-checked row).
+        assert!(pilot_pays(&st(100, 300), 1000, 2.0));
+        assert!(!pilot_pays(&st(100, 3000), 1000, 2.0));
         // No gain: never.
         assert!(!pilot_pays(&st(100, 0), 1000, 0.48));
         assert!(!pilot_pays(&RecheckStats::default(), 1000, 2.0));
