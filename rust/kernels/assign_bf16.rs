@@ -603,9 +603,10 @@ impl<'a> PackedBf16<'a> {
                     for l in 0..w {
                         let j = self.perm[panel.j0 + l];
                         let v = s.vout[r * NR + l];
-                        if j != i32::MAX
-                            && (v < s.best_v[i] || (v == s.best_v[i] && j < s.best_j[i]))
-                        {
+                        // As the float32 kernel: strictly smaller, or a finite tie
+                        // at a lower index (an all-inf/NaN row keeps label 0).
+                        let tie = v == s.best_v[i] && v < f32::INFINITY && j < s.best_j[i];
+                        if j != i32::MAX && (v < s.best_v[i] || tie) {
                             (s.best_v[i], s.best_j[i], s.best_q[i]) = (v, j, panel.j0 + l);
                         }
                     }
@@ -1152,6 +1153,22 @@ mod tests {
             assert_eq!(taken.unwrap(), want);
             assert_eq!(la, l32);
             assert!(da.iter().zip(&d32).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    #[test]
+    fn overflowing_bounds_recheck_every_panel_and_still_match_float32() {
+        if !simd::bf16_allowed() {
+            return;
+        }
+        // Values past `_validation`'s limit: the bf16 scores overflow to inf, the
+        // row's threshold is not finite, and every panel is re-checked in float32.
+        let (n, k, d) = (30, 70, 8);
+        let big =
+            |seed, len| -> Vec<f32> { lcg_values(seed, len).iter().map(|v| v * 1e19).collect() };
+        let (x, c) = (big(21, n * d), big(22, k * d));
+        if let Some(st) = both(&x, &c, n, k, d) {
+            assert!(st.rows_full > 0, "{st:?}");
         }
     }
 

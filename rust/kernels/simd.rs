@@ -113,19 +113,22 @@ fn bf16_detected() -> bool {
 /// Whether the bf16 first pass may run in this process: the CPU has AVX512_BF16,
 /// the path is AVX-512F, and `ECOS_FAST_SIMD` does not cap it below `avx512bf16`.
 pub fn bf16_allowed() -> bool {
+    bf16_mode() != Bf16Mode::Off && path() == SimdPath::Avx512 && bf16_detected()
+}
+
+/// The bf16 mode `ECOS_FAST_SIMD` asks for, read once per process (as the cap).
+fn bf16_mode() -> Bf16Mode {
     static MODE: OnceLock<Bf16Mode> = OnceLock::new();
-    let mode = *MODE.get_or_init(|| {
+    *MODE.get_or_init(|| {
         let raw = std::env::var_os(ENV_VAR);
         parse_bf16(raw.as_ref().map(|v| v.to_string_lossy()).as_deref())
-    });
-    mode != Bf16Mode::Off && path() == SimdPath::Avx512 && bf16_detected()
+    })
 }
 
 /// Whether the bf16 pass was forced on (`ECOS_FAST_SIMD=avx512bf16`) rather than
 /// left to the calibration (and the assignment's pilot).
 pub fn bf16_forced() -> bool {
-    let raw = std::env::var_os(ENV_VAR);
-    parse_bf16(raw.as_ref().map(|v| v.to_string_lossy()).as_deref()) == Bf16Mode::On
+    bf16_mode() == Bf16Mode::On
 }
 
 /// One thread's multiply-add rates (1e9 per second): float32 FMA (`vfmadd231ps`
