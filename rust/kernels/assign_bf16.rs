@@ -40,7 +40,8 @@
 //! panel) pair the float32 work of one row × 32 centroids. Centroids crowded within
 //! the bound (near-duplicates) all become candidates: correct, but then slower than
 //! float32. Extra memory: O(k·d) for the bf16 and f32 panels, plus
-//! O(ROW_BLOCK·(d + k)) per worker (the candidate lists). Packing adds
+//! O(ROW_BLOCK·(d + min(k, 2048))) per worker (the candidate lists; a row with
+//! more candidates than [`LIST_CAP`] re-checks every panel). Packing adds
 //! [`panel_order`]'s O(k²·d/32).
 //!
 //! Determinism. Each row's result depends only on that row and the centroids
@@ -71,6 +72,11 @@ use super::control::Control;
 use super::simd;
 use crate::errors::KernelResult;
 use crate::invalid;
+
+/// Longest candidate list kept per row; past it the row is re-checked whole.
+const LIST_CAP: usize = 2048;
+/// `cand_n` of a row whose list passed [`LIST_CAP`].
+const OVERFLOWED: u32 = u32::MAX;
 
 /// Rows of the register tile (a divisor of [`ROW_BLOCK`]).
 const MR: usize = 12;
@@ -434,7 +440,9 @@ impl<'a> PackedBf16<'a> {
         let m = labels.len();
         debug_assert!(m <= ROW_BLOCK && x.len() == m * d && dists.len() == m);
         let mpad = m.div_ceil(MR) * MR;
-        let kpad = self.cn.len();
+        // Candidate lists of at most LIST_CAP per row (a row that would pass it is
+        // re-checked against every panel), so a worker's lists stay ≤ 3 MiB.
+        let kpad = self.cn.len().min(LIST_CAP);
         if s.a.len() < mpad * d {
             s.a.resize(mpad * d, 0.0);
         }
@@ -483,7 +491,8 @@ impl<'a> PackedBf16<'a> {
                 let r0 = t * MR;
                 // SAFETY: per `TileFn`'s contract: 12 converted rows of `pairs`
                 // u32 at `stride/2` apart, a `pairs × w` panel, `w` coefficients,
-                // 12 norms/thresholds/counts, and 12 candidate lists of `kpad`
+                // 12 norms/thresholds/counts, and 12 candidate lists of `kpad` (the
+                // tile never stores past one: it marks the row overflowed instead)
                 // (a row appends each of its k centroids at most once).
                 unsafe {
                     f(
@@ -532,13 +541,13 @@ impl<'a> PackedBf16<'a> {
         s.best_q.resize(m, usize::MAX);
         for i in 0..m {
             let t = s.thr[i];
-            let n = s.cand_n[i] as usize;
+            let n = (s.cand_n[i] as usize).min(kpad);
             let js = &s.cand_j[i * kpad..i * kpad + n];
             let lo = &s.cand_lo[i * kpad..i * kpad + n];
             // The candidates that pass the final threshold (columns ascend, so equal
             // panels are adjacent).
             let (mut kept, mut first, mut last_p, mut panels) = (0u64, 0usize, usize::MAX, 0u64);
-            if t.is_finite() {
+            if t.is_finite() && s.cand_n[i] != OVERFLOWED {
                 for (&q, &l) in js.iter().zip(lo) {
                     if l <= t && self.perm[q as usize] != i32::MAX {
                         if kept == 0 {
@@ -558,7 +567,7 @@ impl<'a> PackedBf16<'a> {
                 continue;
             }
             if kept == 0 {
-                // Overflowed bounds: every centroid, as the float32 kernel would.
+                // Overflowed bounds or list: every centroid, as the float32 kernel would.
                 for l in &mut s.prow[..np] {
                     l.push(i as u16);
                 }
@@ -870,7 +879,7 @@ pub fn assign_with_gain(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Coeffs, PackedBf16, RecheckStats, Rows, ScratchBf16, MR, NR};
+    use super::{Coeffs, PackedBf16, RecheckStats, Rows, ScratchBf16, MR, NR, OVERFLOWED};
 
     /// [`PackedBf16::block_impl`] compiled for AVX-512F + AVX512_BF16.
     ///
@@ -1032,7 +1041,11 @@ mod x86 {
                 let list = r * rows.list_len;
                 for (h, &l) in lo.iter().enumerate() {
                     let m = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(l, tv);
-                    if m != 0 {
+                    if m != 0 && *np != OVERFLOWED {
+                        if *np as usize + m.count_ones() as usize > rows.list_len {
+                            *np = OVERFLOWED;
+                            continue;
+                        }
                         let at = list + *np as usize;
                         let ids = _mm512_add_epi32(_mm512_set1_epi32(j0 + (h * 16) as i32), lanes);
                         _mm512_mask_compressstoreu_epi32(rows.cand_j.add(at), m, ids);
@@ -1169,6 +1182,19 @@ mod tests {
         let (x, c) = (big(21, n * d), big(22, k * d));
         if let Some(st) = both(&x, &c, n, k, d) {
             assert!(st.rows_full > 0, "{st:?}");
+        }
+    }
+
+    #[test]
+    fn rows_past_the_candidate_list_cap_are_rechecked_whole() {
+        let (n, k, d) = (30, LIST_CAP + 100, 8);
+        let x = lcg_values(31, n * d);
+        let base = lcg_values(32, d);
+        let c: Vec<f32> = (0..k)
+            .flat_map(|j| base.iter().map(move |&v| v * (1.0 + (j % 7) as f32 * 1e-7)))
+            .collect();
+        if let Some(st) = both(&x, &c, n, k, d) {
+            assert_eq!(st.rows_full, n as u64, "{st:?}");
         }
     }
 
