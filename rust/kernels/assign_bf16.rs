@@ -179,10 +179,10 @@ pub struct PackedBf16<'a> {
 /// candidates fall in few panels (the re-check computes whole panels): each centroid
 /// joins the nearest of `⌈k/32⌉` evenly spaced seeds, then the groups are laid out
 /// one after another, by index within each. O(k²·d/32); the identity order where that
-/// exceeds 2³¹ multiply-adds or k ≤ 64. Only the speed depends on it.
+/// exceeds 2²⁸ multiply-adds (~50 ms) or k ≤ 64. Only the speed depends on it.
 fn panel_order(c: &[f32], k: usize, d: usize) -> Vec<usize> {
     let g = k.div_ceil(NR);
-    if k <= 2 * NR || (k as u128) * (g as u128) * (d as u128) > 1 << 31 {
+    if k <= 2 * NR || (k as u128) * (g as u128) * (d as u128) > 1 << 28 {
         return (0..k).collect();
     }
     let seeds: Vec<usize> = (0..g).map(|s| s * k / g).collect();
