@@ -224,7 +224,7 @@ def _child(cap: str) -> dict[str, object]:
 
 def test_a_cap_below_avx512bf16_turns_the_pass_off() -> None:
     res = _child("avx512f")
-    assert res["path"] == "avx512f" or res["path"] != "avx512bf16"
+    assert res["path"] != "avx512bf16"
     assert res["forced"] is not None and "AVX512_BF16" in str(res["forced"])
     assert res["same"]
 
