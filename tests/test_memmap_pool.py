@@ -213,6 +213,24 @@ def test_fit_centroids_reads_the_pool_in_one_sweep(
     assert spy.calls[-1][2] == mm.shape[0] and cents.labels is not None
 
 
+def test_public_kmeans_reads_the_pool_in_one_sweep(
+    pool_200k: tuple[np.ndarray, np.memmap], spy_kernels: Callable[[np.ndarray], _Spy]
+) -> None:
+    x, mm = pool_200k
+    spy = spy_kernels(mm)
+    km = ecos_fast.kmeans(mm, 24, seed=3)
+    # Before: as_features checked the whole pool up front, then the final assignment
+    # read it again (two sweeps); now the check is fused into that assignment.
+    assert spy.sweeps() == 1, spy.calls[:4]
+    ref = ecos_fast.kmeans(np.array(x), 24, seed=3)
+    np.testing.assert_array_equal(km.centroids, ref.centroids)
+    np.testing.assert_array_equal(km.labels, ref.labels)
+    bad = np.array(x[:30_000])
+    bad[777, 3] = np.nan
+    with pytest.raises(InvalidInputError, match=r"features holds .* at row 777\b"):
+        ecos_fast.kmeans(bad, 4)
+
+
 def test_select_reads_the_pool_in_one_sweep(
     pool_200k: tuple[np.ndarray, np.memmap], spy_kernels: Callable[[np.ndarray], _Spy]
 ) -> None:

@@ -150,13 +150,15 @@ def kmeans(
             max_points_per_centroid=max_points_per_centroid, n_local_trials=n_local_trials,
             init_sample=init_sample, n_threads=n_threads,
         )  # fmt: skip
-    x = as_features(features, "features")
+    # Checked while k-means reads it (clustering.kmeans_rows), as fit_centroids does: a
+    # memmapped pool is read once for the final assignment, not once more for the check.
+    x = as_features(features, "features", finite=False)
     params = check_kmeans_params(
         x.shape[0], x.shape[1], n_clusters, max_iter=max_iter, tol=tol, seed=seed, init=init,
         max_points_per_centroid=max_points_per_centroid, n_local_trials=n_local_trials,
         init_sample=init_sample,
     )  # fmt: skip
-    return kmeans_rows(x, params, resolve_threads(n_threads))
+    return kmeans_rows(x, params, resolve_threads(n_threads), check_as="features")
 
 
 def kcenter_greedy(
