@@ -2,12 +2,21 @@
 //! summaries, the lazily applied pending centers, and the refresh rounds that settle
 //! each pick.
 
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 use super::bounds::{can_skip, center_gap, group_skip_limit};
 use super::distance::SqDist;
 use super::scan::{Item, Member, Refresh, BATCH};
+use super::team::Par;
 use super::{CENTER_CHUNK, CHUNK};
+
+/// Passes with fewer units than these run on the calling thread (splitting them costs
+/// more than it saves): chunks listed or applied (~0.3–1 µs each), center–center
+/// tasks ([`CENTER_CHUNK`] groups each), batches of stale members (one is enough work
+/// to hand over).
+pub(super) const PAR_MIN_CHUNKS: usize = 8;
+pub(super) const PAR_MIN_CENTER_TASKS: usize = 2;
+pub(super) const PAR_MIN_BATCHES: usize = 2;
 
 /// Group id of the candidates no center has reached yet.
 pub(super) const UNASSIGNED: usize = usize::MAX;
@@ -284,6 +293,8 @@ pub(super) struct State<'a> {
     /// Relative width of the refresh band below the largest bound (adapted per pick).
     pub(super) band: f64,
     pub(super) stats: Stats,
+    /// Where the parallel passes run (see `team`).
+    pub(super) par: Par<'a>,
 }
 
 /// Pending entries a group may hold per member before it is refreshed whole
@@ -326,12 +337,14 @@ impl<'a> State<'a> {
         let centers = &self.centers;
         let groups = &self.groups;
         let prune = self.prune;
-        let mut dcc: Vec<Option<f32>> = vec![None; k];
-        dcc.par_chunks_mut(CENTER_CHUNK)
-            .enumerate()
-            .for_each(|(ci, out)| {
+        let n_tasks = k.div_ceil(CENTER_CHUNK);
+        let dcc: Vec<Option<f32>> = self
+            .par
+            .map(n_tasks, PAR_MIN_CENTER_TASKS, |ci| {
+                let a0 = ci * CENTER_CHUNK;
+                let mut out = vec![None; (k - a0).min(CENTER_CHUNK)];
                 for (j, v) in out.iter_mut().enumerate() {
-                    let a = ci * CENTER_CHUNK + j;
+                    let a = a0 + j;
                     let Some((far, _, _)) = groups[a].best else {
                         continue;
                     };
@@ -357,7 +370,11 @@ impl<'a> State<'a> {
                         *v = Some(center_gap(dcc2, err));
                     }
                 }
-            });
+                out
+            })
+            .into_iter()
+            .flatten()
+            .collect();
         for (grp, v) in self.groups.iter_mut().zip(dcc) {
             if let Some(gap) = v {
                 grp.pending.push((k as u32, gap));
@@ -517,24 +534,30 @@ impl<'a> State<'a> {
             }
         }
         // Pass 1: the stale members each chunk refreshes (positions inside the chunk).
-        let todo: Vec<Vec<u16>> = items.par_iter().map(|it| it.todo(k)).collect();
+        let par = self.par;
+        let todo: Vec<Vec<u16>> = par.map(items.len(), PAR_MIN_CHUNKS, |i| items[i].todo(k));
         let ns_scan = clock.lap();
         // Pass 2: refresh them, batch by batch; each batch writes its own result slots.
         let total: usize = todo.iter().map(Vec::len).sum();
         let mut results = vec![Member::default(); total];
         {
-            let mut batches: Vec<(&Item<'_>, &[u16], &mut [Member])> = Vec::new();
+            // Each batch writes only its own result slots (the lock is never contended:
+            // it only hands the unit its `&mut`).
+            type Batch<'i, 's> = Mutex<(&'i Item<'s>, &'i [u16], &'i mut [Member])>;
+            let mut batches: Vec<Batch<'_, '_>> = Vec::new();
             let mut rest = &mut results[..];
             for (it, t) in items.iter().zip(&todo) {
                 for part in t.chunks(BATCH) {
                     let (head, tail) = std::mem::take(&mut rest).split_at_mut(part.len());
-                    batches.push((it, part, head));
+                    batches.push(Mutex::new((it, part, head)));
                     rest = tail;
                 }
             }
-            batches
-                .into_par_iter()
-                .for_each(|(it, part, out)| ctx.batch(it, part, out));
+            par.for_each(batches.len(), PAR_MIN_BATCHES, &|b| {
+                let mut batch = batches[b].lock().unwrap_or_else(|p| p.into_inner());
+                let (it, part, out) = &mut *batch;
+                ctx.batch(it, part, out);
+            });
         }
         let ns_refresh = clock.lap();
         // Pass 3: stamp, punch holes for the movers, summarize each chunk again.
@@ -545,12 +568,11 @@ impl<'a> State<'a> {
             parts.push(head);
             rest = tail;
         }
-        let outs: Vec<ChunkOut> = items
-            .into_par_iter()
-            .zip(todo.par_iter())
-            .zip(parts)
-            .map(|((it, t), res)| it.apply(t, res, k))
-            .collect();
+        let items: Vec<Mutex<Item<'_>>> = items.into_iter().map(Mutex::new).collect();
+        let outs: Vec<ChunkOut> = par.map(items.len(), PAR_MIN_CHUNKS, |i| {
+            let mut it = items[i].lock().unwrap_or_else(|p| p.into_inner());
+            it.apply(&todo[i], parts[i], k)
+        });
 
         let ns_apply = clock.lap();
         // Merge in (group, chunk) order: the chunk summaries, then each touched group's.
