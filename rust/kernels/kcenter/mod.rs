@@ -298,6 +298,8 @@ fn traverse(
         band: BAND_START,
         stats: Stats::default(),
         par,
+        tops: Vec::with_capacity(init.len() + budget),
+        n_overdue: 0,
     };
     let mut sel = Vec::with_capacity(budget);
     let mut radii = Vec::with_capacity(budget);
