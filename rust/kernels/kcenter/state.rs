@@ -19,7 +19,7 @@ pub(super) const PAR_MIN_CENTER_TASKS: usize = 2;
 pub(super) const PAR_MIN_BATCHES: usize = 2;
 /// Entries (movers to push, chunks of touched groups to summarize) below which a
 /// round's merge runs on the calling thread.
-pub(super) const PAR_MIN_MERGE_WORK: usize = 4096;
+pub(super) const PAR_MIN_MERGE_WORK: usize = 1024;
 /// Movers from which a round buckets them by center (O(movers + centers)) instead of
 /// sorting them.
 pub(super) const BUCKET_MIN_MOVERS: usize = 4096;
@@ -370,18 +370,23 @@ impl<'a> State<'a> {
         // Center–center distances to every group with members (same routine). A
         // distance only matters while it is below the group-level skip limit, so it
         // may stop early once its partial sum proves the whole group can skip c.
+        // Each task queues c on its own groups, so the queueing is parallel too.
         let centers = &self.centers;
-        let groups = &self.groups;
         let prune = self.prune;
         let n_tasks = k.div_ceil(CENTER_CHUNK);
-        let dcc: Vec<Option<f32>> = self
+        let tasks: Vec<Mutex<&mut [Group]>> = self
+            .groups
+            .chunks_mut(CENTER_CHUNK)
+            .map(Mutex::new)
+            .collect();
+        let newly_overdue: usize = self
             .par
             .map(n_tasks, PAR_MIN_CENTER_TASKS, |ci| {
-                let a0 = ci * CENTER_CHUNK;
-                let mut out = vec![None; (k - a0).min(CENTER_CHUNK)];
-                for (j, v) in out.iter_mut().enumerate() {
-                    let a = a0 + j;
-                    let Some((far, _, _)) = groups[a].best else {
+                let mut grps = tasks[ci].lock().unwrap_or_else(|p| p.into_inner());
+                let mut newly_overdue = 0usize;
+                for (j, grp) in grps.iter_mut().enumerate() {
+                    let a = ci * CENTER_CHUNK + j;
+                    let Some((far, _, _)) = grp.best else {
                         continue;
                     };
                     let ca = &centers[a * d..(a + 1) * d];
@@ -402,25 +407,22 @@ impl<'a> State<'a> {
                         dist(crow, ca, f32::INFINITY).0
                     };
                     // Group-level test against the largest bound: no member can move.
-                    if !(prune && can_skip(dcc2, far, far, err)) {
-                        *v = Some(center_gap(dcc2, err));
+                    if prune && can_skip(dcc2, far, far, err) {
+                        continue;
+                    }
+                    grp.pending.push((k as u32, center_gap(dcc2, err)));
+                    let cap = PENDING_SLACK + PENDING_PER_MEMBER * grp.live;
+                    if !grp.overdue && grp.pending.len() > cap {
+                        grp.overdue = true;
+                        newly_overdue += 1;
                     }
                 }
-                out
+                newly_overdue
             })
             .into_iter()
-            .flatten()
-            .collect();
-        for (grp, v) in self.groups.iter_mut().zip(dcc) {
-            if let Some(gap) = v {
-                grp.pending.push((k as u32, gap));
-                if !grp.overdue && grp.pending.len() > PENDING_SLACK + PENDING_PER_MEMBER * grp.live
-                {
-                    grp.overdue = true;
-                    self.n_overdue += 1;
-                }
-            }
-        }
+            .sum();
+        drop(tasks);
+        self.n_overdue += newly_overdue;
         if self.unassigned.live > 0 {
             self.unassigned.pending.push((k as u32, f32::NEG_INFINITY));
         }
