@@ -9,8 +9,9 @@
 //! a futex wake-up and the helper joins late: 2 threads were 1.4–1.7× one on
 //! 1M × 512, budget 3000, while the distance loop alone scales 2.0×. The team's helpers
 //! are started once per traversal (one rayon job each, so they run on the call's own
-//! pool), spin between passes for up to [`SPIN`] and only then park; a pass is
-//! published with one atomic store and taken up within ~100 ns.
+//! pool) and stay awake between passes for up to [`SPIN`] (spinning briefly, then
+//! yielding their core) and only then park; a pass is published with one atomic store
+//! and taken up within about a microsecond.
 //!
 //! Determinism. A pass is a loop over unit indices `0..n`; units are claimed in
 //! blocks from one counter, in whatever order the threads get to them, and each unit
@@ -35,9 +36,17 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-/// How long an idle helper spins before it parks. Longer than the serial gaps between
-/// the passes of one pick (tens of µs), short enough not to burn a core between calls.
+/// How long an idle helper stays awake before it parks. Longer than the serial gaps
+/// between the passes of one pick (tens of µs), short enough not to burn a core
+/// between calls.
 pub(super) const SPIN: Duration = Duration::from_micros(200);
+
+/// Busy-wait iterations before a waiting thread starts yielding its core. A pass is
+/// usually taken up (or finished) within these; past them, yielding costs a quiet
+/// machine ~1 µs of latency, and on a loaded one lets the other processes run instead
+/// of a spinning thread, which the scheduler would otherwise preempt more often, also
+/// in the middle of a unit the leader then waits for.
+const SPINS_BEFORE_YIELD: u32 = 256;
 
 /// Claims per thread a pass is cut into at most (units are claimed in blocks, so a
 /// pass of 100k tiny units does not bounce the counter's cache line 100k times).
@@ -178,9 +187,13 @@ impl Team {
             if e != seen {
                 return Some(e);
             }
-            spins = spins.wrapping_add(1);
-            if !spins.is_multiple_of(64) || since.elapsed() < SPIN {
+            spins = spins.saturating_add(1);
+            if spins < SPINS_BEFORE_YIELD {
                 std::hint::spin_loop();
+                continue;
+            }
+            if since.elapsed() < SPIN {
+                std::thread::yield_now();
                 continue;
             }
             // Park: announce it, then look once more (the leader reads `sleeping`
@@ -191,6 +204,7 @@ impl Team {
             }
             self.sleeping.fetch_sub(1, SeqCst);
             since = Instant::now();
+            spins = 0;
         }
     }
 
@@ -223,11 +237,11 @@ impl Drop for Close<'_> {
         t.closed.store(self.epoch, SeqCst);
         let mut spins = 0u32;
         while t.inflight.load(SeqCst) != 0 {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(1024) {
-                std::thread::yield_now();
-            } else {
+            spins = spins.saturating_add(1);
+            if spins < SPINS_BEFORE_YIELD {
                 std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
             }
         }
         if t.panicked.swap(false, SeqCst) && !std::thread::panicking() {
