@@ -315,6 +315,25 @@ fn top_key(best: Option<(f32, u32, usize)>) -> (f32, u32) {
     best.map_or((f32::NEG_INFINITY, HOLE), |(v, r, _)| (v, r))
 }
 
+/// `movers` (row, squared distance, center < `k`) ordered by center, stably: a
+/// counting sort, O(movers + k).
+fn bucket_by_center(movers: Vec<(u32, f32, u32)>, k: usize) -> Vec<(u32, f32, u32)> {
+    let mut at = vec![0usize; k + 1];
+    for &(_, _, c) in &movers {
+        at[c as usize + 1] += 1;
+    }
+    for c in 0..k {
+        at[c + 1] += at[c];
+    }
+    let mut out = vec![(0u32, 0f32, 0u32); movers.len()];
+    for m in movers {
+        let slot = &mut at[m.2 as usize];
+        out[*slot] = m;
+        *slot += 1;
+    }
+    out
+}
+
 /// The end of a round for one group: if the round refreshed it, its new maximum, the
 /// pending entries every member has applied dropped, holes compacted; then the
 /// movers that join it (sorted by row), fully updated (stamp `k`).
@@ -651,23 +670,13 @@ impl<'a> State<'a> {
     /// independent per-group units (parallel when there is enough of them); then the
     /// dense maxima of those groups.
     fn finish(&mut self, touched: &[usize], mut movers: Vec<(u32, f32, u32)>, k: u32) {
-        // By center; rows are sorted inside each center's run by `finish_group`.
-        if movers.len() >= BUCKET_MIN_MOVERS {
-            let mut at = vec![0usize; k as usize + 1];
-            for &(_, _, c) in &movers {
-                at[c as usize + 1] += 1;
-            }
-            for c in 0..k as usize {
-                at[c + 1] += at[c];
-            }
-            let mut out = vec![(0u32, 0f32, 0u32); movers.len()];
-            for m in movers {
-                let slot = &mut at[m.2 as usize];
-                out[*slot] = m;
-                *slot += 1;
-            }
-            movers = out;
-        } else {
+        // By center; rows are sorted inside each center's run by `finish_group`. The
+        // first round's movers (every candidate, to the first center, in row order)
+        // already are.
+        let sorted = movers.is_sorted_by_key(|&(r, _, c)| (c, r));
+        if !sorted && movers.len() >= BUCKET_MIN_MOVERS {
+            movers = bucket_by_center(movers, k as usize);
+        } else if !sorted {
             movers.sort_unstable_by_key(|&(r, _, c)| (c, r));
         }
         // One unit per group touched or joined, in group order.
