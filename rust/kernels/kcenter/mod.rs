@@ -535,4 +535,28 @@ mod tests {
         let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
         assert!(cpus == 1 || seen == 4, "the team ran {seen} times");
     }
+
+    #[test]
+    fn budgets_near_n_with_overdue_groups_equal_brute_force_in_every_mode() {
+        // Groups of a few members whose pending lists outgrow their cap (refreshed
+        // whole), duplicates tying at 0: the overdue count and the dense maxima that
+        // replace scans over every group must stay exact (checked in debug builds).
+        let (n, d) = (1200, 6);
+        let mut x = clustered(n, d);
+        let dup = x[40 * d..41 * d].to_vec();
+        for r in 0..150 {
+            x[r * d..(r + 1) * d].copy_from_slice(&dup);
+        }
+        for budget in [1000, 1089] {
+            let want = run(&x, d, budget, false, Par::INLINE);
+            let got = run(&x, d, budget, true, Par::INLINE);
+            assert_eq!((&got.0, &got.1), (&want.0, &want.1));
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let team = pool.install(|| team::with_team(true, |par| run(&x, d, budget, true, par)));
+            assert_eq!(team, got);
+        }
+    }
 }

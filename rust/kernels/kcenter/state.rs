@@ -480,6 +480,14 @@ impl<'a> State<'a> {
         let mut rounds = 0u32;
         loop {
             let overdue = self.n_overdue > 0;
+            debug_assert_eq!(
+                self.n_overdue,
+                self.groups.iter().filter(|g| g.overdue).count()
+            );
+            debug_assert!(self.groups.iter().zip(&self.tops).all(|(g, t)| {
+                let (v, r) = top_key(g.best);
+                (v.to_bits(), r) == (t.0.to_bits(), t.1)
+            }));
             let top = self.top();
             let fresh = match top {
                 None => true,
