@@ -127,6 +127,7 @@ def main() -> None:
         "d": d,
         "budget": budget,
         "n_threads": n_threads,
+        "kcenter_exec": os.environ.get("ECOS_FAST_KCENTER_EXEC") or "team",
         "kcenter_simd": info["kcenter_simd"],
         "fast_s": round(t_fast, 3),
         "fast_ms_per_pick": round(1e3 * t_fast / budget, 3),

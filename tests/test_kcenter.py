@@ -446,3 +446,42 @@ def test_every_simd_path_gives_bit_identical_picks() -> None:
     first = next(iter(runs.values()))
     for path, res in runs.items():
         assert res == first, path
+
+
+_EXEC_CHILD = """
+import json, sys, numpy as np
+from ecos_fast import _core
+rng = np.random.default_rng(8)
+means = rng.normal(0.0, 6.0, size=(6, 48))
+x = (means[rng.integers(0, 6, 20_000)] + rng.normal(size=(20_000, 48))).astype(np.float32)
+out = {}
+for t in (1, 2, 3):
+    sel, radii, stats = _core.kcenter_greedy_stats(x, 400, t)
+    out[t] = [sel.tolist(), radii.view(np.uint32).tolist(), stats["distance_evals"]]
+sel, radii = _core.kcenter_greedy(x, 400, 2, prune=False)
+out["brute"] = [sel.tolist(), radii.view(np.uint32).tolist()]
+print(json.dumps(out))
+"""
+
+
+def test_every_way_of_running_the_passes_gives_the_same_picks() -> None:
+    # On two or more threads the traversal's passes run on a team of persistent
+    # workers (small passes inline); ECOS_FAST_KCENTER_EXEC=eager splits every pass,
+    # however small, and =rayon runs each as a rayon fork/join. The mode is read once
+    # per process, so each runs in a child: every mode and thread count gives brute
+    # force's picks and radii bit for bit, and the same distance count (each unit's
+    # work does not depend on the thread that ran it).
+    runs = {}
+    for mode in ("", "eager", "rayon"):
+        env = {**os.environ, "ECOS_FAST_KCENTER_EXEC": mode}
+        out = subprocess.run(
+            [sys.executable, "-c", _EXEC_CHILD], env=env, capture_output=True, text=True, check=True
+        )
+        runs[mode] = json.loads(out.stdout)
+    want = runs[""]["brute"]
+    evals = runs[""]["1"][2]
+    for mode, res in runs.items():
+        assert res["brute"] == want, mode
+        for t in ("1", "2", "3"):
+            assert res[t][:2] == want, (mode, t)
+            assert res[t][2] == evals, (mode, t)

@@ -68,14 +68,21 @@
 //! point cannot move (exact: see `sq_dist_body`).
 
 //!
+//! Threads. A top-level traversal on two or more threads runs its parallel passes on
+//! a team of persistent workers that spin between passes (`team`): a pick is a few
+//! passes of tens of µs each, too short for a rayon fork/join whose helper has gone
+//! to sleep in the serial gap before it. Passes with too few units to split run on
+//! the calling thread. Runs nested in [`per_cluster`] use rayon.
+//!
 //! Layout: `distance` (the SIMD distance loop), `bounds` (the skip tests' error
 //! bounds), `state` (groups, state, refresh rounds), `scan` (the refresh work items
-//! and batches); the entry points are here.
+//! and batches), `team` (where the passes run); the entry points are here.
 
 mod bounds;
 mod distance;
 mod scan;
 mod state;
+mod team;
 
 use rayon::prelude::*;
 
@@ -89,6 +96,7 @@ use distance::sq_dist_for;
 pub use distance::{sq_dist, SqDist};
 pub use state::Stats;
 use state::{Clock, Group, State, BAND_START};
+use team::{with_team, Exec, Par};
 
 /// Positions per chunk: the unit of the group summaries and of the scan and apply
 /// passes. Fixed, so results never depend on thread count. At most 2^16 (positions
@@ -117,6 +125,12 @@ pub fn greedy(
 
 /// [`greedy`] with pruning switchable (`prune = false` is brute force through the same
 /// code) and the distance counters returned.
+///
+/// A top-level call: on a pool of two or more threads its parallel passes run on a
+/// team of persistent workers (see `team`); `ECOS_FAST_KCENTER_EXEC` (read once per
+/// process; for tests and benchmarks) picks `eager` (the team splits every pass of
+/// two or more units, however small) or `rayon` (every pass a rayon fork/join, as
+/// before the team). The picks are the same in every mode.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub fn greedy_with(
     x: &[f32],
@@ -128,6 +142,55 @@ pub fn greedy_with(
     rows: Option<&[i64]>,
     prune: bool,
     ctl: &Control,
+) -> KernelResult<(Vec<i64>, Vec<f32>, Stats)> {
+    greedy_how(x, n, d, budget, first, initial, rows, prune, ctl, How::Top)
+}
+
+/// How a traversal runs its parallel passes.
+#[derive(Clone, Copy)]
+enum How<'t> {
+    /// A top-level call: the team (or the mode `ECOS_FAST_KCENTER_EXEC` asks for).
+    Top,
+    /// Inside [`per_cluster`]'s parallel loop: rayon, whose idle workers take other
+    /// clusters' work (a team's spinning helpers would hold threads other clusters need).
+    Nested,
+    /// Exactly this (unit tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Forced(Par<'t>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExecMode {
+    Team,
+    Eager,
+    Rayon,
+}
+
+/// `ECOS_FAST_KCENTER_EXEC`: unset or `team`, `eager`, `rayon`; read once. Anything
+/// else is the default (it only changes the speed, never the picks).
+fn exec_mode() -> ExecMode {
+    static MODE: std::sync::OnceLock<ExecMode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(
+        || match std::env::var("ECOS_FAST_KCENTER_EXEC").as_deref() {
+            Ok("eager") => ExecMode::Eager,
+            Ok("rayon") => ExecMode::Rayon,
+            _ => ExecMode::Team,
+        },
+    )
+}
+
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn greedy_how(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    budget: usize,
+    first: Option<i64>,
+    initial: &[i64],
+    rows: Option<&[i64]>,
+    prune: bool,
+    ctl: &Control,
+    exec: How<'_>,
 ) -> KernelResult<(Vec<i64>, Vec<f32>, Stats)> {
     if d == 0 || x.len() != n * d {
         return Err(invalid!(
@@ -171,25 +234,9 @@ pub fn greedy_with(
             cand.len()
         ));
     }
-    let mut started = Clock::start();
     let dist = sq_dist_for(simd::checked()?);
-    let mut st = State {
-        x,
-        d,
-        prune,
-        dist,
-        err: error_bounds(d),
-        centers: Vec::with_capacity((init.len() + budget) * d),
-        groups: Vec::with_capacity(init.len() + budget),
-        unassigned: Group::default(),
-        remaining: cand.len(),
-        band: BAND_START,
-        stats: Stats::default(),
-    };
-    let mut sel = Vec::with_capacity(budget);
-    let mut radii = Vec::with_capacity(budget);
     if budget == 0 {
-        return Ok((sel, radii, st.stats));
+        return Ok((Vec::new(), Vec::new(), Stats::default()));
     }
     let start = if init.is_empty() {
         let pos = match first {
@@ -202,13 +249,67 @@ pub fn greedy_with(
     } else {
         None
     };
+    let run = |par: Par<'_>| traverse(x, d, budget, dist, prune, cand, start, &init, par, ctl);
+    match exec {
+        How::Top => {
+            let mode = exec_mode();
+            match mode {
+                ExecMode::Rayon => run(Par {
+                    exec: Exec::Rayon,
+                    eager: true,
+                }),
+                _ => with_team(mode == ExecMode::Eager, run),
+            }
+        }
+        How::Nested => run(Par {
+            exec: Exec::Rayon,
+            eager: false,
+        }),
+        How::Forced(par) => run(par),
+    }
+}
+
+/// The traversal proper, inputs validated: `cand` are the candidate rows (ascending,
+/// without `start` and the `init` centers), `start` the first pick when no `init`.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn traverse(
+    x: &[f32],
+    d: usize,
+    budget: usize,
+    dist: SqDist,
+    prune: bool,
+    cand: Vec<u32>,
+    start: Option<u32>,
+    init: &[u32],
+    par: Par<'_>,
+    ctl: &Control,
+) -> KernelResult<(Vec<i64>, Vec<f32>, Stats)> {
+    let mut started = Clock::start();
+    let mut st = State {
+        x,
+        d,
+        prune,
+        dist,
+        err: error_bounds(d),
+        centers: Vec::with_capacity((init.len() + budget) * d),
+        groups: Vec::with_capacity(init.len() + budget),
+        unassigned: Group::default(),
+        remaining: cand.len(),
+        band: BAND_START,
+        stats: Stats::default(),
+        par,
+        tops: Vec::with_capacity(init.len() + budget),
+        n_overdue: 0,
+    };
+    let mut sel = Vec::with_capacity(budget);
+    let mut radii = Vec::with_capacity(budget);
     let bounds = vec![f32::INFINITY; cand.len()];
     st.unassigned = Group::with_members(cand, bounds, 0);
-    for &c in &init {
+    for &c in init {
         st.add_center(c);
     }
     if let Some(f) = start {
-        st.remaining -= 1;
+        // `cand` (so `remaining`) already excludes it.
         st.add_center(f);
         sel.push(i64::from(f));
         ctl.step();
@@ -284,7 +385,19 @@ pub fn per_cluster(
             ctl.check()?;
             let rows = &members[a as usize..b as usize];
             let f = if first[c] < 0 { None } else { Some(first[c]) };
-            greedy_with(x, n, d, q as usize, f, &[], Some(rows), true, ctl).map(|(s, _, _)| s)
+            greedy_how(
+                x,
+                n,
+                d,
+                q as usize,
+                f,
+                &[],
+                Some(rows),
+                true,
+                ctl,
+                How::Nested,
+            )
+            .map(|(s, _, _)| s)
         })
         .collect();
     // Once cancelled, report the interruption rather than an earlier cluster's error.
@@ -325,5 +438,125 @@ mod tests {
         ctl.cancel();
         let out = per_cluster(&x, 20, 2, &indptr, &members, &[3, 4], &[-1, 12], &ctl);
         assert_eq!(out, Err(crate::errors::KernelError::Interrupted));
+    }
+
+    /// Clustered data (a few wide clusters plus noise), so rounds come in every size:
+    /// the first one over every row, then many with a few stale members.
+    fn clustered(n: usize, d: usize) -> Vec<f32> {
+        let noise = crate::kernels::testdata::lcg_values(17, n * d);
+        let means = crate::kernels::testdata::lcg_values(5, 6 * d);
+        (0..n * d)
+            .map(|i| {
+                let (r, j) = (i / d, i % d);
+                means[(r * 7 % 6) * d + j] * 4.0 + noise[i] * (0.3 + (r % 5) as f32 * 0.2)
+            })
+            .collect()
+    }
+
+    /// Picks, radii (bits) and the work counters (not the profile build's timers).
+    fn run(
+        x: &[f32],
+        d: usize,
+        budget: usize,
+        prune: bool,
+        par: Par<'_>,
+    ) -> (Vec<i64>, Vec<u32>, [u64; 6]) {
+        let n = x.len() / d;
+        let rows: Vec<i64> = (0..n as i64).filter(|r| r % 11 != 3).collect();
+        let (sel, radii, stats) = greedy_how(
+            x,
+            n,
+            d,
+            budget,
+            None,
+            &[5, 900],
+            Some(&rows),
+            prune,
+            &NEVER,
+            How::Forced(par),
+        )
+        .unwrap();
+        let counters = [
+            stats.distance_evals,
+            stats.brute_force_evals,
+            stats.coords_read,
+            stats.moved,
+            stats.rows_read,
+            stats.rounds,
+        ];
+        (sel, radii.iter().map(|r| r.to_bits()).collect(), counters)
+    }
+
+    #[test]
+    fn every_way_of_running_the_passes_gives_brute_force_picks_and_the_same_work() {
+        // Inline, rayon fork/join and the team (every pass split, or only the large
+        // ones), on 2 and 3 threads: the same picks and radii as brute force, bit for
+        // bit, and the same distance counters as the inline run (each unit's work does
+        // not depend on where it ran).
+        let (n, d, budget) = (6000, 40, 300);
+        let x = clustered(n, d);
+        let (sel_bf, radii_bf, _) = run(&x, d, budget, false, Par::INLINE);
+        let (sel, radii, want) = run(&x, d, budget, true, Par::INLINE);
+        assert_eq!((&sel, &radii), (&sel_bf, &radii_bf));
+        assert!(want[0] < want[1] / 2, "pruning skipped little: {want:?}");
+        let mut seen = 0;
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                for eager in [false, true] {
+                    let rayon = Par {
+                        exec: Exec::Rayon,
+                        eager,
+                    };
+                    let got = run(&x, d, budget, true, rayon);
+                    assert_eq!(
+                        got,
+                        (sel.clone(), radii.clone(), want),
+                        "rayon {threads} {eager}"
+                    );
+                    let got = team::with_team(eager, |par| {
+                        // Capped at the CPUs: on one CPU the team is inline.
+                        seen += usize::from(matches!(par.exec, Exec::Team(_)));
+                        run(&x, d, budget, true, par)
+                    });
+                    assert_eq!(
+                        got,
+                        (sel.clone(), radii.clone(), want),
+                        "team {threads} {eager}"
+                    );
+                    let got = team::with_team(eager, |par| run(&x, d, budget, false, par));
+                    assert_eq!((got.0, got.1), (sel_bf.clone(), radii_bf.clone()));
+                }
+            });
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+        assert!(cpus == 1 || seen == 4, "the team ran {seen} times");
+    }
+
+    #[test]
+    fn budgets_near_n_with_overdue_groups_equal_brute_force_in_every_mode() {
+        // Groups of a few members whose pending lists outgrow their cap (refreshed
+        // whole), duplicates tying at 0: the overdue count and the dense maxima that
+        // replace scans over every group must stay exact (checked in debug builds).
+        let (n, d) = (1200, 6);
+        let mut x = clustered(n, d);
+        let dup = x[40 * d..41 * d].to_vec();
+        for r in 0..150 {
+            x[r * d..(r + 1) * d].copy_from_slice(&dup);
+        }
+        for budget in [1000, 1089] {
+            let want = run(&x, d, budget, false, Par::INLINE);
+            let got = run(&x, d, budget, true, Par::INLINE);
+            assert_eq!((&got.0, &got.1), (&want.0, &want.1));
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let team = pool.install(|| team::with_team(true, |par| run(&x, d, budget, true, par)));
+            assert_eq!(team, got);
+        }
     }
 }

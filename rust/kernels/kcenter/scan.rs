@@ -88,7 +88,7 @@ impl Item<'_> {
 
     /// Stamp the refreshed members, punch holes where they move away, and summarize
     /// the chunk again.
-    pub(super) fn apply(self, todo: &[u16], res: &[Member], k: u32) -> ChunkOut {
+    pub(super) fn apply(&mut self, todo: &[u16], res: &[Member], k: u32) -> ChunkOut {
         let mut moved = Vec::new();
         let (mut evals, mut coords, mut rows) = (0u64, 0u64, 0u64);
         for (&j, m) in todo.iter().zip(res) {

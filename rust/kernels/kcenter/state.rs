@@ -2,12 +2,27 @@
 //! summaries, the lazily applied pending centers, and the refresh rounds that settle
 //! each pick.
 
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 use super::bounds::{can_skip, center_gap, group_skip_limit};
 use super::distance::SqDist;
 use super::scan::{Item, Member, Refresh, BATCH};
+use super::team::Par;
 use super::{CENTER_CHUNK, CHUNK};
+
+/// Passes with fewer units than these run on the calling thread (splitting them costs
+/// more than it saves): chunks listed or applied (~0.3–1 µs each), center–center
+/// tasks ([`CENTER_CHUNK`] groups each), batches of stale members (one is enough work
+/// to hand over).
+pub(super) const PAR_MIN_CHUNKS: usize = 8;
+pub(super) const PAR_MIN_CENTER_TASKS: usize = 2;
+pub(super) const PAR_MIN_BATCHES: usize = 2;
+/// Entries (movers to push, chunks of touched groups to summarize) below which a
+/// round's merge runs on the calling thread.
+pub(super) const PAR_MIN_MERGE_WORK: usize = 1024;
+/// Movers from which a round buckets them by center (O(movers + centers)) instead of
+/// sorting them.
+pub(super) const BUCKET_MIN_MOVERS: usize = 4096;
 
 /// Group id of the candidates no center has reached yet.
 pub(super) const UNASSIGNED: usize = usize::MAX;
@@ -284,6 +299,57 @@ pub(super) struct State<'a> {
     /// Relative width of the refresh band below the largest bound (adapted per pick).
     pub(super) band: f64,
     pub(super) stats: Stats,
+    /// Where the parallel passes run (see `team`).
+    pub(super) par: Par<'a>,
+    /// Per group, (bound, row) of its `best` ((−∞, [`HOLE`]) when empty): the same
+    /// maxima in a dense array, so finding the top bound or the groups a round
+    /// touches reads 8 bytes per group, not a cache line.
+    pub(super) tops: Vec<(f32, u32)>,
+    /// Groups with `overdue` set.
+    pub(super) n_overdue: usize,
+}
+
+/// The dense form of a group's `best` (see `State::tops`).
+#[inline]
+fn top_key(best: Option<(f32, u32, usize)>) -> (f32, u32) {
+    best.map_or((f32::NEG_INFINITY, HOLE), |(v, r, _)| (v, r))
+}
+
+/// `movers` (row, squared distance, center < `k`) ordered by center, stably: a
+/// counting sort, O(movers + k).
+fn bucket_by_center(movers: Vec<(u32, f32, u32)>, k: usize) -> Vec<(u32, f32, u32)> {
+    let mut at = vec![0usize; k + 1];
+    for &(_, _, c) in &movers {
+        at[c as usize + 1] += 1;
+    }
+    for c in 0..k {
+        at[c + 1] += at[c];
+    }
+    let mut out = vec![(0u32, 0f32, 0u32); movers.len()];
+    for m in movers {
+        let slot = &mut at[m.2 as usize];
+        out[*slot] = m;
+        *slot += 1;
+    }
+    out
+}
+
+/// The end of a round for one group: if the round refreshed it, its new maximum, the
+/// pending entries every member has applied dropped, holes compacted; then the
+/// movers that join it (sorted by row), fully updated (stamp `k`).
+fn finish_group(grp: &mut Group, touched: bool, movers: &mut [(u32, f32, u32)], k: u32) {
+    if touched {
+        grp.overdue = false;
+        grp.recompute_best();
+        let min_stamp = grp.min_stamp();
+        let keep_from = grp.pending.partition_point(|e| e.0 < min_stamp);
+        grp.pending.drain(..keep_from);
+        grp.compact_if_sparse();
+    }
+    movers.sort_unstable_by_key(|&(r, _, _)| r);
+    for &(r, v, _) in movers.iter() {
+        grp.push(r, v, k);
+    }
 }
 
 /// Pending entries a group may hold per member before it is refreshed whole
@@ -323,16 +389,23 @@ impl<'a> State<'a> {
         // Center–center distances to every group with members (same routine). A
         // distance only matters while it is below the group-level skip limit, so it
         // may stop early once its partial sum proves the whole group can skip c.
+        // Each task queues c on its own groups, so the queueing is parallel too.
         let centers = &self.centers;
-        let groups = &self.groups;
         let prune = self.prune;
-        let mut dcc: Vec<Option<f32>> = vec![None; k];
-        dcc.par_chunks_mut(CENTER_CHUNK)
-            .enumerate()
-            .for_each(|(ci, out)| {
-                for (j, v) in out.iter_mut().enumerate() {
+        let n_tasks = k.div_ceil(CENTER_CHUNK);
+        let tasks: Vec<Mutex<&mut [Group]>> = self
+            .groups
+            .chunks_mut(CENTER_CHUNK)
+            .map(Mutex::new)
+            .collect();
+        let newly_overdue: usize = self
+            .par
+            .map(n_tasks, PAR_MIN_CENTER_TASKS, |ci| {
+                let mut grps = tasks[ci].lock().unwrap_or_else(|p| p.into_inner());
+                let mut newly_overdue = 0usize;
+                for (j, grp) in grps.iter_mut().enumerate() {
                     let a = ci * CENTER_CHUNK + j;
-                    let Some((far, _, _)) = groups[a].best else {
+                    let Some((far, _, _)) = grp.best else {
                         continue;
                     };
                     let ca = &centers[a * d..(a + 1) * d];
@@ -353,45 +426,47 @@ impl<'a> State<'a> {
                         dist(crow, ca, f32::INFINITY).0
                     };
                     // Group-level test against the largest bound: no member can move.
-                    if !(prune && can_skip(dcc2, far, far, err)) {
-                        *v = Some(center_gap(dcc2, err));
+                    if prune && can_skip(dcc2, far, far, err) {
+                        continue;
+                    }
+                    grp.pending.push((k as u32, center_gap(dcc2, err)));
+                    let cap = PENDING_SLACK + PENDING_PER_MEMBER * grp.live;
+                    if !grp.overdue && grp.pending.len() > cap {
+                        grp.overdue = true;
+                        newly_overdue += 1;
                     }
                 }
-            });
-        for (grp, v) in self.groups.iter_mut().zip(dcc) {
-            if let Some(gap) = v {
-                grp.pending.push((k as u32, gap));
-                if grp.pending.len() > PENDING_SLACK + PENDING_PER_MEMBER * grp.live {
-                    grp.overdue = true;
-                }
-            }
-        }
+                newly_overdue
+            })
+            .into_iter()
+            .sum();
+        drop(tasks);
+        self.n_overdue += newly_overdue;
         if self.unassigned.live > 0 {
             self.unassigned.pending.push((k as u32, f32::NEG_INFINITY));
         }
         self.centers.extend_from_slice(crow);
         self.groups.push(Group::default());
+        self.tops.push(top_key(None));
         self.stats.ns_add += clock.lap();
     }
 
     /// The largest bound over all groups: (squared distance, row, group, position).
     pub(super) fn top(&self) -> Option<(f32, u32, usize, usize)> {
-        let mut best: Option<(f32, u32, usize)> = None;
-        let mut at = 0usize;
-        for (g, grp) in self
-            .groups
-            .iter()
-            .enumerate()
-            .chain(std::iter::once((UNASSIGNED, &self.unassigned)))
-        {
-            if let Some((v, r, p)) = grp.best {
-                if better(v, r, best) {
-                    best = Some((v, r, p));
-                    at = g;
-                }
+        let (mut bv, mut br, mut at) = (f32::NEG_INFINITY, HOLE, UNASSIGNED);
+        for (g, &(v, r)) in self.tops.iter().enumerate() {
+            // Rows are unique, so the scan order does not matter; holes never win.
+            if r != HOLE && (v > bv || (v == bv && r < br)) {
+                (bv, br, at) = (v, r, g);
             }
         }
-        best.map(|(v, r, p)| (v, r, at, p))
+        let found = (br != HOLE).then(|| (bv, br, at, self.groups[at].best.map_or(0, |b| b.2)));
+        match self.unassigned.best {
+            Some((v, r, p)) if better(v, r, found.map(|(v, r, _, p)| (v, r, p))) => {
+                Some((v, r, UNASSIGNED, p))
+            }
+            _ => found,
+        }
     }
 
     /// The farthest unpicked candidate, exact: (squared distance, row, group, position).
@@ -404,7 +479,15 @@ impl<'a> State<'a> {
         let k = self.groups.len() as u32;
         let mut rounds = 0u32;
         loop {
-            let overdue = self.groups.iter().any(|g| g.overdue);
+            let overdue = self.n_overdue > 0;
+            debug_assert_eq!(
+                self.n_overdue,
+                self.groups.iter().filter(|g| g.overdue).count()
+            );
+            debug_assert!(self.groups.iter().zip(&self.tops).all(|(g, t)| {
+                let (v, r) = top_key(g.best);
+                (v.to_bits(), r) == (t.0.to_bits(), t.1)
+            }));
             let top = self.top();
             let fresh = match top {
                 None => true,
@@ -465,6 +548,7 @@ impl<'a> State<'a> {
             prune: self.prune,
         };
         let unassigned = &mut self.unassigned;
+        let (tops, scan_all) = (&self.tops, self.n_overdue > 0);
         // Work items in (group, chunk) order.
         let mut items: Vec<Item<'_>> = Vec::new();
         let mut touched: Vec<usize> = Vec::new();
@@ -474,6 +558,11 @@ impl<'a> State<'a> {
             .enumerate()
             .chain(std::iter::once((UNASSIGNED, unassigned)))
         {
+            // No overdue group: a group is touched only if its maximum reaches the
+            // threshold, which the dense copy tells without reading the group.
+            if !scan_all && g != UNASSIGNED && (tops[g].1 == HOLE || tops[g].0 < threshold) {
+                continue;
+            }
             let Some((far, _, _)) = grp.best else {
                 continue;
             };
@@ -517,24 +606,30 @@ impl<'a> State<'a> {
             }
         }
         // Pass 1: the stale members each chunk refreshes (positions inside the chunk).
-        let todo: Vec<Vec<u16>> = items.par_iter().map(|it| it.todo(k)).collect();
+        let par = self.par;
+        let todo: Vec<Vec<u16>> = par.map(items.len(), PAR_MIN_CHUNKS, |i| items[i].todo(k));
         let ns_scan = clock.lap();
         // Pass 2: refresh them, batch by batch; each batch writes its own result slots.
         let total: usize = todo.iter().map(Vec::len).sum();
         let mut results = vec![Member::default(); total];
         {
-            let mut batches: Vec<(&Item<'_>, &[u16], &mut [Member])> = Vec::new();
+            // Each batch writes only its own result slots (the lock is never contended:
+            // it only hands the unit its `&mut`).
+            type Batch<'i, 's> = Mutex<(&'i Item<'s>, &'i [u16], &'i mut [Member])>;
+            let mut batches: Vec<Batch<'_, '_>> = Vec::new();
             let mut rest = &mut results[..];
             for (it, t) in items.iter().zip(&todo) {
                 for part in t.chunks(BATCH) {
                     let (head, tail) = std::mem::take(&mut rest).split_at_mut(part.len());
-                    batches.push((it, part, head));
+                    batches.push(Mutex::new((it, part, head)));
                     rest = tail;
                 }
             }
-            batches
-                .into_par_iter()
-                .for_each(|(it, part, out)| ctx.batch(it, part, out));
+            par.for_each(batches.len(), PAR_MIN_BATCHES, &|b| {
+                let mut batch = batches[b].lock().unwrap_or_else(|p| p.into_inner());
+                let (it, part, out) = &mut *batch;
+                ctx.batch(it, part, out);
+            });
         }
         let ns_refresh = clock.lap();
         // Pass 3: stamp, punch holes for the movers, summarize each chunk again.
@@ -545,15 +640,14 @@ impl<'a> State<'a> {
             parts.push(head);
             rest = tail;
         }
-        let outs: Vec<ChunkOut> = items
-            .into_par_iter()
-            .zip(todo.par_iter())
-            .zip(parts)
-            .map(|((it, t), res)| it.apply(t, res, k))
-            .collect();
+        let items: Vec<Mutex<Item<'_>>> = items.into_iter().map(Mutex::new).collect();
+        let outs: Vec<ChunkOut> = par.map(items.len(), PAR_MIN_CHUNKS, |i| {
+            let mut it = items[i].lock().unwrap_or_else(|p| p.into_inner());
+            it.apply(&todo[i], parts[i], k)
+        });
 
         let ns_apply = clock.lap();
-        // Merge in (group, chunk) order: the chunk summaries, then each touched group's.
+        // Merge in (group, chunk) order: the counters and chunk summaries.
         let mut movers: Vec<(u32, f32, u32)> = Vec::new();
         for o in outs {
             let stats = &mut self.stats;
@@ -571,26 +665,85 @@ impl<'a> State<'a> {
             grp.live -= o.moved.len();
             movers.extend(o.moved);
         }
-        for &g in &touched {
-            let grp = self.group_mut(g);
-            grp.overdue = false;
-            grp.recompute_best();
-            // Entries every member has already applied are no longer needed.
-            let min_stamp = grp.min_stamp();
-            let keep_from = grp.pending.partition_point(|e| e.0 < min_stamp);
-            grp.pending.drain(..keep_from);
-            grp.compact_if_sparse();
-        }
-        // Movers join their new group fully updated (stamp = number of centers).
-        movers.sort_unstable_by_key(|&(r, _, c)| (c, r));
-        for (r, v, c) in movers {
-            self.group_mut(c as usize).push(r, v, k);
-        }
+        self.finish(&touched, movers, k);
         let stats = &mut self.stats;
         stats.ns_scan += ns_scan;
         stats.ns_refresh += ns_refresh;
         stats.ns_apply += ns_apply;
         stats.ns_merge += clock.lap();
+    }
+
+    /// The rest of a round's merge: every touched group's maximum and pending list, and
+    /// the movers pushed into their new groups (by center, each center's by row), as
+    /// independent per-group units (parallel when there is enough of them); then the
+    /// dense maxima of those groups.
+    fn finish(&mut self, touched: &[usize], mut movers: Vec<(u32, f32, u32)>, k: u32) {
+        // By center; rows are sorted inside each center's run by `finish_group`. The
+        // first round's movers (every candidate, to the first center, in row order)
+        // already are.
+        let sorted = movers.is_sorted_by_key(|&(r, _, c)| (c, r));
+        if !sorted && movers.len() >= BUCKET_MIN_MOVERS {
+            movers = bucket_by_center(movers, k as usize);
+        } else if !sorted {
+            movers.sort_unstable_by_key(|&(r, _, c)| (c, r));
+        }
+        // One unit per group touched or joined, in group order.
+        let mut units: Vec<(usize, bool, std::ops::Range<usize>)> = Vec::new();
+        let mut work = 0usize;
+        let (mut ti, mut mi) = (0usize, 0usize);
+        let touched_groups = touched.iter().copied().filter(|&g| g != UNASSIGNED);
+        let touched_groups: Vec<usize> = touched_groups.collect();
+        while ti < touched_groups.len() || mi < movers.len() {
+            let tg = touched_groups.get(ti).copied().unwrap_or(usize::MAX);
+            let mg = movers.get(mi).map_or(usize::MAX, |m| m.2 as usize);
+            let g = tg.min(mg);
+            let is_touched = tg == g;
+            let from = mi;
+            while mi < movers.len() && movers[mi].2 as usize == g {
+                mi += 1;
+            }
+            if is_touched {
+                ti += 1;
+                let grp = &self.groups[g];
+                work += grp.chunk_best.len();
+                self.n_overdue -= usize::from(grp.overdue);
+            }
+            work += mi - from;
+            units.push((g, is_touched, from..mi));
+        }
+        if touched.contains(&UNASSIGNED) {
+            // Never joined (no center is UNASSIGNED) and only in the first rounds.
+            self.n_overdue -= usize::from(self.unassigned.overdue);
+            finish_group(&mut self.unassigned, true, &mut [], k);
+        }
+        // Disjoint `&mut` to each unit's group and movers (units ascend by group).
+        type Job<'g> = Mutex<(&'g mut Group, bool, &'g mut [(u32, f32, u32)])>;
+        let mut jobs: Vec<Job<'_>> = Vec::with_capacity(units.len());
+        let (mut groups, mut base) = (&mut self.groups[..], 0usize);
+        let mut rest = &mut movers[..];
+        for (g, is_touched, run) in &units {
+            let (_, tail) = std::mem::take(&mut groups).split_at_mut(g - base);
+            let (grp, tail) = tail.split_first_mut().expect("unit group exists");
+            groups = tail;
+            base = g + 1;
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(run.len());
+            rest = tail;
+            jobs.push(Mutex::new((grp, *is_touched, mine)));
+        }
+        let min = if work >= PAR_MIN_MERGE_WORK {
+            2
+        } else {
+            usize::MAX
+        };
+        self.par.for_each(jobs.len(), min, &|i| {
+            let mut job = jobs[i].lock().unwrap_or_else(|p| p.into_inner());
+            let (grp, is_touched, mine) = &mut *job;
+            finish_group(grp, *is_touched, mine, k);
+        });
+        drop(jobs);
+        for (g, _, _) in units {
+            self.tops[g] = top_key(self.groups[g].best);
+        }
     }
 
     /// Take the member at `pos` out of group `g` (it is about to become a center).
@@ -602,7 +755,13 @@ impl<'a> State<'a> {
         grp.live -= 1;
         grp.summarize(pos / CHUNK);
         grp.recompute_best();
+        let was_overdue = grp.overdue;
         grp.compact_if_sparse();
+        let cleared = was_overdue && !grp.overdue;
+        self.n_overdue -= usize::from(cleared);
         self.remaining -= 1;
+        if g != UNASSIGNED {
+            self.tops[g] = top_key(self.groups[g].best);
+        }
     }
 }
