@@ -27,36 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-APP = """
-[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-
-[project]
-name = "ecosround"
-version = "1.0.0"
-description = "ECOS round"
-license = "Apache-2.0"
-dependencies = []
-
-[tool.flwr.app]
-publisher = "ecos"
-
-[tool.flwr.app.components]
-serverapp = "ecos_fast.flower.deploy:server_app"
-clientapp = "ecos_fast.flower.deploy:client_app"
-
-[tool.flwr.app.config]
-pool = "{pool}"
-clusters = {clusters}
-budget = {budget}
-seed = 0
-mode = "per_client"
-min-clients = 2
-timeout = 300.0
-output = "{output}"
-"""
+from ecos_fast.flower.deploy import app_project
 
 
 def free_port() -> int:
@@ -187,11 +158,11 @@ def main() -> None:
         f'[superlink]\ndefault = "loop"\n\n[superlink.loop]\naddress = "127.0.0.1:{port}"\n{conn}\n'
     )
     app = root / "app"
-    app.mkdir()
     out = cloud / "out"
-    (app / "pyproject.toml").write_text(
-        APP.format(pool=pool_path, clusters=a.clusters, budget=a.budget, output=out)
-    )
+    app_project(
+        app, pool=pool_path, clusters=a.clusters, budget=a.budget, output=out,
+        min_clients=2, timeout=300.0,
+    )  # fmt: skip
     bindir = Path(sys.executable).parent
     env = {
         **os.environ,

@@ -49,6 +49,7 @@ from ecos_fast.flower.apps import (
     make_client_app,
     run_round,
 )
+from ecos_fast.flower.deploy import app_project
 from ecos_fast.ledger import Ledger
 from ecos_fast.signing import generate_key, load_verify_key, public_key_hex
 from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -411,6 +412,36 @@ def test_the_deployment_reads_keys_images_and_extractor_from_flowers_configs() -
     assert (srv.sign_key, list(srv.client_keys)) == (None, [])
 
 
+def test_app_project_is_read_back_by_server_config(tmp_path: Path) -> None:
+    """The project app_project writes (used by the loopback tests and the bench script)
+    is a valid TOML file whose run config server_config turns into the same round."""
+    import tomllib
+    from ecos_fast.flower.deploy import server_config
+
+    odd = tmp_path / 'a "quoted" dir\\x'  # quotes and a backslash survive TOML quoting
+    path = app_project(
+        tmp_path / "app", pool=odd / "pool.npy", clusters=7, budget=30, output=odd / "out",
+        mode="federation", min_clients=2, timeout=12.5, sign_key=odd / "k",
+        client_keys=["a.pub", odd / "b.pub"],
+    )  # fmt: skip
+    doc = tomllib.loads(path.read_text())
+    comp = doc["tool"]["flwr"]["app"]["components"]
+    assert comp == {
+        "serverapp": "ecos_fast.flower.deploy:server_app",
+        "clientapp": "ecos_fast.flower.deploy:client_app",
+    }
+    ctx = Context(
+        run_id=1, node_id=1, node_config={}, state=RecordDict(),
+        run_config=doc["tool"]["flwr"]["app"]["config"],
+    )  # fmt: skip
+    srv = server_config(ctx)
+    assert (srv.pool, srv.clusters, srv.budget, srv.mode) == (
+        str(odd / "pool.npy"), 7, 30, "federation",
+    )  # fmt: skip
+    assert (srv.min_clients, srv.timeout, srv.output) == (2, 12.5, str(odd / "out"))
+    assert (srv.sign_key, list(srv.client_keys)) == (str(odd / "k"), ["a.pub", str(odd / "b.pub")])
+
+
 # -- features computed by the client with the extractor the cloud names -------------------
 
 
@@ -757,39 +788,6 @@ class Federation:
             time.sleep(0.1)
 
 
-APP_TOML = """
-[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-
-[project]
-name = "ecosround"
-version = "1.0.0"
-description = "ECOS round (test)"
-license = "Apache-2.0"
-dependencies = []
-
-[tool.flwr.app]
-publisher = "ecos"
-
-[tool.flwr.app.components]
-serverapp = "ecos_fast.flower.deploy:server_app"
-clientapp = "ecos_fast.flower.deploy:client_app"
-
-[tool.flwr.app.config]
-pool = "{pool}"
-clusters = {clusters}
-budget = {budget}
-seed = 0
-mode = "per_client"
-min-clients = 2
-timeout = 120.0
-output = "{output}"
-sign-key = "{sign_key}"
-client-keys = "{client_keys}"
-"""
-
-
 def _node_config(d: Path, seed: int, **extra: str) -> str:
     pairs = {
         "features": f'"{d / "private.npy"}"',
@@ -821,13 +819,11 @@ def _federation(root: Path, world: dict[str, Any], tls: bool) -> Iterator[dict[s
         cloud_key, cloud_pub = generate_key(cloud / "cloud_sign")
         client_keys = [generate_key(d / "sign") for d in world["clients"]]
         app = root / "app"
-        app.mkdir()
         out = cloud / "out"
-        (app / "pyproject.toml").write_text(
-            APP_TOML.format(
-                pool=world["pool"], clusters=CLUSTERS, budget=BUDGET, output=out,
-                sign_key=cloud_key, client_keys=",".join(str(p) for _, p in client_keys),
-            )
+        app_project(
+            app, pool=world["pool"], clusters=CLUSTERS, budget=BUDGET, output=out,
+            min_clients=2, timeout=120.0, sign_key=cloud_key,
+            client_keys=[p for _, p in client_keys],
         )  # fmt: skip
         link = fed.superlink(cloud, *(["--enable-supernode-auth"] if tls else []))
         auth: list[list[str]] = [[], []]

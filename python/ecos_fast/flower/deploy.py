@@ -20,6 +20,9 @@ client's privacy is set on the client's machine, never by the server.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, cast
 
 from .._extras import install_line
@@ -38,7 +41,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised without the e
 
 from .apps import RoundResult, ServerConfig, make_client_app, run_round
 
-__all__ = ["client_app", "client_config", "server_app", "server_config"]
+__all__ = ["app_project", "client_app", "client_config", "server_app", "server_config"]
 
 
 def _get(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
@@ -75,6 +78,86 @@ def client_config(context: Context) -> ClientConfig:
         extractor_fingerprint=_optional(c, "extractor-fingerprint"),
         seed=None if seed is None else int(seed),
     )
+
+
+def app_project(
+    folder: str | Path,
+    *,
+    pool: str | Path,
+    clusters: int,
+    budget: int,
+    output: str | Path | None = None,
+    seed: int = 0,
+    mode: Literal["per_client", "federation"] = "per_client",
+    min_clients: int = 1,
+    timeout: float = 60.0,
+    sign_key: str | Path | None = None,
+    client_keys: Sequence[str | Path] = (),
+    name: str = "ecosround",
+) -> Path:
+    """Write the Flower app project that ``flwr run folder`` starts; return its pyproject.
+
+    The project holds only a ``pyproject.toml``: its components are this module's
+    ``server_app`` and ``client_app`` (the app's code is ecos-fast itself) and its run
+    config the cloud's round, read back by :func:`server_config`. Each client's settings
+    stay on its SuperNode (``--node-config``), never in this file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     text = app_project(d, pool="pool.npy", clusters=100, budget=1000).read_text()
+    >>> 'serverapp = "ecos_fast.flower.deploy:server_app"' in text, "clusters = 100" in text
+    (True, True)
+    """
+
+    def q(value: str | Path) -> str:  # a TOML basic string (JSON's escapes are TOML's)
+        return json.dumps(str(value))
+
+    config = [
+        f"pool = {q(pool)}",
+        f"clusters = {int(clusters)}",
+        f"budget = {int(budget)}",
+        f"seed = {int(seed)}",
+        f"mode = {q(mode)}",
+        f"min-clients = {int(min_clients)}",
+        f"timeout = {float(timeout)!r}",
+    ]
+    if output is not None:
+        config.append(f"output = {q(output)}")
+    if sign_key is not None:
+        config.append(f"sign-key = {q(sign_key)}")
+    if client_keys:
+        config.append(f"client-keys = {q(','.join(str(k) for k in client_keys))}")
+    text = "\n".join(
+        [
+            "[build-system]",
+            'requires = ["hatchling"]',
+            'build-backend = "hatchling.build"',
+            "",
+            "[project]",
+            f"name = {q(name)}",
+            'version = "1.0.0"',
+            'description = "ECOS round over Flower (ecos_fast.flower)"',
+            'license = "Apache-2.0"',
+            "dependencies = []",
+            "",
+            "[tool.flwr.app]",
+            'publisher = "ecos"',
+            "",
+            "[tool.flwr.app.components]",
+            'serverapp = "ecos_fast.flower.deploy:server_app"',
+            'clientapp = "ecos_fast.flower.deploy:client_app"',
+            "",
+            "[tool.flwr.app.config]",
+            *config,
+            "",
+        ]
+    )
+    path = Path(folder) / "pyproject.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def server_config(context: Context) -> ServerConfig:
