@@ -32,7 +32,10 @@ OPTIONS: dict[str, dict[str, object]] = {
     "threshold 0": {"threshold": 0.0},
     "threshold 0, keep": {"threshold": 0.0, "low_signal": "keep"},
     "within kcenter": {"within": "kcenter"},
-    "neighbourhood x4": {"candidates": 4.0},
+    "neighbourhood x2": {"within": "neighbourhood", "candidates": 2.0},
+    "neighbourhood x4": {"within": "neighbourhood", "candidates": 4.0},
+    "within strata": {"within": "strata"},
+    "strata, threshold 1": {"within": "strata", "threshold": 1.0},
     "posterior, threshold 0": {"weights": "posterior", "threshold": 0.0},
 }
 

@@ -6,8 +6,8 @@ Two studies, each over every client domain of a preset, a few seeds and epsilon 
 * **threshold study**: ``threshold`` (in noise standard deviations) with the default
   within-cluster routine;
 * **candidate study**: the within-cluster routine (``"kcenter"`` over the whole
-  cluster, ``"nearest"``, ``"neighbourhood"`` with several candidate factors) at the
-  default threshold.
+  cluster, ``"nearest"``, ``"neighbourhood"`` with several candidate factors,
+  ``"strata"``) at the default threshold.
 
 Validation: the client's private set is split once per (client, seed): 70 % is the
 private data the client answers with, 30 % is held out and labelled. The score of a
@@ -49,6 +49,7 @@ ROUTINES: tuple[tuple[str, float], ...] = (
     ("neighbourhood", 2.0),
     ("neighbourhood", 3.0),
     ("neighbourhood", 4.0),
+    ("strata", 1.0),
 )
 # The joint study: threshold x within-cluster routine (the two studies above vary one
 # at a time around the defaults; this crosses them).
@@ -57,6 +58,7 @@ GRID_ROUTINES: tuple[tuple[str, float], ...] = (
     ("kcenter", 1.0),
     ("neighbourhood", 2.0),
     ("neighbourhood", 4.0),
+    ("strata", 1.0),
 )
 HOLDOUT = 0.3
 

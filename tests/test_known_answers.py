@@ -44,9 +44,11 @@ def junk() -> list[SyntheticPool]:
     return [far_junk(s, scale=0.5) for s in SEEDS]
 
 
-def test_compact_client_inside_broad_domain(cib: list[SyntheticPool]) -> None:
+@pytest.mark.parametrize("within", [None, "neighbourhood", "strata"])
+def test_compact_client_inside_broad_domain(cib: list[SyntheticPool], within: str | None) -> None:
+    opts = {} if within is None else {"within": within}  # None: the default routine
     shares = [
-        p.share_of(_select(p, 0.58, 50, 250, s), p.client_components)
+        p.share_of(_select(p, 0.58, 50, 250, s, **opts), p.client_components)
         for p, s in zip(cib, SEEDS, strict=False)
     ]
     assert min(shares) >= 0.75, shares

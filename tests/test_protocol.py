@@ -8,7 +8,7 @@ import warnings
 import ecos_fast
 import numpy as np
 import pytest
-from ecos_fast import reference
+from ecos_fast import reference, rule
 from ecos_fast.errors import (
     BudgetError,
     BudgetShortfallWarning,
@@ -51,7 +51,9 @@ def reference_select(
     """The selection rule of docs/method.md in plain NumPy (float64).
 
     ``within="kcenter"``: K-Center over the whole cluster from its member nearest the
-    centroid; ``"neighbourhood"``: over the ``ceil(candidates * quota)`` nearest members.
+    centroid; ``"neighbourhood"``: over the ``ceil(candidates * quota)`` nearest members;
+    ``"strata"``: ``ceil(quota / 2)`` strata (centres from ``ecos_fast.kmeans``, itself
+    tested against its reference), picks by stratum size, each stratum's nearest.
     """
     c = cents.centroids
     labels, d2 = reference.assign(pool, c)
@@ -62,12 +64,32 @@ def reference_select(
         if quotas[k] == 0:
             continue
         rows = np.flatnonzero(labels == k)
+        if within == "strata":
+            out.append(_reference_strata(pool, rows, int(quotas[k]), rule.stratum_seed(0, k)))
+            continue
         first = int(rows[np.argmin(d2[rows])])
         if within == "neighbourhood":
             m = min(rows.size, math.ceil(candidates * int(quotas[k])))
             rows = np.sort(rows[np.lexsort((rows, d2[rows]))[:m]])
         out.append(reference.kcenter_greedy(pool, int(quotas[k]), first=first, rows=rows)[0])
     return np.concatenate(out)
+
+
+def _reference_strata(pool: np.ndarray, rows: np.ndarray, q: int, seed: int) -> np.ndarray:
+    if q >= rows.size:
+        return rows
+    k = math.ceil(q / rule.STRATUM_PICKS)
+    xm = np.ascontiguousarray(pool[rows])
+    cent = ecos_fast.kmeans(xm, k, seed=seed).centroids
+    lab, d2 = reference.assign(xm, cent)
+    sizes = np.bincount(lab, minlength=k)
+    alloc = ecos_fast.allocate_quotas(sizes.astype(np.float64), sizes, q)
+    picks = []  # (rank in its stratum, distance, position)
+    for j in range(k):
+        mine = np.flatnonzero(lab == j)
+        mine = mine[np.lexsort((mine, d2[mine]))][: alloc[j]]
+        picks += [(r, float(d2[i]), int(i)) for r, i in enumerate(mine)]
+    return rows[np.array([i for *_, i in sorted(picks)], dtype=np.int64)]
 
 
 def test_centroids(setup: tuple) -> None:
@@ -104,8 +126,10 @@ def test_end_to_end_matches_reference(setup: tuple) -> None:
     assert sel.labels is not None and (np.diff(sel.labels[idx]) >= 0).all()
     w = sketch.weights(DEFAULT_THRESHOLD)
     want = reference_select(pool, cents, w, 120, DEFAULT_WITHIN, DEFAULT_CANDIDATES)
-    np.testing.assert_array_equal(idx, want)  # the default: neighbourhood, then K-Center
-    cases: tuple[tuple[Within, float], ...] = (("kcenter", 4.0), ("neighbourhood", 1.5))
+    np.testing.assert_array_equal(idx, want)  # the default routine
+    cases: tuple[tuple[Within, float], ...] = (
+        ("kcenter", 4.0), ("neighbourhood", 1.5), ("neighbourhood", 2.0), ("strata", 1.0),
+    )  # fmt: skip
     for within, cand in cases:
         got = ecos_fast.select(pool, sketch, 120, within=within, candidates=cand)
         want = reference_select(pool, cents, w, 120, within, cand)

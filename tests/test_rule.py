@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from ecos_fast import _core, reference, rule
 from ecos_fast.errors import EcosWarning, InvalidInputError, LowSignalWarning
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def exact_sketch(centroids: list[list[float]], counts: list[float]) -> ecos_fast.Sketch:
@@ -46,7 +48,70 @@ def test_neighbourhood_is_kcenter_inside_the_candidate_set() -> None:
     whole = ecos_fast.select(POOL, SKETCH, 2, within="kcenter")
     assert whole.indices.tolist() == [0, 4]
     # ceil(1.5 * 2) = 3 candidates {0, 2, 5}: row 2 (-0.2) is the farthest from row 0.
-    assert ecos_fast.select(POOL, SKETCH, 2, candidates=1.5).indices.tolist() == [0, 2]
+    three = ecos_fast.select(POOL, SKETCH, 2, within="neighbourhood", candidates=1.5)
+    assert three.indices.tolist() == [0, 2]
+
+
+def test_strata_give_each_dense_part_picks_in_proportion() -> None:
+    # Cluster 0: six rows near 0.3 (rows 0-5) and three near 5.2 (rows 6-8). A quota
+    # of 4 makes 2 strata, of 6 and 3 rows: picks 4 * 6/9 = 2.7 and 1.3 -> 3 and 1 (the
+    # larger remainder). The first stratum's centre is 0.317: its nearest members are
+    # 0.3, 0.25, 0.5 (rows 3, 2, 4); the second's is 5.167: 5.2 (row 7).
+    pool = np.array(
+        [[0.0], [0.1], [0.25], [0.3], [0.5], [0.75], [5.0], [5.2], [5.3], [10.0]], np.float32
+    )
+    sk = exact_sketch([[1.0], [10.0]], [5.0, 0.0])
+    sel = ecos_fast.select(pool, sk, 4, within="strata")
+    assert sel.indices.tolist() == [3, 7, 2, 4]  # every stratum's nearest, then the next
+    assert sel.quotas is not None and sel.quotas.tolist() == [4, 0]
+    # Farthest-first from the member nearest the centroid 1.0 (0.75) walks to the edges.
+    assert ecos_fast.select(pool, sk, 4, within="kcenter").indices.tolist() == [5, 8, 0, 6]
+    # A quota that fills the cluster takes it whole.
+    assert sorted(ecos_fast.select(pool, sk, 9, within="strata").indices.tolist()) == list(range(9))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 60),
+    d=st.integers(1, 5),
+    frac=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**32 - 1),
+    data_seed=st.integers(0, 1000),
+)
+def test_stratified_picks_match_a_numpy_oracle(
+    n: int, d: int, frac: float, seed: int, data_seed: int
+) -> None:
+    rng = np.random.default_rng(data_seed)
+    xm = rng.normal(0, 1, (n, d)).astype(np.float32)
+    xm[rng.integers(0, n, n // 4)] *= 8  # a few outliers
+    q = max(1, min(n - 1, int(frac * n)))
+    got = rule.stratified_picks(xm, q, seed, 1)
+    assert got.size == q and np.unique(got).size == q
+    for t in (2, 3):  # any thread count: the same picks
+        np.testing.assert_array_equal(rule.stratified_picks(xm, q, seed, t), got)
+    # The oracle: the same strata (ecos_fast.kmeans is tested against its own
+    # reference), picks per stratum by the rule's allocation, each stratum's nearest
+    # members in float64 distance order, ties to the lowest row.
+    k = -(-q // rule.STRATUM_PICKS)
+    cent = ecos_fast.kmeans(xm, k, seed=seed).centroids.astype(np.float64)
+    d2 = ((xm.astype(np.float64)[:, None, :] - cent[None]) ** 2).sum(-1)
+    lab = np.argmin(d2, axis=1)
+    own = d2[np.arange(n), lab]
+    if k > 1 and not np.all(np.sort(d2, axis=1)[:, 1] - own > 1e-4 * (1 + own)):
+        return  # a float32 near-tie between two strata: the kernel's label may differ
+    sizes = np.bincount(lab, minlength=k)
+    alloc = ecos_fast.allocate_quotas(sizes.astype(float), sizes, q)
+    picked = set(got.tolist())
+    for j in range(k):
+        rows = np.flatnonzero(lab == j)
+        ranked = rows[np.lexsort((rows, own[rows]))]
+        mine = picked & set(rows.tolist())
+        assert len(mine) == alloc[j]
+        a = int(alloc[j])
+        cut = own[ranked]
+        if 0 < a < rows.size and cut[a] - cut[a - 1] < 1e-5 * (1 + cut[a]):
+            continue  # a float32 near-tie at the stratum's cut: either member is right
+        assert mine == set(ranked[:a].tolist())
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +150,7 @@ def test_neighbourhood_limits(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> N
 def test_picks_lie_in_the_candidate_set(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
     pool, sk = mixture
     cand = 2.5
-    sel = ecos_fast.select(pool, sk, 300, candidates=cand)
+    sel = ecos_fast.select(pool, sk, 300, within="neighbourhood", candidates=cand)
     c = sk.centroids.centroids.astype(np.float64)
     labels, d2 = ecos_fast.assign(pool, sk.centroids.centroids)
     assert sel.quotas is not None and int(sel.quotas.sum()) == 300
@@ -218,23 +283,29 @@ def test_the_cli_passes_the_options_through(
     np.save(tmp_path / "pool.npy", pool)
     ecos_fast.save_centroids(sk.centroids, tmp_path / "c.safetensors")
     ecos_fast.save_response(sk.response, tmp_path / "r.safetensors")
-    opts = [
-        ("--within", "nearest"), ("--candidates", "3.0"), ("--weights", "posterior"),
-    ]  # fmt: skip
+    # Each case: CLI options and the select() keywords they must become. The base of
+    # each case is the same keywords without its last option, so that option matters.
+    nb = {"within": "neighbourhood"}
+    cases: list[tuple[list[str], dict[str, Any], dict[str, Any]]] = [
+        (["--within", "nearest"], {"within": "nearest"}, {}),
+        (["--within", "neighbourhood"], nb, {}),
+        (["--within", "kcenter"], {"within": "kcenter"}, {}),
+        (["--within", "neighbourhood", "--candidates", "3.0"], {**nb, "candidates": 3.0}, nb),
+        (["--weights", "posterior"], {"weights": "posterior"}, {}),
+        (["--seed", "5"], {"seed": 5}, {}),  # seeds the strata of the default routine
+    ]
     args = [str(tmp_path / n) for n in ("pool.npy", "c.safetensors", "r.safetensors")]
-    for extra in ([], *opts):
-        out = tmp_path / "sel.npy"
+    out = tmp_path / "sel.npy"
+    assert run(["-q", "select", *args, "--budget", "120", "-o", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), ecos_fast.select(pool, sk, 120).indices)
+    for cli_extra, kw, base_kw in cases:
         # Past the defaults, a low threshold: there every option changes the selection.
-        cli_extra = ["--threshold", "0.5", *extra] if extra else []
-        code = run(["-q", "select", *args, "--budget", "120", "-o", str(out), *cli_extra])
+        code = run(["-q", "select", *args, "--budget", "120", "-o", str(out),
+                    "--threshold", "0.5", *cli_extra])  # fmt: skip
         assert code == 0
-        kw: dict[str, Any] = {"threshold": 0.5} if extra else {}
-        if extra:
-            kw[extra[0][2:]] = float(extra[1]) if extra[0] == "--candidates" else extra[1]
-        want = ecos_fast.select(pool, sk, 120, **kw)
-        if extra:  # the option matters here, so a CLI that dropped it would fail
-            base = ecos_fast.select(pool, sk, 120, threshold=0.5).indices
-            assert not np.array_equal(want.indices, base)
+        want = ecos_fast.select(pool, sk, 120, threshold=0.5, **kw)
+        base = ecos_fast.select(pool, sk, 120, threshold=0.5, **base_kw).indices
+        assert not np.array_equal(want.indices, base), cli_extra  # the option matters
         np.testing.assert_array_equal(np.load(out), want.indices)
     bad = run(["-q", "select", *args, "--budget", "5", "-o", str(out), "--candidates", "0.5"])
     assert bad == 2  # a usage error, from click's range check

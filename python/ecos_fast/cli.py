@@ -652,10 +652,11 @@ def _check_client_extractor(
 )
 @click.option(
     "--within",
-    type=click.Choice(["neighbourhood", "kcenter", "nearest"]),
+    type=click.Choice(["neighbourhood", "kcenter", "nearest", "strata"]),
     default=None,
     help="Inside each cluster: K-Center over the members nearest the centroid "
-    "(neighbourhood), over the whole cluster (kcenter), or the nearest members. "
+    "(neighbourhood), over the whole cluster (kcenter), the nearest members, or picks "
+    "spread over k-means strata in proportion to their size (strata). "
     "[default: the library's]",
 )
 @click.option(
@@ -677,7 +678,7 @@ def _check_client_extractor(
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Seeds --method random and --fallback random.",
+    help="Seeds --method random, --fallback random and --within strata.",
 )
 @click.option(
     "--summary",
@@ -780,7 +781,7 @@ def select(
                     budget,
                     threshold=threshold,
                     weights=cast(Literal["noisy", "posterior"], weights),
-                    within=cast(Literal["neighbourhood", "kcenter", "nearest"], within),
+                    within=cast(Literal["neighbourhood", "kcenter", "nearest", "strata"], within),
                     candidates=candidates,
                     fallback=cast(Literal["raise", "random", "kcenter"], fallback),
                     low_signal=cast(Literal["spread", "keep"], low_signal),

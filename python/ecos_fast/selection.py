@@ -101,12 +101,15 @@ def select(
         The estimate of each cluster's count: the noisy count itself, or its
         posterior mean under the Gaussian noise with a flat prior on counts >= 0
         (:func:`ecos_fast.rule.posterior_mean_counts`).
-    within : {"neighbourhood", "kcenter", "nearest"}, default rule.DEFAULT_WITHIN
+    within : {"neighbourhood", "kcenter", "nearest", "strata"}, default rule.DEFAULT_WITHIN
         How a cluster's quota ``q`` is picked. ``"neighbourhood"``: its
         ``ceil(candidates * q)`` members nearest the centroid, then greedy
         K-Center inside them from the nearest one; ``"kcenter"``: greedy K-Center
         over the whole cluster from the member nearest the centroid;
-        ``"nearest"``: the ``q`` members nearest the centroid.
+        ``"nearest"``: the ``q`` members nearest the centroid; ``"strata"``:
+        ``ceil(q / 2)`` k-means strata of the cluster, each given picks in
+        proportion to its size, its members nearest the stratum's centre
+        (:func:`ecos_fast.rule.stratified_picks`).
     candidates : float, default rule.DEFAULT_CANDIDATES (2.0)
         The candidate factor of ``"neighbourhood"``, >= 1 (1: ``"nearest"``;
         large: ``"kcenter"``).
@@ -125,7 +128,8 @@ def select(
         Every pool row's nearest centroid, e.g. ``centroids.labels`` from
         :func:`fit_centroids` on the same features; skips the assignment pass.
     seed : int, default 0
-        Seeds the Random draws only (``fallback="random"`` and a low-signal release).
+        Seeds the Random draws (``fallback="random"`` and a low-signal release) and
+        the strata of ``within="strata"``.
     n_threads : int, optional
     backend : {"local", "ray"}, default "local"
         ``"ray"``: ``features`` may also be a directory or list of ``.npy`` / Parquet
@@ -220,5 +224,5 @@ def select(
         sq_dist = own_centroid_sq_dist(
             x, c, lab, plan.quotas > 0, threads, check_as="features" if unchecked else None
         )
-    idx = select_within(x, c, lab, sq_dist, plan, opts, threads)
+    idx = select_within(x, c, lab, sq_dist, plan, opts, threads, seed=s)
     return ecos_selection(idx, plan, lab, stacklevel=2)

@@ -12,6 +12,10 @@ within each cluster with a quota:
   ``"neighbourhood"`` gathers their features and runs
   :func:`ecos_fast.rule.kcenter_on_candidates` on them, as the local backend
   does on the whole pool: the same picks.
+- ``within="strata"``: the same merge with ``m`` the whole cluster; the driver
+  gathers the members (in global row order) and runs
+  :func:`ecos_fast.rule.strata_all_clusters`, as the local backend does: the same
+  picks. The driver holds the rows of the clusters with a quota.
 - ``within="kcenter"`` with ``kcenter="gather"`` (default): each cluster with a
   quota is gathered to one worker (members in global row order) and runs the
   exact K-Center kernel from its global nearest member: the local selection, bit
@@ -49,6 +53,7 @@ from ..rule import (
     kcenter_on_candidates,
     plan_selection,
     random_rows,
+    strata_all_clusters,
 )
 from .pool import RunStats, ShardedPool, nbytes, ray_module, remote
 from .tasks import (
@@ -141,6 +146,14 @@ def select_sharded(
         cand_indptr, cand = _merged_candidates(p, out, counts, st)
         if opts.within == "nearest":
             picks = [cand]
+        elif opts.within == "strata":  # whole clusters, gathered to the driver
+            rows = np.unique(cand)
+            xs = gather_rows(p, rows, normalize=norm, stats=st)
+            seg = np.repeat(np.arange(r, dtype=np.int64), np.diff(cand_indptr))
+            by_row = cand[np.lexsort((cand, seg))]  # each cluster's rows ascending, as local
+            pos = np.searchsorted(rows, by_row).astype(np.int64)
+            threads = resolve_threads(n_threads)
+            picks = [rows[strata_all_clusters(xs, cand_indptr, pos, plan.quotas, s, threads)]]
         else:
             rows = np.unique(cand)
             xs = gather_rows(p, rows, normalize=norm, stats=st)
