@@ -89,19 +89,28 @@ def test_stratified_picks_match_a_numpy_oracle(
     assert got.size == q and np.unique(got).size == q
     for t in (2, 3):  # any thread count: the same picks
         np.testing.assert_array_equal(rule.stratified_picks(xm, q, seed, t), got)
-    # The oracle: the same strata (ecos_fast.kmeans is tested against its own
-    # reference), picks per stratum by the rule's allocation, each stratum's nearest
-    # members in float64 distance order, ties to the lowest row.
+    check_against_oracle(xm, q, seed, got)
+
+
+def check_against_oracle(xm: np.ndarray, q: int, seed: int, got: np.ndarray) -> int:
+    """The oracle of ``stratified_picks``: the same strata (``ecos_fast.kmeans``, itself
+    tested against its reference, on the rule's training sample), picks per stratum by
+    the rule's allocation, each stratum's nearest members in float64 distance order,
+    ties to the lowest row. Returns how many strata were compared member for member."""
+    n = xm.shape[0]
     k = -(-q // rule.STRATUM_PICKS)
-    cent = ecos_fast.kmeans(xm, k, seed=seed).centroids.astype(np.float64)
-    d2 = ((xm.astype(np.float64)[:, None, :] - cent[None]) ** 2).sum(-1)
+    per = max(rule.STRATA_TRAIN_PER, -(-rule.STRATA_TRAIN_MIN // k))
+    cent = ecos_fast.kmeans(xm, k, seed=seed, max_points_per_centroid=per).centroids
+    c64 = cent.astype(np.float64)
+    d2 = ((xm.astype(np.float64)[:, None, :] - c64[None]) ** 2).sum(-1)
     lab = np.argmin(d2, axis=1)
     own = d2[np.arange(n), lab]
     if k > 1 and not np.all(np.sort(d2, axis=1)[:, 1] - own > 1e-4 * (1 + own)):
-        return  # a float32 near-tie between two strata: the kernel's label may differ
+        return 0  # a float32 near-tie between two strata: the kernel's label may differ
     sizes = np.bincount(lab, minlength=k)
     alloc = ecos_fast.allocate_quotas(sizes.astype(float), sizes, q)
     picked = set(got.tolist())
+    compared = 0
     for j in range(k):
         rows = np.flatnonzero(lab == j)
         ranked = rows[np.lexsort((rows, own[rows]))]
@@ -112,6 +121,33 @@ def test_stratified_picks_match_a_numpy_oracle(
         if 0 < a < rows.size and cut[a] - cut[a - 1] < 1e-5 * (1 + cut[a]):
             continue  # a float32 near-tie at the stratum's cut: either member is right
         assert mine == set(ranked[:a].tolist())
+        compared += 1
+    return compared
+
+
+def _picks_from_centres(xm: np.ndarray, cent: np.ndarray, q: int) -> list[int]:
+    """The strata picks for given centres, with the float32 kernel's own labels."""
+    lab, d2 = ecos_fast.assign(xm, cent)
+    sizes = np.bincount(lab, minlength=cent.shape[0])
+    alloc = ecos_fast.allocate_quotas(sizes.astype(float), sizes, q)
+    out: list[int] = []
+    for j in range(cent.shape[0]):
+        rows = np.flatnonzero(lab == j)
+        out += rows[np.lexsort((rows, d2[rows]))][: alloc[j]].tolist()
+    return sorted(out)
+
+
+def test_strata_of_a_large_cluster_train_on_a_sample() -> None:
+    # 20,000 rows, quota 200: 100 strata, trained on max(4096, 32 * 100) = 4,096 sampled
+    # rows (41 per stratum), then every row assigned.
+    rng = np.random.default_rng(3)
+    xm = (rng.normal(0, 1, (20_000, 3)) * rng.uniform(0.2, 3, 3)).astype(np.float32)
+    got = rule.stratified_picks(xm, 200, 11, 2)
+    assert got.size == 200 and np.unique(got).size == 200
+    sampled = ecos_fast.kmeans(xm, 100, seed=11, max_points_per_centroid=41).centroids
+    full = ecos_fast.kmeans(xm, 100, seed=11, max_points_per_centroid=None).centroids
+    assert sorted(got.tolist()) == _picks_from_centres(xm, sampled, 200)
+    assert sorted(got.tolist()) != _picks_from_centres(xm, full, 200)  # the sample matters
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,8 @@ __all__ = [
     "DEFAULT_WITHIN",
     "FALLBACKS",
     "LOW_SIGNALS",
+    "STRATA_TRAIN_MIN",
+    "STRATA_TRAIN_PER",
     "STRATUM_PICKS",
     "WEIGHTS",
     "WITHIN",
@@ -133,6 +135,12 @@ WITHIN = ("neighbourhood", "kcenter", "nearest", "strata")
 #: and tied on the default one; 1, one pick per stratum, loses the synthetic
 #: compact client; docs/results.md).
 STRATUM_PICKS = 2
+#: The strata's k-means trains on every member of a cluster of up to
+#: ``STRATA_TRAIN_MIN`` rows, and on a seeded sample of ``max(STRATA_TRAIN_MIN,
+#: STRATA_TRAIN_PER * n_strata)`` members of a larger one (then assigns all of them),
+#: so a 100,000-row cluster with 500 strata costs about one assignment, not 25.
+STRATA_TRAIN_MIN = 4096
+STRATA_TRAIN_PER = 32
 # The noisy total must clear this many standard deviations of its noise.
 LOW_SIGNAL_SIGMAS = 3.0
 
@@ -820,7 +828,8 @@ def stratified_picks(
     """``quota`` rows of one cluster's members ``xm``, by proportional stratified sampling.
 
     The members are split into ``ceil(quota / STRATUM_PICKS)`` strata by k-means
-    (:func:`ecos_fast.kmeans`, k-means++ seeded with ``seed``); each stratum gets picks
+    (:func:`ecos_fast.kmeans`, k-means++ seeded with ``seed``, trained on at most
+    ``max(STRATA_TRAIN_MIN, STRATA_TRAIN_PER * n_strata)`` sampled members); each stratum gets picks
     in proportion to its size (:func:`ecos_fast.allocate_quotas`), its members nearest
     the stratum's centre (ties to the lowest row). A dense part of the cluster gets
     picks in proportion to its rows, spread over it; a sparse outlier at the edge gets
@@ -842,7 +851,8 @@ def stratified_picks(
     if quota >= m:
         return np.arange(m, dtype=np.int64)
     n_strata = max(1, math.ceil(quota / STRATUM_PICKS))
-    km = kmeans(xm, n_strata, seed=seed, n_threads=n_threads)
+    per = max(STRATA_TRAIN_PER, math.ceil(STRATA_TRAIN_MIN / n_strata))
+    km = kmeans(xm, n_strata, seed=seed, max_points_per_centroid=per, n_threads=n_threads)
     strata, d2 = _core.assign(xm, km.centroids, n_threads)
     sizes = np.bincount(strata, minlength=n_strata).astype(np.int64)
     alloc = allocate_quotas(sizes.astype(np.float64), sizes, quota)
