@@ -52,11 +52,13 @@ from ._validation import (
     _from_torch,
     as_vector,
     check_choice,
+    check_kmeans_params,
     check_nonneg_float,
     check_real,
     check_seed,
     feature_limit,
 )
+from .clustering import kmeans_rows
 from .errors import (
     BudgetShortfallWarning,
     InvalidInputError,
@@ -845,14 +847,16 @@ def stratified_picks(
     >>> stratified_picks(xm, 3, seed=0, n_threads=1).tolist()
     [2, 5, 1]
     """
-    from .kernels import kmeans  # kernels imports the rule's callers
-
     m = int(xm.shape[0])
     if quota >= m:
         return np.arange(m, dtype=np.int64)
     n_strata = max(1, math.ceil(quota / STRATUM_PICKS))
     per = max(STRATA_TRAIN_PER, math.ceil(STRATA_TRAIN_MIN / n_strata))
-    km = kmeans(xm, n_strata, seed=seed, max_points_per_centroid=per, n_threads=n_threads)
+    params = check_kmeans_params(
+        m, int(xm.shape[1]), n_strata, max_iter=25, tol=1e-4, seed=seed, init=None,
+        max_points_per_centroid=per, n_local_trials=1, init_sample=None,
+    )  # fmt: skip
+    km = kmeans_rows(xm, params, n_threads)  # ecos_fast.kmeans's own path, defaults
     strata, d2 = _core.assign(xm, km.centroids, n_threads)
     sizes = np.bincount(strata, minlength=n_strata).astype(np.int64)
     alloc = allocate_quotas(sizes.astype(np.float64), sizes, quota)
