@@ -9,6 +9,7 @@ neighbour's load on a shared machine falls on all of them alike:
 - ``amx``: the bf16 first pass on Intel AMX tiles (``assign_bf16_stats(first_pass="amx")``)
 - ``vdpbf16ps``: the bf16 first pass on AVX512_BF16 (``first_pass="avx512bf16"``)
 - ``numpy``: chunked float32 GEMM + argmin (``peers.numpy_assign``)
+- ``auto``: ``ecos_fast.assign()`` as users call it (calibration, pilot, then its choice)
 
 Each engine's labels and distances must equal float32's bit for bit; NumPy's label
 agreement with float32 is reported (it differs at float32 near-ties). Prints a JSON line
@@ -58,6 +59,7 @@ def main() -> None:
         "amx": engine("amx"),
         "vdpbf16ps": engine("avx512bf16"),
         "numpy": lambda: (*peers.numpy_assign(x, c), None),
+        "auto": lambda: (*ecos_fast.assign(x, c, n_threads=t), None),
     }
     z = np.zeros((1, 1), np.float32)
     for name, fp in (("amx", "amx"), ("vdpbf16ps", "avx512bf16")):

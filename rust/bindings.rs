@@ -565,7 +565,8 @@ type Bf16StatsArrays<'py> = (
 /// labels int64[n], squared distances float32[n], and the counts `rows`,
 /// `rows_rechecked` (two or more candidates), `centroids_rechecked` (summed over
 /// those rows), `rows_full` (overflowed bounds: every centroid re-checked) and
-/// `panels_rechecked` (the 32- or 16-centroid panels computed in float32).
+/// `panels_rechecked` (the 32- or 16-centroid panels holding their candidates) and
+/// `halves_rechecked` (the 16-centroid halves of those computed in float32).
 /// `first_pass`: the engine of the bf16 dot products, `"amx"` (AMX tiles) or
 /// `"avx512bf16"` (`vdpbf16ps`); `None` takes the one `precision="bf16"` uses
 /// (`build_info()["bf16_pass"]`). An error where that engine cannot run here.
@@ -602,6 +603,7 @@ fn assign_bf16_stats<'py>(
         ("centroids_rechecked", st.centroids_rechecked),
         ("rows_full", st.rows_full),
         ("panels_rechecked", st.panels_rechecked),
+        ("halves_rechecked", st.halves_rechecked),
     ]);
     Ok((
         PyArray1::from_vec(py, labels),

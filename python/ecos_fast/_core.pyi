@@ -74,7 +74,8 @@ def assign_bf16_stats(
 
     The counts: ``rows``, ``rows_rechecked`` (two or more candidates), ``centroids_rechecked``
     (summed over those rows), ``rows_full`` (bounds overflowed: every centroid re-checked),
-    ``panels_rechecked`` (the 32- or 16-centroid panels computed in float32 for them).
+    ``panels_rechecked`` (the 32- or 16-centroid panels holding their candidates),
+    ``halves_rechecked`` (the 16-centroid halves of those computed in float32).
     ``first_pass``: the engine of the bf16 dot products, ``"amx"`` (Intel AMX tiles) or
     ``"avx512bf16"`` (``vdpbf16ps``); ``None``: the one ``precision="bf16"`` uses
     (``build_info()["bf16_pass"]``). ``InvalidInputError`` where the CPU lacks AVX512_BF16

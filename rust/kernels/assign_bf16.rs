@@ -26,10 +26,11 @@
 //! each row's running `min (s~ + e)` and appends (`vpcompressd`) the centroids that
 //! pass against it; after the last panel the list is filtered against the final
 //! minimum. One candidate: that is the label, no float32 dot at all. Several: the
-//! panels holding them are re-computed in float32 with the float32 tile's own
-//! arithmetic (FMAs in feature order from 0, then `cn − 2·dot` in one rounding),
-//! each panel once per block for all the rows that need it (12 gathered rows per
-//! tile), and the lowest centroid index with the smallest score wins.
+//! 16-column halves of the panels holding them are re-computed in float32 with the
+//! float32 tile's own arithmetic (FMAs in feature order from 0, then `cn − 2·dot`
+//! in one rounding; per lane, so the width computed does not change the bits),
+//! each panel (or half) once per block for all the rows that need it (12 gathered
+//! rows per tile), and the lowest centroid index with the smallest score wins.
 //!
 //! Two engines ([`FirstPass`]) compute the bf16 dot products; everything else (row
 //! conversion, norms, bound, epilogue, re-check, statistics) is shared.
@@ -71,9 +72,10 @@
 //! label. A row whose bounds overflow (not finite) re-checks every panel.
 //! [`RecheckStats`] counts the rows re-checked, their candidates and panels.
 //!
-//! Cost. O(n·k·d) `vdpbf16ps` multiply-adds (half the instructions of float32),
-//! O(n·d) for the row copy, conversion and norms, and for each re-checked (row,
-//! panel) pair the float32 work of one row × 32 centroids. Centroids crowded within
+//! Cost. O(n·k·d) bf16 multiply-adds (`vdpbf16ps`: half the instructions of
+//! float32; AMX: a sixteenth of those), O(n·d) for the row copy, conversion and
+//! norms, and for each re-checked (row, panel half) pair the float32 work of one
+//! row × 16 centroids. Centroids crowded within
 //! the bound (near-duplicates) all become candidates: correct, but then slower than
 //! float32. Extra memory: O(k·d) for the bf16 and f32 panels, plus
 //! O(ROW_BLOCK·(d + min(k, 2048))) per worker (the candidate lists; a row with
@@ -169,8 +171,11 @@ pub struct RecheckStats {
     pub centroids_rechecked: u64,
     /// Rows whose bounds overflowed and which were re-checked against every centroid.
     pub rows_full: u64,
-    /// Panels (32 or 16 centroids) computed in float32 for those rows.
+    /// Panels (32 or 16 centroids) holding candidates of those rows.
     pub panels_rechecked: u64,
+    /// 16-centroid halves of those panels computed in float32 (a panel's half
+    /// without candidates is skipped).
+    pub halves_rechecked: u64,
 }
 
 impl RecheckStats {
@@ -180,6 +185,7 @@ impl RecheckStats {
         self.centroids_rechecked += o.centroids_rechecked;
         self.rows_full += o.rows_full;
         self.panels_rechecked += o.panels_rechecked;
+        self.halves_rechecked += o.halves_rechecked;
         self
     }
 }
@@ -285,7 +291,8 @@ pub struct ScratchBf16 {
     cand_n: Vec<u32>,
     cand_j: Vec<i32>,
     cand_lo: Vec<f32>,
-    /// Per panel, the block's rows whose float32 re-check needs it.
+    /// Per panel and which of its 16-column halves are needed (`3·p + mask − 1`:
+    /// first half, second half, both), the block's rows whose re-check needs them.
     prow: Vec<Vec<u16>>,
     /// Per row, the best float32 score so far, its centroid and packed column.
     best_v: Vec<f32>,
@@ -642,13 +649,13 @@ impl<'a> PackedBf16<'a> {
             rows: m as u64,
             ..RecheckStats::default()
         };
-        // Each row's result: a single candidate's column, or the panels to re-check
-        // (rows listed per panel, so a panel is read once per block, not per row).
+        // Each row's result: a single candidate's column, or the panel halves to
+        // re-check (rows listed per panel and halves, so each is read once per block).
         let np = self.panels.len();
-        if s.prow.len() < np {
-            s.prow.resize_with(np, Vec::new);
+        if s.prow.len() < 3 * np {
+            s.prow.resize_with(3 * np, Vec::new);
         }
-        for l in &mut s.prow[..np] {
+        for l in &mut s.prow[..3 * np] {
             l.clear();
         }
         s.best_v.clear();
@@ -663,8 +670,9 @@ impl<'a> PackedBf16<'a> {
             let js = &s.cand_j[i * kpad..i * kpad + n];
             let lo = &s.cand_lo[i * kpad..i * kpad + n];
             // The candidates that pass the final threshold (columns ascend, so equal
-            // panels are adjacent).
-            let (mut kept, mut first, mut last_p, mut panels) = (0u64, 0usize, usize::MAX, 0u64);
+            // panels are adjacent); per panel, the mask of halves they fall in.
+            let (mut kept, mut first, mut panels, mut halves) = (0u64, 0usize, 0u64, 0u64);
+            let (mut last_p, mut mask) = (usize::MAX, 0usize);
             if t.is_finite() && s.cand_n[i] != OVERFLOWED {
                 for (&q, &l) in js.iter().zip(lo) {
                     if l <= t && self.perm[q as usize] != i32::MAX {
@@ -672,10 +680,15 @@ impl<'a> PackedBf16<'a> {
                             first = q as usize;
                         }
                         kept += 1;
-                        let p = q as usize / NR;
+                        let (p, half) = (q as usize / NR, 1usize << (q as usize / 16 & 1));
                         if p != last_p {
-                            s.prow[p].push(i as u16);
-                            (last_p, panels) = (p, panels + 1);
+                            if mask != 0 {
+                                s.prow[3 * last_p + mask - 1].push(i as u16);
+                                halves += mask.count_ones() as u64;
+                            }
+                            (last_p, mask, panels) = (p, half, panels + 1);
+                        } else {
+                            mask |= half;
                         }
                     }
                 }
@@ -686,19 +699,25 @@ impl<'a> PackedBf16<'a> {
             }
             if kept == 0 {
                 // Overflowed bounds or list: every centroid, as the float32 kernel would.
-                for l in &mut s.prow[..np] {
-                    l.push(i as u16);
+                for (p, panel) in self.panels.iter().enumerate() {
+                    let full = if panel.width == NR { 3 } else { 1 };
+                    s.prow[3 * p + full - 1].push(i as u16);
+                    stats.halves_rechecked += (panel.width / 16) as u64;
                 }
                 stats.rows_full += 1;
                 stats.panels_rechecked += np as u64;
             } else {
+                s.prow[3 * last_p + mask - 1].push(i as u16);
+                halves += mask.count_ones() as u64;
                 stats.rows_rechecked += 1;
                 stats.centroids_rechecked += kept;
                 stats.panels_rechecked += panels;
+                stats.halves_rechecked += halves;
             }
         }
-        // The float32 re-check, 12 gathered rows × one panel at a time, with the
-        // float32 tile's own arithmetic (bit for bit its scores), merged per row with
+        // The float32 re-check, 12 gathered rows × one panel (or one half of it) at a
+        // time, with the float32 tile's own arithmetic (bit for bit its scores: each
+        // lane's FMAs run in feature order whatever the width), merged per row with
         // ties to the lowest centroid index.
         if s.tmp.len() < MR * d {
             s.tmp.resize(MR * d, 0.0);
@@ -706,35 +725,48 @@ impl<'a> PackedBf16<'a> {
         s.vout.resize(MR * NR, 0.0);
         for (p, panel) in self.panels.iter().enumerate() {
             let w = panel.width;
-            let bp = &self.bf32[panel.j0 * d..(panel.j0 + w) * d];
-            let cnp = &self.cn[panel.j0..panel.j0 + w];
-            for chunk in s.prow[p].chunks(MR) {
-                for (r, &i) in chunk.iter().enumerate() {
-                    let i = i as usize;
-                    s.tmp[r * d..(r + 1) * d].copy_from_slice(&s.a[i * d..(i + 1) * d]);
+            for (sel, &(h0, nh)) in [(0usize, 1usize), (1, 1), (0, 2)].iter().enumerate() {
+                let rows_here = &s.prow[3 * p + sel];
+                if rows_here.is_empty() {
+                    continue;
                 }
-                // SAFETY: tmp holds 12 rows of d (rows past the chunk are stale but
-                // in bounds, and ignored), bp d·w, cnp w, vout 12 × 32.
-                unsafe {
-                    f32_tile(
-                        s.tmp.as_ptr(),
-                        d,
-                        bp.as_ptr(),
-                        w,
-                        cnp.as_ptr(),
-                        s.vout.as_mut_ptr(),
-                    )
-                };
-                for (r, &i) in chunk.iter().enumerate() {
-                    let i = i as usize;
-                    for l in 0..w {
-                        let j = self.perm[panel.j0 + l];
-                        let v = s.vout[r * NR + l];
-                        // As the float32 kernel: strictly smaller, or a finite tie
-                        // at a lower index (an all-inf/NaN row keeps label 0).
-                        let tie = v == s.best_v[i] && v < f32::INFINITY && j < s.best_j[i];
-                        if j != i32::MAX && (v < s.best_v[i] || tie) {
-                            (s.best_v[i], s.best_j[i], s.best_q[i]) = (v, j, panel.j0 + l);
+                let c0 = panel.j0 + 16 * h0;
+                let cw = 16 * nh;
+                debug_assert!(h0 * 16 + cw <= w);
+                // The f32 panel is d × w, feature-major; this half starts 16·h0 in.
+                let bp = &self.bf32[panel.j0 * d + 16 * h0..(panel.j0 + w) * d];
+                let cnp = &self.cn[c0..c0 + cw];
+                for chunk in rows_here.chunks(MR) {
+                    for (r, &i) in chunk.iter().enumerate() {
+                        let i = i as usize;
+                        s.tmp[r * d..(r + 1) * d].copy_from_slice(&s.a[i * d..(i + 1) * d]);
+                    }
+                    // SAFETY: tmp holds 12 rows of d (rows past the chunk are stale
+                    // but in bounds, and ignored); bp holds (d − 1)·w + cw values from
+                    // its start (the half's lanes of each feature, w apart); cnp cw;
+                    // vout 12 × 32.
+                    unsafe {
+                        f32_tile(
+                            s.tmp.as_ptr(),
+                            d,
+                            bp.as_ptr(),
+                            w,
+                            nh,
+                            cnp.as_ptr(),
+                            s.vout.as_mut_ptr(),
+                        )
+                    };
+                    for (r, &i) in chunk.iter().enumerate() {
+                        let i = i as usize;
+                        for l in 0..cw {
+                            let j = self.perm[c0 + l];
+                            let v = s.vout[r * NR + l];
+                            // As the float32 kernel: strictly smaller, or a finite tie
+                            // at a lower index (an all-inf/NaN row keeps label 0).
+                            let tie = v == s.best_v[i] && v < f32::INFINITY && j < s.best_j[i];
+                            if j != i32::MAX && (v < s.best_v[i] || tie) {
+                                (s.best_v[i], s.best_j[i], s.best_q[i]) = (v, j, c0 + l);
+                            }
                         }
                     }
                 }
@@ -753,18 +785,19 @@ impl<'a> PackedBf16<'a> {
     }
 }
 
-/// The float32 tile's scores for 12 contiguous rows (`d` apart) × one `w`-wide panel,
-/// into `out` (12 rows of 32).
+/// The float32 tile's scores for 12 contiguous rows (`d` apart) × `16·nh` columns
+/// of a panel (feature `f`'s lanes at `b + f·ldb`), into `out` (12 rows of 32).
 ///
 /// # Safety
-/// `a` has 12·d values, `b` d·w, `cn` w, `out` 12·32; `w` is 32 or 16; AVX-512F
-/// (checked by `PackedBf16::new`).
+/// `a` has 12·d values, `b` (d − 1)·ldb + 16·nh, `cn` 16·nh, `out` 12·32; `nh` is
+/// 1 or 2; AVX-512F (checked by `PackedBf16::new`).
 #[inline(always)]
 unsafe fn f32_tile(
     a: *const f32,
     d: usize,
     b: *const f32,
-    w: usize,
+    ldb: usize,
+    nh: usize,
     cn: *const f32,
     out: *mut f32,
 ) {
@@ -772,16 +805,16 @@ unsafe fn f32_tile(
     {
         // SAFETY: per this function's contract.
         unsafe {
-            if w == NR {
-                x86::f32_tile::<2>(a, d, b, cn, out)
+            if nh == 2 {
+                x86::f32_tile::<2>(a, d, b, ldb, cn, out)
             } else {
-                x86::f32_tile::<1>(a, d, b, cn, out)
+                x86::f32_tile::<1>(a, d, b, ldb, cn, out)
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, d, b, w, cn, out);
+        let _ = (a, d, b, ldb, nh, cn, out);
         unreachable!("PackedBf16::new refuses CPUs without AVX512_BF16")
     }
 }
@@ -917,21 +950,21 @@ pub const PILOT_ROWS: usize = 8 * ROW_BLOCK;
 /// re-check counts, `k`, and the measured `gain` (bf16 ÷ float32 multiply-add rate).
 ///
 /// A cost model per row, in cycles per feature: the float32 tile does `k/32` (two
-/// 16-lane FMAs a cycle); the bf16 tile `k/(32·gain)`; a re-checked (row, panel)
-/// pair 1.1 (a twelfth of a 12 × 32 float32 tile, and the row's gathering); the
-/// row conversion, norms and epilogue about `0.5`. bf16 stays if that is at most
-/// 0.8 × float32: `gain` 2 at k = 1000 allows ~8 panels a row.
+/// 16-lane FMAs a cycle); the bf16 tile `k/(32·gain)`; a re-checked (row, half
+/// panel) pair 0.55 (a twelfth of a 12 × 16 float32 tile, and the row's
+/// gathering); the row conversion, norms and epilogue about `0.5`. bf16 stays if
+/// that is at most 0.8 × float32: `gain` 2 at k = 1000 allows ~16 halves a row.
 pub fn pilot_pays(stats: &RecheckStats, k: usize, gain: f64) -> bool {
     if stats.rows == 0 || gain <= 0.0 {
         return false;
     }
     let rows = stats.rows as f64;
     let k = k as f64;
-    // A re-checked (row, panel) pair is a twelfth of a 12 × 32 float32 tile: one
-    // cycle per feature, plus ~10 % to gather the rows.
-    let panels = stats.panels_rechecked as f64 / rows;
+    // A re-checked (row, half panel) pair is a twelfth of a 12 × 16 float32 tile:
+    // half a cycle per feature, plus ~10 % to gather the rows.
+    let halves = stats.halves_rechecked as f64 / rows;
     let f32_cost = k / 32.0;
-    let bf16_cost = k / (32.0 * gain) + 1.1 * panels + 0.5;
+    let bf16_cost = k / (32.0 * gain) + 0.55 * halves + 0.5;
     bf16_cost <= 0.8 * f32_cost
 }
 
@@ -1154,24 +1187,24 @@ mod x86 {
     /// stored, not folded into minima (the columns are not in centroid order).
     ///
     /// # Safety
-    /// The CPU supports AVX-512F; `a` has 12 rows of `d`, `b` `d·16·NH`, `cn`
-    /// `16·NH`, `out` 12 rows of 32.
+    /// The CPU supports AVX-512F; `a` has 12 rows of `d`, `b` `(d − 1)·ldb + 16·NH`
+    /// (feature `f`'s 16·NH lanes at `f·ldb`), `cn` `16·NH`, `out` 12 rows of 32.
     #[target_feature(enable = "avx512f,fma")]
     pub unsafe fn f32_tile<const NH: usize>(
         a: *const f32,
         d: usize,
         b: *const f32,
+        ldb: usize,
         cn: *const f32,
         out: *mut f32,
     ) {
-        let w = 16 * NH;
         let mut acc = [[_mm512_setzero_ps(); NH]; MR];
         // SAFETY (whole body): offsets stay within the contract's lengths.
         unsafe {
             for f in 0..d {
                 let mut bv = [_mm512_setzero_ps(); NH];
                 for (h, v) in bv.iter_mut().enumerate() {
-                    *v = _mm512_loadu_ps(b.add(f * w + h * 16));
+                    *v = _mm512_loadu_ps(b.add(f * ldb + h * 16));
                 }
                 for (r, accr) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*a.add(r * d + f));
@@ -1446,6 +1479,7 @@ mod tests {
             centroids_rechecked: 2 * panels,
             rows_full: 0,
             panels_rechecked: panels,
+            halves_rechecked: 2 * panels,
         };
         // k = 1000 at 2× bf16, per feature: f32 31.25; bf16 15.6 + 0.5 + 4 per group
         // of 8 half-panels (at least one per re-checked row).
