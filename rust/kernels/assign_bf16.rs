@@ -680,7 +680,7 @@ impl<'a> PackedBf16<'a> {
                             first = q as usize;
                         }
                         kept += 1;
-                        let (p, half) = (q as usize / NR, 1usize << (q as usize / 16 & 1));
+                        let (p, half) = (q as usize / NR, 1usize << ((q as usize / 16) & 1));
                         if p != last_p {
                             if mask != 0 {
                                 s.prow[3 * last_p + mask - 1].push(i as u16);
