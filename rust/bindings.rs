@@ -565,22 +565,35 @@ type Bf16StatsArrays<'py> = (
 /// labels int64[n], squared distances float32[n], and the counts `rows`,
 /// `rows_rechecked` (two or more candidates), `centroids_rechecked` (summed over
 /// those rows), `rows_full` (overflowed bounds: every centroid re-checked) and
-/// `panels_rechecked` (the 32- or 16-centroid panels computed in float32).
+/// `panels_rechecked` (the 32- or 16-centroid panels holding their candidates) and
+/// `halves_rechecked` (the 16-centroid halves of those computed in float32).
+/// `first_pass`: the engine of the bf16 dot products, `"amx"` (AMX tiles) or
+/// `"avx512bf16"` (`vdpbf16ps`); `None` takes the one `precision="bf16"` uses
+/// (`build_info()["bf16_pass"]`). An error where that engine cannot run here.
 #[pyfunction]
+#[pyo3(signature = (features, centroids, n_threads, first_pass=None))]
 fn assign_bf16_stats<'py>(
     py: Python<'py>,
     features: PyReadonlyArray2<'py, f32>,
     centroids: PyReadonlyArray2<'py, f32>,
     n_threads: usize,
+    first_pass: Option<&str>,
 ) -> PyResult<Bf16StatsArrays<'py>> {
     let (n, d) = (features.shape()[0], features.shape()[1]);
     let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
     let x = contiguous("features", &features)?;
     let c = contiguous("centroids", &centroids)?;
+    let pass = match first_pass {
+        None => None,
+        Some(name) => Some(simd::FirstPass::parse(name).ok_or_else(|| {
+            invalid!("first_pass={name:?} is not one of \"amx\", \"avx512bf16\"")
+        })?),
+    };
     let (labels, dists, st) = run_controlled(py, n_threads, work(n, k, d), None, |ctl| {
         let mut labels = vec![0i64; n];
         let mut dists = vec![0f32; n];
-        let st = nearest_bf16::assign_ctl(x, n, d, c, k, dc, &mut labels, &mut dists, ctl)?;
+        let st =
+            nearest_bf16::assign_ctl_for(x, n, d, c, k, dc, &mut labels, &mut dists, pass, ctl)?;
         finite_distances("squared distance", &dists)?;
         Ok((labels, dists, st))
     })?;
@@ -590,6 +603,7 @@ fn assign_bf16_stats<'py>(
         ("centroids_rechecked", st.centroids_rechecked),
         ("rows_full", st.rows_full),
         ("panels_rechecked", st.panels_rechecked),
+        ("halves_rechecked", st.halves_rechecked),
     ]);
     Ok((
         PyArray1::from_vec(py, labels),
@@ -964,16 +978,30 @@ fn build_info() -> PyResult<HashMap<&'static str, String>> {
     // of older reports).
     info.insert("simd", path.name().to_string());
     info.insert("kcenter_simd", path.name().to_string());
-    // `assign` on large problems: "avx512bf16" where the bf16 first pass is taken
-    // (calibrated, or forced by ECOS_FAST_SIMD), else the float32 path.
+    // `assign` on large problems: the bf16 first pass's engine ("amx" or
+    // "avx512bf16") where the automatic choice takes it (calibrated, or forced by
+    // ECOS_FAST_SIMD), else the float32 path.
     info.insert("assign_path", simd::assign_path_name().to_string());
+    // The engine `precision="bf16"` runs ("none" where neither may).
+    let pass = simd::bf16_pass().map_or("none", |p| p.name());
+    info.insert("bf16_pass", pass.to_string());
+    let amx = match simd::amx_status() {
+        Ok(()) => "usable".to_string(),
+        Err(why) => format!("not usable: {why}"),
+    };
+    info.insert("amx", amx);
     let cal = match simd::bf16_calibration() {
-        Some(c) => format!(
-            "vdpbf16ps {:.1} vs vfmadd231ps {:.1} G multiply-adds/s (1 thread): {}",
-            c.bf16_gmadds,
-            c.f32_gmadds,
-            if c.pays() { "pays" } else { "does not pay" }
-        ),
+        Some(c) => {
+            let amx = c
+                .amx_gmadds
+                .map_or(String::new(), |r| format!("tdpbf16ps (AMX) {r:.1}, "));
+            format!(
+                "{amx}vdpbf16ps {:.1} vs vfmadd231ps {:.1} G multiply-adds/s (1 thread): {}",
+                c.bf16_gmadds,
+                c.f32_gmadds,
+                if c.pays() { "pays" } else { "does not pay" }
+            )
+        }
         None => "no AVX512_BF16".to_string(),
     };
     info.insert("bf16_calibration", cal);

@@ -65,14 +65,21 @@ def assign(
     """
 
 def assign_bf16_stats(
-    features: NDArray[np.float32], centroids: NDArray[np.float32], n_threads: int
+    features: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    n_threads: int,
+    first_pass: Literal["amx", "avx512bf16"] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], dict[str, int]]:
     """``assign`` through the bf16 first pass (forced), and what it re-checked in float32.
 
     The counts: ``rows``, ``rows_rechecked`` (two or more candidates), ``centroids_rechecked``
     (summed over those rows), ``rows_full`` (bounds overflowed: every centroid re-checked),
-    ``panels_rechecked`` (the 32- or 16-centroid panels computed in float32 for them).
-    ``InvalidInputError`` where the CPU lacks AVX512_BF16 or ``ECOS_FAST_SIMD`` caps it.
+    ``panels_rechecked`` (the 32- or 16-centroid panels holding their candidates),
+    ``halves_rechecked`` (the 16-centroid halves of those computed in float32).
+    ``first_pass``: the engine of the bf16 dot products, ``"amx"`` (Intel AMX tiles) or
+    ``"avx512bf16"`` (``vdpbf16ps``); ``None``: the one ``precision="bf16"`` uses
+    (``build_info()["bf16_pass"]``). ``InvalidInputError`` where the CPU lacks AVX512_BF16
+    (or AMX, for ``"amx"``) or ``ECOS_FAST_SIMD`` caps it.
     """
 
 def first_non_finite(

@@ -52,9 +52,12 @@ def assign(
         (:func:`ecos_fast.ray_backend.assign_sharded`) and the result is the same.
     precision : {"auto", "float32", "bf16"}, default "auto"
         How the nearest centroid is found; the result is the same bit for bit.
-        ``"bf16"``: a bf16 first pass (AVX512_BF16 ``vdpbf16ps``) bounds every centroid's
-        error from the norms and re-checks in float32 only those it cannot rule out;
-        ``InvalidInputError`` on a CPU without AVX512_BF16. ``"float32"``: the float32
+        ``"bf16"``: a bf16 first pass bounds every centroid's error from the norms and
+        re-checks in float32 only those it cannot rule out; its dot products run on Intel
+        AMX tiles (``tdpbf16ps``) where the CPU and OS allow them, else on AVX512_BF16
+        ``vdpbf16ps`` (``ECOS_FAST_SIMD=avx512bf16`` forces the latter;
+        ``build_info()["bf16_pass"]`` names the engine); ``InvalidInputError`` on a CPU
+        without AVX512_BF16. ``"float32"``: the float32
         kernel only. ``"auto"``: bf16 where it measures faster on this core (a one-off
         calibration; ``ecos_fast._core.build_info()["assign_path"]``) and the problem is
         large enough, and past a pilot of 1536 rows only if the float32 re-checks it

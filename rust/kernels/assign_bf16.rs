@@ -1,5 +1,6 @@
-//! Nearest-centroid assignment with a bf16 first pass (AVX512_BF16 `vdpbf16ps`)
-//! and a float32 re-check of the candidates it cannot rule out.
+//! Nearest-centroid assignment with a bf16 first pass (Intel AMX `tdpbf16ps` tiles,
+//! or AVX512_BF16 `vdpbf16ps`) and a float32 re-check of the candidates it cannot
+//! rule out.
 //!
 //! Algorithm. The same shifted expansion as `assign.rs` (rows and centroids minus
 //! `mu`, the rounded centroid mean; score `s_j = ||c_j||² − 2 x·c_j`), but the dot
@@ -25,19 +26,56 @@
 //! each row's running `min (s~ + e)` and appends (`vpcompressd`) the centroids that
 //! pass against it; after the last panel the list is filtered against the final
 //! minimum. One candidate: that is the label, no float32 dot at all. Several: the
-//! panels holding them are re-computed in float32 with the float32 tile's own
-//! arithmetic (FMAs in feature order from 0, then `cn − 2·dot` in one rounding),
-//! each panel once per block for all the rows that need it (12 gathered rows per
-//! tile), and the lowest centroid index with the smallest score wins.
+//! 16-column halves of the panels holding them are re-computed in float32 with the
+//! float32 tile's own arithmetic (FMAs in feature order from 0, then `cn − 2·dot`
+//! in one rounding; per lane, so the width computed does not change the bits),
+//! each panel (or half) once per block for all the rows that need it (12 gathered
+//! rows per tile), and the lowest centroid index with the smallest score wins.
+//!
+//! Two engines ([`FirstPass`]) compute the bf16 dot products; everything else (row
+//! conversion, norms, bound, epilogue, re-check, statistics) is shared.
+//! - `vdpbf16ps`: the 12 × 32 register tile above.
+//! - AMX (`tdpbf16ps`, [`super::amx`]): per 32 rows × one panel, four 16 × 16 f32
+//!   C tiles (two row halves × two 16-column halves), each K step loading two A
+//!   tiles (16 rows × 16 feature pairs of the converted block) and two B tiles (16
+//!   pairs × 16 columns of the panel: the panels' pair-per-u32 layout *is* AMX's
+//!   B-tile layout, so one packing serves both engines; panels hold `pairs` rounded
+//!   up to 16 rows, zeros past `pairs`, as the converted rows do). The C tiles go to
+//!   a stack buffer and the same AVX-512 epilogue runs on each of its 32 rows. The
+//!   tile configuration is per thread, so each row block loads it and releases the
+//!   tiles after. Used where [`simd::amx_usable`] (cpuid, the Linux permission
+//!   request, XCR0), preferred over `vdpbf16ps` there.
+//!
+//! The AMX bound. Intel's SDM entry for TDPBF16PS says each accumulation is an f32
+//! FMA with round to nearest even, that denormal inputs are treated as zero and
+//! denormal outputs flushed, and that MXCSR is neither read nor written; its
+//! pseudo-code keeps two partial sums per output (even and odd pair elements) over
+//! an instruction's 16 pairs and then adds both into C. The products of two bf16
+//! values are exact in f32 (8-bit significands) unless they underflow. The bound
+//! does not rely on that order, nor on the rounding being exactly RNE (matrix units
+//! are not always faithful to their pseudo-code): for *any* order of the `ops`
+//! additions an output sees (`2·ppad` FMAs, plus two per instruction for the
+//! partial sums and the add into C, plus slack), with every addition's relative
+//! error at most `2u` (any faithful rounding, so truncation too), the computed dot
+//! is within `γ'·Σ|x~_i c~_i|` of the exact one, `γ' = ops·2u / (1 − ops·2u)` —
+//! Higham's order-independent summation bound (§4.2) with the unit roundoff
+//! doubled, i.e. `gamma(2·ops)`; for d = 512 that is γ' ≈ 6.5e-5 against the
+//! `vdpbf16ps` bound's 3.1e-5, a small share of the bound next to the bf16
+//! conversion residuals (≈ 2⁻⁹ relative). Each of those `ops` may also flush a
+//! denormal result (an absolute error below 2⁻¹²⁶ each), so the absolute term
+//! counts `2·ops` flushes at `TINY`. With that `γ'` and flush count in place of
+//! `vdpbf16ps`'s, `e_j` covers `|s~_j − s_j|` as before, and the candidate set, the
+//! re-check and hence the labels are unchanged: bit-identical to float32.
 //!
 //! So the labels are the float32 AVX-512 kernel's bit for bit (not just outside
 //! near-ties), and the distances are `assign.rs`'s exact `Σ (x − c)²` for that
 //! label. A row whose bounds overflow (not finite) re-checks every panel.
 //! [`RecheckStats`] counts the rows re-checked, their candidates and panels.
 //!
-//! Cost. O(n·k·d) `vdpbf16ps` multiply-adds (half the instructions of float32),
-//! O(n·d) for the row copy, conversion and norms, and for each re-checked (row,
-//! panel) pair the float32 work of one row × 32 centroids. Centroids crowded within
+//! Cost. O(n·k·d) bf16 multiply-adds (`vdpbf16ps`: half the instructions of
+//! float32; AMX: a sixteenth of those), O(n·d) for the row copy, conversion and
+//! norms, and for each re-checked (row, panel half) pair the float32 work of one
+//! row × 16 centroids. Centroids crowded within
 //! the bound (near-duplicates) all become candidates: correct, but then slower than
 //! float32. Extra memory: O(k·d) for the bf16 and f32 panels, plus
 //! O(ROW_BLOCK·(d + min(k, 2048))) per worker (the candidate lists; a row with
@@ -48,9 +86,10 @@
 //! (fixed blocks, feature-order accumulation), so results are bit-identical for any
 //! `n_threads`; the statistics are sums of per-block counts.
 //!
-//! When it pays. Only where `vdpbf16ps` outruns float32 FMA (a calibration in
-//! `simd.rs`: the issue measured Zen 4 at 2×; this project's Intel Emerald Rapids
-//! runs it at half the FMA multiply-add rate, 42 vs 87 G/s, `benches/bf16_peak.c`),
+//! When it pays. Only where the engine outruns float32 FMA (a calibration in
+//! `simd.rs`: the issue measured Zen 4's `vdpbf16ps` at 2×; this project's Intel
+//! Emerald Rapids runs `vdpbf16ps` at half the FMA multiply-add rate, 42 vs 87 G/s,
+//! `benches/bf16_peak.c`, but AMX at ~15× it: 1647 vs 111 G/s in one calibration),
 //! and only where the bound leaves few candidates, which depends on the data: the
 //! bound is rigorous, so it grows with `||x − mu||·||c − mu||`, and centroids that
 //! crowd within it all need float32. On benches' mixture (1M × 512, k = 1000: 64
@@ -60,16 +99,20 @@
 //!
 //! Only x86-64 with AVX-512F and AVX512_BF16 runs it ([`super::simd::bf16_allowed`]);
 //! everywhere else [`assign_ctl`] refuses and the automatic choice takes `assign.rs`.
-//! Reference: Intel's BF16 white paper (VCVTNE2PS2BF16 rounds to nearest even;
+//! References: Intel's BF16 white paper (VCVTNE2PS2BF16 rounds to nearest even;
 //! VDPBF16PS treats denormals as zero and flushes denormal results, both covered by
-//! the absolute terms); Higham, *Accuracy and Stability of Numerical Algorithms*,
-//! §3.1 for `γ_n`.
+//! the absolute terms); the Intel 64 and IA-32 Architectures Software Developer's
+//! Manual, Vol. 2, TDPBF16PS (RNE per FMA, DAZ and FTZ, MXCSR ignored) and Vol. 1,
+//! ch. 18 (AMX, the tile configuration) with the Linux kernel's `arch_prctl`
+//! documentation (`Documentation/arch/x86/xstate.rst`: ARCH_REQ_XCOMP_PERM);
+//! Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1 for `γ_n`, §4.2
+//! for summation in any order.
 
 use rayon::prelude::*;
 
 use super::assign::{self as f32pass, centroid_shift, shifted_sq_norm, sq_dist_exact, ROW_BLOCK};
 use super::control::Control;
-use super::simd;
+use super::simd::{self, FirstPass};
 use crate::errors::KernelResult;
 use crate::invalid;
 
@@ -80,6 +123,10 @@ const OVERFLOWED: u32 = u32::MAX;
 
 /// Rows of the register tile (a divisor of [`ROW_BLOCK`]).
 const MR: usize = 12;
+/// Rows of the AMX tile step (two 16-row A tiles; a divisor of [`ROW_BLOCK`]).
+const AMX_MR: usize = 32;
+/// Feature pairs per AMX K step (one 64-byte tile row of bf16 pairs).
+const AMX_KP: usize = 16;
 /// Columns of a full panel (two zmm of f32 lanes), and of the narrow last one.
 const NR: usize = 32;
 const TAIL_NR: usize = 16;
@@ -124,8 +171,11 @@ pub struct RecheckStats {
     pub centroids_rechecked: u64,
     /// Rows whose bounds overflowed and which were re-checked against every centroid.
     pub rows_full: u64,
-    /// Panels (32 or 16 centroids) computed in float32 for those rows.
+    /// Panels (32 or 16 centroids) holding candidates of those rows.
     pub panels_rechecked: u64,
+    /// 16-centroid halves of those panels computed in float32 (a panel's half
+    /// without candidates is skipped).
+    pub halves_rechecked: u64,
 }
 
 impl RecheckStats {
@@ -135,8 +185,28 @@ impl RecheckStats {
         self.centroids_rechecked += o.centroids_rechecked;
         self.rows_full += o.rows_full;
         self.panels_rechecked += o.panels_rechecked;
+        self.halves_rechecked += o.halves_rechecked;
         self
     }
+}
+
+/// 64 bytes of bf16 pairs, aligned to a cache line: the packed panels and the
+/// converted rows are vectors of these, so every AMX tile row (64 bytes at a
+/// multiple of 64) is one cache line, not two.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Default)]
+struct Line([u32; 16]);
+
+/// `lines` as the u32 they hold.
+fn as_u32(lines: &[Line]) -> &[u32] {
+    // SAFETY: `Line` is 16 u32 with no padding (repr(C), size 64).
+    unsafe { std::slice::from_raw_parts(lines.as_ptr() as *const u32, lines.len() * 16) }
+}
+
+/// `lines` as the u32 they hold, mutably.
+fn as_u32_mut(lines: &mut [Line]) -> &mut [u32] {
+    // SAFETY: as `as_u32`, with the unique borrow.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr() as *mut u32, lines.len() * 16) }
 }
 
 /// A run of `width` consecutive centroids packed pair-major.
@@ -150,16 +220,22 @@ struct Panel {
 pub struct PackedBf16<'a> {
     d: usize,
     k: usize,
+    /// The engine of the dot products (the bound's constants depend on it).
+    pass: FirstPass,
     /// Feature pairs per row (`d` rounded up to even, halved).
     pairs: usize,
+    /// `pairs` rounded up to [`AMX_KP`]: the rows each panel holds (zeros past
+    /// `pairs`), so an AMX K step never reads past its panel.
+    ppad: usize,
     /// bf16 values per converted row in the scratch buffer (a multiple of 32, so
     /// whole-vector stores never reach the next row).
     row_stride: usize,
     centroids: &'a [f32],
     panels: Vec<Panel>,
-    /// Panel after panel, each `pairs × width` u32 (bf16 of feature 2p in the low
-    /// half, 2p+1 in the high half); panel `p` starts at `j0 · pairs`.
-    b: Vec<u32>,
+    /// Panel after panel, each `ppad × width` u32 (bf16 of feature 2p in the low
+    /// half, 2p+1 in the high half; zero rows from `pairs` on); panel `p` starts at
+    /// `j0 · ppad`. Per 16 pairs and 16 columns this is AMX's B-tile layout.
+    b: Vec<Line>,
     /// Per packed column: `||c − mu||²` (+inf in padding) and the bound's
     /// coefficients `P`, `Q`, `R` (0 in padding).
     cn: Vec<f32>,
@@ -208,14 +284,15 @@ fn panel_order(c: &[f32], k: usize, d: usize) -> Vec<usize> {
 pub struct ScratchBf16 {
     a: Vec<f32>,
     /// Converted rows, `row_stride / 2` u32 (bf16 pairs) apart.
-    abf: Vec<u32>,
+    abf: Vec<Line>,
     nx: Vec<f32>,
     ndx: Vec<f32>,
     thr: Vec<f32>,
     cand_n: Vec<u32>,
     cand_j: Vec<i32>,
     cand_lo: Vec<f32>,
-    /// Per panel, the block's rows whose float32 re-check needs it.
+    /// Per panel and which of its 16-column halves are needed (`3·p + mask − 1`:
+    /// first half, second half, both), the block's rows whose re-check needs them.
     prow: Vec<Vec<u16>>,
     /// Per row, the best float32 score so far, its centroid and packed column.
     best_v: Vec<f32>,
@@ -289,9 +366,21 @@ fn up(v: f64) -> f32 {
 }
 
 impl<'a> PackedBf16<'a> {
-    /// Convert and pack `k × d` centroids. Checks sizes and that the bf16 pass may
-    /// run here; never panics on input.
+    /// Convert and pack `k × d` centroids for this process's engine
+    /// ([`simd::bf16_pass`]). Checks sizes and that the bf16 pass may run here;
+    /// never panics on input.
     pub fn new(c: &'a [f32], k: usize, d: usize) -> KernelResult<Self> {
+        Self::new_for(c, k, d, simd::bf16_pass())
+    }
+
+    /// [`PackedBf16::new`] for a given engine (`None`: the process's, which must
+    /// exist); an error where that engine may not run here.
+    pub fn new_for(
+        c: &'a [f32],
+        k: usize,
+        d: usize,
+        pass: Option<FirstPass>,
+    ) -> KernelResult<Self> {
         if k == 0 {
             return Err(invalid!("n_clusters={k} must be >= 1"));
         }
@@ -305,17 +394,31 @@ impl<'a> PackedBf16<'a> {
             return Err(invalid!("centroids buffer does not match k={k}, d={d}"));
         }
         simd::checked()?;
-        if !simd::bf16_allowed() {
-            return Err(invalid!(
-                "precision=\"bf16\" needs a CPU with AVX-512F and AVX512_BF16 (this one \
-                 lacks them, or {}={:?} caps the path); use precision=\"auto\" or \"float32\"",
-                simd::ENV_VAR,
-                std::env::var(simd::ENV_VAR).unwrap_or_default()
-            ));
-        }
+        let pass = match pass.or_else(simd::bf16_pass) {
+            Some(p) if simd::pass_allowed(p) => p,
+            Some(FirstPass::Amx) => {
+                return Err(invalid!(
+                    "the AMX first pass needs AMX-BF16 and AMX-TILE with the OS's tile \
+                     permission ({}), and AVX512_BF16",
+                    simd::amx_status()
+                        .err()
+                        .unwrap_or("ECOS_FAST_SIMD caps the path")
+                ))
+            }
+            _ => {
+                return Err(invalid!(
+                    "precision=\"bf16\" needs a CPU with AVX-512F and AVX512_BF16 (this one \
+                     lacks them, or {}={:?} caps the path); use precision=\"auto\" or \"float32\"",
+                    simd::ENV_VAR,
+                    std::env::var(simd::ENV_VAR).unwrap_or_default()
+                ))
+            }
+        };
         let mu = centroid_shift(c, k, d);
         let pairs = d.div_ceil(2);
+        let ppad = pairs.div_ceil(AMX_KP) * AMX_KP;
         let row_stride = (2 * pairs).div_ceil(32) * 32;
+        debug_assert_eq!(row_stride / 2, ppad);
         let mut panels = Vec::new();
         let mut j0 = 0;
         while j0 < k {
@@ -329,13 +432,24 @@ impl<'a> PackedBf16<'a> {
             j0 += width;
         }
         let padded = j0;
-        // The bound's constants (module doc): γ for the bf16 pass (2 roundings per
-        // pair step at most) and the float32 pass (one per feature), the score and
-        // bound roundings (8.1 u), and the absolute terms for flushed denormals.
-        let kc = 2.0 * gamma(2 * pairs + 2) + 2.0 * gamma(d) + 8.1 * U32;
+        // The bound's constants (module doc): γ for the bf16 pass (`vdpbf16ps`: 2
+        // roundings per pair step at most; AMX: any order and any faithful rounding
+        // of its `ops` additions, so γ at twice the unit roundoff) and the float32
+        // pass (one per feature), the score and bound roundings (8.1 u), and the
+        // absolute terms for flushed denormals (AMX flushes after each of its ops).
+        let (gamma_bf, flushes) = match pass {
+            FirstPass::Vdpbf16ps => (gamma(2 * pairs + 2), 4 * pairs),
+            FirstPass::Amx => {
+                let ops = 2 * ppad + 2 * (ppad / AMX_KP) + 2;
+                (gamma(2 * ops), 2 * ops)
+            }
+        };
+        let kc = 2.0 * gamma_bf + 2.0 * gamma(d) + 8.1 * U32;
         let sq = (2.0 * pairs as f64).sqrt();
         let inflate = 1.0 + 1.0 / 1024.0;
-        let mut b = vec![0u32; padded * pairs];
+        // padded (a multiple of 16) × ppad u32, in cache lines.
+        let mut b_lines = vec![Line::default(); padded * ppad / 16];
+        let b = as_u32_mut(&mut b_lines);
         let mut cn = vec![f32::INFINITY; padded];
         let (mut pe, mut qe, mut re) = (vec![0f32; padded], vec![0f32; padded], vec![0f32; padded]);
         let order = panel_order(c, k, d);
@@ -344,7 +458,7 @@ impl<'a> PackedBf16<'a> {
         let mut shifted = vec![0f32; d];
         for panel in &panels {
             let w = panel.width;
-            let block = &mut b[panel.j0 * pairs..(panel.j0 + w) * pairs];
+            let block = &mut b[panel.j0 * ppad..(panel.j0 + w) * ppad];
             let block32 = &mut bf32[panel.j0 * d..(panel.j0 + w) * d];
             for lane in 0..w.min(k - panel.j0) {
                 let q = panel.j0 + lane;
@@ -380,17 +494,19 @@ impl<'a> PackedBf16<'a> {
                 re[j] = up(inflate
                     * (4.0 * U32 * cnj as f64
                         + TINY * sq * (nc + ndc)
-                        + TINY * (4 * pairs + d + 4) as f64));
+                        + TINY * (flushes + d + 4) as f64));
             }
         }
         Ok(PackedBf16 {
             d,
             k,
+            pass,
             pairs,
+            ppad,
             row_stride,
             centroids: c,
             panels,
-            b,
+            b: b_lines,
             cn,
             pe,
             qe,
@@ -411,9 +527,14 @@ impl<'a> PackedBf16<'a> {
     ) -> RecheckStats {
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: `new` checked `bf16_allowed` (AVX-512F and AVX512_BF16
-            // detected at run time).
-            unsafe { x86::block(self, x, s, labels, dists) }
+            // SAFETY: `new_for` checked `pass_allowed(self.pass)` (AVX-512F and
+            // AVX512_BF16 detected at run time; for AMX also `amx_usable`).
+            unsafe {
+                match self.pass {
+                    FirstPass::Vdpbf16ps => x86::block(self, x, s, labels, dists),
+                    FirstPass::Amx => x86::block_amx(self, x, s, labels, dists),
+                }
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -434,12 +555,15 @@ impl<'a> PackedBf16<'a> {
         dists: &mut [f32],
         tile: TileFn,
         tile_narrow: TileFn,
+        mr: usize,
         convert: ConvertFn,
     ) -> RecheckStats {
         let (d, k, pairs, stride) = (self.d, self.k, self.pairs, self.row_stride);
+        let ppad = self.ppad;
         let m = labels.len();
         debug_assert!(m <= ROW_BLOCK && x.len() == m * d && dists.len() == m);
-        let mpad = m.div_ceil(MR) * MR;
+        debug_assert!(ROW_BLOCK.is_multiple_of(mr));
+        let mpad = m.div_ceil(mr) * mr;
         // Candidate lists of at most LIST_CAP per row (a row that would pass it is
         // re-checked against every panel), so a worker's lists stay ≤ 3 MiB.
         let kpad = self.cn.len().min(LIST_CAP);
@@ -447,8 +571,9 @@ impl<'a> PackedBf16<'a> {
             s.a.resize(mpad * d, 0.0);
         }
         let lda = stride / 2;
-        if s.abf.len() < mpad * lda {
-            s.abf.resize(mpad * lda, 0);
+        if s.abf.len() * 16 < mpad * lda {
+            // lda (= ppad) is a multiple of 16.
+            s.abf.resize(mpad * lda / 16, Line::default());
         }
         if s.cand_j.len() < mpad * kpad {
             s.cand_j.resize(mpad * kpad, 0);
@@ -472,7 +597,7 @@ impl<'a> PackedBf16<'a> {
         s.a[m * d..mpad * d].fill(0.0);
         for i in 0..mpad {
             let row = &s.a[i * d..(i + 1) * d];
-            let out = &mut s.abf[i * lda..(i + 1) * lda];
+            let out = &mut as_u32_mut(&mut s.abf)[i * lda..(i + 1) * lda];
             // SAFETY: `row` has d values, `out` room for row_stride ≥ d bf16 (a
             // multiple of 32); u32 is aligned for u16.
             unsafe { convert(row.as_ptr(), d, out.as_mut_ptr() as *mut u16) };
@@ -485,18 +610,18 @@ impl<'a> PackedBf16<'a> {
         for panel in &self.panels {
             let w = panel.width;
             let f = if w == NR { tile } else { tile_narrow };
-            let bp = &self.b[panel.j0 * pairs..(panel.j0 + w) * pairs];
+            let bp = &as_u32(&self.b)[panel.j0 * ppad..(panel.j0 + w) * ppad];
             let cols = panel.j0..panel.j0 + w;
-            for t in 0..mpad / MR {
-                let r0 = t * MR;
-                // SAFETY: per `TileFn`'s contract: 12 converted rows of `pairs`
-                // u32 at `stride/2` apart, a `pairs × w` panel, `w` coefficients,
-                // 12 norms/thresholds/counts, and 12 candidate lists of `kpad` (the
+            for t in 0..mpad / mr {
+                let r0 = t * mr;
+                // SAFETY: per `TileFn`'s contract: `mr` converted rows of `ppad`
+                // u32 at `stride/2` apart, a `ppad × w` panel, `w` coefficients,
+                // `mr` norms/thresholds/counts, and `mr` candidate lists of `kpad` (the
                 // tile never stores past one: it marks the row overflowed instead)
                 // (a row appends each of its k centroids at most once).
                 unsafe {
                     f(
-                        s.abf[r0 * lda..].as_ptr(),
+                        as_u32(&s.abf)[r0 * lda..].as_ptr(),
                         lda,
                         bp.as_ptr(),
                         pairs,
@@ -524,13 +649,13 @@ impl<'a> PackedBf16<'a> {
             rows: m as u64,
             ..RecheckStats::default()
         };
-        // Each row's result: a single candidate's column, or the panels to re-check
-        // (rows listed per panel, so a panel is read once per block, not per row).
+        // Each row's result: a single candidate's column, or the panel halves to
+        // re-check (rows listed per panel and halves, so each is read once per block).
         let np = self.panels.len();
-        if s.prow.len() < np {
-            s.prow.resize_with(np, Vec::new);
+        if s.prow.len() < 3 * np {
+            s.prow.resize_with(3 * np, Vec::new);
         }
-        for l in &mut s.prow[..np] {
+        for l in &mut s.prow[..3 * np] {
             l.clear();
         }
         s.best_v.clear();
@@ -545,8 +670,9 @@ impl<'a> PackedBf16<'a> {
             let js = &s.cand_j[i * kpad..i * kpad + n];
             let lo = &s.cand_lo[i * kpad..i * kpad + n];
             // The candidates that pass the final threshold (columns ascend, so equal
-            // panels are adjacent).
-            let (mut kept, mut first, mut last_p, mut panels) = (0u64, 0usize, usize::MAX, 0u64);
+            // panels are adjacent); per panel, the mask of halves they fall in.
+            let (mut kept, mut first, mut panels, mut halves) = (0u64, 0usize, 0u64, 0u64);
+            let (mut last_p, mut mask) = (usize::MAX, 0usize);
             if t.is_finite() && s.cand_n[i] != OVERFLOWED {
                 for (&q, &l) in js.iter().zip(lo) {
                     if l <= t && self.perm[q as usize] != i32::MAX {
@@ -554,10 +680,15 @@ impl<'a> PackedBf16<'a> {
                             first = q as usize;
                         }
                         kept += 1;
-                        let p = q as usize / NR;
+                        let (p, half) = (q as usize / NR, 1usize << ((q as usize / 16) & 1));
                         if p != last_p {
-                            s.prow[p].push(i as u16);
-                            (last_p, panels) = (p, panels + 1);
+                            if mask != 0 {
+                                s.prow[3 * last_p + mask - 1].push(i as u16);
+                                halves += mask.count_ones() as u64;
+                            }
+                            (last_p, mask, panels) = (p, half, panels + 1);
+                        } else {
+                            mask |= half;
                         }
                     }
                 }
@@ -568,19 +699,25 @@ impl<'a> PackedBf16<'a> {
             }
             if kept == 0 {
                 // Overflowed bounds or list: every centroid, as the float32 kernel would.
-                for l in &mut s.prow[..np] {
-                    l.push(i as u16);
+                for (p, panel) in self.panels.iter().enumerate() {
+                    let full = if panel.width == NR { 3 } else { 1 };
+                    s.prow[3 * p + full - 1].push(i as u16);
+                    stats.halves_rechecked += (panel.width / 16) as u64;
                 }
                 stats.rows_full += 1;
                 stats.panels_rechecked += np as u64;
             } else {
+                s.prow[3 * last_p + mask - 1].push(i as u16);
+                halves += mask.count_ones() as u64;
                 stats.rows_rechecked += 1;
                 stats.centroids_rechecked += kept;
                 stats.panels_rechecked += panels;
+                stats.halves_rechecked += halves;
             }
         }
-        // The float32 re-check, 12 gathered rows × one panel at a time, with the
-        // float32 tile's own arithmetic (bit for bit its scores), merged per row with
+        // The float32 re-check, 12 gathered rows × one panel (or one half of it) at a
+        // time, with the float32 tile's own arithmetic (bit for bit its scores: each
+        // lane's FMAs run in feature order whatever the width), merged per row with
         // ties to the lowest centroid index.
         if s.tmp.len() < MR * d {
             s.tmp.resize(MR * d, 0.0);
@@ -588,35 +725,48 @@ impl<'a> PackedBf16<'a> {
         s.vout.resize(MR * NR, 0.0);
         for (p, panel) in self.panels.iter().enumerate() {
             let w = panel.width;
-            let bp = &self.bf32[panel.j0 * d..(panel.j0 + w) * d];
-            let cnp = &self.cn[panel.j0..panel.j0 + w];
-            for chunk in s.prow[p].chunks(MR) {
-                for (r, &i) in chunk.iter().enumerate() {
-                    let i = i as usize;
-                    s.tmp[r * d..(r + 1) * d].copy_from_slice(&s.a[i * d..(i + 1) * d]);
+            for (sel, &(h0, nh)) in [(0usize, 1usize), (1, 1), (0, 2)].iter().enumerate() {
+                let rows_here = &s.prow[3 * p + sel];
+                if rows_here.is_empty() {
+                    continue;
                 }
-                // SAFETY: tmp holds 12 rows of d (rows past the chunk are stale but
-                // in bounds, and ignored), bp d·w, cnp w, vout 12 × 32.
-                unsafe {
-                    f32_tile(
-                        s.tmp.as_ptr(),
-                        d,
-                        bp.as_ptr(),
-                        w,
-                        cnp.as_ptr(),
-                        s.vout.as_mut_ptr(),
-                    )
-                };
-                for (r, &i) in chunk.iter().enumerate() {
-                    let i = i as usize;
-                    for l in 0..w {
-                        let j = self.perm[panel.j0 + l];
-                        let v = s.vout[r * NR + l];
-                        // As the float32 kernel: strictly smaller, or a finite tie
-                        // at a lower index (an all-inf/NaN row keeps label 0).
-                        let tie = v == s.best_v[i] && v < f32::INFINITY && j < s.best_j[i];
-                        if j != i32::MAX && (v < s.best_v[i] || tie) {
-                            (s.best_v[i], s.best_j[i], s.best_q[i]) = (v, j, panel.j0 + l);
+                let c0 = panel.j0 + 16 * h0;
+                let cw = 16 * nh;
+                debug_assert!(h0 * 16 + cw <= w);
+                // The f32 panel is d × w, feature-major; this half starts 16·h0 in.
+                let bp = &self.bf32[panel.j0 * d + 16 * h0..(panel.j0 + w) * d];
+                let cnp = &self.cn[c0..c0 + cw];
+                for chunk in rows_here.chunks(MR) {
+                    for (r, &i) in chunk.iter().enumerate() {
+                        let i = i as usize;
+                        s.tmp[r * d..(r + 1) * d].copy_from_slice(&s.a[i * d..(i + 1) * d]);
+                    }
+                    // SAFETY: tmp holds 12 rows of d (rows past the chunk are stale
+                    // but in bounds, and ignored); bp holds (d − 1)·w + cw values from
+                    // its start (the half's lanes of each feature, w apart); cnp cw;
+                    // vout 12 × 32.
+                    unsafe {
+                        f32_tile(
+                            s.tmp.as_ptr(),
+                            d,
+                            bp.as_ptr(),
+                            w,
+                            nh,
+                            cnp.as_ptr(),
+                            s.vout.as_mut_ptr(),
+                        )
+                    };
+                    for (r, &i) in chunk.iter().enumerate() {
+                        let i = i as usize;
+                        for l in 0..cw {
+                            let j = self.perm[c0 + l];
+                            let v = s.vout[r * NR + l];
+                            // As the float32 kernel: strictly smaller, or a finite tie
+                            // at a lower index (an all-inf/NaN row keeps label 0).
+                            let tie = v == s.best_v[i] && v < f32::INFINITY && j < s.best_j[i];
+                            if j != i32::MAX && (v < s.best_v[i] || tie) {
+                                (s.best_v[i], s.best_j[i], s.best_q[i]) = (v, j, c0 + l);
+                            }
                         }
                     }
                 }
@@ -635,18 +785,19 @@ impl<'a> PackedBf16<'a> {
     }
 }
 
-/// The float32 tile's scores for 12 contiguous rows (`d` apart) × one `w`-wide panel,
-/// into `out` (12 rows of 32).
+/// The float32 tile's scores for 12 contiguous rows (`d` apart) × `16·nh` columns
+/// of a panel (feature `f`'s lanes at `b + f·ldb`), into `out` (12 rows of 32).
 ///
 /// # Safety
-/// `a` has 12·d values, `b` d·w, `cn` w, `out` 12·32; `w` is 32 or 16; AVX-512F
-/// (checked by `PackedBf16::new`).
+/// `a` has 12·d values, `b` (d − 1)·ldb + 16·nh, `cn` 16·nh, `out` 12·32; `nh` is
+/// 1 or 2; AVX-512F (checked by `PackedBf16::new`).
 #[inline(always)]
 unsafe fn f32_tile(
     a: *const f32,
     d: usize,
     b: *const f32,
-    w: usize,
+    ldb: usize,
+    nh: usize,
     cn: *const f32,
     out: *mut f32,
 ) {
@@ -654,16 +805,16 @@ unsafe fn f32_tile(
     {
         // SAFETY: per this function's contract.
         unsafe {
-            if w == NR {
-                x86::f32_tile::<2>(a, d, b, cn, out)
+            if nh == 2 {
+                x86::f32_tile::<2>(a, d, b, ldb, cn, out)
             } else {
-                x86::f32_tile::<1>(a, d, b, cn, out)
+                x86::f32_tile::<1>(a, d, b, ldb, cn, out)
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, d, b, w, cn, out);
+        let _ = (a, d, b, ldb, nh, cn, out);
         unreachable!("PackedBf16::new refuses CPUs without AVX512_BF16")
     }
 }
@@ -688,9 +839,10 @@ struct Rows {
     list_len: usize,
 }
 
-/// The bf16 micro-kernel: 12 rows × `W` centroids over `pairs` feature pairs,
-/// then the epilogue (scores, bounds, thresholds, candidates). Arguments: the
-/// first row's converted pairs and the row stride (in u32), the panel, `pairs`,
+/// The bf16 micro-kernel: `mr` rows (12 for `vdpbf16ps`, 32 for AMX) × `W`
+/// centroids over `pairs` feature pairs, then the epilogue (scores, bounds,
+/// thresholds, candidates). Arguments: the first row's converted pairs and the row
+/// stride (in u32, `ppad`: zeros past `pairs`), the panel (`ppad` rows), `pairs`,
 /// the panel's coefficients, its first centroid index, and the rows' state.
 type TileFn = unsafe fn(*const u32, usize, *const u32, usize, Coeffs, i32, Rows);
 
@@ -736,7 +888,33 @@ pub fn assign_ctl(
     if x.len() != n * d || labels.len() != n || dists.len() != n {
         return Err(invalid!("buffer sizes do not match n={n}, d={d}, k={k}"));
     }
-    let packed = PackedBf16::new(c, k, d)?;
+    assign_ctl_for(x, n, d, c, k, dc, labels, dists, None, ctl)
+}
+
+/// [`assign_ctl`] with a given engine for the first pass (`None`: this process's,
+/// [`simd::bf16_pass`]); an error where that engine may not run here.
+#[allow(clippy::too_many_arguments)]
+pub fn assign_ctl_for(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    c: &[f32],
+    k: usize,
+    dc: usize,
+    labels: &mut [i64],
+    dists: &mut [f32],
+    pass: Option<FirstPass>,
+    ctl: &Control,
+) -> KernelResult<RecheckStats> {
+    if d != dc {
+        return Err(invalid!(
+            "features have n_features={d} but centroids have n_features={dc}"
+        ));
+    }
+    if x.len() != n * d || labels.len() != n || dists.len() != n {
+        return Err(invalid!("buffer sizes do not match n={n}, d={d}, k={k}"));
+    }
+    let packed = PackedBf16::new_for(c, k, d, pass)?;
     let stats = assign_packed(x, &packed, labels, dists, ctl);
     ctl.check()?;
     Ok(stats)
@@ -772,21 +950,21 @@ pub const PILOT_ROWS: usize = 8 * ROW_BLOCK;
 /// re-check counts, `k`, and the measured `gain` (bf16 ÷ float32 multiply-add rate).
 ///
 /// A cost model per row, in cycles per feature: the float32 tile does `k/32` (two
-/// 16-lane FMAs a cycle); the bf16 tile `k/(32·gain)`; a re-checked (row, panel)
-/// pair 1.1 (a twelfth of a 12 × 32 float32 tile, and the row's gathering); the
-/// row conversion, norms and epilogue about `0.5`. bf16 stays if that is at most
-/// 0.8 × float32: `gain` 2 at k = 1000 allows ~8 panels a row.
+/// 16-lane FMAs a cycle); the bf16 tile `k/(32·gain)`; a re-checked (row, half
+/// panel) pair 0.55 (a twelfth of a 12 × 16 float32 tile, and the row's
+/// gathering); the row conversion, norms and epilogue about `0.5`. bf16 stays if
+/// that is at most 0.8 × float32: `gain` 2 at k = 1000 allows ~16 halves a row.
 pub fn pilot_pays(stats: &RecheckStats, k: usize, gain: f64) -> bool {
     if stats.rows == 0 || gain <= 0.0 {
         return false;
     }
     let rows = stats.rows as f64;
     let k = k as f64;
-    // A re-checked (row, panel) pair is a twelfth of a 12 × 32 float32 tile: one
-    // cycle per feature, plus ~10 % to gather the rows.
-    let panels = stats.panels_rechecked as f64 / rows;
+    // A re-checked (row, half panel) pair is a twelfth of a 12 × 16 float32 tile:
+    // half a cycle per feature, plus ~10 % to gather the rows.
+    let halves = stats.halves_rechecked as f64 / rows;
     let f32_cost = k / 32.0;
-    let bf16_cost = k / (32.0 * gain) + 1.1 * panels + 0.5;
+    let bf16_cost = k / (32.0 * gain) + 0.55 * halves + 0.5;
     bf16_cost <= 0.8 * f32_cost
 }
 
@@ -820,11 +998,14 @@ pub fn assign_auto_ctl(
     let gain = match precision {
         Precision::Float32 => None,
         Precision::Bf16 => Some(f64::INFINITY),
-        Precision::Auto if d == dc && simd::assign_bf16_auto(d, k) => Some(
-            simd::bf16_calibration()
-                .filter(|_| !simd::bf16_forced())
-                .map_or(f64::INFINITY, |cal| cal.bf16_gmadds / cal.f32_gmadds),
-        ),
+        Precision::Auto if d == dc && simd::assign_bf16_auto(d, k) => {
+            let pass = simd::bf16_pass().unwrap_or(FirstPass::Vdpbf16ps);
+            Some(
+                simd::bf16_calibration()
+                    .filter(|_| !simd::bf16_forced())
+                    .map_or(f64::INFINITY, |cal| cal.gain(pass)),
+            )
+        }
         Precision::Auto => None,
     };
     assign_with_gain(x, n, d, c, k, dc, labels, dists, gain, ctl).map(|_| ())
@@ -879,7 +1060,10 @@ pub fn assign_with_gain(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Coeffs, PackedBf16, RecheckStats, Rows, ScratchBf16, MR, NR, OVERFLOWED};
+    use super::{
+        Coeffs, PackedBf16, RecheckStats, Rows, ScratchBf16, AMX_KP, AMX_MR, MR, NR, OVERFLOWED,
+    };
+    use crate::kernels::amx;
 
     /// [`PackedBf16::block_impl`] compiled for AVX-512F + AVX512_BF16.
     ///
@@ -893,7 +1077,108 @@ mod x86 {
         labels: &mut [i64],
         dists: &mut [f32],
     ) -> RecheckStats {
-        p.block_impl(x, s, labels, dists, tile::<2>, tile::<1>, convert)
+        p.block_impl(x, s, labels, dists, tile::<2>, tile::<1>, MR, convert)
+    }
+
+    /// [`PackedBf16::block_impl`] with the AMX first pass: the tiles are configured
+    /// for this block on this thread (a rayon task may run on any worker) and
+    /// released after it.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F and AVX512_BF16, and AMX is usable in this process
+    /// (`simd::amx_usable`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma")]
+    pub unsafe fn block_amx(
+        p: &PackedBf16<'_>,
+        x: &[f32],
+        s: &mut ScratchBf16,
+        labels: &mut [i64],
+        dists: &mut [f32],
+    ) -> RecheckStats {
+        // SAFETY: AMX usable (contract); configured before any tile instruction.
+        unsafe { amx::configure() };
+        let st = p.block_impl(
+            x,
+            s,
+            labels,
+            dists,
+            amx_tile::<2>,
+            amx_tile::<1>,
+            AMX_MR,
+            convert,
+        );
+        // SAFETY: as above.
+        unsafe { amx::release() };
+        st
+    }
+
+    /// A 16-column-aligned f32 buffer for four 16 × 16 C tiles (32 rows × 32).
+    #[repr(C, align(64))]
+    struct CTiles([f32; AMX_MR * NR]);
+
+    /// The AMX bf16 tile: 32 rows × 16·NH centroids, accumulated in NH·2 C tiles
+    /// (tmm0/tmm1: rows 0–15, tmm2/tmm3: rows 16–31; A in tmm4/tmm5, B in
+    /// tmm6/tmm7), one K step of 16 feature pairs per `tdpbf16ps`; the C tiles are
+    /// stored to a stack buffer and the same epilogue as [`tile`] runs on each row.
+    ///
+    /// # Safety
+    /// As [`tile`] with 32 rows, plus: `lda` and the panel's rows are ≥ `pairs`
+    /// rounded up to 16 (zeros past `pairs`), AMX usable and configured on this
+    /// thread by [`amx::configure`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma")]
+    pub unsafe fn amx_tile<const NH: usize>(
+        a: *const u32,
+        lda: usize,
+        b: *const u32,
+        pairs: usize,
+        co: Coeffs,
+        j0: i32,
+        rows: Rows,
+    ) {
+        let w = 16 * NH;
+        let steps = pairs.div_ceil(AMX_KP);
+        let (sa, sb) = (lda * 4, w * 4);
+        let mut c = CTiles([0.0; AMX_MR * NR]);
+        // SAFETY (whole body): each A load reads 16 rows of 64 bytes at `lda` u32
+        // apart within the 32 converted rows (`lda` ≥ 16·steps), each B load 16
+        // panel rows of 64 bytes (the panel has ≥ 16·steps rows of `w` u32); the
+        // stores write within `c`; the epilogue's pointers per [`tile`]'s contract.
+        unsafe {
+            amx::tilezero::<0>();
+            amx::tilezero::<2>();
+            if NH == 2 {
+                amx::tilezero::<1>();
+                amx::tilezero::<3>();
+            }
+            for st in 0..steps {
+                let ap = a.add(st * AMX_KP);
+                let bp = b.add(st * AMX_KP * w);
+                amx::tileload::<4>(ap, sa);
+                amx::tileload::<6>(bp, sb);
+                amx::tileload::<5>(ap.add(16 * lda), sa);
+                amx::tdpbf16ps::<0, 4, 6>();
+                amx::tdpbf16ps::<2, 5, 6>();
+                if NH == 2 {
+                    amx::tileload::<7>(bp.add(16), sb);
+                    amx::tdpbf16ps::<1, 4, 7>();
+                    amx::tdpbf16ps::<3, 5, 7>();
+                }
+            }
+            let cp = c.0.as_mut_ptr();
+            amx::tilestore::<0>(cp, NR * 4);
+            amx::tilestore::<2>(cp.add(16 * NR), NR * 4);
+            if NH == 2 {
+                amx::tilestore::<1>(cp.add(16), NR * 4);
+                amx::tilestore::<3>(cp.add(16 * NR + 16), NR * 4);
+            }
+            for r in 0..AMX_MR {
+                let mut acc = [_mm512_setzero_ps(); NH];
+                for (h, v) in acc.iter_mut().enumerate() {
+                    *v = _mm512_load_ps(cp.add(r * NR + h * 16));
+                }
+                epilogue::<NH>(&acc, r, &co, j0, &rows);
+            }
+        }
     }
 
     /// The float32 re-check tile: 12 rows × 16·NH columns with exactly the float32
@@ -902,24 +1187,24 @@ mod x86 {
     /// stored, not folded into minima (the columns are not in centroid order).
     ///
     /// # Safety
-    /// The CPU supports AVX-512F; `a` has 12 rows of `d`, `b` `d·16·NH`, `cn`
-    /// `16·NH`, `out` 12 rows of 32.
+    /// The CPU supports AVX-512F; `a` has 12 rows of `d`, `b` `(d − 1)·ldb + 16·NH`
+    /// (feature `f`'s 16·NH lanes at `f·ldb`), `cn` `16·NH`, `out` 12 rows of 32.
     #[target_feature(enable = "avx512f,fma")]
     pub unsafe fn f32_tile<const NH: usize>(
         a: *const f32,
         d: usize,
         b: *const f32,
+        ldb: usize,
         cn: *const f32,
         out: *mut f32,
     ) {
-        let w = 16 * NH;
         let mut acc = [[_mm512_setzero_ps(); NH]; MR];
         // SAFETY (whole body): offsets stay within the contract's lengths.
         unsafe {
             for f in 0..d {
                 let mut bv = [_mm512_setzero_ps(); NH];
                 for (h, v) in bv.iter_mut().enumerate() {
-                    *v = _mm512_loadu_ps(b.add(f * w + h * 16));
+                    *v = _mm512_loadu_ps(b.add(f * ldb + h * 16));
                 }
                 for (r, accr) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*a.add(r * d + f));
@@ -1009,49 +1294,71 @@ mod x86 {
                     }
                 }
             }
+            for (r, accr) in acc.iter().enumerate() {
+                epilogue::<NH>(accr, r, &co, j0, &rows);
+            }
+        }
+    }
+
+    /// The epilogue of one row `r` of a tile against 16·NH columns: scores
+    /// `cn − 2·dot` (one rounding), the bounds `e = nx·P + ndx·Q + R`, the row's
+    /// running threshold `min (s~ + e)`, and the columns with `s~ − e` at or below it
+    /// appended to the row's list (or the row marked overflowed).
+    ///
+    /// # Safety
+    /// As [`tile`]'s contract for row `r` and these coefficients.
+    #[target_feature(enable = "avx512f,avx512bw,fma")]
+    #[inline]
+    unsafe fn epilogue<const NH: usize>(
+        accr: &[__m512; NH],
+        r: usize,
+        co: &Coeffs,
+        j0: i32,
+        rows: &Rows,
+    ) {
+        // SAFETY (whole body): offsets stay within the lengths in the contract.
+        unsafe {
             let two = _mm512_set1_ps(2.0);
             let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-            for (r, accr) in acc.iter().enumerate() {
-                let nx = _mm512_set1_ps(*rows.nx.add(r));
-                let ndx = _mm512_set1_ps(*rows.ndx.add(r));
-                let mut lo = [_mm512_setzero_ps(); NH];
-                let mut hmin = _mm512_set1_ps(f32::INFINITY);
-                for h in 0..NH {
-                    let off = h * 16;
-                    let sc = _mm512_fnmadd_ps(accr[h], two, _mm512_loadu_ps(co.cn.add(off)));
-                    let e = _mm512_fmadd_ps(
-                        nx,
-                        _mm512_loadu_ps(co.pe.add(off)),
-                        _mm512_fmadd_ps(
-                            ndx,
-                            _mm512_loadu_ps(co.qe.add(off)),
-                            _mm512_loadu_ps(co.re.add(off)),
-                        ),
-                    );
-                    lo[h] = _mm512_sub_ps(sc, e);
-                    hmin = _mm512_min_ps(hmin, _mm512_add_ps(sc, e));
-                }
-                let rmin = _mm512_reduce_min_ps(hmin);
-                let tp = rows.thr.add(r);
-                // NaN never lowers the threshold (overflowed rows end up +inf).
-                let t = if rmin < *tp { rmin } else { *tp };
-                *tp = t;
-                let tv = _mm512_set1_ps(t);
-                let np = rows.cand_n.add(r);
-                let list = r * rows.list_len;
-                for (h, &l) in lo.iter().enumerate() {
-                    let m = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(l, tv);
-                    if m != 0 && *np != OVERFLOWED {
-                        if *np as usize + m.count_ones() as usize > rows.list_len {
-                            *np = OVERFLOWED;
-                            continue;
-                        }
-                        let at = list + *np as usize;
-                        let ids = _mm512_add_epi32(_mm512_set1_epi32(j0 + (h * 16) as i32), lanes);
-                        _mm512_mask_compressstoreu_epi32(rows.cand_j.add(at), m, ids);
-                        _mm512_mask_compressstoreu_ps(rows.cand_lo.add(at), m, l);
-                        *np += m.count_ones();
+            let nx = _mm512_set1_ps(*rows.nx.add(r));
+            let ndx = _mm512_set1_ps(*rows.ndx.add(r));
+            let mut lo = [_mm512_setzero_ps(); NH];
+            let mut hmin = _mm512_set1_ps(f32::INFINITY);
+            for h in 0..NH {
+                let off = h * 16;
+                let sc = _mm512_fnmadd_ps(accr[h], two, _mm512_loadu_ps(co.cn.add(off)));
+                let e = _mm512_fmadd_ps(
+                    nx,
+                    _mm512_loadu_ps(co.pe.add(off)),
+                    _mm512_fmadd_ps(
+                        ndx,
+                        _mm512_loadu_ps(co.qe.add(off)),
+                        _mm512_loadu_ps(co.re.add(off)),
+                    ),
+                );
+                lo[h] = _mm512_sub_ps(sc, e);
+                hmin = _mm512_min_ps(hmin, _mm512_add_ps(sc, e));
+            }
+            let rmin = _mm512_reduce_min_ps(hmin);
+            let tp = rows.thr.add(r);
+            // NaN never lowers the threshold (overflowed rows end up +inf).
+            let t = if rmin < *tp { rmin } else { *tp };
+            *tp = t;
+            let tv = _mm512_set1_ps(t);
+            let np = rows.cand_n.add(r);
+            let list = r * rows.list_len;
+            for (h, &l) in lo.iter().enumerate() {
+                let m = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(l, tv);
+                if m != 0 && *np != OVERFLOWED {
+                    if *np as usize + m.count_ones() as usize > rows.list_len {
+                        *np = OVERFLOWED;
+                        continue;
                     }
+                    let at = list + *np as usize;
+                    let ids = _mm512_add_epi32(_mm512_set1_epi32(j0 + (h * 16) as i32), lanes);
+                    _mm512_mask_compressstoreu_epi32(rows.cand_j.add(at), m, ids);
+                    _mm512_mask_compressstoreu_ps(rows.cand_lo.add(at), m, l);
+                    *np += m.count_ones();
                 }
             }
         }
@@ -1063,22 +1370,64 @@ mod tests {
     use super::*;
     use crate::kernels::testdata::lcg_values;
 
+    /// Both engines where they may run, each checked against the float32 kernel;
+    /// the stats of the last one run (the engines' bounds differ a little).
     fn both(x: &[f32], c: &[f32], n: usize, k: usize, d: usize) -> Option<RecheckStats> {
-        if !simd::bf16_allowed() {
-            return None;
+        let mut last = None;
+        for pass in [FirstPass::Vdpbf16ps, FirstPass::Amx] {
+            if !simd::pass_allowed(pass) {
+                continue;
+            }
+            let (mut l32, mut d32) = (vec![0i64; n], vec![0f32; n]);
+            f32pass::assign(x, n, d, c, k, d, &mut l32, &mut d32).unwrap();
+            let (mut lb, mut db) = (vec![0i64; n], vec![0f32; n]);
+            let ctl = &crate::kernels::control::NEVER;
+            let st = assign_ctl_for(x, n, d, c, k, d, &mut lb, &mut db, Some(pass), ctl).unwrap();
+            assert_eq!(
+                lb, l32,
+                "{pass:?}: labels differ from the float32 kernel (n={n}, k={k}, d={d})"
+            );
+            let same = db.iter().zip(&d32).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{pass:?}: distances differ from the float32 kernel");
+            assert_eq!(st.rows, n as u64);
+            last = Some(st);
         }
-        let (mut l32, mut d32) = (vec![0i64; n], vec![0f32; n]);
-        f32pass::assign(x, n, d, c, k, d, &mut l32, &mut d32).unwrap();
-        let (mut lb, mut db) = (vec![0i64; n], vec![0f32; n]);
-        let st = assign(x, n, d, c, k, d, &mut lb, &mut db).unwrap();
-        assert_eq!(
-            lb, l32,
-            "labels differ from the float32 kernel (n={n}, k={k}, d={d})"
-        );
-        let same = db.iter().zip(&d32).all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "distances differ from the float32 kernel");
-        assert_eq!(st.rows, n as u64);
-        Some(st)
+        last
+    }
+
+    #[test]
+    fn both_engines_on_odd_shapes_and_huge_norms() {
+        // n, k, d not multiples of 16/32 (AMX K and row tails), and values far out.
+        for &(n, k, d, scale) in &[
+            (33, 17, 31, 1.0f32),
+            (47, 49, 33, 1.0),
+            (200, 1000, 70, 1.0),
+            (65, 40, 130, 1e6),
+            (20, 3, 1, 1e-3),
+        ] {
+            let x: Vec<f32> = lcg_values(n as u64 + 7, n * d)
+                .iter()
+                .map(|v| v * scale)
+                .collect();
+            let c: Vec<f32> = lcg_values(k as u64 + 9, k * d)
+                .iter()
+                .map(|v| v * scale)
+                .collect();
+            both(&x, &c, n, k, d);
+        }
+    }
+
+    #[test]
+    fn the_amx_pass_is_chosen_where_usable() {
+        if simd::bf16_allowed() && simd::amx_usable() && !simd::bf16_forced() {
+            assert_eq!(simd::bf16_pass(), Some(FirstPass::Amx));
+            let c = lcg_values(1, 64);
+            assert_eq!(PackedBf16::new(&c, 8, 8).unwrap().pass, FirstPass::Amx);
+        }
+        if !simd::amx_usable() {
+            let c = lcg_values(1, 64);
+            assert!(PackedBf16::new_for(&c, 8, 8, Some(FirstPass::Amx)).is_err());
+        }
     }
 
     #[test]
@@ -1130,6 +1479,7 @@ mod tests {
             centroids_rechecked: 2 * panels,
             rows_full: 0,
             panels_rechecked: panels,
+            halves_rechecked: 2 * panels,
         };
         // k = 1000 at 2× bf16, per feature: f32 31.25; bf16 15.6 + 0.5 + 4 per group
         // of 8 half-panels (at least one per re-checked row).

@@ -3,6 +3,8 @@
 //! Prior validation of data is assumed (Python's `_validation` module); kernels
 //! re-check only cheap shape invariants and return `KernelError`s.
 
+#[cfg(target_arch = "x86_64")]
+pub mod amx;
 pub mod assign;
 pub mod assign_bf16;
 pub mod control;

@@ -7,8 +7,8 @@
 //! fixed-point sums and the K-Center distance loop all dispatch on [`path`].
 //!
 //! `ECOS_FAST_SIMD` (read once, before the first kernel call) caps the path, so the
-//! tests can exercise every path on one machine: `avx512bf16`, `avx512f`, `avx2` or
-//! `portable`; unset or empty means no cap. Any other value is an error
+//! tests can exercise every path on one machine: `amx`, `avx512bf16`, `avx512f`,
+//! `avx2` or `portable`; unset or empty means no cap. Any other value is an error
 //! ([`checked`]), not silently ignored: a typo would otherwise test the wrong path.
 //!
 //! The bf16 first pass of the assignment (`assign_bf16.rs`, AVX512_BF16's
@@ -20,7 +20,18 @@
 //! where a one-off calibration ([`bf16_calibration`], ~2 ms on the first call that
 //! asks) measures `vdpbf16ps` at ≥ [`BF16_GAIN`] × the float32 FMA multiply-add rate;
 //! `avx512bf16` forces it wherever the CPU has AVX512_BF16; any narrower value turns
-//! it off. Where the calibration says yes, each call still starts with a pilot of a
+//! it off.
+//!
+//! The bf16 first pass has two engines ([`FirstPass`]): `vdpbf16ps` (AVX512_BF16) and
+//! Intel AMX tiles (`tdpbf16ps`, AMX-BF16 + AMX-TILE: 16 × 16 × 32 multiply-adds an
+//! instruction). AMX is usable only where cpuid reports AMX-BF16 and AMX-TILE, the
+//! OS grants this process the tile state (Linux `arch_prctl(ARCH_REQ_XCOMP_PERM,
+//! XFEATURE_XTILEDATA)`, requested once, [`amx_usable`]) and XCR0 then has the
+//! tile bits; there the bf16 pass (forced or automatic) uses AMX, elsewhere
+//! `vdpbf16ps`. `ECOS_FAST_SIMD=amx` forces the AMX pass where it is usable (and is
+//! the same as unset elsewhere); `avx512bf16` forces the `vdpbf16ps` pass. The
+//! calibration measures AMX too, and the automatic choice compares the rate of the
+//! engine it would use with float32 FMA. Where the calibration says yes, each call still starts with a pilot of a
 //! few row blocks and keeps bf16 only if the float32 re-checks it needed leave it
 //! cheaper (`assign_bf16::pilot_pays`): how many candidates the bound lets through
 //! depends on the data. The labels and distances are the float32 kernel's either way (the first
@@ -39,7 +50,7 @@ use crate::errors::{KernelError, KernelResult};
 pub const ENV_VAR: &str = "ECOS_FAST_SIMD";
 
 /// The values `ECOS_FAST_SIMD` accepts (besides unset or empty: no cap).
-pub const ALLOWED: [&str; 4] = ["avx512bf16", "avx512f", "avx2", "portable"];
+pub const ALLOWED: [&str; 5] = ["amx", "avx512bf16", "avx512f", "avx2", "portable"];
 
 /// How much faster (multiply-adds per second, one thread) `vdpbf16ps` must measure
 /// than float32 FMA for the automatic choice to take the bf16 first pass: the pass
@@ -47,12 +58,41 @@ pub const ALLOWED: [&str; 4] = ["avx512bf16", "avx512f", "avx2", "portable"];
 pub const BF16_GAIN: f64 = 1.25;
 
 /// The bf16 first pass of the assignment: never, where it measures faster, or
-/// wherever the CPU has it.
+/// forced: `vdpbf16ps` (`On`) or AMX where usable (`Amx`, else as `Auto`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bf16Mode {
     Off,
     Auto,
     On,
+    Amx,
+}
+
+/// The engine of the bf16 first pass's dot products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstPass {
+    /// AVX512_BF16 `vdpbf16ps` (a 12 × 32 register tile).
+    Vdpbf16ps,
+    /// AMX-BF16 `tdpbf16ps` (32 × 32 of four 16 × 16 f32 tiles).
+    Amx,
+}
+
+impl FirstPass {
+    /// The name `build_info` reports and `first_pass=` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            FirstPass::Vdpbf16ps => "avx512bf16",
+            FirstPass::Amx => "amx",
+        }
+    }
+
+    /// The inverse of [`FirstPass::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "avx512bf16" => Some(FirstPass::Vdpbf16ps),
+            "amx" => Some(FirstPass::Amx),
+            _ => None,
+        }
+    }
 }
 
 /// The instruction set the kernels use, widest first.
@@ -77,7 +117,9 @@ impl SimdPath {
 /// The widest path a value of `ECOS_FAST_SIMD` allows (`None`/empty: no cap).
 pub fn parse_cap(value: Option<&str>) -> KernelResult<SimdPath> {
     match value.map(str::trim) {
-        None | Some("") | Some("avx512bf16") | Some("avx512f") => Ok(SimdPath::Avx512),
+        None | Some("") | Some("amx") | Some("avx512bf16") | Some("avx512f") => {
+            Ok(SimdPath::Avx512)
+        }
         Some("avx2") => Ok(SimdPath::Avx2Fma),
         Some("portable") => Ok(SimdPath::Portable),
         Some(other) => Err(KernelError::Config(format!(
@@ -94,6 +136,7 @@ pub fn parse_bf16(value: Option<&str>) -> Bf16Mode {
     match value.map(str::trim) {
         None | Some("") => Bf16Mode::Auto,
         Some("avx512bf16") => Bf16Mode::On,
+        Some("amx") => Bf16Mode::Amx,
         Some(_) => Bf16Mode::Off,
     }
 }
@@ -113,7 +156,112 @@ fn bf16_detected() -> bool {
 /// Whether the bf16 first pass may run in this process: the CPU has AVX512_BF16,
 /// the path is AVX-512F, and `ECOS_FAST_SIMD` does not cap it below `avx512bf16`.
 pub fn bf16_allowed() -> bool {
-    bf16_mode() != Bf16Mode::Off && path() == SimdPath::Avx512 && bf16_detected()
+    bf16_pass().is_some()
+}
+
+/// Whether `pass` may run in this process: AVX-512F path, AVX512_BF16 (the row
+/// conversion), and for AMX [`amx_usable`] with `ECOS_FAST_SIMD` not capping it
+/// (`avx512bf16` is a cap below `amx`, as `avx512f` is below `avx512bf16`).
+pub fn pass_allowed(pass: FirstPass) -> bool {
+    let base = bf16_mode() != Bf16Mode::Off && path() == SimdPath::Avx512 && bf16_detected();
+    base && (pass == FirstPass::Vdpbf16ps || (bf16_mode() != Bf16Mode::On && amx_usable()))
+}
+
+/// The engine the bf16 first pass uses in this process (`precision="bf16"` and the
+/// automatic choice): AMX where usable (unless `ECOS_FAST_SIMD=avx512bf16`), else
+/// `vdpbf16ps`; `None` where neither may run.
+pub fn bf16_pass() -> Option<FirstPass> {
+    if !pass_allowed(FirstPass::Vdpbf16ps) {
+        return None;
+    }
+    if pass_allowed(FirstPass::Amx) {
+        Some(FirstPass::Amx)
+    } else {
+        Some(FirstPass::Vdpbf16ps)
+    }
+}
+
+/// Whether this process may execute AMX-BF16 tile instructions: cpuid leaf 7 has
+/// AMX-BF16 (EDX bit 22) and AMX-TILE (bit 24), Linux granted the tile data state
+/// (`arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18)`, syscall
+/// 158, requested once per process: the permission covers all its threads), and
+/// XCR0 has the tile bits 17 and 18. Decided once, before the first tile instruction.
+pub fn amx_usable() -> bool {
+    amx_status().is_ok()
+}
+
+/// [`amx_usable`], with the reason where not (for `build_info`).
+pub fn amx_status() -> Result<(), &'static str> {
+    static AMX: OnceLock<Result<(), &'static str>> = OnceLock::new();
+    *AMX.get_or_init(|| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            amx::request()
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        {
+            Err("not x86-64 Linux")
+        }
+    })
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx {
+    use std::arch::asm;
+    use std::arch::x86_64::{__cpuid_count, _xgetbv};
+
+    /// `arch_prctl` (x86-64 Linux syscall number) and its AMX request.
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+
+    pub fn request() -> Result<(), &'static str> {
+        let l0 = __cpuid_count(0, 0);
+        if l0.eax < 7 {
+            return Err("cpuid has no leaf 7");
+        }
+        let l7 = __cpuid_count(7, 0);
+        let (amx_bf16, amx_tile) = (l7.edx >> 22 & 1 == 1, l7.edx >> 24 & 1 == 1);
+        if !(amx_bf16 && amx_tile) {
+            return Err("no AMX-BF16/AMX-TILE");
+        }
+        let l1 = __cpuid_count(1, 0);
+        if l1.ecx >> 27 & 1 == 0 {
+            return Err("no OSXSAVE");
+        }
+        let ret: i64;
+        // SAFETY: the arch_prctl system call with integer arguments; it reads and
+        // writes no user memory; the kernel clobbers rcx and r11.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") SYS_ARCH_PRCTL => ret,
+                in("rdi") ARCH_REQ_XCOMP_PERM,
+                in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack)
+            );
+        }
+        if ret != 0 {
+            return Err("arch_prctl(ARCH_REQ_XCOMP_PERM) refused");
+        }
+        // SAFETY: OSXSAVE is set (checked above), so xgetbv is available.
+        let xcr0 = unsafe { xgetbv0() };
+        if xcr0 >> 17 & 3 != 3 {
+            return Err("XCR0 lacks the tile state");
+        }
+        Ok(())
+    }
+
+    /// XCR0.
+    ///
+    /// # Safety
+    /// The CPU has OSXSAVE.
+    #[target_feature(enable = "xsave")]
+    unsafe fn xgetbv0() -> u64 {
+        _xgetbv(0)
+    }
 }
 
 /// The bf16 mode `ECOS_FAST_SIMD` asks for, read once per process (as the cap).
@@ -128,21 +276,41 @@ fn bf16_mode() -> Bf16Mode {
 /// Whether the bf16 pass was forced on (`ECOS_FAST_SIMD=avx512bf16`) rather than
 /// left to the calibration (and the assignment's pilot).
 pub fn bf16_forced() -> bool {
-    bf16_mode() == Bf16Mode::On
+    match bf16_mode() {
+        Bf16Mode::On => true,
+        Bf16Mode::Amx => amx_usable(),
+        _ => false,
+    }
 }
 
 /// One thread's multiply-add rates (1e9 per second): float32 FMA (`vfmadd231ps`
-/// zmm, 16 per instruction) and bf16 (`vdpbf16ps` zmm, 32 per instruction).
+/// zmm, 16 per instruction), bf16 (`vdpbf16ps` zmm, 32 per instruction) and, where
+/// [`amx_usable`], AMX (`tdpbf16ps`, 16 × 16 × 32 per instruction).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bf16Calibration {
     pub f32_gmadds: f64,
     pub bf16_gmadds: f64,
+    pub amx_gmadds: Option<f64>,
 }
 
 impl Bf16Calibration {
-    /// Whether the bf16 first pass pays on this core.
+    /// The multiply-add rate of `pass` over float32 FMA's.
+    pub fn gain(&self, pass: FirstPass) -> f64 {
+        let rate = match pass {
+            FirstPass::Vdpbf16ps => self.bf16_gmadds,
+            FirstPass::Amx => self.amx_gmadds.unwrap_or(0.0),
+        };
+        rate / self.f32_gmadds.max(1e-9)
+    }
+
+    /// Whether the bf16 first pass with `pass` pays on this core.
+    pub fn pays_with(&self, pass: FirstPass) -> bool {
+        self.gain(pass) >= BF16_GAIN
+    }
+
+    /// Whether the bf16 first pass with this process's engine pays on this core.
     pub fn pays(&self) -> bool {
-        self.bf16_gmadds >= BF16_GAIN * self.f32_gmadds
+        bf16_pass().is_some_and(|p| self.pays_with(p))
     }
 }
 
@@ -159,8 +327,9 @@ pub fn bf16_calibration() -> Option<Bf16Calibration> {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: AVX-512F and AVX512_BF16 were detected just above.
-            Some(unsafe { calibrate::run() })
+            // SAFETY: AVX-512F and AVX512_BF16 were detected just above; AMX only
+            // where `amx_usable` (cpuid, permission granted, XCR0).
+            Some(unsafe { calibrate::run(amx_usable()) })
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -185,12 +354,13 @@ pub fn assign_bf16_auto(n_features: usize, n_clusters: usize) -> bool {
     n_features >= 64 && n_clusters >= 64 && bf16_calibration().is_some_and(|c| c.pays())
 }
 
-/// What `build_info` reports as the assignment path for large problems.
+/// What `build_info` reports as the assignment path for large problems: the first
+/// pass's engine (`"amx"`, `"avx512bf16"`) where the automatic choice takes it, else
+/// the float32 path's name.
 pub fn assign_path_name() -> &'static str {
-    if assign_bf16_auto(usize::MAX, usize::MAX) {
-        "avx512bf16"
-    } else {
-        path().name()
+    match bf16_pass() {
+        Some(p) if assign_bf16_auto(usize::MAX, usize::MAX) => p.name(),
+        _ => path().name(),
     }
 }
 
@@ -238,19 +408,64 @@ mod calibrate {
         s
     }
 
+    /// Rounds of 6 independent `tdpbf16ps` (one per accumulator tile).
+    const AMX_REPS: usize = 4_000;
+
+    /// Seconds for `AMX_REPS` × 6 `tdpbf16ps` (16 × 16 × 32 multiply-adds each).
+    ///
     /// # Safety
-    /// The CPU supports AVX-512F and AVX512_BF16.
+    /// AMX is usable in this process (`amx_usable`).
+    unsafe fn amx_run() -> f64 {
+        use crate::kernels::amx;
+        let a = [0x38d1_38d1u32; 256]; // bf16 pairs of ~1e-4
+                                       // SAFETY: AMX usable (contract); the tiles are configured before use and
+                                       // released after; `a` has 16 rows of 64 bytes.
+        unsafe {
+            amx::configure();
+            amx::tilezero::<0>();
+            amx::tilezero::<1>();
+            amx::tilezero::<2>();
+            amx::tilezero::<3>();
+            amx::tilezero::<4>();
+            amx::tilezero::<5>();
+            amx::tileload::<6>(a.as_ptr(), 64);
+            amx::tileload::<7>(a.as_ptr(), 64);
+            let t = Instant::now();
+            for _ in 0..black_box(AMX_REPS) {
+                amx::tdpbf16ps::<0, 6, 7>();
+                amx::tdpbf16ps::<1, 6, 7>();
+                amx::tdpbf16ps::<2, 6, 7>();
+                amx::tdpbf16ps::<3, 6, 7>();
+                amx::tdpbf16ps::<4, 6, 7>();
+                amx::tdpbf16ps::<5, 6, 7>();
+            }
+            let mut out = [0f32; 256];
+            amx::tilestore::<0>(out.as_mut_ptr(), 64);
+            let s = t.elapsed().as_secs_f64();
+            amx::release();
+            black_box(out);
+            s
+        }
+    }
+
+    /// # Safety
+    /// The CPU supports AVX-512F and AVX512_BF16; with `with_amx`, AMX is usable.
     #[target_feature(enable = "avx512f,avx512bf16")]
-    pub unsafe fn run() -> Bf16Calibration {
-        let (mut tf, mut tb) = (f64::INFINITY, f64::INFINITY);
+    pub unsafe fn run(with_amx: bool) -> Bf16Calibration {
+        let (mut tf, mut tb, mut ta) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
         for _ in 0..5 {
             tf = tf.min(fma_run());
             tb = tb.min(bf16_run());
+            if with_amx {
+                // SAFETY: AMX usable (contract).
+                ta = ta.min(unsafe { amx_run() });
+            }
         }
         let insts = (REPS * 16) as f64;
         Bf16Calibration {
             f32_gmadds: insts * 16.0 / tf.max(1e-9) / 1e9,
             bf16_gmadds: insts * 32.0 / tb.max(1e-9) / 1e9,
+            amx_gmadds: with_amx.then(|| (AMX_REPS * 6) as f64 * 8192.0 / ta.max(1e-9) / 1e9),
         }
     }
 }
@@ -331,6 +546,11 @@ mod tests {
         assert_eq!(parse_bf16(None), Bf16Mode::Auto);
         assert_eq!(parse_bf16(Some(" ")), Bf16Mode::Auto);
         assert_eq!(parse_bf16(Some("avx512bf16")), Bf16Mode::On);
+        assert_eq!(parse_bf16(Some("amx")), Bf16Mode::Amx);
+        assert_eq!(parse_cap(Some("amx")).unwrap(), SimdPath::Avx512);
+        for p in [FirstPass::Amx, FirstPass::Vdpbf16ps] {
+            assert_eq!(FirstPass::parse(p.name()), Some(p));
+        }
         for narrower in ["avx512f", "avx2", "portable"] {
             assert_eq!(parse_bf16(Some(narrower)), Bf16Mode::Off);
         }
@@ -339,7 +559,11 @@ mod tests {
     #[test]
     fn the_calibration_measures_both_rates_where_bf16_exists() {
         match bf16_calibration() {
-            Some(c) => assert!(c.f32_gmadds > 0.0 && c.bf16_gmadds > 0.0, "{c:?}"),
+            Some(c) => {
+                assert!(c.f32_gmadds > 0.0 && c.bf16_gmadds > 0.0, "{c:?}");
+                assert_eq!(c.amx_gmadds.is_some(), amx_usable(), "{c:?}");
+                assert!(c.amx_gmadds.is_none_or(|r| r > 0.0), "{c:?}");
+            }
             None => assert!(!bf16_detected()),
         }
     }
