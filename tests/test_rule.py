@@ -345,3 +345,18 @@ def test_the_cli_passes_the_options_through(
         np.testing.assert_array_equal(np.load(out), want.indices)
     bad = run(["-q", "select", *args, "--budget", "5", "-o", str(out), "--candidates", "0.5"])
     assert bad == 2  # a usage error, from click's range check
+
+
+def test_strata_with_labels_still_checks_every_row(
+    mixture: tuple[np.ndarray, ecos_fast.Sketch],
+) -> None:
+    # With labels= the strata routine measures no distance to the own centroid, so the
+    # pass that would have checked the features is replaced by the check alone.
+    pool, sk = mixture
+    bad = pool.copy()
+    bad[7, 1] = np.nan
+    labels = ecos_fast.assign(pool, sk.centroids.centroids)[0]
+    with pytest.raises(InvalidInputError, match="non-finite value .* at row 7"):
+        ecos_fast.select(bad, sk, 100, within="strata", labels=labels)
+    got = ecos_fast.select(pool, sk, 100, within="strata", labels=labels)
+    np.testing.assert_array_equal(got.indices, ecos_fast.select(pool, sk, 100).indices)

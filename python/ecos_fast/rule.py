@@ -96,6 +96,7 @@ __all__ = [
     "plan_selection",
     "posterior_mean_counts",
     "random_rows",
+    "rows_ascending",
     "select_within",
     "strata_all_clusters",
     "stratified_picks",
@@ -756,6 +757,13 @@ def candidate_counts(
     return np.minimum(want, capacity.astype(np.float64)).astype(np.int64)
 
 
+def rows_ascending(indptr: NDArray[np.int64], members: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``members`` with each cluster's segment ``indptr[k]:indptr[k + 1]`` sorted by row
+    (the order the whole-cluster routines see, whatever order the candidates came in)."""
+    seg = np.repeat(np.arange(indptr.shape[0] - 1, dtype=np.int64), np.diff(indptr))
+    return members[np.lexsort((members, seg))]
+
+
 def kcenter_on_candidates(
     x: NDArray[np.float32],
     cand_indptr: NDArray[np.int64],
@@ -776,8 +784,7 @@ def kcenter_on_candidates(
     first = np.full(r, -1, dtype=np.int64)
     has = (quotas > 0) & (sizes > 0)
     first[has] = cand_members[cand_indptr[:-1][has]]
-    seg = np.repeat(np.arange(r, dtype=np.int64), sizes)
-    by_row = cand_members[np.lexsort((cand_members, seg))]
+    by_row = rows_ascending(cand_indptr, cand_members)
     return _core.kcenter_clusters(x, cand_indptr, by_row, quotas, first, n_threads)
 
 

@@ -220,7 +220,10 @@ def select(
             else select_kcenter(x, b, n_threads=threads).indices
         )
         return fallback_selection(idx, plan, np.bincount(lab[idx], minlength=r), lab)
-    if sq_dist is None:
+    if opts.within == "strata":  # uses no distance to the own centroid: only the check
+        if unchecked:
+            _validation.check_finite(x, "features", max_abs=limit)
+    elif sq_dist is None:
         sq_dist = own_centroid_sq_dist(
             x, c, lab, plan.quotas > 0, threads, check_as="features" if unchecked else None
         )

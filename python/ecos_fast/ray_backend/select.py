@@ -53,6 +53,7 @@ from ..rule import (
     kcenter_on_candidates,
     plan_selection,
     random_rows,
+    rows_ascending,
     strata_all_clusters,
 )
 from .pool import RunStats, ShardedPool, nbytes, ray_module, remote
@@ -149,8 +150,7 @@ def select_sharded(
         elif opts.within == "strata":  # whole clusters, gathered to the driver
             rows = np.unique(cand)
             xs = gather_rows(p, rows, normalize=norm, stats=st)
-            seg = np.repeat(np.arange(r, dtype=np.int64), np.diff(cand_indptr))
-            by_row = cand[np.lexsort((cand, seg))]  # each cluster's rows ascending, as local
+            by_row = rows_ascending(cand_indptr, cand)  # each cluster's rows ascending, as local
             pos = np.searchsorted(rows, by_row).astype(np.int64)
             threads = resolve_threads(n_threads)
             picks = [rows[strata_all_clusters(xs, cand_indptr, pos, plan.quotas, s, threads)]]
