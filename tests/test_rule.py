@@ -356,7 +356,7 @@ def test_strata_with_labels_still_checks_every_row(
     bad = pool.copy()
     bad[7, 1] = np.nan
     labels = ecos_fast.assign(pool, sk.centroids.centroids)[0]
-    with pytest.raises(InvalidInputError, match="non-finite value .* at row 7"):
+    with pytest.raises(InvalidInputError, match=r"non-finite value .* at row 7"):
         ecos_fast.select(bad, sk, 100, within="strata", labels=labels)
     got = ecos_fast.select(pool, sk, 100, within="strata", labels=labels)
     np.testing.assert_array_equal(got.indices, ecos_fast.select(pool, sk, 100).indices)
