@@ -447,7 +447,9 @@ def stated_targets(
 
 
 def targets(
-    groups: dict[str, dict[int, list[dict[str, Any]]]], machine: dict[str, Any]
+    groups: dict[str, dict[int, list[dict[str, Any]]]],
+    machine: dict[str, Any],
+    extra: list[tuple[str, str, bool]] | None = None,
 ) -> list[str]:
     lines = ["## Issue-3 targets measured here", "", "| target | measured | met |", "|---|---|---|"]
     for group, per_t in groups.items():
@@ -483,6 +485,7 @@ def targets(
                         f"{'' if e['impl'] == 'ecos-fast' else ' (baseline, for reference)'} |"
                     )
     lines += stated_targets(groups, machine)
+    lines += [f"| {name} | {got} | {'yes' if ok else 'no'} |" for name, got, ok in extra or []]
     for group, per_t in groups.items():
         if group.startswith(("overhead", "scaling", "select peak")):
             continue
@@ -613,6 +616,7 @@ def write_report(
     rc: int,
     profiles: list[str] | None = None,
     alternating: str | None = None,
+    extra_targets: list[tuple[str, str, bool]] | None = None,
 ) -> None:
     benchmarks = results.get("benchmarks", [])
     groups = by_group(benchmarks)
@@ -642,7 +646,7 @@ def write_report(
     lines += machine_section(machine, threads)
     for t in sorted(threads, reverse=True):
         lines += headline(groups, t)
-    lines += targets(groups, machine)
+    lines += targets(groups, machine, extra_targets)
     if profiles:
         lines += [
             "## K-Center: where the time goes, 1 vs 2 threads",
@@ -719,12 +723,17 @@ def main() -> int:
     shapes = [(250_000, 1000, 3), (1_000_000, 3000, 3)] if args.full else [(20_000, 50, 1)]
     profiles = [kcenter_profile.run(*shape) for shape in shapes]
     alternating = scaling_check.run(*((250_000, 9) if args.full else (20_000, 1)))
+    extra_targets = [
+        scaling_check.kcenter_target(*((1_000_000, 3000, 5) if args.full else (20_000, 50, 1)))
+    ]
     info["loadavg_end"] = machine.loadavg()
     if not json_path.exists():
         print(f"no benchmark JSON was written (pytest exit code {rc})", file=sys.stderr)
         return rc or 1
     results = json.loads(json_path.read_text())
-    write_report(out, mode_name, info, results, threads, wall, rc, profiles, alternating)
+    write_report(
+        out, mode_name, info, results, threads, wall, rc, profiles, alternating, extra_targets
+    )
     (json_path.with_suffix(".machine.json")).write_text(json.dumps(info, indent=1, default=str))
     wrong = [
         b["name"] for b in results.get("benchmarks", []) if b["extra_info"].get("correct") is False
