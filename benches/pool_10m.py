@@ -120,25 +120,41 @@ def read_bytes() -> int:
 class AnonPeak:
     """Peak ``RssAnon`` (anonymous resident memory: heap, arrays; not the pool's file
     pages) sampled every ``interval`` seconds by a daemon thread; :meth:`lap` returns
-    the peak since the previous lap."""
+    the peak since the previous lap.
+
+    A sample read before a lap but stored after it belongs to the previous step: the
+    sampler drops it (``lap`` bumps a generation the sampler checks under a lock), so
+    a sample taken just before a large array was freed cannot become the next step's
+    "peak"."""
 
     def __init__(self, interval: float = 0.02) -> None:
         self.interval = interval
         self.peak = self.overall = _status_kib("RssAnon")
+        self._gen = 0
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            v = _status_kib("RssAnon")
-            self.peak = max(self.peak, v)
+            self.sample()
+
+    def sample(self) -> None:
+        """One reading, counted for the current lap only if no lap began meanwhile."""
+        gen = self._gen
+        v = _status_kib("RssAnon")
+        with self._lock:
             self.overall = max(self.overall, v)
+            if gen == self._gen:
+                self.peak = max(self.peak, v)
 
     def lap(self) -> int:
-        v = max(self.peak, _status_kib("RssAnon"))
-        self.overall = max(self.overall, v)
-        self.peak = _status_kib("RssAnon")
+        with self._lock:
+            v = max(self.peak, _status_kib("RssAnon"))
+            self.overall = max(self.overall, v)
+            self._gen += 1
+            self.peak = _status_kib("RssAnon")
         return v * 1024
 
     def stop(self) -> None:

@@ -328,3 +328,34 @@ def test_the_10m_bench_script_runs_at_toy_size(tmp_path: Path) -> None:
     assert "— correct." in text and "| sequential read" in text
     run("clean")
     assert not list(tmp_path.glob("mix_*.npy"))
+
+
+def test_the_10m_bench_drops_a_memory_sample_read_before_a_lap(monkeypatch: Any) -> None:
+    """A RssAnon reading taken while the previous step still held a large array must not
+    become the next step's peak when the sampler stores it after that step's lap."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benches"))
+    import pool_10m
+
+    now = {"kib": 2_000_000}  # the previous step holds 2 GB
+    monkeypatch.setattr(pool_10m, "_status_kib", lambda field: now["kib"])
+    anon = pool_10m.AnonPeak(interval=3600)  # its thread never samples by itself
+    try:
+        anon.lap()
+        laps: list[int] = []
+        raced = []
+
+        def racing_read(field: str) -> int:
+            v = now["kib"]  # the sampler reads 2 GB ...
+            if not raced:  # ... the step frees them and the next one begins ...
+                raced.append(True)
+                now["kib"] = 100
+                laps.append(anon.lap())
+            return v  # ... and the sampler stores its reading only now
+
+        monkeypatch.setattr(pool_10m, "_status_kib", racing_read)
+        anon.sample()
+        assert laps == [2_000_000 * 1024]  # the freeing step's own peak
+        assert anon.lap() == 100 * 1024  # the next step's peak: not the stale 2 GB
+        assert anon.overall == 2_000_000
+    finally:
+        anon.stop()
