@@ -370,3 +370,27 @@ def test_the_built_wheel_ships_the_template() -> None:
         requires = [ln for ln in zf.read(metadata).decode().splitlines() if "Requires-Dist" in ln]
     assert any(ln.lower().startswith("requires-dist: jinja2>=3.1") and "report" in ln
                for ln in requires), requires  # fmt: skip
+
+
+def test_the_first_report_of_a_process_does_not_keep_the_callers_pool_alive(
+    tmp_path: Path,
+) -> None:
+    # matplotlib's first savefig catches an ImportError whose traceback's frames link
+    # (f_back) to write_report's caller: the caller's pool stayed alive after it
+    # returned, until the cyclic collector ran. A fresh process, collector off.
+    code = f"""
+import gc, weakref, numpy as np
+from ecos_fast.report import write_report
+gc.disable()
+def caller():
+    x = np.random.default_rng(0).normal(size=(2000, 8)).astype(np.float32)
+    write_report({str(tmp_path / "r.html")!r}, x, np.arange(20),
+                 summary={{"method": "random", "budget": 20, "n_selected": 20}})
+    return weakref.ref(x)
+print("alive" if caller()() is not None else "freed")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "freed"

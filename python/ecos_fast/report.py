@@ -27,6 +27,7 @@ and Jinja2 (the ``report`` extra) are imported only here, only when a report is 
 from __future__ import annotations
 
 import base64
+import gc
 import io
 import math
 import os
@@ -687,6 +688,13 @@ def write_report(
             _num(summary.get("threshold")) or 0.0,
         )
     png, width, height = _figure(summary, cl, sample, chosen, int(x.shape[0]), int(sel.shape[0]))
+    # The first figure of a process makes matplotlib import its lazy parts, and an
+    # ImportError it catches on the way leaves a reference cycle through the frames
+    # above it (f_back), this one and the caller's included: the pool passed here (and
+    # every other local of the caller) stayed alive after the caller returned, until
+    # the cyclic collector next ran (2.5 GB of an in-RAM pool in benches/pool_10m.py).
+    # Collecting once here breaks it; the cost is small beside the drawing.
+    gc.collect()
     if kind == ".png":
         return write_atomically(p, png)
 
