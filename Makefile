@@ -52,7 +52,12 @@ test: setup ## the default test suite (what CI runs)
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --doctest-modules python/ecos_fast
 	$(VENV)/bin/python -m mypy.stubtest ecos_fast._core
 	$(MAKE) --no-print-directory bench-smoke
+	$(MAKE) --no-print-directory test-rust
 	$(MAKE) --no-print-directory lint
+
+.PHONY: test-rust
+test-rust: ## the Rust unit tests (kernels/*: exec modes, overdue groups, SIMD parsing), in a debug build so their debug_assert! checks run
+	cargo test -q
 
 # A second venv with the LOWEST versions pyproject.toml allows (requirements/lowest.txt),
 # running the core tests (no torch, ONNX, Ray or data sets) on the same compiled core:
