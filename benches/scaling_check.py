@@ -34,17 +34,28 @@ import data
 import machine
 
 
-def _alternate(fn: Callable[[int], Any], repeats: int) -> tuple[float, float, bool]:
-    fn(2)  # map the memmapped rows, build the pools
-    times: dict[int, list[float]] = {1: [], 2: []}
-    outs: list[Any] = []
+def _pairs(fn: Callable[[int], Any], repeats: int) -> tuple[list[tuple[float, float]], bool]:
+    """One untimed 2-thread call (maps the memmapped rows, builds the pools), then
+    ``repeats`` pairs of a 1- and a 2-thread call: each pair's (1-thread, 2-thread) seconds,
+    and whether every call returned the same arrays as the first."""
+    first = fn(2)
+    pairs: list[tuple[float, float]] = []
+    same = True
     for _ in range(repeats):
+        took = {}
         for t in (1, 2):
             start = time.perf_counter()
-            outs.append(fn(t))
-            times[t].append(time.perf_counter() - start)
-    same = all(all(np.array_equal(a, b) for a, b in zip(o, outs[0], strict=False)) for o in outs)
-    return statistics.median(times[1]), statistics.median(times[2]), same
+            out = fn(t)
+            took[t] = time.perf_counter() - start
+            same = same and all(np.array_equal(a, b) for a, b in zip(out, first, strict=True))
+        pairs.append((took[1], took[2]))
+    return pairs, same
+
+
+def _alternate(fn: Callable[[int], Any], repeats: int) -> tuple[float, float, bool]:
+    """Median 1-thread and 2-thread seconds over :func:`_pairs`, and the same-results flag."""
+    pairs, same = _pairs(fn, repeats)
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs), same
 
 
 def run(n: int, repeats: int) -> str:
@@ -85,21 +96,12 @@ def kcenter_target(n: int, budget: int, repeats: int) -> tuple[str, str, bool]:
     The figure is the median of the per-pair ratios (each pair's two calls run seconds
     apart, so a change of the shared machine's speed between pairs cancels), with their
     range; met only if every call picked the same rows and radii. On this project's VMs
-    the 1-thread call alone varies by ±15 % in CPU time from call to call (other tenants
+    the 1-thread call alone varied by ±13 % in CPU time (3.77–4.95 s, 2026-12-02) from call to call (other tenants
     share the memory system), hence the pairs and the range."""
     x = data.mixture(n, 512)
-    call = lambda t: ecos_fast.kcenter_greedy(x, budget, n_threads=t)  # noqa: E731
-    first = call(2)
-    ratios, same = [], True
     with threadpool_limits(1, user_api="blas"):
-        for _ in range(repeats):
-            took = {}
-            for t in (1, 2):
-                start = time.perf_counter()
-                out = call(t)
-                took[t] = time.perf_counter() - start
-                same = same and all(np.array_equal(a, b) for a, b in zip(out, first, strict=True))
-            ratios.append(took[1] / took[2])
+        pairs, same = _pairs(lambda t: ecos_fast.kcenter_greedy(x, budget, n_threads=t), repeats)
+    ratios = [one / two for one, two in pairs]
     mid = statistics.median(ratios)
     name = (
         f"kcenter {n // 1000}kx512 budget={budget}: 2 threads ≥ {KCENTER_TARGET}× 1 thread, "
