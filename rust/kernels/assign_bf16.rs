@@ -29,8 +29,10 @@
 //! 16-column halves of the panels holding them are re-computed in float32 with the
 //! float32 tile's own arithmetic (FMAs in feature order from 0, then `cn − 2·dot`
 //! in one rounding; per lane, so the width computed does not change the bits),
-//! each panel (or half) once per block for all the rows that need it (12 gathered
-//! rows per tile), and the lowest centroid index with the smallest score wins.
+//! each panel (or half) once per block for all the rows that need it (up to 12
+//! gathered rows per tile; 4- and 8-row tiles for shorter lists, since the rows, not
+//! the tile, fix each score's bits), and the lowest centroid index with the
+//! smallest score wins.
 //!
 //! Two engines ([`FirstPass`]) compute the bf16 dot products; everything else (row
 //! conversion, norms, bound, epilogue, re-check, statistics) is shared.
@@ -715,7 +717,7 @@ impl<'a> PackedBf16<'a> {
                 stats.halves_rechecked += halves;
             }
         }
-        // The float32 re-check, 12 gathered rows × one panel (or one half of it) at a
+        // The float32 re-check, ≤ 12 gathered rows × one panel (or one half of it) at a
         // time, with the float32 tile's own arithmetic (bit for bit its scores: each
         // lane's FMAs run in feature order whatever the width), merged per row with
         // ties to the lowest centroid index.
@@ -748,6 +750,7 @@ impl<'a> PackedBf16<'a> {
                     unsafe {
                         f32_tile(
                             s.tmp.as_ptr(),
+                            chunk.len(),
                             d,
                             bp.as_ptr(),
                             w,
@@ -785,15 +788,20 @@ impl<'a> PackedBf16<'a> {
     }
 }
 
-/// The float32 tile's scores for 12 contiguous rows (`d` apart) × `16·nh` columns
-/// of a panel (feature `f`'s lanes at `b + f·ldb`), into `out` (12 rows of 32).
+/// The float32 tile's scores for the first `rows` (≤ 12) of 12 contiguous rows
+/// (`d` apart) × `16·nh` columns of a panel (feature `f`'s lanes at `b + f·ldb`),
+/// into `out` (rows of 32; rows past `rows`, up to the next multiple of 4, are
+/// computed from whatever `a` holds there). A re-check list holds ~4 rows of a
+/// block on clustered data, so a 4- or 8-row tile saves most of a 12-row one.
 ///
 /// # Safety
 /// `a` has 12·d values, `b` (d − 1)·ldb + 16·nh, `cn` 16·nh, `out` 12·32; `nh` is
-/// 1 or 2; AVX-512F (checked by `PackedBf16::new`).
+/// 1 or 2; `rows` ≤ 12; AVX-512F (checked by `PackedBf16::new`).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn f32_tile(
     a: *const f32,
+    rows: usize,
     d: usize,
     b: *const f32,
     ldb: usize,
@@ -805,16 +813,19 @@ unsafe fn f32_tile(
     {
         // SAFETY: per this function's contract.
         unsafe {
-            if nh == 2 {
-                x86::f32_tile::<2>(a, d, b, ldb, cn, out)
-            } else {
-                x86::f32_tile::<1>(a, d, b, ldb, cn, out)
+            match (rows.div_ceil(4), nh) {
+                (0 | 1, 2) => x86::f32_tile::<4, 2>(a, d, b, ldb, cn, out),
+                (0 | 1, _) => x86::f32_tile::<4, 1>(a, d, b, ldb, cn, out),
+                (2, 2) => x86::f32_tile::<8, 2>(a, d, b, ldb, cn, out),
+                (2, _) => x86::f32_tile::<8, 1>(a, d, b, ldb, cn, out),
+                (_, 2) => x86::f32_tile::<MR, 2>(a, d, b, ldb, cn, out),
+                _ => x86::f32_tile::<MR, 1>(a, d, b, ldb, cn, out),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, d, b, ldb, nh, cn, out);
+        let _ = (a, rows, d, b, ldb, nh, cn, out);
         unreachable!("PackedBf16::new refuses CPUs without AVX512_BF16")
     }
 }
@@ -1181,16 +1192,16 @@ mod x86 {
         }
     }
 
-    /// The float32 re-check tile: 12 rows × 16·NH columns with exactly the float32
+    /// The float32 re-check tile: R rows × 16·NH columns with exactly the float32
     /// AVX-512 tile's arithmetic (`assign.rs`: per lane, FMAs in feature order from
     /// 0, then `cn − 2·dot` in one `vfnmadd`), so its scores bit for bit; they are
     /// stored, not folded into minima (the columns are not in centroid order).
     ///
     /// # Safety
-    /// The CPU supports AVX-512F; `a` has 12 rows of `d`, `b` `(d − 1)·ldb + 16·NH`
-    /// (feature `f`'s 16·NH lanes at `f·ldb`), `cn` `16·NH`, `out` 12 rows of 32.
+    /// The CPU supports AVX-512F; `a` has R rows of `d`, `b` `(d − 1)·ldb + 16·NH`
+    /// (feature `f`'s 16·NH lanes at `f·ldb`), `cn` `16·NH`, `out` R rows of 32.
     #[target_feature(enable = "avx512f,fma")]
-    pub unsafe fn f32_tile<const NH: usize>(
+    pub unsafe fn f32_tile<const R: usize, const NH: usize>(
         a: *const f32,
         d: usize,
         b: *const f32,
@@ -1198,7 +1209,7 @@ mod x86 {
         cn: *const f32,
         out: *mut f32,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); NH]; MR];
+        let mut acc = [[_mm512_setzero_ps(); NH]; R];
         // SAFETY (whole body): offsets stay within the contract's lengths.
         unsafe {
             for f in 0..d {
@@ -1468,6 +1479,23 @@ mod tests {
             .collect();
         if let Some(st) = both(&x, &c, n, k, d) {
             assert_eq!(st.rows_rechecked, n as u64);
+        }
+    }
+
+    #[test]
+    fn recheck_lists_of_every_length_use_a_tile_that_fits_and_match_float32() {
+        // Crowded centroids: every row is re-checked, so one block's lists hold all
+        // n rows: n = 1..=13 runs the 4-, 8- and 12-row float32 tiles (13: 12 + 1).
+        let (k, d) = (40, 37);
+        let base = lcg_values(41, d);
+        let c: Vec<f32> = (0..k)
+            .flat_map(|j| base.iter().map(move |&v| v * (1.0 + (j % 9) as f32 * 1e-6)))
+            .collect();
+        for n in 1..=13 {
+            let x = lcg_values(42 + n as u64, n * d);
+            if let Some(st) = both(&x, &c, n, k, d) {
+                assert_eq!(st.rows_rechecked + st.rows_full, n as u64, "{st:?}");
+            }
         }
     }
 
