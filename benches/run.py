@@ -375,12 +375,14 @@ def stated_targets(
     rows: list[tuple[str, str, bool]] = []
     t = 2
     peak = peak_for(machine, t)
+    # The float32 path: the default may take the bf16 first pass, whose vdpbf16ps does
+    # twice the multiply-adds of an FMA, so its "fraction of the FMA peak" can pass 100 %.
     for b in groups.get("assign 1Mx512 k=1000", {}).get(t, []):
-        if b["extra_info"]["impl"] == "ecos-fast" and peak and b["extra_info"].get("flops"):
+        if b["extra_info"]["impl"] == "ecos-fast f32" and peak and b["extra_info"].get("flops"):
             g = b["extra_info"]["flops"] / seconds(b) / 1e9
             rows.append(
                 (
-                    "assign 1Mx512 k=1000 (2 threads) ≥ 75 % of the FMA peak",
+                    "assign 1Mx512 k=1000 precision=float32 (2 threads) ≥ 75 % of the FMA peak",
                     f"{g:.0f} GFLOP/s = {100 * g / peak:.0f} % of {peak:.0f}",
                     g / peak >= 0.75,
                 )
@@ -581,7 +583,10 @@ def machine_section(m: dict[str, Any], threads: list[int]) -> list[str]:
         (
             "'% of FMA peak' below divides by the larger CPU-time FMA figure at the same "
             "thread count; a shared machine gives a run less than that, so the load average "
-            "is recorded beside every benchmark."
+            "is recorded beside every benchmark. A row whose first pass runs in bf16 "
+            "(`precision=bf16`, and the default where `bf16_pass` is not `off`) counts the "
+            "float32-equivalent 2·n·k·d operations, so it can pass 100 %: `vdpbf16ps` does "
+            "twice the multiply-adds of an FMA per instruction."
         ),
         "",
     ]
