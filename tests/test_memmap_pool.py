@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tracemalloc
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -359,3 +360,122 @@ def test_the_10m_bench_drops_a_memory_sample_read_before_a_lap(monkeypatch: Any)
         assert anon.overall == 2_000_000
     finally:
         anon.stop()
+
+
+# --- normalize="l2" on a pool on disk ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("within", "fallback", "threshold"),
+    [
+        ("strata", "random", 0.0),
+        ("neighbourhood", "random", 0.0),
+        ("kcenter", "random", 0.0),
+        ("nearest", "random", 0.0),
+        ("strata", "kcenter", 1e9),  # no cluster passes: the K-Center fallback
+    ],
+)
+def test_l2_memmap_gives_the_in_ram_sketch_and_selection(
+    pool_200k: tuple[np.ndarray, np.memmap], within: str, fallback: str, threshold: float
+) -> None:
+    """A pool on disk under normalize="l2" is normalized block by block as it is read;
+    every row gets the values of the in-RAM copy, so sketch and selection are equal."""
+    x, mm = pool_200k
+    x = x * np.linspace(0.5, 3.0, x.shape[0], dtype=np.float32)[:, None]  # unequal norms
+    mm = _on_disk(Path(os.path.dirname(mm.filename)), x, "scaled.npy")
+    a = ecos_fast.fit_centroids(x, n_clusters=24, seed=3, normalize="l2")
+    b = ecos_fast.fit_centroids(mm, n_clusters=24, seed=3, normalize="l2")
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    resp = ecos_fast.respond(_private(x), a, 2.0, 1e-5, seed=0)
+    sk = ecos_fast.Sketch.join(b, resp)
+    kw: dict[str, Any] = dict(within=within, fallback=fallback, threshold=threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fallback case warns that nothing passed
+        sel_ram = ecos_fast.select(x, sk, 3000, **kw)
+        sel_mm = ecos_fast.select(mm, sk, 3000, **kw)
+        with_labels = ecos_fast.select(mm, sk, 3000, labels=b.labels, **kw)
+    np.testing.assert_array_equal(sel_ram.indices, sel_mm.indices)
+    np.testing.assert_array_equal(sel_ram.indices, with_labels.indices)
+    np.testing.assert_array_equal(sel_ram.labels, sel_mm.labels)
+    assert sel_mm.n_selected == 3000
+
+
+def test_l2_full_pool_kmeans_streamed_equals_in_memory(tmp_path: Path) -> None:
+    x = _pool(30_000, 24, seed=1) * 7.0
+    mm = _on_disk(tmp_path, x)
+    kw: dict[str, Any] = dict(max_points_per_centroid=None, max_iter=4, normalize="l2")
+    for init_sample in (5000, None):
+        ref = ecos_fast.fit_centroids(x, 16, seed=2, init_sample=init_sample, **kw)
+        got = ecos_fast.fit_centroids(mm, 16, seed=2, init_sample=init_sample, **kw)
+        np.testing.assert_array_equal(ref.centroids, got.centroids)
+        np.testing.assert_array_equal(ref.labels, got.labels)
+
+
+def test_l2_select_on_a_memmap_allocates_no_copy_of_the_pool(tmp_path: Path) -> None:
+    """Before: normalize="l2" copied the whole normalized pool into memory first (a
+    peak of the pool's size and more). The bound is the one without a transform plus
+    8 MiB: a cluster's gathered rows are held twice for a moment, read and normalized."""
+    n, d = 200_000, 128
+    x = _pool(n, d, seed=8)
+    mm = _on_disk(tmp_path, x)
+    cents = ecos_fast.fit_centroids(x[:20_000], n_clusters=24, seed=0, normalize="l2")
+    resp = ecos_fast.respond(_private(x[:20_000]), cents, 2.0, 1e-5, seed=0)
+    sk = ecos_fast.Sketch.join(cents, resp)
+    ref = ecos_fast.select(x, sk, 2000).indices
+    del x
+    bound = 64 * n + (24 << 20)
+    assert mm.nbytes > 2.5 * bound
+    for step in ("fit", "select"):
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            if step == "fit":
+                got = ecos_fast.fit_centroids(mm, n_clusters=24, seed=0, normalize="l2")
+                assert got.labels is not None
+            else:
+                sel = ecos_fast.select(mm, sk, 2000)
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        assert peak <= bound, (step, peak, bound)
+    np.testing.assert_array_equal(sel.indices, ref)
+
+
+@pytest.mark.parametrize("row", [3, 29_999])
+def test_l2_bad_values_on_a_memmap_are_found_as_read(tmp_path: Path, row: int) -> None:
+    x = _pool(30_000, 16, seed=5)
+    x[row, 5] = np.nan
+    mm = _on_disk(tmp_path, x)
+    for kw in ({}, {"max_points_per_centroid": None, "init_sample": 500}):
+        with pytest.raises(InvalidInputError, match=rf"pool_features holds .* at row {row}\b"):
+            ecos_fast.fit_centroids(mm, n_clusters=4, normalize="l2", **kw)
+    good = _pool(30_000, 16, seed=5)
+    cents = ecos_fast.fit_centroids(good, n_clusters=4, normalize="l2")
+    resp = ecos_fast.respond(good[:300], cents, math.inf, 1e-5)
+    with pytest.raises(InvalidInputError, match=rf"features holds .* at row {row}\b"):
+        ecos_fast.select(mm, ecos_fast.Sketch.join(cents, resp), 100)
+    # Huge finite rows are fine under l2 (norms in float64), as in memory.
+    big = good * np.float32(1e19)
+    mb = _on_disk(tmp_path, big, "big.npy")
+    np.testing.assert_array_equal(
+        ecos_fast.select(mb, ecos_fast.Sketch.join(cents, resp), 100).indices,
+        ecos_fast.select(big, ecos_fast.Sketch.join(cents, resp), 100).indices,
+    )
+
+
+def test_transformed_rows_helpers(tmp_path: Path) -> None:
+    x = _pool(1000, 4) * 3.0
+    mm = _on_disk(tmp_path, x)
+    t = ecos_fast.Centroids(np.eye(4, dtype=np.float32), normalize="l2").transform_rows(mm)
+    assert isinstance(t, _stream.Transformed) and _stream.is_mapped(t) and t.shape == x.shape
+    ref = ecos_fast.transform.l2_normalize(x)
+    rows = np.array([5, 6, 999, 6], dtype=np.int64)
+    np.testing.assert_array_equal(_stream.gather_rows(t, rows), ref[rows])
+    np.testing.assert_array_equal(_stream.as_array(t), ref)
+    np.testing.assert_array_equal(np.concatenate([b for _, b in _stream.blocks(t)]), ref)
+    # In memory, or without a transform, the array itself comes back.
+    assert isinstance(
+        ecos_fast.Centroids(np.eye(4, dtype=np.float32), normalize="l2").transform_rows(x),
+        np.ndarray,
+    )

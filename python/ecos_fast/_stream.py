@@ -13,6 +13,9 @@ Validation rides along: :func:`check_block` runs the finiteness and magnitude ch
 pool on disk is read from the disk once per pass, not once for the check and again for
 the work. A bad value raises the error the up-front check would have raised (same
 class, same first row).
+
+A row-wise transform (``normalize="l2"``) of a mapped pool is applied the same way, a
+block or a gather at a time (:class:`Transformed`), so it costs no copy of the pool.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import mmap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +35,8 @@ from ._threads import resolve_threads
 
 __all__ = [
     "BLOCK_BYTES",
+    "Transformed",
+    "as_array",
     "assign_checked",
     "check_block",
     "gather_rows",
@@ -65,14 +70,76 @@ def _madvise() -> Any:
     return _libc
 
 
-def is_mapped(a: NDArray[Any]) -> bool:
-    """Whether ``a``'s memory belongs to a memory-mapped file (``np.memmap`` or a view of one).
+class Transformed:
+    """A mapped pool ``raw`` read through a row-wise transform ``fn``, never copied whole.
+
+    ``fn`` maps a C-contiguous float32 block of rows to their transformed rows (a new
+    array; each output row depends only on its input row, as ``l2_normalize``'s), so a
+    block, a gather or the whole matrix gives every row the same values. The passes
+    here (:func:`blocks`, :func:`gather_rows`, :func:`assign_checked`) apply it as they
+    read; a kernel that needs the whole matrix takes :func:`as_array` (the one copy).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecos_fast._stream import Transformed, as_array, gather_rows
+    >>> t = Transformed(np.arange(6, dtype=np.float32).reshape(3, 2), lambda b: 2 * b)
+    >>> t.shape, gather_rows(t, np.array([2])).tolist(), as_array(t)[0].tolist()
+    ((3, 2), [[8.0, 10.0]], [0.0, 2.0])
+    """
+
+    __slots__ = ("fn", "raw")
+
+    def __init__(
+        self, raw: NDArray[np.float32], fn: Callable[[NDArray[np.float32]], NDArray[np.float32]]
+    ) -> None:
+        self.raw = raw
+        self.fn = fn
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.raw.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.raw.dtype
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return tuple(self.raw.strides)
+
+    @property
+    def ndim(self) -> int:
+        return int(self.raw.ndim)
+
+
+#: A pool as the passes here take it: an array (in memory or mapped) or a mapped pool
+#: under a row-wise transform.
+Rows = NDArray[np.float32] | Transformed
+
+
+def as_array(x: Rows) -> NDArray[np.float32]:
+    """``x`` as one array: itself, or a :class:`Transformed` pool transformed block by
+    block into a new in-memory array (for the kernels that need every row at once)."""
+    if not isinstance(x, Transformed):
+        return x
+    out = np.empty(x.shape, dtype=np.float32)
+    for start, blk in blocks(x):
+        out[start : start + blk.shape[0]] = blk
+    return out
+
+
+def is_mapped(a: Rows) -> bool:
+    """Whether ``a``'s memory belongs to a memory-mapped file (``np.memmap`` or a view of
+    one), or ``a`` is a :class:`Transformed` mapped pool.
 
     >>> import numpy as np
     >>> from ecos_fast._stream import is_mapped
     >>> is_mapped(np.zeros((2, 2)))
     False
     """
+    if isinstance(a, Transformed):
+        return True
     b: Any = a
     while b is not None:
         if isinstance(b, (np.memmap, mmap.mmap)):
@@ -95,9 +162,11 @@ def will_need(block: NDArray[Any]) -> None:
         _advise(block.ctypes.data, block.nbytes)
 
 
-def will_need_rows(x: NDArray[Any], rows: NDArray[np.int64]) -> None:
+def will_need_rows(x: Rows, rows: NDArray[np.int64]) -> None:
     """:func:`will_need` for the rows ``rows`` of a mapped C-contiguous matrix ``x``;
     runs of consecutive rows are announced as one range."""
+    if isinstance(x, Transformed):
+        x = x.raw
     if rows.size == 0 or not is_mapped(x) or not _madvise():
         return
     r = np.unique(rows)
@@ -110,8 +179,11 @@ def will_need_rows(x: NDArray[Any], rows: NDArray[np.int64]) -> None:
         _advise(base + a * row_bytes, (b - a + 1) * row_bytes)
 
 
-def gather_rows(x: NDArray[Any], rows: NDArray[np.int64]) -> NDArray[Any]:
-    """``x[rows]`` as a new C-contiguous array, the rows' reads queued first when mapped."""
+def gather_rows(x: NDArray[Any] | Transformed, rows: NDArray[np.int64]) -> NDArray[Any]:
+    """``x[rows]`` as a new C-contiguous array, the rows' reads queued first when mapped
+    (and transformed, for a :class:`Transformed` pool)."""
+    if isinstance(x, Transformed):
+        return x.fn(gather_rows(x.raw, rows))
     will_need_rows(x, rows)
     return np.ascontiguousarray(x[rows])
 
@@ -128,8 +200,9 @@ def row_blocks(n_samples: int, row_bytes: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + step, n_samples)
 
 
-def blocks(x: NDArray[Any]) -> Iterator[tuple[int, NDArray[Any]]]:
-    """``(start, x[start:stop])`` over :func:`row_blocks`.
+def blocks(x: Rows) -> Iterator[tuple[int, NDArray[Any]]]:
+    """``(start, x[start:stop])`` over :func:`row_blocks` (each block transformed, for a
+    :class:`Transformed` pool).
 
     For a mapped ``x``, a helper thread announces each next block (:func:`will_need`)
     while the caller works on the current one: ``madvise(MADV_WILLNEED)`` returns only
@@ -137,6 +210,10 @@ def blocks(x: NDArray[Any]) -> Iterator[tuple[int, NDArray[Any]]]:
     off the caller's thread (ctypes releases the GIL) to overlap the disk with the
     kernels. The thread only gives hints; it ends with the pass.
     """
+    if isinstance(x, Transformed):
+        for start, blk in blocks(x.raw):
+            yield start, x.fn(np.ascontiguousarray(blk))
+        return
     spans = list(row_blocks(x.shape[0], x.strides[0] if x.ndim else x.itemsize))
     if not spans or not is_mapped(x) or not _madvise():
         for start, stop in spans:
@@ -153,9 +230,7 @@ def blocks(x: NDArray[Any]) -> Iterator[tuple[int, NDArray[Any]]]:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def check_block(
-    block: NDArray[np.float32], whole: NDArray[np.float32], name: str, max_abs: float | None
-) -> None:
+def check_block(block: NDArray[np.float32], whole: Rows, name: str, max_abs: float | None) -> None:
     """``_validation.check_finite`` of one C-contiguous float32 block of ``whole``.
 
     Blocks are checked in row order, so the first block with a bad value holds the
@@ -165,11 +240,13 @@ def check_block(
     if block.size == 0:
         return
     if _core.first_non_finite(block, resolve_threads(None), max_abs) is not None:
-        _validation.check_finite(whole, name, max_abs=max_abs)
+        _validation.check_finite(
+            whole.raw if isinstance(whole, Transformed) else whole, name, max_abs=max_abs
+        )
 
 
 def assign_checked(
-    x: NDArray[np.float32],
+    x: Rows,
     centroids: NDArray[np.float32],
     n_threads: int,
     *,

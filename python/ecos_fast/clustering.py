@@ -106,7 +106,7 @@ def init_sample_rows(
 
 
 def kmeans_rows(
-    x: NDArray[np.float32],
+    x: _stream.Rows,
     params: KMeansParams,
     n_threads: int,
     *,
@@ -130,7 +130,9 @@ def kmeans_rows(
     (``max_train=None``) is one pass per iteration, plus one for the per-feature
     maxima (with the check) and one for the final assignment, the variance that
     scales ``tol`` being summed in the first iteration's pass. The result is the
-    in-memory kernel's, bit for bit (the sharded reductions of the Ray backend).
+    in-memory kernel's, bit for bit (the sharded reductions of the Ray backend). A
+    :class:`ecos_fast._stream.Transformed` pool (``normalize="l2"`` on disk) is read
+    the same way, each block transformed as it is read.
 
     Examples
     --------
@@ -145,10 +147,10 @@ def kmeans_rows(
     n = x.shape[0]
     p = params
     sample = training_sample_rows(n, p)
-    if check_as is not None or _stream.is_mapped(x):
+    if check_as is not None or isinstance(x, _stream.Transformed) or _stream.is_mapped(x):
         if sample is not None:
             return _kmeans_on_sample(x, sample, p, n_threads, check_as)
-        if _stream.is_mapped(x):
+        if isinstance(x, _stream.Transformed) or _stream.is_mapped(x):
             return _lloyd_streamed(x, p, n_threads, check_as)
         _validation.check_finite(x, check_as or "features", max_abs=feature_limit(x.shape[1]))
     init_c = p.init
@@ -179,7 +181,7 @@ def _bins_total(bins: NDArray[np.int64]) -> float:
 
 
 def _kmeans_on_sample(
-    x: NDArray[np.float32],
+    x: _stream.Rows,
     sample: NDArray[np.int64],
     p: KMeansParams,
     n_threads: int,
@@ -201,7 +203,7 @@ def _kmeans_on_sample(
 
 
 def _lloyd_streamed(
-    x: NDArray[np.float32], p: KMeansParams, n_threads: int, check_as: str | None
+    x: _stream.Rows, p: KMeansParams, n_threads: int, check_as: str | None
 ) -> KMeansResult:
     """Lloyd on every row of a mapped pool, in row blocks (one pass per iteration).
 
@@ -226,7 +228,7 @@ def _lloyd_streamed(
         if rows is not None and rows.shape[0] < n:
             seed_rows = _stream.gather_rows(x, rows)
         else:  # k-means++ over every row: up to n_clusters passes, as in memory
-            seed_rows = x
+            seed_rows = _stream.as_array(x)
         centroids = _core.kmeans_plusplus(seed_rows, k, p.seed, n_threads, p.n_local_trials)
     progress = kernel_callback("k-means", p.max_iter)
     tol_abs = 0.0

@@ -13,6 +13,7 @@ Objects here are frozen; their arrays are read-only copies.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -23,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _core, _validation, clustering, kernels
+from . import _core, _stream, _validation, clustering, kernels
 from ._backend import check_backend, ray_backend
 from ._threads import resolve_threads
 from ._validation import (
@@ -86,6 +87,24 @@ def _transformed(x: NDArray[np.float32], name: str, normalize: str | None) -> ND
         return l2_normalize(x)
     _validation.check_finite(x, name, max_abs=_validation.feature_limit(x.shape[1]))
     return x
+
+
+def _l2_checked(
+    block: NDArray[np.float32], whole: NDArray[np.float32], name: str
+) -> NDArray[np.float32]:
+    """One block of the mapped pool ``whole``, checked for NaN/inf, then L2-normalized."""
+    _stream.check_block(block, whole, name, None)
+    return l2_normalize(block)
+
+
+def _transformed_rows(x: NDArray[np.float32], name: str, normalize: str | None) -> _stream.Rows:
+    """:func:`_transformed`, except that a memory-mapped pool under ``normalize="l2"``
+    is checked and normalized as its blocks are read (:class:`ecos_fast._stream.
+    Transformed`), not copied whole into memory first: each row gets the values
+    :func:`l2_normalize` gives it in the copy."""
+    if normalize == "l2" and _stream.is_mapped(x):
+        return _stream.Transformed(x, functools.partial(_l2_checked, whole=x, name=name))
+    return _transformed(x, name, normalize)
 
 
 def _check_extractor_fp(value: object, name: str) -> str | None:
@@ -325,6 +344,16 @@ class Centroids:
             self.normalize,
         )
 
+    def transform_rows(self, features: Any, name: str = "features") -> _stream.Rows:
+        """:meth:`transform`, except that a memory-mapped pool under ``normalize="l2"``
+        comes back as a :class:`ecos_fast._stream.Transformed` view, normalized block by
+        block as the passes read it (no copy of the pool); internal to the passes."""
+        return _transformed_rows(
+            as_features(features, name, n_features=self.n_features, finite=False),
+            name,
+            self.normalize,
+        )
+
 
 def fit_centroids(
     pool_features: Any,
@@ -413,6 +442,14 @@ def fit_centroids(
             init_sample=init_sample,
         )  # fmt: skip
         km = clustering.kmeans_rows(x, params, resolve_threads(n_threads), check_as="pool_features")
+    elif _stream.is_mapped(x):  # normalized block by block as k-means reads it
+        params = _validation.check_kmeans_params(
+            x.shape[0], x.shape[1], n_clusters, max_iter=max_iter, tol=1e-4, seed=seed,
+            init=None, max_points_per_centroid=max_points_per_centroid, n_local_trials=1,
+            init_sample=init_sample,
+        )  # fmt: skip
+        rows = _transformed_rows(x, "pool_features", normalize)
+        km = clustering.kmeans_rows(rows, params, resolve_threads(n_threads))
     else:
         x = _transformed(x, "pool_features", normalize)
         km = kernels.kmeans(

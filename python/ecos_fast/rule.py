@@ -764,8 +764,34 @@ def rows_ascending(indptr: NDArray[np.int64], members: NDArray[np.int64]) -> NDA
     return members[np.lexsort((members, seg))]
 
 
+def kcenter_in_clusters(
+    x: _stream.Rows,
+    indptr: NDArray[np.int64],
+    members: NDArray[np.int64],
+    quotas: NDArray[np.int64],
+    first: NDArray[np.int64],
+    n_threads: int,
+) -> NDArray[np.int64]:
+    """``_core.kcenter_clusters`` on the rows of ``x``; a :class:`ecos_fast._stream.
+    Transformed` pool hands the kernel only the rows it reads (the members of clusters
+    with a quota), gathered and transformed, renumbered in row order so that every tie
+    still goes to the lowest row: the same picks as on the whole transformed pool."""
+    if not isinstance(x, _stream.Transformed):
+        return _core.kcenter_clusters(x, indptr, members, quotas, first, n_threads)
+    used = np.repeat(quotas > 0, np.diff(indptr))
+    rows = np.unique(members[used])
+    if rows.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    xs = _stream.gather_rows(x, rows)
+    local = np.searchsorted(rows, members).astype(np.int64)
+    local[~used] = 0  # clusters without a quota are not read
+    first_local = np.where(first >= 0, np.searchsorted(rows, first), -1).astype(np.int64)
+    picks = _core.kcenter_clusters(xs, indptr, local, quotas, first_local, n_threads)
+    return rows[picks].astype(np.int64)
+
+
 def kcenter_on_candidates(
-    x: NDArray[np.float32],
+    x: _stream.Rows,
     cand_indptr: NDArray[np.int64],
     cand_members: NDArray[np.int64],
     quotas: NDArray[np.int64],
@@ -785,11 +811,11 @@ def kcenter_on_candidates(
     has = (quotas > 0) & (sizes > 0)
     first[has] = cand_members[cand_indptr[:-1][has]]
     by_row = rows_ascending(cand_indptr, cand_members)
-    return _core.kcenter_clusters(x, cand_indptr, by_row, quotas, first, n_threads)
+    return kcenter_in_clusters(x, cand_indptr, by_row, quotas, first, n_threads)
 
 
 def own_centroid_sq_dist(
-    x: NDArray[np.float32],
+    x: _stream.Rows,
     centroids: NDArray[np.float32],
     labels: NDArray[np.int64],
     chosen: NDArray[np.bool_],
@@ -877,7 +903,7 @@ def stratified_picks(
 
 
 def strata_all_clusters(
-    x: NDArray[np.float32],
+    x: _stream.Rows,
     indptr: NDArray[np.int64],
     members: NDArray[np.int64],
     quotas: NDArray[np.int64],
@@ -891,13 +917,13 @@ def strata_all_clusters(
     out = []
     for k in np.flatnonzero(quotas > 0).tolist():
         rows = members[indptr[k] : indptr[k + 1]]
-        xm = np.ascontiguousarray(x[rows], dtype=np.float32)
+        xm = np.ascontiguousarray(_stream.gather_rows(x, rows), dtype=np.float32)
         out.append(rows[stratified_picks(xm, int(quotas[k]), stratum_seed(seed, k), n_threads)])
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
 def select_within(
-    x: NDArray[np.float32],
+    x: _stream.Rows,
     centroids: NDArray[np.float32],
     labels: NDArray[np.int64],
     sq_dist: NDArray[np.float32] | None,
@@ -925,7 +951,7 @@ def select_within(
         )
         first = np.full(quotas.shape[0], -1, dtype=np.int64)
         first[quotas > 0] = first_rows  # a quota never exceeds the capacity
-        return _core.kcenter_clusters(x, indptr, members, quotas, first, n_threads)
+        return kcenter_in_clusters(x, indptr, members, quotas, first, n_threads)
     counts = candidate_counts(quotas, plan.capacity, opts)
     cand_indptr, cand = _core.nearest_in_clusters(sq_dist, indptr, members, counts, n_threads)
     if opts.within == "nearest":

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _validation
+from . import _stream, _validation
 from ._backend import check_backend, ray_backend
 from ._stream import assign_checked
 from ._threads import resolve_threads
@@ -190,10 +190,11 @@ def select(
     # (the assignment, or with labels the distances to the own centroids): a pool on disk
     # is read once, not once more for the check.
     unchecked = cents.normalize is None
+    x: _stream.Rows
     if unchecked:
         x = as_features(features, "features", n_features=cents.n_features, finite=False)
     else:
-        x = cents.transform(features, "features")
+        x = cents.transform_rows(features, "features")  # a pool on disk: never copied
     n = x.shape[0]
     b = check_budget(budget, n)
     s = check_seed(seed)
@@ -213,16 +214,16 @@ def select(
     plan = plan_selection(resp.noisy_counts, resp.sigma, capacity, b, opts, stacklevel=2)
     if plan.fallback is not None:
         if unchecked:
-            _validation.check_finite(x, "features", max_abs=limit)
+            _validation.check_finite(_stream.as_array(x), "features", max_abs=limit)
         idx = (
             random_rows(n, b, s)
             if plan.fallback == "random"
-            else select_kcenter(x, b, n_threads=threads).indices
+            else select_kcenter(_stream.as_array(x), b, n_threads=threads).indices
         )
         return fallback_selection(idx, plan, np.bincount(lab[idx], minlength=r), lab)
     if opts.within == "strata":  # uses no distance to the own centroid: only the check
         if unchecked:
-            _validation.check_finite(x, "features", max_abs=limit)
+            _validation.check_finite(_stream.as_array(x), "features", max_abs=limit)
     elif sq_dist is None:
         sq_dist = own_centroid_sq_dist(
             x, c, lab, plan.quotas > 0, threads, check_as="features" if unchecked else None
