@@ -149,6 +149,32 @@ def test_fit_centroids_and_assign_equal_local(cluster: Any, pool: np.ndarray, sh
     assert d2.tobytes() == want[1].tobytes()
 
 
+def test_features_on_disk_are_read_from_their_files(
+    cluster: Any, pool: np.ndarray, tmp_path: Path
+) -> None:
+    """Before: Features went down the array path, read whole on the driver and put in
+    the object store as 8 parts; now the workers read the file, as its path."""
+    from ecos_fast.features import Features, load
+
+    path = Features("c" * 64, {}, *pool.shape, _array=pool).save(tmp_path / "pool.npy")
+    feats = load(path)
+    p = ray_backend.ShardedPool.from_source(feats)
+    assert p.n_shards == 1 and p.offsets == (0, N)
+    assert ray_backend.ShardedPool.from_source(feats).offsets == (
+        ray_backend.ShardedPool.from_source(path).offsets
+    )
+    rc = ecos_fast.fit_centroids(feats, K, seed=1, backend="ray")
+    loc = ecos_fast.fit_centroids(pool, K, seed=1)
+    assert rc.extractor_fingerprint == "c" * 64
+    np.testing.assert_array_equal(rc.centroids, loc.centroids)
+    cents = ecos_fast.fit_centroids(feats, K, seed=1)
+    private = pool[:3000][ecos_fast.assign(pool[:3000], cents.centroids)[0] % 5 == 0]
+    tagged = Features("c" * 64, {}, *private.shape, _array=private)
+    sk = ecos_fast.Sketch.join(cents, ecos_fast.respond(tagged, cents, math.inf, 1e-5))
+    got = ecos_fast.select(feats, sk, 500, backend="ray")
+    np.testing.assert_array_equal(got.indices, ecos_fast.select(pool, sk, 500).indices)
+
+
 @pytest.fixture(scope="session")
 def sketch(pool: np.ndarray) -> ecos_fast.Sketch:
     cents = ecos_fast.fit_centroids(pool, K, seed=1)

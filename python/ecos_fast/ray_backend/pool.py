@@ -194,6 +194,14 @@ class _ToMatrix:
         return {"features": np.ascontiguousarray(m, dtype=np.float32)}
 
 
+def _on_disk_features(source: Any) -> bool:
+    """Whether ``source`` is :class:`ecos_fast.features.Features` backed by files (the
+    workers then read the files themselves, not a copy sent from the driver)."""
+    from ..features import Features  # the extractors' module: imported only when needed
+
+    return isinstance(source, Features) and source.path is not None
+
+
 @dataclass(frozen=True)
 class ShardedPool:
     """A pool as an ordered list of shards with global row offsets.
@@ -238,11 +246,14 @@ class ShardedPool:
 
         Parameters
         ----------
-        source : str, Path, sequence of paths, ray.data.Dataset, ndarray or ShardedPool
+        source : str, Path, sequence of paths, ray.data.Dataset, Features, ndarray or ShardedPool
             A directory is read as its ``*.npy`` and ``*.parquet`` files in name
             order; a list keeps its order. A Dataset is materialised in order and
-            its blocks become shards. An array is split into ``n_shards`` blocks
-            (default 8) and put in the object store.
+            its blocks become shards. :class:`ecos_fast.features.Features` read from
+            disk (:func:`ecos_fast.features.load`, ``extract(out_dir=...)``) are read
+            from their files, each worker its own shards, as their path is. An
+            array (or in-memory Features) is split into ``n_shards`` blocks (default
+            8) and put in the object store.
         column : str, optional
             Feature column of Parquet files / Dataset rows.
         n_shards : int, optional
@@ -261,6 +272,8 @@ class ShardedPool:
         """
         if isinstance(source, ShardedPool):
             return source
+        if _on_disk_features(source):
+            return cls.from_source(source.path, column=column)
         if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
             return cls._from_paths([str(p) for p in list_shards(source, SUFFIXES)], column)
         if isinstance(source, (str, os.PathLike)):
