@@ -467,7 +467,7 @@ def test_l2_bad_values_on_a_memmap_are_found_as_read(tmp_path: Path, row: int) -
 def test_transformed_rows_helpers(tmp_path: Path) -> None:
     x = _pool(1000, 4) * 3.0
     mm = _on_disk(tmp_path, x)
-    t = ecos_fast.Centroids(np.eye(4, dtype=np.float32), normalize="l2").transform_rows(mm)
+    t = ecos_fast.Centroids(np.eye(4, dtype=np.float32), normalize="l2")._transform_rows(mm)
     assert isinstance(t, _stream.Transformed) and _stream.is_mapped(t) and t.shape == x.shape
     ref = ecos_fast.transform.l2_normalize(x)
     rows = np.array([5, 6, 999, 6], dtype=np.int64)
@@ -476,6 +476,6 @@ def test_transformed_rows_helpers(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.concatenate([b for _, b in _stream.blocks(t)]), ref)
     # In memory, or without a transform, the array itself comes back.
     assert isinstance(
-        ecos_fast.Centroids(np.eye(4, dtype=np.float32), normalize="l2").transform_rows(x),
+        ecos_fast.Centroids(np.eye(4, dtype=np.float32), normalize="l2")._transform_rows(x),
         np.ndarray,
     )

@@ -344,7 +344,7 @@ class Centroids:
             self.normalize,
         )
 
-    def transform_rows(self, features: Any, name: str = "features") -> _stream.Rows:
+    def _transform_rows(self, features: Any, name: str = "features") -> _stream.Rows:
         """:meth:`transform`, except that a memory-mapped pool under ``normalize="l2"``
         comes back as a :class:`ecos_fast._stream.Transformed` view, normalized block by
         block as the passes read it (no copy of the pool); internal to the passes."""

@@ -194,7 +194,7 @@ def select(
     if unchecked:
         x = as_features(features, "features", n_features=cents.n_features, finite=False)
     else:
-        x = cents.transform_rows(features, "features")  # a pool on disk: never copied
+        x = cents._transform_rows(features, "features")  # a pool on disk: never copied
     n = x.shape[0]
     b = check_budget(budget, n)
     s = check_seed(seed)
