@@ -7,7 +7,10 @@ Two studies, each over every client domain of a preset, a few seeds and epsilon 
   within-cluster routine;
 * **candidate study**: the within-cluster routine (``"kcenter"`` over the whole
   cluster, ``"nearest"``, ``"neighbourhood"`` with several candidate factors,
-  ``"strata"``) at the default threshold.
+  ``"strata"``) at the default threshold;
+* ``--study grid``: threshold x routine crossed;
+* ``--study sketch``: the sketch itself, the number of centroids R x ``normalize``
+  (``None`` or ``"l2"``), each fitted afresh, with the rule's defaults.
 
 Validation: the client's private set is split once per (client, seed): 70 % is the
 private data the client answers with, 30 % is held out and labelled. The score of a
@@ -29,7 +32,7 @@ import sys
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,9 @@ GRID_ROUTINES: tuple[tuple[str, float], ...] = (
     ("neighbourhood", 4.0),
     ("strata", 1.0),
 )
+# The sketch study: R x normalize (the default sketch is R=100, normalize=None).
+SKETCH_CLUSTERS = (50, 100, 200)
+SKETCH_NORMALIZE: tuple[str | None, ...] = (None, "l2")
 HOLDOUT = 0.3
 
 
@@ -80,6 +86,30 @@ def _score(
         acc = float(np.mean(y[nearest] == val_y))
     client = split.domains.index(split.client_domain)
     return acc, float(np.mean(split.pool_domains[rows] == client))
+
+
+def _held_out(
+    client: str, preset: str, seed: int
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """The (client, seed) split, the rows of its private set that answer, and the
+    held-out 30 % (features, labels) that scores the selections."""
+    split = split_features(client, preset, seed)
+    perm = np.random.default_rng(seed).permutation(split.private_features.shape[0])
+    n_val = int(HOLDOUT * perm.size)
+    val, priv = perm[:n_val], perm[n_val:]
+    return split, priv, split.private_features[val], split.private_labels[val]
+
+
+def _cases(
+    preset: str, seeds: Sequence[int]
+) -> Iterator[tuple[str, int, Any, np.ndarray, np.ndarray, np.ndarray]]:
+    """Every (client, seed) of the preset with :func:`_held_out`'s split; prints the
+    time each took once its scores are in."""
+    for client in client_domains(preset):
+        for seed in seeds:
+            t0 = time.perf_counter()
+            yield (client, seed, *_held_out(client, preset, seed))
+            print(f"{client} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
 def _configs(study: str) -> list[tuple[str, float, str, float, str]]:
@@ -109,50 +139,83 @@ def run(
     study: str = "main",
 ) -> list[dict[str, Any]]:
     """Every (client, seed, epsilon, configuration) score as one row."""
+    if study == "sketch":
+        return run_sketch(preset, seeds, budget, scorer)
     k = n_classes(preset)
     configs = _configs(study)
     out: list[dict[str, Any]] = []
-    for client in client_domains(preset):
-        for seed in seeds:
-            t0 = time.perf_counter()
-            split = split_features(client, preset, seed)
-            rng = np.random.default_rng(seed)
-            perm = rng.permutation(split.private_features.shape[0])
-            n_val = int(HOLDOUT * perm.size)
-            val, priv = perm[:n_val], perm[n_val:]
-            val_x, val_y = split.private_features[val], split.private_labels[val]
-            cents = ecos_fast.fit_centroids(split.pool_features, n_clusters=n_clusters, seed=seed)
-            for eps in EPSILONS:
-                resp = ecos_fast.respond(
-                    split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17
+    for client, seed, split, priv, val_x, val_y in _cases(preset, seeds):
+        cents = ecos_fast.fit_centroids(split.pool_features, n_clusters=n_clusters, seed=seed)
+        for eps in EPSILONS:
+            resp = ecos_fast.respond(
+                split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17
+            )
+            sketch = ecos_fast.Sketch.join(cents, resp)
+            for study, thr, within, cand, low in configs:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", BudgetShortfallWarning)
+                    warnings.simplefilter("ignore", LowSignalWarning)
+                    try:
+                        sel = ecos_fast.select(
+                            split.pool_features, sketch, budget,
+                            threshold=thr, within=within, candidates=cand,
+                            low_signal=low,
+                            weights="posterior" if study == "posterior" else "noisy",
+                        )  # fmt: skip
+                    except NoCoverageError:
+                        continue
+                acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k, scorer)
+                out.append(
+                    {
+                        "study": study, "client": client, "seed": seed, "epsilon": eps,
+                        "threshold": thr, "within": within, "candidates": cand,
+                        "val_accuracy": acc, "client_share": share, "method": sel.method,
+                    }
+                )  # fmt: skip
+    return out
+
+
+def run_sketch(
+    preset: str, seeds: Sequence[int], budget: int, scorer: str = "knn"
+) -> list[dict[str, Any]]:
+    """The sketch study: every (client, seed, epsilon, R, normalize) score as one row,
+    the selection with the rule's defaults; the same held-out split as :func:`run`, and
+    the score in the features' own space whatever the sketch's transform."""
+    k = n_classes(preset)
+    out: list[dict[str, Any]] = []
+    for client, seed, split, priv, val_x, val_y in _cases(preset, seeds):
+        for r in SKETCH_CLUSTERS:
+            for norm in SKETCH_NORMALIZE:
+                cents = ecos_fast.fit_centroids(
+                    split.pool_features, n_clusters=r, seed=seed, normalize=norm
                 )
-                sketch = ecos_fast.Sketch.join(cents, resp)
-                for study, thr, within, cand, low in configs:
+                for eps in EPSILONS:
+                    resp = ecos_fast.respond(
+                        split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17
+                    )
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", BudgetShortfallWarning)
                         warnings.simplefilter("ignore", LowSignalWarning)
                         try:
                             sel = ecos_fast.select(
-                                split.pool_features, sketch, budget,
-                                threshold=thr, within=within, candidates=cand,
-                                low_signal=low,
-                                weights="posterior" if study == "posterior" else "noisy",
-                            )  # fmt: skip
+                                split.pool_features, ecos_fast.Sketch.join(cents, resp), budget
+                            )
                         except NoCoverageError:
                             continue
                     acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k, scorer)
                     out.append(
                         {
-                            "study": study, "client": client, "seed": seed, "epsilon": eps,
-                            "threshold": thr, "within": within, "candidates": cand,
+                            "study": "sketch", "client": client, "seed": seed,
+                            "epsilon": eps, "n_clusters": r, "normalize": norm or "none",
                             "val_accuracy": acc, "client_share": share, "method": sel.method,
                         }
                     )  # fmt: skip
-            print(f"{client} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return out
 
 
 def _label(r: dict[str, Any]) -> str:
+    if r["study"] == "sketch":
+        return f"R={r['n_clusters']}, normalize={r['normalize']}"
     if r["study"] == "previous":
         return "previous rule (threshold 0, kcenter)"
     if r["study"] == "posterior":
@@ -170,7 +233,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     paired wins against the study's best configuration."""
     lines: list[str] = []
     present = {r["study"] for r in rows}
-    for study in [s for s in ("threshold", "routine", "grid") if s in present]:
+    for study in [s for s in ("threshold", "routine", "grid", "sketch") if s in present]:
         extra = ("previous", "posterior") if study == "threshold" else ("previous",)
         sub = [r for r in rows if r["study"] in (study, *extra)]
         labels = list(dict.fromkeys(_label(r) for r in sub))
@@ -215,10 +278,12 @@ def paired(rows: list[dict[str, Any]], studies: tuple[str, ...], a: str, b: str)
 
 def _typed(r: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(r)
-    for key in ("seed",):
-        out[key] = int(r[key])
+    for key in ("seed", "n_clusters"):
+        if key in r:
+            out[key] = int(r[key])
     for key in ("epsilon", "threshold", "candidates", "val_accuracy", "client_share"):
-        out[key] = float(r[key])
+        if key in r:
+            out[key] = float(r[key])
     return out
 
 
@@ -244,6 +309,13 @@ def _paired_block(rows: list[dict[str, Any]]) -> str:
 
     if any(r["study"] == "grid" for r in rows):
         return _grid_block(rows)
+    if any(r["study"] == "sketch" for r in rows):
+        default = _label({"study": "sketch", "n_clusters": 100, "normalize": "none"})
+        lines = ["### Paired against the default sketch (validation accuracy)", ""]
+        for lab in dict.fromkeys(_label(r) for r in rows):
+            if lab != default:
+                lines.append(f"- {paired(rows, ('sketch',), default, lab)}")
+        return "\n".join(lines) + "\n"
     lines = ["### Paired against the defaults (validation accuracy)", ""]
     default_t = f"threshold={DEFAULT_THRESHOLD:g}"
     default_w = (
@@ -279,10 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument(
         "--study",
-        choices=("main", "grid"),
+        choices=("main", "grid", "sketch"),
         default="main",
         help="main: the threshold and routine studies around the defaults; grid: threshold "
-        "x routine crossed (writes study-grid-<preset>.*)",
+        "x routine crossed (writes study-grid-<preset>.*); sketch: R x normalize "
+        "(writes study-sketch-<preset>.*)",
     )
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument(
@@ -290,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"study-{args.preset}" if args.study == "main" else f"study-grid-{args.preset}"
+    stem = f"study-{args.preset}" if args.study == "main" else f"study-{args.study}-{args.preset}"
     csv_path = args.out / f"{stem}.csv"
     if args.from_csv:
         with csv_path.open(newline="") as f:
@@ -304,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = summarise(rows) + "\n" + _paired_block(rows)
     (args.out / f"{stem}.md").write_text(
         f"# Selection study, preset {args.preset!r}, budget {args.budget}, "
-        f"R={args.clusters}, seeds {args.seeds}, scorer {args.scorer}\n\n{md}\n"
+        f"R={'50/100/200' if args.study == 'sketch' else args.clusters}, seeds {args.seeds}, "
+        f"scorer {args.scorer}\n\n{md}\n"
     )
     print(md)
     return 0
