@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,9 +198,12 @@ class _ToMatrix:
 def _on_disk_features(source: Any) -> bool:
     """Whether ``source`` is :class:`ecos_fast.features.Features` backed by files (the
     workers then read the files themselves, not a copy sent from the driver)."""
-    from ..features import Features  # the extractors' module: imported only when needed
-
-    return isinstance(source, Features) and source.path is not None
+    # Not imported here (features imports the protocol, which imports this backend
+    # lazily): a Features object exists only once its module has been imported.
+    features = sys.modules.get("ecos_fast.features")
+    return (
+        features is not None and isinstance(source, features.Features) and source.path is not None
+    )
 
 
 @dataclass(frozen=True)
