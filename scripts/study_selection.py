@@ -10,7 +10,8 @@ Two studies, each over every client domain of a preset, a few seeds and epsilon 
   ``"strata"``) at the default threshold;
 * ``--study grid``: threshold x routine crossed;
 * ``--study sketch``: the sketch itself, the number of centroids R x ``normalize``
-  (``None`` or ``"l2"``), each fitted afresh, with the rule's defaults.
+  (``None`` or ``"l2"``), each fitted afresh, with the rule's defaults; and R from
+  :func:`ecos_fast.suggest_n_clusters` for the client's size and each epsilon.
 
 Validation: the client's private set is split once per (client, seed): 70 % is the
 private data the client answers with, 30 % is held out and labelled. The score of a
@@ -184,36 +185,45 @@ def run_sketch(
     k = n_classes(preset)
     out: list[dict[str, Any]] = []
     for client, seed, split, priv, val_x, val_y in _cases(preset, seeds):
-        for r in SKETCH_CLUSTERS:
-            for norm in SKETCH_NORMALIZE:
+        fixed = [(r, norm, "fixed") for r in SKETCH_CLUSTERS for norm in SKETCH_NORMALIZE]
+        for r, norm, how in [*fixed, (0, None, "suggested")]:
+            cents = None
+            if how == "fixed":
                 cents = ecos_fast.fit_centroids(
                     split.pool_features, n_clusters=r, seed=seed, normalize=norm
                 )
-                for eps in EPSILONS:
-                    resp = ecos_fast.respond(
-                        split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17
-                    )
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", BudgetShortfallWarning)
-                        warnings.simplefilter("ignore", LowSignalWarning)
-                        try:
-                            sel = ecos_fast.select(
-                                split.pool_features, ecos_fast.Sketch.join(cents, resp), budget
-                            )
-                        except NoCoverageError:
-                            continue
-                    acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k, scorer)
-                    out.append(
-                        {
-                            "study": "sketch", "client": client, "seed": seed,
-                            "epsilon": eps, "n_clusters": r, "normalize": norm or "none",
-                            "val_accuracy": acc, "client_share": share, "method": sel.method,
-                        }
-                    )  # fmt: skip
+            for eps in EPSILONS:
+                if how == "suggested":  # R depends on epsilon: one sketch per epsilon
+                    r = ecos_fast.suggest_n_clusters(priv.size, eps, 1e-5)
+                    cents = ecos_fast.fit_centroids(split.pool_features, n_clusters=r, seed=seed)
+                assert cents is not None
+                resp = ecos_fast.respond(
+                    split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17
+                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", BudgetShortfallWarning)
+                    warnings.simplefilter("ignore", LowSignalWarning)
+                    try:
+                        sel = ecos_fast.select(
+                            split.pool_features, ecos_fast.Sketch.join(cents, resp), budget
+                        )
+                    except NoCoverageError:
+                        continue
+                acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k, scorer)
+                out.append(
+                    {
+                        "study": "sketch", "client": client, "seed": seed,
+                        "epsilon": eps, "n_clusters": r, "normalize": norm or "none",
+                        "r_rule": how,
+                        "val_accuracy": acc, "client_share": share, "method": sel.method,
+                    }
+                )  # fmt: skip
     return out
 
 
 def _label(r: dict[str, Any]) -> str:
+    if r["study"] == "sketch" and r.get("r_rule") == "suggested":
+        return "R = suggest_n_clusters(n, eps, delta), normalize=none"
     if r["study"] == "sketch":
         return f"R={r['n_clusters']}, normalize={r['normalize']}"
     if r["study"] == "previous":

@@ -13,6 +13,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -435,3 +436,42 @@ def test_image_split_matches_the_feature_split_row_for_row() -> None:
     assert np.array_equal(feats.private_labels, imgs.private_labels)
     assert np.array_equal(feats.pool_labels, imgs.pool_labels)
     assert np.array_equal(feats.pool_domains, imgs.pool_domains)
+
+
+def test_suggested_clusters_per_release(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--n-clusters auto: each release's sketch has ecos_fast.suggest_n_clusters of the
+    client's size and that release's epsilon (one fit per distinct R)."""
+    import ecos_fast
+    from ecos_fast.apps import experiment
+    from ecos_fast.apps.reproduce import main
+
+    cfg = ExperimentConfig(n_clusters=None, threshold=1.0)
+    assert cfg.clusters_for(900, 0.58) == ecos_fast.suggest_n_clusters(
+        900, 0.58, 1e-5, threshold=1.0
+    )
+    assert ExperimentConfig(n_clusters=7).clusters_for(900, 0.58) == 7
+    with pytest.raises(ecos_fast.InvalidInputError, match="n_clusters=0"):
+        ExperimentConfig(n_clusters=0)
+    fits: list[int] = []
+    real = experiment._cached_centroids
+
+    def spy(pool: Any, split: Any, cfg: Any, seed: int, n_clusters: int) -> Any:
+        fits.append(n_clusters)
+        return real(pool, split, cfg, seed, n_clusters)
+
+    monkeypatch.setattr(experiment, "_cached_centroids", spy)
+    code = main(
+        [
+            "--preset", "small", "--domains", "hershey", "--budgets", "40", "--seeds", "1",
+            "--n-clusters", "auto", "--methods", "ecos", "--private-size", "60",
+            "--sweep", "8,inf", "--no-semi-supervised", "--out", str(tmp_path), "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    want = {ecos_fast.suggest_n_clusters(60, e, 1e-5) for e in (0.58, 8.0, math.inf)}
+    assert sorted(fits) == sorted(want) == [50, 200]  # the floor at 0.58 and 8, inf: 200
+    assert "R=suggest_n_clusters(n, ε, δ)" in capsys.readouterr().out
+    for bad in ("0", "many"):
+        assert main(["--n-clusters", bad, "--out", str(tmp_path), "--quiet"]) == 2

@@ -473,3 +473,31 @@ def test_true_coverage_is_what_the_response_estimates() -> None:
         np.testing.assert_array_equal(got, want)
         exact = ecos_fast.respond(private, cents, math.inf, 1e-5)  # no noise: the true counts
         np.testing.assert_array_equal(got, exact.noisy_counts)
+
+
+def test_sketch_for_client_chooses_r(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--for-client N EPSILON DELTA: R = suggest_n_clusters(N, EPSILON, DELTA), at most
+    the pool size; with --clusters too it is a usage error."""
+    from ecos_fast import load_centroids, suggest_n_clusters
+
+    pool, _ = _data()
+    np.save(tmp_path / "pool.npy", pool)
+    out = tmp_path / "c.safetensors"
+    capsys.readouterr()
+    assert _run("--json", "sketch", tmp_path / "pool.npy", "-o", out,
+                "--for-client", 875, 0.58, 1e-5) == EXIT_OK  # fmt: skip
+    want = suggest_n_clusters(875, 0.58, 1e-5)
+    assert json.loads(capsys.readouterr().out)["n_clusters"] == want == 71
+    assert load_centroids(out).n_clusters == want
+    # A large client at a large epsilon (suggested: 200) and a pool of 50 rows: 50.
+    np.save(tmp_path / "tiny.npy", pool[:50])
+    assert _run("-q", "sketch", tmp_path / "tiny.npy", "-o", out,
+                "--for-client", 10**5, 8.0, 1e-5) == EXIT_OK  # fmt: skip
+    assert load_centroids(out).n_clusters == 50
+    # Without either option: R = 100.
+    np.save(tmp_path / "big.npy", np.concatenate([pool, pool + 0.5]))
+    assert _run("-q", "sketch", tmp_path / "big.npy", "-o", out) == EXIT_OK
+    assert load_centroids(out).n_clusters == 100
+    for bad in (["-k", 5, "--for-client", 300, 0.58, 1e-5], ["--for-client", 300, 0, 1e-5],
+                ["--for-client", 300, 0.58, 1.5], ["--for-client", 0, 0.58, 1e-5]):  # fmt: skip
+        assert _run("-q", "sketch", tmp_path / "pool.npy", "-o", out, *bad) == EXIT_USAGE

@@ -360,3 +360,62 @@ def test_strata_with_labels_still_checks_every_row(
         ecos_fast.select(bad, sk, 100, within="strata", labels=labels)
     got = ecos_fast.select(pool, sk, 100, within="strata", labels=labels)
     np.testing.assert_array_equal(got.indices, ecos_fast.select(pool, sk, 100).indices)
+
+
+# --- suggest_n_clusters ------------------------------------------------------------------
+
+
+def test_suggest_n_clusters_is_what_the_client_can_light_up() -> None:
+    from ecos_fast.privacy import GaussianMechanism
+
+    for n, eps in [(300, 0.58), (875, 0.58), (2450, 0.1), (505, 2.0)]:
+        sigma = GaussianMechanism(eps, 1e-5).sigma
+        want = min(
+            rule.SUGGEST_MAX_CLUSTERS, max(rule.SUGGEST_MIN_CLUSTERS, round(n / (2 * sigma)))
+        )
+        assert ecos_fast.suggest_n_clusters(n, eps, 1e-5) == want
+    # replace_one doubles the noise variance: fewer clusters.
+    a = ecos_fast.suggest_n_clusters(2000, 0.58, 1e-5)
+    b = ecos_fast.suggest_n_clusters(2000, 0.58, 1e-5, relation="replace_one")
+    assert b < a and b == round(2000 / (2 * GaussianMechanism(0.58, 1e-5, "replace_one").sigma))
+    assert ecos_fast.suggest_n_clusters(10**6, 8.0, 1e-5) == rule.SUGGEST_MAX_CLUSTERS
+    assert ecos_fast.suggest_n_clusters(1, 0.1, 1e-5) == rule.SUGGEST_MIN_CLUSTERS
+    assert ecos_fast.suggest_n_clusters(50, math.inf, 1e-5, max_clusters=64) == 64
+    assert ecos_fast.suggest_n_clusters(50, 1.0, 1e-5, threshold=0.0) == 200
+    assert ecos_fast.suggest_n_clusters(300, 0.58, 1e-5, min_clusters=30) == 30
+    assert ecos_fast.suggest_n_clusters(300, 0.58, 1e-5, min_clusters=1) == 24
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 10**6),
+    eps=st.floats(0.05, 20.0),
+    more=st.integers(0, 10**5),
+    factor=st.floats(1.0, 5.0),
+)
+def test_suggest_n_clusters_grows_with_the_client_and_epsilon(
+    n: int, eps: float, more: int, factor: float
+) -> None:
+    r = ecos_fast.suggest_n_clusters(n, eps, 1e-5)
+    assert rule.SUGGEST_MIN_CLUSTERS <= r <= rule.SUGGEST_MAX_CLUSTERS
+    assert ecos_fast.suggest_n_clusters(n + more, eps, 1e-5) >= r
+    assert ecos_fast.suggest_n_clusters(n, min(eps * factor, 20.0), 1e-5) >= r
+
+
+@pytest.mark.parametrize(
+    ("kw", "err"),
+    [
+        ({"n_private": 0}, InvalidInputError),
+        ({"n_private": 2.5}, ecos_fast.InvalidTypeError),
+        ({"epsilon": 0.0}, ecos_fast.PrivacyParameterError),
+        ({"delta": 1.0}, ecos_fast.PrivacyParameterError),
+        ({"min_clusters": 0}, InvalidInputError),
+        ({"min_clusters": 50, "max_clusters": 20}, InvalidInputError),
+        ({"threshold": -1.0}, InvalidInputError),
+        ({"relation": "nope"}, ecos_fast.PrivacyParameterError),
+    ],
+)
+def test_suggest_n_clusters_refuses_bad_input(kw: dict[str, Any], err: type) -> None:
+    args: dict[str, Any] = {"n_private": 300, "epsilon": 0.58, "delta": 1e-5, **kw}
+    with pytest.raises(err):
+        ecos_fast.suggest_n_clusters(**args)

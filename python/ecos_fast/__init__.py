@@ -47,7 +47,7 @@ from .kernels import assign, kcenter_greedy, kmeans
 from .privacy import calibrate_gaussian_sigma
 from .protocol import SCHEMA_VERSION, Centroids, Response, Sketch, fit_centroids, respond
 from .quotas import allocate_quotas
-from .rule import Selection
+from .rule import Selection, suggest_n_clusters
 from .selection import select
 
 __all__ = [
@@ -97,4 +97,5 @@ __all__ = [
     "select",
     "select_kcenter",
     "select_random",
+    "suggest_n_clusters",
 ]

@@ -297,7 +297,27 @@ def _extractor_fp(features: Path, given: str | None) -> tuple[str | None, str | 
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), required=True, help="Centroid file to write."
 )
-@click.option("--clusters", "-k", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--clusters",
+    "-k",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="100",
+    help="R, the number of centroids (or --for-client).",
+)
+@click.option(
+    "--for-client",
+    "for_client",
+    type=(
+        click.IntRange(min=1),
+        click.FloatRange(min=0, min_open=True),
+        click.FloatRange(0, 1, min_open=True, max_open=True),
+    ),
+    default=None,
+    metavar="N EPSILON DELTA",
+    help="Choose R for a client of N private samples that will answer at (EPSILON, "
+    "DELTA): ecos_fast.suggest_n_clusters, at most the pool size.",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--max-iter", type=click.IntRange(min=1), default=25, show_default=True)
 @click.option(
@@ -316,7 +336,8 @@ def sketch(
     state: State,
     pool: Path,
     output: Path,
-    clusters: int,
+    clusters: int | None,
+    for_client: tuple[int, float, float] | None,
     seed: int,
     max_iter: int,
     normalize: str,
@@ -333,12 +354,21 @@ def sketch(
     """
     from .exchange import save_centroids
     from .protocol import fit_centroids
+    from .rule import suggest_n_clusters
 
+    if clusters is not None and for_client is not None:
+        raise click.UsageError("give --clusters or --for-client, not both")
+    if for_client is not None:  # checked before the pool is read
+        clusters = suggest_n_clusters(*for_client)
     signer = _signer(sign_key)
     extractor, extractor_source = _extractor_fp(pool, extractor_fp)
     with steps(state, 3, "sketch") as bar:
         x = load_features(pool, progress=state.progress)
         bar.update()
+        if clusters is None:
+            clusters = 100
+        elif for_client is not None:
+            clusters = min(clusters, int(x.shape[0]))
         cents = fit_centroids(
             x,
             clusters,

@@ -75,8 +75,9 @@ class ExperimentConfig:
     sweep_epsilons : tuple of float
         Extra ECOS runs at these epsilons (the epsilon sweep); empty: none.
     delta : float
-    n_clusters : int
-        R, the number of centroids (paper's setting: ~100).
+    n_clusters : int or None
+        R, the number of centroids (paper's setting: ~100); None: for each release,
+        :func:`ecos_fast.suggest_n_clusters` of the client's private size and its ε.
     threshold : float or None
         Cluster weights ``max(noisy_count - threshold * sigma, 0)``; ``None``: the
         selection rule's default (:data:`ecos_fast.rule.DEFAULT_THRESHOLD`).
@@ -140,7 +141,7 @@ class ExperimentConfig:
     epsilon: float = 0.58
     sweep_epsilons: tuple[float, ...] = ()
     delta: float = 1e-5
-    n_clusters: int = 100
+    n_clusters: int | None = 100
     threshold: float | None = None
     within: str | None = None
     candidates: float | None = None
@@ -190,6 +191,20 @@ class ExperimentConfig:
             )
         if self.private_size is not None and self.private_size < 1:
             raise InvalidInputError(f"private_size={self.private_size} must be >= 1")
+        if self.n_clusters is not None and self.n_clusters < 1:
+            raise InvalidInputError(f"n_clusters={self.n_clusters} must be >= 1 (None: suggested)")
+
+    def clusters_for(self, n_private: int, epsilon: float) -> int:
+        """R of the release at ``epsilon`` for a client of ``n_private`` samples:
+        :attr:`n_clusters`, or when None :func:`ecos_fast.suggest_n_clusters` (at the
+        rule's threshold, or :attr:`threshold`)."""
+        if self.n_clusters is not None:
+            return self.n_clusters
+        from ecos_fast import suggest_n_clusters
+
+        return suggest_n_clusters(
+            n_private, epsilon, self.delta, threshold=self.selection_options()["threshold"]
+        )
 
     def selection_options(self) -> dict[str, Any]:
         """The options of :func:`ecos_fast.select`, the rule's defaults filled in."""
@@ -337,14 +352,12 @@ def run_experiment(
                 images = data.split_images(domain, cfg.preset, seed, **same_rows)
             pool = split.pool_features
             client_id = split.domains.index(domain)
+            n_private = len(split.private_labels)
+            r_of = {e: min(cfg.clusters_for(n_private, e), len(pool)) for e in eps_list}
             if seed == cfg.seeds[0]:
                 comms.append(
                     communication(
-                        domain,
-                        len(split.private_labels),
-                        len(split.pool_labels),
-                        cfg.n_clusters,
-                        pool.shape[1],
+                        domain, n_private, len(split.pool_labels), r_of[cfg.epsilon], pool.shape[1]
                     )
                 )
             say(
@@ -356,10 +369,15 @@ def run_experiment(
             ctx = _RunContext(cfg, tc, split, images, client_id, seed)
 
             if "ecos" in cfg.methods:
-                t1 = time.perf_counter()
-                cents = _cached_centroids(pool, split, cfg, seed)
-                fit_s = time.perf_counter() - t1
+                fitted: dict[int, tuple[Any, float]] = {}
                 for eps in eps_list:
+                    r = r_of[eps]
+                    if r not in fitted:  # one sketch per R, shared by the releases using it
+                        t1 = time.perf_counter()
+                        c = _cached_centroids(pool, split, cfg, seed, r)
+                        fitted[r] = (c, time.perf_counter() - t1)
+                    cents, fit_s = fitted[r]
+                    fit_s /= sum(1 for e in eps_list if r_of[e] == r)
                     t1 = time.perf_counter()
                     led = ctx.new_ledger()
                     resp = ctx.respond(cents, eps, led)
@@ -374,7 +392,7 @@ def run_experiment(
                             seed=seed,
                         )
                         idx = np.asarray(sel.indices, dtype=np.int64)
-                        sel_s = time.perf_counter() - t1 + fit_s / len(eps_list)
+                        sel_s = time.perf_counter() - t1 + fit_s
                         records.append(ctx.run("ecos", budget, idx, eps, sel_s, response=resp))
                         bar.update(1)
                         t1 = time.perf_counter()
@@ -478,7 +496,9 @@ def selection_key(split: Any, cfg: ExperimentConfig, seed: int, what: str, **par
     return f"{split.client_domain}-s{seed}-{what}-{digest}"
 
 
-def _cached_centroids(pool: NDArray[Any], split: Any, cfg: ExperimentConfig, seed: int) -> Any:
+def _cached_centroids(
+    pool: NDArray[Any], split: Any, cfg: ExperimentConfig, seed: int, n_clusters: int
+) -> Any:
     """:func:`ecos_fast.fit_centroids` on the pool, kept on disk beside the features.
 
     The pool of a (client domain, seed) is the same for every application, budget and
@@ -492,11 +512,11 @@ def _cached_centroids(pool: NDArray[Any], split: Any, cfg: ExperimentConfig, see
         split,
         cfg,
         seed,
-        f"kmeans-R{cfg.n_clusters}",
-        n_clusters=cfg.n_clusters,
+        f"kmeans-R{n_clusters}",
+        n_clusters=n_clusters,
         normalize=cfg.normalize,
     )
-    c = _cache.load_array("selection", key, dtype=np.float32, shape=(cfg.n_clusters, None))
+    c = _cache.load_array("selection", key, dtype=np.float32, shape=(n_clusters, None))
     lab = _cache.load_array("selection", key + ".labels", dtype=np.int64, shape=(len(pool),))
     if c is not None and lab is not None:
         return ecos_fast.Centroids(
@@ -504,7 +524,7 @@ def _cached_centroids(pool: NDArray[Any], split: Any, cfg: ExperimentConfig, see
         )
     cents = ecos_fast.fit_centroids(
         pool,
-        cfg.n_clusters,
+        n_clusters,
         seed=seed,
         normalize=cfg.normalize,  # type: ignore[arg-type]
     )

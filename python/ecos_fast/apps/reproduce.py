@@ -70,6 +70,28 @@ _INTS = _List(_ints, "integers")
 _FLOATS = _List(_floats, "numbers")
 
 
+class _Clusters(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # generic in click 8.2+
+    """R: an integer >= 1, or 'auto' (None: suggested per release)."""
+
+    name = "integer|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        if str(value).strip().lower() == "auto":
+            return None
+        try:
+            r = int(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is neither an integer nor 'auto'", param, ctx)
+        if r < 1:
+            self.fail(f"{r} is not >= 1", param, ctx)
+        return r
+
+
+_CLUSTERS = _Clusters()
+
+
 def _presets() -> tuple[str, ...]:
     from ecos_fast.datasets.digits import PRESETS
 
@@ -105,8 +127,9 @@ def _options(*, sweep_default: bool, semi_default: bool) -> list[Callable[[Any],
           show_default="0.1,0.25,0.58,1.2,inf" if sweep_default else "none",
           help="extra ECOS epsilons, comma-separated ('inf' allowed); '' for none"),
         o("--no-sweep", is_flag=True, help="skip the epsilon sweep"),
-        o("--n-clusters", type=int, default=100, show_default=True,
-          help="R, the number of centroids"),
+        o("--n-clusters", type=_CLUSTERS, default="100", show_default=True,
+          help="R, the number of centroids; 'auto': ecos_fast.suggest_n_clusters of the "
+          "client's private size and each release's epsilon"),
         o("--threshold", type=float, default=None,
           help="weights max(v - threshold*sigma, 0) (default: the rule's)"),
         o("--within", default=None, type=click.Choice(list(rule.WITHIN)),
@@ -348,7 +371,8 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
     header = (
         f"Command: `{cmd}`  \n"
         f"Accuracy (%) on the client domain's {where}, mean ± std over seeds "
-        f"{', '.join(map(str, cfg.seeds))}; ECOS: R={cfg.n_clusters}, "
+        f"{', '.join(map(str, cfg.seeds))}; ECOS: "
+        f"R={'suggest_n_clusters(n, ε, δ)' if cfg.n_clusters is None else cfg.n_clusters}, "
         + ", ".join(f"{k}={v}" for k, v in cfg.selection_options().items())
         + f", normalize={cfg.normalize}, coverage ε={cfg.epsilon}, δ={cfg.delta}; "
         f"model={cfg.model} ({data.n_classes(cfg.preset)} classes); "
