@@ -453,8 +453,9 @@ def test_l2_bad_values_on_a_memmap_are_found_as_read(tmp_path: Path, row: int) -
     good = _pool(30_000, 16, seed=5)
     cents = ecos_fast.fit_centroids(good, n_clusters=4, normalize="l2")
     resp = ecos_fast.respond(good[:300], cents, math.inf, 1e-5)
+    sk = ecos_fast.Sketch.join(cents, resp)
     with pytest.raises(InvalidInputError, match=rf"features holds .* at row {row}\b"):
-        ecos_fast.select(mm, ecos_fast.Sketch.join(cents, resp), 100)
+        ecos_fast.select(mm, sk, 100)
     # Huge finite rows are fine under l2 (norms in float64), as in memory.
     big = good * np.float32(1e19)
     mb = _on_disk(tmp_path, big, "big.npy")
@@ -479,3 +480,29 @@ def test_transformed_rows_helpers(tmp_path: Path) -> None:
         ecos_fast.Centroids(np.eye(4, dtype=np.float32), normalize="l2")._transform_rows(x),
         np.ndarray,
     )
+
+
+def test_l2_memmap_with_labels_checks_rows_no_pass_reads(tmp_path: Path) -> None:
+    """With labels given, strata and the Random fallback read no features of the rows in
+    clusters they leave out; a bad row there must still be refused (before: under
+    normalize="l2" on disk nothing checked them and the selection went through)."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(0, 1, (3000, 8)) + np.r_[10.0, np.zeros(7)]
+    b = rng.normal(0, 1, (3000, 8)) + np.r_[0.0, 10.0, np.zeros(6)]
+    x = np.concatenate([a, b]).astype(np.float32)
+    cents = ecos_fast.fit_centroids(x, n_clusters=2, seed=0, normalize="l2")
+    lab = cents.labels
+    assert lab is not None
+    far = int(np.flatnonzero(lab == lab[-1])[10])  # a row of b's cluster
+    bad = x.copy()
+    bad[far, 4] = np.nan
+    mm = _on_disk(tmp_path, bad)
+    private = x[:400]  # a's cluster only: b's gets no quota
+    for eps, kw in ((math.inf, {}), (0.5, {"threshold": 1e6, "fallback": "random"})):
+        sk = ecos_fast.Sketch.join(cents, ecos_fast.respond(private, cents, eps, 1e-5, seed=1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            good = ecos_fast.select(x, sk, 50, labels=lab, **kw)
+            assert far not in set(good.indices.tolist())
+            with pytest.raises(InvalidInputError, match=rf"features holds .* at row {far}\b"):
+                ecos_fast.select(mm, sk, 50, labels=lab, **kw)

@@ -188,13 +188,16 @@ def select(
     cents = sk.centroids
     # Without a transform the features are checked inside the first pass that reads them
     # (the assignment, or with labels the distances to the own centroids): a pool on disk
-    # is read once, not once more for the check.
-    unchecked = cents.normalize is None
+    # is read once, not once more for the check. A pool on disk under normalize="l2" is
+    # checked by every pass, as each block is normalized; a pass that reads no features
+    # (strata or a Random fallback, with labels given) is then the check alone.
     x: _stream.Rows
-    if unchecked:
+    if cents.normalize is None:
         x = as_features(features, "features", n_features=cents.n_features, finite=False)
     else:
         x = cents._transform_rows(features, "features")  # a pool on disk: never copied
+    in_pass = cents.normalize is None  # checked by the passes here, not by the transform
+    unchecked = in_pass or isinstance(x, _stream.Transformed)
     n = x.shape[0]
     b = check_budget(budget, n)
     s = check_seed(seed)
@@ -202,9 +205,16 @@ def select(
     c = cents.centroids
     r = sk.n_clusters
     limit = feature_limit(x.shape[1])
+
+    def check_all() -> None:
+        if isinstance(x, _stream.Transformed):
+            _validation.check_finite(x.raw, "features")  # under l2: NaN/inf only
+        else:
+            _validation.check_finite(x, "features", max_abs=limit)
+
     if labels is None:
         lab, sq_dist, _ = assign_checked(
-            x, c, threads, name="features" if unchecked else None, max_abs=limit
+            x, c, threads, name="features" if in_pass else None, max_abs=limit
         )
         unchecked = False
     else:
@@ -214,7 +224,7 @@ def select(
     plan = plan_selection(resp.noisy_counts, resp.sigma, capacity, b, opts, stacklevel=2)
     if plan.fallback is not None:
         if unchecked:
-            _validation.check_finite(_stream.as_array(x), "features", max_abs=limit)
+            check_all()
         idx = (
             random_rows(n, b, s)
             if plan.fallback == "random"
@@ -223,10 +233,10 @@ def select(
         return fallback_selection(idx, plan, np.bincount(lab[idx], minlength=r), lab)
     if opts.within == "strata":  # uses no distance to the own centroid: only the check
         if unchecked:
-            _validation.check_finite(_stream.as_array(x), "features", max_abs=limit)
+            check_all()
     elif sq_dist is None:
         sq_dist = own_centroid_sq_dist(
-            x, c, lab, plan.quotas > 0, threads, check_as="features" if unchecked else None
+            x, c, lab, plan.quotas > 0, threads, check_as="features" if in_pass else None
         )
     idx = select_within(x, c, lab, sq_dist, plan, opts, threads, seed=s)
     return ecos_selection(idx, plan, lab, stacklevel=2)
