@@ -1,0 +1,69 @@
+"""Pair two ``reproduce`` runs of one method, run by run, and test the difference.
+
+Each ``*-runs.csv`` (written by ``ecos-fast reproduce``) holds one row per (domain, seed,
+budget, method, epsilon). This script matches the rows of ``--method`` (default ecos)
+on (domain, seed, budget, epsilon) and prints, per (budget, epsilon) and over all of
+them, the mean accuracy of each run, the mean difference A - B, A's wins out of the
+pairs, and a Wilcoxon signed-rank p-value (``ecos_fast.apps.stats.wilcoxon_p``).
+
+    .venv/bin/python scripts/pair_runs.py docs/results/sketch-rauto-hard-runs.csv \\
+        docs/results/sketch-r100-hard-runs.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ecos_fast.apps.stats import wilcoxon_p
+
+Key = tuple[str, str, int, float]
+
+
+def load(path: Path, method: str) -> dict[Key, tuple[float, float]]:
+    """(accuracy, client share) of every run of ``method``, by (domain, seed, budget, eps)."""
+    with path.open(newline="") as f:
+        return {
+            (r["domain"], r["seed"], int(r["budget"]), float(r["epsilon"])): (
+                float(r["accuracy"]),
+                float(r["client_share"]),
+            )
+            for r in csv.DictReader(f)
+            if r["method"] == method
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("a", type=Path, help="runs CSV of configuration A")
+    ap.add_argument("b", type=Path, help="runs CSV of configuration B")
+    ap.add_argument("--method", default="ecos")
+    args = ap.parse_args(argv)
+    a, b = load(args.a, args.method), load(args.b, args.method)
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        print("no runs in common")
+        return 1
+    print(f"{len(keys)} paired runs of {args.method}: A = {args.a.name}, B = {args.b.name}")
+    groups: dict[str, list[Key]] = {}
+    for k in keys:
+        groups.setdefault(f"B={k[2]}, eps={k[3]:g}", []).append(k)
+    groups["all"] = keys
+    for name, ks in groups.items():
+        d = np.array([a[k][0] - b[k][0] for k in ks])
+        p = wilcoxon_p(d)[0] if np.any(d) else 1.0
+        ma, mb = (100 * np.mean([run[k][0] for k in ks]) for run in (a, b))
+        sa, sb = (100 * np.mean([run[k][1] for k in ks]) for run in (a, b))
+        print(
+            f"{name}: A {ma:.1f} vs B {mb:.1f}, A - B {100 * d.mean():+.2f} points, A wins "
+            f"{int((d > 0).sum())}/{d.size} (ties {int((d == 0).sum())}), Wilcoxon p = {p:.3g}; "
+            f"client-domain share {sa:.0f} % vs {sb:.0f} %"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
