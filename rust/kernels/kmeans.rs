@@ -486,49 +486,33 @@ fn add_quantized(acc: &mut [i64], row: &[f32], scales: &[f64]) {
     }
 }
 
-/// `sums[labels[r]] += quantized row r` for every row `r` of the block `x`.
-fn add_labelled(sums: &mut [i64], x: &[f32], labels: &[i64], scales: &[f64]) {
-    #[inline(always)]
-    fn body(sums: &mut [i64], x: &[f32], labels: &[i64], scales: &[f64]) {
-        let d = scales.len();
-        for (row, &l) in x.chunks_exact(d).zip(labels) {
-            let l = l as usize;
-            add_quantized(&mut sums[l * d..(l + 1) * d], row, scales);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        /// # Safety
-        /// The CPU supports AVX-512F.
-        #[target_feature(enable = "avx512f")]
-        unsafe fn wide512(sums: &mut [i64], x: &[f32], labels: &[i64], scales: &[f64]) {
-            body(sums, x, labels, scales)
-        }
-        /// # Safety
-        /// The CPU supports AVX2.
-        #[target_feature(enable = "avx2")]
-        unsafe fn wide256(sums: &mut [i64], x: &[f32], labels: &[i64], scales: &[f64]) {
-            body(sums, x, labels, scales)
-        }
-        // Integer results: the same on every path.
-        match simd::path() {
-            // SAFETY: the feature was detected at run time by `path()`.
-            SimdPath::Avx512 => return unsafe { wide512(sums, x, labels, scales) },
-            // SAFETY: as above (AVX2+FMA detected).
-            SimdPath::Avx2Fma => return unsafe { wide256(sums, x, labels, scales) },
-            SimdPath::Portable => {}
-        }
-    }
-    body(sums, x, labels, scales)
+/// Which rows of `x` go into which `d`-long slot of the accumulator.
+#[derive(Clone, Copy)]
+enum Dest<'a> {
+    /// These rows of `x`, all into the one slot `acc` (`acc.len() == d`).
+    One(&'a [usize]),
+    /// Every row `r` of the block `x` into slot `labels[r]` (`acc` is `k × d`).
+    Labelled(&'a [i64]),
 }
 
-/// `acc += Σ quantized rows` over `rows` of `x`.
-fn add_rows(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
+/// Quantized rows of `x` added to `acc` as `dest` says, on the widest SIMD path
+/// (integer results: the same on every path).
+fn add_quantized_rows(acc: &mut [i64], x: &[f32], dest: Dest<'_>, scales: &[f64]) {
     #[inline(always)]
-    fn body(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
-        let d = acc.len();
-        for &i in rows {
-            add_quantized(acc, &x[i * d..(i + 1) * d], scales);
+    fn body(acc: &mut [i64], x: &[f32], dest: Dest<'_>, scales: &[f64]) {
+        let d = scales.len();
+        match dest {
+            Dest::One(rows) => {
+                for &i in rows {
+                    add_quantized(acc, &x[i * d..(i + 1) * d], scales);
+                }
+            }
+            Dest::Labelled(labels) => {
+                for (row, &l) in x.chunks_exact(d).zip(labels) {
+                    let l = l as usize;
+                    add_quantized(&mut acc[l * d..(l + 1) * d], row, scales);
+                }
+            }
         }
     }
     #[cfg(target_arch = "x86_64")]
@@ -536,25 +520,24 @@ fn add_rows(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
         /// # Safety
         /// The CPU supports AVX-512F.
         #[target_feature(enable = "avx512f")]
-        unsafe fn wide512(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
-            body(acc, x, rows, scales)
+        unsafe fn wide512(acc: &mut [i64], x: &[f32], dest: Dest<'_>, scales: &[f64]) {
+            body(acc, x, dest, scales)
         }
         /// # Safety
         /// The CPU supports AVX2.
         #[target_feature(enable = "avx2")]
-        unsafe fn wide256(acc: &mut [i64], x: &[f32], rows: &[usize], scales: &[f64]) {
-            body(acc, x, rows, scales)
+        unsafe fn wide256(acc: &mut [i64], x: &[f32], dest: Dest<'_>, scales: &[f64]) {
+            body(acc, x, dest, scales)
         }
-        // Integer results: the same on every path.
         match simd::path() {
             // SAFETY: the feature was detected at run time by `path()`.
-            SimdPath::Avx512 => return unsafe { wide512(acc, x, rows, scales) },
+            SimdPath::Avx512 => return unsafe { wide512(acc, x, dest, scales) },
             // SAFETY: as above (AVX2+FMA detected).
-            SimdPath::Avx2Fma => return unsafe { wide256(acc, x, rows, scales) },
+            SimdPath::Avx2Fma => return unsafe { wide256(acc, x, dest, scales) },
             SimdPath::Portable => {}
         }
     }
-    body(acc, x, rows, scales)
+    body(acc, x, dest, scales)
 }
 
 /// Fixed-point feature sums (i64) and sums of squares (i128) of the rows.
@@ -757,7 +740,7 @@ fn partial_grouped(
         .par_iter()
         .map(|&(_, s, e)| {
             let mut acc = vec![0i64; d];
-            add_rows(&mut acc, x, &members[s..e], scales);
+            add_quantized_rows(&mut acc, x, Dest::One(&members[s..e]), scales);
             acc
         })
         .collect();
@@ -812,7 +795,7 @@ fn partial_fused(
                     break;
                 }
                 packed.block(xb, &mut s, lb, db);
-                add_labelled(&mut sums, xb, lb, scales);
+                add_quantized_rows(&mut sums, xb, Dest::Labelled(lb), scales);
                 for &l in lb.iter() {
                     counts[l as usize] += 1;
                 }
