@@ -100,18 +100,6 @@ class Transformed:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.raw.shape)
 
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return self.raw.dtype
-
-    @property
-    def strides(self) -> tuple[int, ...]:
-        return tuple(self.raw.strides)
-
-    @property
-    def ndim(self) -> int:
-        return int(self.raw.ndim)
-
 
 #: A pool as the passes here take it: an array (in memory or mapped) or a mapped pool
 #: under a row-wise transform.
