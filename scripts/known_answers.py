@@ -37,6 +37,12 @@ OPTIONS: dict[str, dict[str, object]] = {
     "within strata": {"within": "strata"},
     "strata, threshold 1": {"within": "strata", "threshold": 1.0},
     "posterior, threshold 0": {"weights": "posterior", "threshold": 0.0},
+    "empirical-bayes, threshold 0": {"weights": "empirical-bayes", "threshold": 0.0},
+    "empirical-bayes, threshold 0, keep": {
+        "weights": "empirical-bayes",
+        "threshold": 0.0,
+        "low_signal": "keep",
+    },
 }
 
 

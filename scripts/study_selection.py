@@ -9,6 +9,8 @@ Two studies, each over every client domain of a preset, a few seeds and epsilon 
   cluster, ``"nearest"``, ``"neighbourhood"`` with several candidate factors,
   ``"strata"``) at the default threshold;
 * ``--study grid``: threshold x routine crossed;
+* ``--study weights``: the weights' estimator (``"noisy"``, ``"posterior"``,
+  ``"empirical-bayes"``) x threshold x ``low_signal``, the default routine;
 * ``--study sketch``: the sketch itself, the number of centroids R x ``normalize``
   (``None`` or ``"l2"``), each fitted afresh, with the rule's defaults; and R from
   :func:`ecos_fast.suggest_n_clusters` for the client's size and each epsilon.
@@ -67,6 +69,15 @@ GRID_ROUTINES: tuple[tuple[str, float], ...] = (
 # The sketch study: R x normalize (the default sketch is R=100, normalize=None).
 SKETCH_CLUSTERS = (50, 100, 200)
 SKETCH_NORMALIZE: tuple[str | None, ...] = (None, "l2")
+# The weights study: (weights, threshold, low_signal); the first is the default.
+WEIGHT_CONFIGS: tuple[tuple[str, float, str], ...] = (
+    ("noisy", 2.0, "spread"),
+    ("posterior", 2.0, "spread"),
+    ("empirical-bayes", 0.0, "spread"),
+    ("empirical-bayes", 0.0, "keep"),
+    ("empirical-bayes", 0.5, "spread"),
+    ("empirical-bayes", 1.0, "spread"),
+)
 HOLDOUT = 0.3
 
 
@@ -90,11 +101,11 @@ def _score(
 
 
 def _held_out(
-    client: str, preset: str, seed: int
+    client: str, preset: str, seed: int, private_size: int | None = None
 ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """The (client, seed) split, the rows of its private set that answer, and the
     held-out 30 % (features, labels) that scores the selections."""
-    split = split_features(client, preset, seed)
+    split = split_features(client, preset, seed, private_size=private_size)
     perm = np.random.default_rng(seed).permutation(split.private_features.shape[0])
     n_val = int(HOLDOUT * perm.size)
     val, priv = perm[:n_val], perm[n_val:]
@@ -102,31 +113,43 @@ def _held_out(
 
 
 def _cases(
-    preset: str, seeds: Sequence[int]
+    preset: str, seeds: Sequence[int], private_size: int | None = None
 ) -> Iterator[tuple[str, int, Any, np.ndarray, np.ndarray, np.ndarray]]:
     """Every (client, seed) of the preset with :func:`_held_out`'s split; prints the
     time each took once its scores are in."""
     for client in client_domains(preset):
         for seed in seeds:
             t0 = time.perf_counter()
-            yield (client, seed, *_held_out(client, preset, seed))
+            yield (client, seed, *_held_out(client, preset, seed, private_size))
             print(f"{client} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
-def _configs(study: str) -> list[tuple[str, float, str, float, str]]:
+def _configs(study: str) -> list[tuple[str, float, str, float, str, str]]:
+    """(study, threshold, within, candidates, low_signal, weights) to run."""
     from ecos_fast.rule import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD, DEFAULT_WITHIN
 
     # The rule before this study: threshold 0, K-Center over the whole cluster.
-    previous = [("previous", 0.0, "kcenter", 1.0, "keep")]
+    previous = [("previous", 0.0, "kcenter", 1.0, "keep", "noisy")]
     if study == "grid":
         return [
-            ("grid", t, w, c, "spread") for t in GRID_THRESHOLDS for w, c in GRID_ROUTINES
+            ("grid", t, w, c, "spread", "noisy") for t in GRID_THRESHOLDS for w, c in GRID_ROUTINES
         ] + previous
+    if study == "weights":
+        return [
+            ("weights", t, DEFAULT_WITHIN, DEFAULT_CANDIDATES, low, w)
+            for w, t, low in WEIGHT_CONFIGS
+        ]
     return (
-        [("threshold", t, DEFAULT_WITHIN, DEFAULT_CANDIDATES, "spread") for t in THRESHOLDS]
+        [
+            ("threshold", t, DEFAULT_WITHIN, DEFAULT_CANDIDATES, "spread", "noisy")
+            for t in THRESHOLDS
+        ]
         # weights="posterior" at thresholds 0 and the default (the label says so).
-        + [("posterior", t, DEFAULT_WITHIN, DEFAULT_CANDIDATES, "spread") for t in (0.0, 2.0)]
-        + [("routine", DEFAULT_THRESHOLD, w, c, "spread") for w, c in ROUTINES]
+        + [
+            ("posterior", t, DEFAULT_WITHIN, DEFAULT_CANDIDATES, "spread", "posterior")
+            for t in (0.0, 2.0)
+        ]
+        + [("routine", DEFAULT_THRESHOLD, w, c, "spread", "noisy") for w, c in ROUTINES]
         + previous
     )
 
@@ -138,6 +161,7 @@ def run(
     n_clusters: int,
     scorer: str = "knn",
     study: str = "main",
+    private_size: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every (client, seed, epsilon, configuration) score as one row."""
     if study == "sketch":
@@ -145,14 +169,14 @@ def run(
     k = n_classes(preset)
     configs = _configs(study)
     out: list[dict[str, Any]] = []
-    for client, seed, split, priv, val_x, val_y in _cases(preset, seeds):
+    for client, seed, split, priv, val_x, val_y in _cases(preset, seeds, private_size):
         cents = ecos_fast.fit_centroids(split.pool_features, n_clusters=n_clusters, seed=seed)
         for eps in EPSILONS:
             resp = ecos_fast.respond(
                 split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17
             )
             sketch = ecos_fast.Sketch.join(cents, resp)
-            for study, thr, within, cand, low in configs:
+            for study, thr, within, cand, low, weights in configs:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", BudgetShortfallWarning)
                     warnings.simplefilter("ignore", LowSignalWarning)
@@ -160,8 +184,7 @@ def run(
                         sel = ecos_fast.select(
                             split.pool_features, sketch, budget,
                             threshold=thr, within=within, candidates=cand,
-                            low_signal=low,
-                            weights="posterior" if study == "posterior" else "noisy",
+                            low_signal=low, weights=weights,
                         )  # fmt: skip
                     except NoCoverageError:
                         continue
@@ -170,7 +193,7 @@ def run(
                     {
                         "study": study, "client": client, "seed": seed, "epsilon": eps,
                         "threshold": thr, "within": within, "candidates": cand,
-                        "val_accuracy": acc, "client_share": share, "method": sel.method,
+                        "weights": weights, "low_signal": low, "val_accuracy": acc, "client_share": share, "method": sel.method,
                     }
                 )  # fmt: skip
     return out
@@ -230,6 +253,8 @@ def _label(r: dict[str, Any]) -> str:
         return "previous rule (threshold 0, kcenter)"
     if r["study"] == "posterior":
         return f"posterior, threshold={r['threshold']:g}"
+    if r["study"] == "weights":
+        return f"{r['weights']}, threshold={r['threshold']:g}, {r['low_signal']}"
     if r["study"] == "threshold":
         return f"threshold={r['threshold']:g}"
     if r["study"] == "grid":
@@ -243,7 +268,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     paired wins against the study's best configuration."""
     lines: list[str] = []
     present = {r["study"] for r in rows}
-    for study in [s for s in ("threshold", "routine", "grid", "sketch") if s in present]:
+    for study in [s for s in ("threshold", "routine", "grid", "weights", "sketch") if s in present]:
         extra = ("previous", "posterior") if study == "threshold" else ("previous",)
         sub = [r for r in rows if r["study"] in (study, *extra)]
         labels = list(dict.fromkeys(_label(r) for r in sub))
@@ -319,6 +344,14 @@ def _paired_block(rows: list[dict[str, Any]]) -> str:
 
     if any(r["study"] == "grid" for r in rows):
         return _grid_block(rows)
+    if any(r["study"] == "weights" for r in rows):
+        w, t, low = WEIGHT_CONFIGS[0]
+        default = _label({"study": "weights", "weights": w, "threshold": t, "low_signal": low})
+        lines = ["### Paired against the current default weights (validation accuracy)", ""]
+        for lab in dict.fromkeys(_label(r) for r in rows):
+            if lab != default:
+                lines.append(f"- {paired(rows, ('weights',), lab, default)}")
+        return "\n".join(lines) + "\n"
     if any(r["study"] == "sketch" for r in rows):
         default = _label({"study": "sketch", "n_clusters": 100, "normalize": "none"})
         lines = ["### Paired against the default sketch (validation accuracy)", ""]
@@ -361,11 +394,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument(
         "--study",
-        choices=("main", "grid", "sketch"),
+        choices=("main", "grid", "weights", "sketch"),
         default="main",
         help="main: the threshold and routine studies around the defaults; grid: threshold "
-        "x routine crossed (writes study-grid-<preset>.*); sketch: R x normalize "
+        "x routine crossed (writes study-grid-<preset>.*); weights: the weights' estimator x "
+        "threshold x low_signal (study-weights-<preset>.*); sketch: R x normalize "
         "(writes study-sketch-<preset>.*)",
+    )
+    ap.add_argument(
+        "--private-size",
+        type=int,
+        default=None,
+        help="the client's private set size (before the 30 %% hold-out); default: the "
+        "preset's (adds -n<N> to the file names; an R other than 100 adds -r<R>)",
     )
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument(
@@ -374,12 +415,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"study-{args.preset}" if args.study == "main" else f"study-{args.study}-{args.preset}"
+    if args.private_size is not None:
+        stem += f"-n{args.private_size}"
+    if args.study != "sketch" and args.clusters != 100:
+        stem += f"-r{args.clusters}"
     csv_path = args.out / f"{stem}.csv"
     if args.from_csv:
         with csv_path.open(newline="") as f:
             rows = [_typed(r) for r in csv.DictReader(f)]
     else:
-        rows = run(args.preset, args.seeds, args.budget, args.clusters, args.scorer, args.study)
+        rows = run(
+            args.preset, args.seeds, args.budget, args.clusters, args.scorer, args.study,
+            args.private_size,
+        )  # fmt: skip
         with csv_path.open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
@@ -388,7 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / f"{stem}.md").write_text(
         f"# Selection study, preset {args.preset!r}, budget {args.budget}, "
         f"R={'50/100/200' if args.study == 'sketch' else args.clusters}, seeds {args.seeds}, "
-        f"scorer {args.scorer}\n\n{md}\n"
+        f"scorer {args.scorer}"
+        + ("" if args.private_size is None else f", private size {args.private_size}")
+        + f"\n\n{md}\n"
     )
     print(md)
     return 0

@@ -382,8 +382,15 @@ def test_no_coverage_exits_3_unless_a_fallback(files: dict[str, Path], tmp_path:
     keep = ["--threshold", 1e6, "--low-signal", "keep"]
     assert _run("-q", "select", *common, *keep) == EXIT_INPUT
     assert _run("-q", "select", *common, *keep, "--fallback", "random") == 0
-    # By default noise-sized weights spread the budget by cluster size instead.
-    assert _run("-q", "select", *common, "--threshold", 1e6) == 0
+    # The release has signal (30 rows in one cluster at epsilon 1), so the signal check,
+    # which does not depend on --threshold, does not spread it: still no coverage.
+    assert _run("-q", "select", *common, "--threshold", 1e6) == EXIT_INPUT
+    # A noise-sized release spreads the budget instead (Random's draw), whatever the
+    # threshold.
+    noise = tmp_path / "noise.safetensors"
+    assert _run("-q", "respond", files["centroids"], far, "-o", noise, "--epsilon", 0.001) == 0
+    quiet = [files["pool"], files["centroids"], noise, "-b", 5, "-o", tmp_path / "s.npy"]
+    assert _run("-q", "select", *quiet, "--threshold", 1e6) == 0
 
 
 @pytest.mark.parametrize("suffix", [".html", ".png"])

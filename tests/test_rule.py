@@ -419,3 +419,111 @@ def test_suggest_n_clusters_refuses_bad_input(kw: dict[str, Any], err: type) -> 
     args: dict[str, Any] = {"n_private": 300, "epsilon": 0.58, "delta": 1e-5, **kw}
     with pytest.raises(err):
         ecos_fast.suggest_n_clusters(**args)
+
+
+def test_empirical_bayes_without_noise_is_the_release() -> None:
+    np.testing.assert_array_equal(
+        rule.empirical_bayes_counts([3.0, -1.0, 0.0], 0.0), [3.0, 0.0, 0.0]
+    )
+
+
+def test_empirical_bayes_matches_the_oracle_posterior_mean() -> None:
+    # True counts from a known two-point prior: 0 (80 %) or 20 (20 %), sigma = 5. With
+    # many clusters the fitted prior approaches the true one, so the weights approach
+    # the posterior mean under the true prior, computed here in closed form.
+    rng = np.random.default_rng(3)
+    sigma, r = 5.0, 4000
+    v = np.where(rng.random(r) < 0.2, 20.0, 0.0)
+    m = v + rng.normal(0.0, sigma, r)
+    l0 = 0.8 * np.exp(-0.5 * (m / sigma) ** 2)
+    l1 = 0.2 * np.exp(-0.5 * ((m - 20.0) / sigma) ** 2)
+    oracle = 20.0 * l1 / (l0 + l1)
+    got = rule.empirical_bayes_counts(m, sigma)
+    assert np.abs(got - oracle).mean() < 0.5, np.abs(got - oracle).mean()
+    # ... and it beats both the release and the flat-prior posterior mean on the error.
+    err = np.abs(got - v).mean()
+    assert err < np.abs(np.maximum(m, 0) - v).mean()
+    assert err < np.abs(rule.posterior_mean_counts(m, sigma) - v).mean()
+
+
+def test_empirical_bayes_shrinks_untouched_clusters_and_keeps_clear_ones() -> None:
+    rng = np.random.default_rng(5)
+    sigma = 6.137  # epsilon = 0.58, delta = 1e-5
+    v = np.zeros(100)
+    v[:10] = 40.0
+    m = v + rng.normal(0.0, sigma, 100)
+    w = rule.empirical_bayes_counts(m, sigma)
+    # Noise alone gives the 90 untouched clusters about 90 * 0.4 * sigma of max(m, 0).
+    assert w[10:].sum() < 0.25 * np.maximum(m[10:], 0).sum(), (w[10:].sum(), m[10:])
+    np.testing.assert_allclose(w[:10], 40.0, atol=3 * sigma)
+    # A release far from every other (no underflow to 0/0) keeps its value.
+    far = rule.empirical_bayes_counts([1e6, 0.0, 1.0], 1.0)
+    assert np.isfinite(far).all() and far[0] == pytest.approx(1e6, rel=1e-3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(-50, 200, allow_nan=False), min_size=1, max_size=60),
+    st.floats(0.1, 40.0),
+    st.randoms(use_true_random=False),
+)
+def test_empirical_bayes_is_monotone_bounded_and_order_free(
+    m: list[float], sigma: float, rnd: Any
+) -> None:
+    x = np.asarray(m)
+    w = rule.empirical_bayes_counts(x, sigma)
+    assert w.dtype == np.float64 and w.shape == x.shape
+    assert (w >= 0).all() and (w <= max(x.max(), 0) + 4 * sigma + 1e-9).all()
+    # A posterior mean under any prior is nondecreasing in the release.
+    order = np.argsort(x, kind="stable")
+    assert (np.diff(w[order]) >= -1e-9 * (1 + w.max())).all()
+    # The fitted prior does not depend on the clusters' order.
+    perm = list(range(x.size))
+    rnd.shuffle(perm)
+    np.testing.assert_allclose(
+        rule.empirical_bayes_counts(x[perm], sigma), w[perm], rtol=1e-9, atol=1e-9
+    )
+
+
+def test_empirical_bayes_weights_reach_select(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
+    pool, sk = mixture
+    resp = ecos_fast.respond(np.repeat(pool[:1], 50, axis=0), sk.centroids, 2.0, 1e-5, seed=4)
+    noisy = ecos_fast.Sketch.join(sk.centroids, resp)
+    sel = ecos_fast.select(pool, noisy, 100, weights="empirical-bayes", threshold=0.0)
+    want = rule.empirical_bayes_counts(resp.noisy_counts, resp.sigma)
+    assert sel.weights is not None
+    np.testing.assert_allclose(sel.weights, want)
+    np.testing.assert_allclose(noisy.weights(weights="empirical-bayes"), want)
+
+
+@pytest.mark.parametrize("bad", [[1.0, float("nan")], [1.0, float("inf")], [[1.0]]])
+def test_empirical_bayes_rejects_bad_releases(bad: Any) -> None:
+    # An empty release gives no weights, as for the other estimators.
+    assert rule.empirical_bayes_counts([], 1.0).shape == (0,)
+    with pytest.raises(InvalidInputError):
+        rule.empirical_bayes_counts(bad, 1.0)
+    with pytest.raises(InvalidInputError):
+        rule.empirical_bayes_counts([1.0], -1.0)
+
+
+def test_signal_check_does_not_depend_on_the_weights_threshold() -> None:
+    # 396 untouched clusters and 4 holding 8 samples each, sigma = 1. Tested at 0 sigma,
+    # the positive noise of the 396 (about 158 +- 12) swamps the 32 samples; at 2 sigma
+    # the four stand out. The check runs at LOW_SIGNAL_THRESHOLD whatever the weights'
+    # threshold, so threshold=0 keeps the weights (it spread them before).
+    rng = np.random.default_rng(11)
+    counts = rng.normal(0.0, 1.0, 400)
+    counts[:4] += 8.0
+    capacity = np.full(400, 50, dtype=np.int64)
+    for thr in (0.0, rule.DEFAULT_THRESHOLD):
+        for weights in rule.WEIGHTS:
+            opts = rule.check_rule_options(threshold=thr, weights=weights)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LowSignalWarning)
+                plan = rule.plan_selection(counts, 1.0, capacity, 100, opts, stacklevel=1)
+            assert not plan.low_signal, (thr, weights)
+    # Noise alone is still caught at threshold 0.
+    opts = rule.check_rule_options(threshold=0.0)
+    with pytest.warns(LowSignalWarning):
+        plan = rule.plan_selection(counts[4:], 1.0, capacity[4:], 100, opts, stacklevel=1)
+    assert plan.low_signal

@@ -675,10 +675,11 @@ def _check_client_extractor(
 )
 @click.option(
     "--weights",
-    type=click.Choice(["noisy", "posterior"]),
+    type=click.Choice(["noisy", "posterior", "empirical-bayes"]),
     default=None,
-    help="Estimate of each cluster's count: the noisy count, or its posterior mean under "
-    "the Gaussian noise with a flat prior on counts >= 0. [default: the library's]",
+    help="Estimate of each cluster's count: the noisy count, its posterior mean under "
+    "the Gaussian noise with a flat prior on counts >= 0 (posterior), or with a prior "
+    "fitted to the whole release (empirical-bayes). [default: the library's]",
 )
 @click.option(
     "--within",
@@ -770,6 +771,7 @@ def select(
         DEFAULT_THRESHOLD,
         DEFAULT_WEIGHTS,
         DEFAULT_WITHIN,
+        Weights,
     )
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -810,7 +812,7 @@ def select(
                     sk,
                     budget,
                     threshold=threshold,
-                    weights=cast(Literal["noisy", "posterior"], weights),
+                    weights=cast(Weights, weights),
                     within=cast(Literal["neighbourhood", "kcenter", "nearest", "strata"], within),
                     candidates=candidates,
                     fallback=cast(Literal["raise", "random", "kcenter"], fallback),

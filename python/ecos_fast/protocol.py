@@ -723,7 +723,9 @@ class Sketch:
         return self.centroids.n_clusters
 
     def weights(
-        self, threshold: float = 0.0, weights: Literal["noisy", "posterior"] = "noisy"
+        self,
+        threshold: float = 0.0,
+        weights: Literal["noisy", "posterior", "empirical-bayes"] = "noisy",
     ) -> NDArray[np.float64]:
         """Cluster weights ``max(estimate - threshold * sigma, 0)``.
 
@@ -733,8 +735,10 @@ class Sketch:
         ----------
         threshold : float, default 0.0
             Multiples of ``sigma`` to subtract (>= 0).
-        weights : {"noisy", "posterior"}, default "noisy"
-            The estimate: the noisy count, or its posterior mean.
+        weights : {"noisy", "posterior", "empirical-bayes"}, default "noisy"
+            The estimate: the noisy count, its posterior mean under a flat prior, or
+            under a prior fitted to the release
+            (:func:`ecos_fast.rule.empirical_bayes_counts`).
 
         Returns
         -------

@@ -97,10 +97,12 @@ def select(
     threshold : float, default rule.DEFAULT_THRESHOLD (2.0)
         In units of the release's ``sigma``: cluster weights are
         ``max(estimate - threshold * sigma, 0)``.
-    weights : {"noisy", "posterior"}, default rule.DEFAULT_WEIGHTS ("noisy")
-        The estimate of each cluster's count: the noisy count itself, or its
+    weights : {"noisy", "posterior", "empirical-bayes"}, default rule.DEFAULT_WEIGHTS ("noisy")
+        The estimate of each cluster's count: the noisy count itself, its
         posterior mean under the Gaussian noise with a flat prior on counts >= 0
-        (:func:`ecos_fast.rule.posterior_mean_counts`).
+        (:func:`ecos_fast.rule.posterior_mean_counts`), or its posterior mean under
+        a prior fitted to the whole release (:func:`ecos_fast.rule.empirical_bayes_counts`;
+        use it with ``threshold=0``: it shrinks untouched clusters itself).
     within : {"neighbourhood", "kcenter", "nearest", "strata"}, default rule.DEFAULT_WITHIN
         How a cluster's quota ``q`` is picked. ``"neighbourhood"``: its
         ``ceil(candidates * q)`` members nearest the centroid, then greedy
@@ -118,8 +120,10 @@ def select(
         select uniformly at random / by global K-Center instead (recorded in
         ``Selection.method``).
     low_signal : {"spread", "keep"}, default rule.DEFAULT_LOW_SIGNAL ("spread")
-        When the thresholded noisy counts sum to no more than noise alone would give
-        (within three standard deviations, :func:`ecos_fast.rule.noise_only_mass`),
+        When the noisy counts less ``2 * sigma`` (``rule.LOW_SIGNAL_THRESHOLD``,
+        whatever ``threshold`` and ``weights`` are), floored at 0, sum to no more than
+        noise alone would give (within three standard deviations,
+        :func:`ecos_fast.rule.noise_only_mass`),
         ``"spread"`` draws the selection uniformly at random (Random's draw for
         ``seed``; ``Selection.method`` is ``"ecos-low-signal-random"``) instead of
         spending it on the few clusters that noise lifted; a :class:`LowSignalWarning`
