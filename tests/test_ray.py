@@ -223,14 +223,20 @@ def test_select_within_equals_local_for_one_and_many_shards(
         np.testing.assert_array_equal(got.quotas, local.quotas)
 
 
-def test_select_noisy_posterior_equals_local(
-    cluster: Any, pool: np.ndarray, other_shards: Path, sketch: ecos_fast.Sketch
+@pytest.mark.parametrize(("weights", "threshold"), [("posterior", 1.0), ("empirical-bayes", 0.0)])
+def test_select_noisy_weights_equal_local(
+    cluster: Any,
+    pool: np.ndarray,
+    other_shards: Path,
+    sketch: ecos_fast.Sketch,
+    weights: str,
+    threshold: float,
 ) -> None:
     cents = sketch.centroids
     head = pool[:20_000]
     private = head[ecos_fast.assign(head, cents.centroids)[0] % 5 == 0]
     noisy = ecos_fast.Sketch.join(cents, ecos_fast.respond(private, cents, 1.0, 1e-5, seed=0))
-    kw: dict[str, Any] = {"weights": "posterior", "threshold": 1.0}
+    kw: dict[str, Any] = {"weights": weights, "threshold": threshold}
     local = ecos_fast.select(pool, noisy, 800, **kw)
     got = ecos_fast.select(other_shards, noisy, 800, backend="ray", **kw)
     np.testing.assert_array_equal(got.indices, local.indices)
