@@ -248,15 +248,23 @@ def test_posterior_weight_is_the_truncated_gaussian_mean(m: float) -> None:
     assert w == pytest.approx(max(want - 0.5 * sigma, 0.0), rel=1e-6, abs=1e-12)
 
 
-def test_posterior_weights_reach_select(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
+@pytest.mark.parametrize(
+    ("weights", "estimate"),
+    [("posterior", rule.posterior_mean_counts), ("empirical-bayes", rule.empirical_bayes_counts)],
+)
+def test_estimated_weights_reach_select(
+    mixture: tuple[np.ndarray, ecos_fast.Sketch], weights: Any, estimate: Any
+) -> None:
     pool, sk = mixture
     resp = ecos_fast.respond(np.repeat(pool[:1], 50, axis=0), sk.centroids, 2.0, 1e-5, seed=4)
     noisy = ecos_fast.Sketch.join(sk.centroids, resp)
-    sel = ecos_fast.select(pool, noisy, 100, weights="posterior", threshold=0.0)
-    want = rule.posterior_mean_counts(resp.noisy_counts, resp.sigma)
-    assert sel.weights is not None and (sel.weights > 0).all()  # every cluster may get some
+    sel = ecos_fast.select(pool, noisy, 100, weights=weights, threshold=0.0)
+    want = estimate(resp.noisy_counts, resp.sigma)
+    assert sel.weights is not None
+    if weights == "posterior":  # the flat prior gives every cluster some weight
+        assert (sel.weights > 0).all()
     np.testing.assert_allclose(sel.weights, want)
-    np.testing.assert_allclose(noisy.weights(weights="posterior"), want)
+    np.testing.assert_allclose(noisy.weights(weights=weights), want)
 
 
 def test_low_signal_warning(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
@@ -483,17 +491,6 @@ def test_empirical_bayes_is_monotone_bounded_and_order_free(
     np.testing.assert_allclose(
         rule.empirical_bayes_counts(x[perm], sigma), w[perm], rtol=1e-9, atol=1e-9
     )
-
-
-def test_empirical_bayes_weights_reach_select(mixture: tuple[np.ndarray, ecos_fast.Sketch]) -> None:
-    pool, sk = mixture
-    resp = ecos_fast.respond(np.repeat(pool[:1], 50, axis=0), sk.centroids, 2.0, 1e-5, seed=4)
-    noisy = ecos_fast.Sketch.join(sk.centroids, resp)
-    sel = ecos_fast.select(pool, noisy, 100, weights="empirical-bayes", threshold=0.0)
-    want = rule.empirical_bayes_counts(resp.noisy_counts, resp.sigma)
-    assert sel.weights is not None
-    np.testing.assert_allclose(sel.weights, want)
-    np.testing.assert_allclose(noisy.weights(weights="empirical-bayes"), want)
 
 
 @pytest.mark.parametrize("bad", [[1.0, float("nan")], [1.0, float("inf")], [[1.0]]])

@@ -765,15 +765,13 @@ def plan_selection(
     counts = as_vector(noisy_counts, "noisy_counts")
     w = cluster_weights(counts, sigma, opts.threshold, opts.weights)
     # The signal test looks at the clusters standing LOW_SIGNAL_THRESHOLD sigma above
-    # 0, whatever the weights' estimator and threshold.
-    spread = opts.low_signal == "spread" and weights_are_noise(
-        cluster_weights(counts, sigma, LOW_SIGNAL_THRESHOLD, "noisy"), sigma, LOW_SIGNAL_THRESHOLD
-    )
+    # 0, whatever the weights' estimator and threshold (the default weights are these).
+    noisy = cluster_weights(counts, sigma, LOW_SIGNAL_THRESHOLD, "noisy")
+    spread = opts.low_signal == "spread" and weights_are_noise(noisy, sigma, LOW_SIGNAL_THRESHOLD)
     warned = warn_if_low_signal(counts, sigma, stacklevel=stacklevel + 1)
     if spread:
         mean, sd = noise_only_mass(int(counts.shape[0]), sigma, LOW_SIGNAL_THRESHOLD)
         if not warned:
-            noisy = cluster_weights(counts, sigma, LOW_SIGNAL_THRESHOLD, "noisy")
             warnings.warn(
                 f"the client's release carries almost no signal: the noisy counts less "
                 f"{LOW_SIGNAL_THRESHOLD:g}*sigma={LOW_SIGNAL_THRESHOLD:g}*{sigma:.4g} sum to "
