@@ -475,3 +475,34 @@ def test_suggested_clusters_per_release(
     assert "R=suggest_n_clusters(n, ε, δ)" in capsys.readouterr().out
     for bad in ("0", "many"):
         assert main(["--n-clusters", bad, "--out", str(tmp_path), "--quiet"]) == 2
+
+
+def test_neighbours_reach_the_clients_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--neighbours k: every ECOS release of the run counts at k neighbours."""
+    import ecos_fast
+    from ecos_fast import ledger
+    from ecos_fast.apps.reproduce import main
+
+    for bad in (0, True, 2.0):
+        with pytest.raises(ecos_fast.InvalidInputError, match="neighbours"):
+            ExperimentConfig(neighbours=bad)  # type: ignore[arg-type]
+    seen: list[int] = []
+    real = ledger.respond_with_ledger
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        resp = real(*args, **kw)
+        seen.append(resp.neighbours)
+        return resp
+
+    monkeypatch.setattr(ledger, "respond_with_ledger", spy)
+    code = main(
+        [
+            "--preset", "small", "--domains", "hershey", "--budgets", "40", "--seeds", "1",
+            "--n-clusters", "12", "--methods", "ecos", "--private-size", "60", "--neighbours", "3",
+            "--no-sweep", "--no-semi-supervised", "--out", str(tmp_path), "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0 and seen == [3]
+    assert main(["--neighbours", "0", "--out", str(tmp_path), "--quiet"]) == 2

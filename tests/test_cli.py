@@ -508,3 +508,25 @@ def test_sketch_for_client_chooses_r(tmp_path: Path, capsys: pytest.CaptureFixtu
     for bad in (["-k", 5, "--for-client", 300, 0.58, 1e-5], ["--for-client", 300, 0, 1e-5],
                 ["--for-client", 300, 0.58, 1.5], ["--for-client", 0, 0.58, 1e-5]):  # fmt: skip
         assert _run("-q", "sketch", tmp_path / "pool.npy", "-o", out, *bad) == EXIT_USAGE
+
+
+def test_respond_neighbours(files: dict[str, Path], tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / "soft.safetensors"
+    base = ["respond", files["centroids"], files["private"], "-o", out, "--epsilon", EPS]
+    assert _run("--json", *base, "--seed", NOISE_SEED, "--neighbours", 3) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["neighbours"] == 3
+    got = ecos_fast.load_response(out)
+    cents = ecos_fast.load_centroids(files["centroids"])
+    want = ecos_fast.respond(
+        np.load(files["private"]), cents, EPS, DELTA, seed=NOISE_SEED, neighbours=3
+    )
+    assert got.neighbours == 3
+    np.testing.assert_array_equal(got.noisy_counts, want.noisy_counts)
+    # More neighbours than centroids: exit 3 before the ledger records anything.
+    out.unlink()
+    ledger = tmp_path / "ledger.sqlite"
+    code = _run(*base, "--neighbours", K + 1, "--ledger", ledger)
+    assert code == EXIT_INPUT
+    assert f"--neighbours {K + 1} exceeds the {K} centroids" in capsys.readouterr().err
+    assert not out.exists() and not ledger.exists()
+    assert _run(*base, "--neighbours", 0) == EXIT_USAGE

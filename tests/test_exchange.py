@@ -198,6 +198,10 @@ def test_validation_beyond_the_checksum(tmp_path: Path) -> None:
         (v[:3], rm, r"float64 \(6,\)"),
         (v.astype(np.float32), rm, "float32"),
         (np.where(np.arange(6) == 2, np.inf, v), rm, "NaN or inf"),
+        (v, {**rm, "neighbours": 0}, "neighbours"),
+        (v, {**rm, "neighbours": 7}, "neighbours=7 exceeds the 6 counts"),
+        (v, {**rm, "neighbours": 2.5}, "neighbours"),
+        (v, {**rm, "neighbours": True}, "neighbours"),
     ]
     for arr, meta, match in cases_r:
         forge(p, "noisy_counts", arr, meta)
@@ -436,3 +440,15 @@ def test_atomic_writes_permissions_and_no_clobber(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(victim)
     write_atomically(tmp_path / "link", b"new")
     assert victim.read_text() == "precious" and not (tmp_path / "link").is_symlink()
+
+
+def test_neighbours_round_trip_and_plain_counts_keep_the_old_layout(tmp_path: Path) -> None:
+    soft = ecos_fast.respond(PRIVATE, CENTS, 0.58, 1e-5, seed=1, neighbours=3)
+    p = ecos_fast.save_response(soft, tmp_path / "soft.safetensors")
+    back = ecos_fast.load_response(p, centroids=CENTS)
+    assert back.neighbours == 3 and meta_of(p)["neighbours"] == 3
+    assert np.array_equal(back.noisy_counts, soft.noisy_counts)
+    # Plain counts write no such key: their files are what earlier versions wrote and read.
+    plain = ecos_fast.save_response(RESP, tmp_path / "plain.safetensors")
+    assert "neighbours" not in meta_of(plain)
+    assert ecos_fast.load_response(plain).neighbours == 1

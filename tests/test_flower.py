@@ -393,9 +393,10 @@ def test_the_deployment_reads_keys_images_and_extractor_from_flowers_configs() -
     assert (cfg.features, cfg.images, cfg.extractor) == (None, "img.npy", "ppocr")
     assert (cfg.cloud_key, cfg.sign_key, cfg.extractor_fingerprint) == ("cloud.pub", None, None)
     assert (cfg.epsilon, cfg.delta, cfg.budget_epsilon, cfg.cloud) == (0.5, 1e-6, 3.0, "default")
-    ctx.node_config = {**base, "features": "f.npy", "sign-key": "me"}
+    assert cfg.neighbours == 1
+    ctx.node_config = {**base, "features": "f.npy", "sign-key": "me", "neighbours": 3}
     cfg = client_config(ctx)
-    assert (cfg.features, cfg.images, cfg.sign_key) == ("f.npy", None, "me")
+    assert (cfg.features, cfg.images, cfg.sign_key, cfg.neighbours) == ("f.npy", None, "me", 3)
     ctx.node_config = base
     with pytest.raises(ecos_fast.InvalidInputError, match="'features'"):
         client_config(ctx)

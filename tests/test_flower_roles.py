@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import ecos_fast
 import numpy as np
 import pytest
 from ecos_fast.errors import ExchangeFileError, InvalidInputError, SketchMismatchError
 from ecos_fast.flower import (
+    ClientConfig,
     accept,
+    answer,
     centroids_from_bytes,
     centroids_to_bytes,
     response_to_bytes,
@@ -52,3 +55,19 @@ def test_union_sums_counts_and_noise_and_refuses_mixed_inputs() -> None:
         union_response([r1, replace])
     with pytest.raises(InvalidInputError, match="at least one"):
         union_response([])
+    soft = ecos_fast.respond(np.eye(3) * 5, c, 1.0, 1e-5, seed=3, neighbours=2)
+    with pytest.raises(InvalidInputError, match="different numbers of neighbours"):
+        union_response([r1, soft])
+    assert union_response([soft, soft]).neighbours == 2
+
+
+def test_the_clients_answer_counts_at_its_configured_neighbours(tmp_path: Path) -> None:
+    c = _cents()
+    np.save(tmp_path / "private.npy", (np.eye(3) * 5).astype(np.float32))
+    cfg = ClientConfig(
+        tmp_path / "private.npy", tmp_path / "ledger.sqlite", 1.0, 1e-5, 2.0, seed=4, neighbours=2
+    )
+    got = accept(answer(centroids_to_bytes(c), cfg), c)
+    want = ecos_fast.respond(np.eye(3) * 5, c, 1.0, 1e-5, seed=4, neighbours=2)
+    assert got.neighbours == 2
+    assert np.array_equal(got.noisy_counts, want.noisy_counts)

@@ -477,6 +477,14 @@ def sketch(
     default=None,
     help="Seed the noise (reproducible tests only: whoever knows it can remove the noise).",
 )
+@click.option(
+    "--neighbours",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Count each private sample at its k nearest centroids, 1/sqrt(k) at each "
+    "(same sensitivity and noise; more signal for small clients or small epsilon).",
+)
 @_SIGN_KEY
 @_verify_key("the centroid file", "the cloud's")
 @_EXTRACTOR_FP
@@ -497,6 +505,7 @@ def respond(
     cloud: str,
     accountant: str,
     seed: int | None,
+    neighbours: int,
     threads: int | None,
     sign_key: Path | None,
     verify_key: Path | None,
@@ -539,6 +548,10 @@ def respond(
                 f"{private}: n_features={x.shape[1]} but the centroids have "
                 f"n_features={cents.n_features}"
             )
+        if neighbours > cents.n_clusters:  # before the ledger records anything
+            raise InvalidInputError(
+                f"--neighbours {neighbours} exceeds the {cents.n_clusters} centroids"
+            )
         extractor_checked = _check_client_extractor(state, cents, private, extractor_fp)
         bar.update()
         rel = cast(Literal["add_remove", "replace_one"], relation)
@@ -547,8 +560,9 @@ def respond(
             if ledger_path is None:
                 state.note("note: no --ledger given: this release is not accounted anywhere")
                 response = respond_api(
-                    x, cents, epsilon, delta, relation=rel, seed=seed, n_threads=threads
-                )
+                    x, cents, epsilon, delta, relation=rel, seed=seed, n_threads=threads,
+                    neighbours=neighbours,
+                )  # fmt: skip
                 bar.update(2)
                 total = None
             else:
@@ -570,6 +584,7 @@ def respond(
                         relation=rel,
                         seed=seed,
                         n_threads=threads,
+                        neighbours=neighbours,
                     )
                     bar.update()
                     total = ledger.last_total  # composed once, at the check
@@ -586,6 +601,7 @@ def respond(
         "sigma": response.sigma,
         "sensitivity": response.sensitivity,
         "relation": response.relation,
+        "neighbours": response.neighbours,
         "centroids_fingerprint": response.centroids_fingerprint,
         "extractor_checked": extractor_checked,
         "centroids_signed_by": origin["signed_by"],

@@ -610,6 +610,8 @@ def save_response(response: Response, path: PathLike, *, sign_key: Any = None) -
         "centroids_fingerprint": response.centroids_fingerprint,
         "producer": _PRODUCER,
     }
+    if response.neighbours != 1:  # plain counts keep the layout files had before the field
+        meta["neighbours"] = response.neighbours
     return _save(path, "response", meta, response.noisy_counts.astype("<f8"), sign_key)
 
 
@@ -678,6 +680,7 @@ def load_response(
             relation=meta["relation"],
             mechanism=meta["mechanism"],
             centroids_fingerprint=meta["centroids_fingerprint"],
+            neighbours=meta.get("neighbours", 1),
         )
         need = calibrate_gaussian_sigma(eps, resp.delta, resp.sensitivity)
     except (EcosError, ValueError, ArithmeticError) as exc:  # SciPy's root finder included

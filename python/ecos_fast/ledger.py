@@ -871,6 +871,7 @@ def respond_with_ledger(
     budget_epsilon: float | None = None,
     seed: int | None = None,
     n_threads: int | None = None,
+    neighbours: int = 1,
 ) -> Response:
     """Client: :func:`ecos_fast.respond`, checked against and recorded in ``ledger``.
 
@@ -899,6 +900,8 @@ def respond_with_ledger(
     seed : int, optional
         Noise seed (reproducible tests only).
     n_threads : int, optional
+    neighbours : int, default 1
+        As for :func:`ecos_fast.respond` (the sensitivity, hence the cost, is the same).
 
     Returns
     -------
@@ -963,4 +966,5 @@ def respond_with_ledger(
             mechanism=mech,
             seed=seed,
             n_threads=n_threads,
+            neighbours=neighbours,
         )

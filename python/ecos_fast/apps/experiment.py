@@ -87,6 +87,9 @@ class ExperimentConfig:
         Candidate factor of the ``"neighbourhood"`` routine; ``None``: the default.
     weights : str or None
         Cluster weight rule of :func:`ecos_fast.select`; ``None``: the default.
+    neighbours : int
+        The client counts each private sample at its ``neighbours`` nearest centroids
+        (:func:`ecos_fast.respond`); 1: plain counts.
     normalize : {None, "l2"}
         Feature transform of the centroid sketch.
     model : {"head", "linear", "cnn"}
@@ -146,6 +149,7 @@ class ExperimentConfig:
     within: str | None = None
     candidates: float | None = None
     weights: str | None = None
+    neighbours: int = 1
     normalize: str | None = None
     model: str = "head"
     semi_supervised: bool = False
@@ -191,6 +195,10 @@ class ExperimentConfig:
             )
         if self.private_size is not None and self.private_size < 1:
             raise InvalidInputError(f"private_size={self.private_size} must be >= 1")
+        if isinstance(self.neighbours, bool) or not isinstance(self.neighbours, int):
+            raise InvalidInputError(f"neighbours={self.neighbours!r} must be an int >= 1")
+        if self.neighbours < 1:
+            raise InvalidInputError(f"neighbours={self.neighbours} must be >= 1")
         if self.n_clusters is not None and self.n_clusters < 1:
             raise InvalidInputError(f"n_clusters={self.n_clusters} must be >= 1 (None: suggested)")
 
@@ -610,8 +618,9 @@ class _RunContext:
         noise_seed = _stable_seed("coverage", self.split.client_domain, self.seed, eps)
         if math.isinf(eps):
             return ecos_fast.respond(
-                self.split.private_features, cents, eps, self.cfg.delta, seed=noise_seed
-            )
+                self.split.private_features, cents, eps, self.cfg.delta, seed=noise_seed,
+                neighbours=self.cfg.neighbours,
+            )  # fmt: skip
         from ecos_fast.ledger import respond_with_ledger
 
         return respond_with_ledger(
@@ -622,6 +631,7 @@ class _RunContext:
             ledger,
             cloud="cloud",
             seed=noise_seed,
+            neighbours=self.cfg.neighbours,
         )
 
     # -- inputs ---------------------------------------------------------------

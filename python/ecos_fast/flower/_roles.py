@@ -154,6 +154,10 @@ class ClientConfig:
         The cloud's public key (its ``.pub`` file): the centroids must be signed by it.
     sign_key : path or Ed25519PrivateKey, optional
         The client's private key: the response bytes are signed with it.
+    neighbours : int, default 1
+        Count each private sample at its ``neighbours`` nearest centroids
+        (:func:`ecos_fast.respond`); every client of one federated round must use the
+        same (their counts are summed).
     """
 
     features: Any
@@ -169,6 +173,7 @@ class ClientConfig:
     extractor: Any = None
     cloud_key: Any = None
     sign_key: Any = None
+    neighbours: int = 1
 
 
 def _bundled_extractor_for(fingerprint: str) -> Any:
@@ -310,6 +315,7 @@ def answer(centroid_bytes: object, config: ClientConfig) -> bytes:
                 cloud=config.cloud,
                 relation=config.relation,
                 seed=config.seed,
+                neighbours=config.neighbours,
             )
     return response_to_bytes(resp, sign_key=config.sign_key)
 
@@ -341,7 +347,8 @@ def union_response(responses: list[Response]) -> Response:
     Raises
     ------
     InvalidInputError
-        No responses, or they answer different centroids or use different relations.
+        No responses, or they answer different centroids, use different relations or
+        count at different numbers of neighbours.
     """
     if not responses:
         raise InvalidInputError("union_response needs at least one response")
@@ -352,6 +359,11 @@ def union_response(responses: list[Response]) -> Response:
         if r.relation != first.relation:
             raise InvalidInputError(
                 f"the responses use different relations ({first.relation!r}, {r.relation!r})"
+            )
+        if r.neighbours != first.neighbours:
+            raise InvalidInputError(
+                f"the responses count at different numbers of neighbours "
+                f"({first.neighbours}, {r.neighbours}): their counts do not add up"
             )
     counts = np.sum([r.noisy_counts for r in responses], axis=0)
     sigma = math.sqrt(sum(r.sigma**2 for r in responses))
@@ -364,4 +376,5 @@ def union_response(responses: list[Response]) -> Response:
         relation=first.relation,
         mechanism=first.mechanism,
         centroids_fingerprint=first.centroids_fingerprint,
+        neighbours=first.neighbours,
     )

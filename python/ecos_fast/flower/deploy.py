@@ -77,6 +77,7 @@ def client_config(context: Context) -> ClientConfig:
         cloud=str(_get(c, "cloud", "default")),
         extractor_fingerprint=_optional(c, "extractor-fingerprint"),
         seed=None if seed is None else int(seed),
+        neighbours=int(_get(c, "neighbours", 1)),
     )
 
 
