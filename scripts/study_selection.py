@@ -11,6 +11,10 @@ Two studies, each over every client domain of a preset, a few seeds and epsilon 
 * ``--study grid``: threshold x routine crossed;
 * ``--study weights``: the weights' estimator (``"noisy"``, ``"posterior"``,
   ``"empirical-bayes"``) x threshold x ``low_signal``, the default routine;
+* ``--study neighbours``: the client's release, counting each sample at its k nearest
+  centroids (``respond(neighbours=k)``, k in 1, 2, 3, 4, 6, and
+  :func:`ecos_fast.suggest_neighbours`), with the rule's defaults; every k sees the
+  same noise draw;
 * ``--study sketch``: the sketch itself, the number of centroids R x ``normalize``
   (``None`` or ``"l2"``), each fitted afresh, with the rule's defaults; and R from
   :func:`ecos_fast.suggest_n_clusters` for the client's size and each epsilon.
@@ -166,6 +170,8 @@ def run(
     """Every (client, seed, epsilon, configuration) score as one row."""
     if study == "sketch":
         return run_sketch(preset, seeds, budget, scorer)
+    if study == "neighbours":
+        return run_neighbours(preset, seeds, budget, n_clusters, scorer, private_size)
     k = n_classes(preset)
     configs = _configs(study)
     out: list[dict[str, Any]] = []
@@ -194,6 +200,50 @@ def run(
                         "study": study, "client": client, "seed": seed, "epsilon": eps,
                         "threshold": thr, "within": within, "candidates": cand,
                         "weights": weights, "low_signal": low, "val_accuracy": acc, "client_share": share, "method": sel.method,
+                    }
+                )  # fmt: skip
+    return out
+
+
+NEIGHBOURS = (1, 2, 3, 4, 6)
+
+
+def run_neighbours(
+    preset: str,
+    seeds: Sequence[int],
+    budget: int,
+    n_clusters: int,
+    scorer: str = "knn",
+    private_size: int | None = None,
+) -> list[dict[str, Any]]:
+    """The neighbours study: every (client, seed, epsilon, k) score as one row, the
+    selection with the rule's defaults; k fixed, or suggested for the client's size."""
+    k_cls = n_classes(preset)
+    out: list[dict[str, Any]] = []
+    for client, seed, split, priv, val_x, val_y in _cases(preset, seeds, private_size):
+        cents = ecos_fast.fit_centroids(split.pool_features, n_clusters=n_clusters, seed=seed)
+        for eps in EPSILONS:
+            suggested = ecos_fast.suggest_neighbours(priv.size, eps, 1e-5, n_clusters)
+            for k, how in [*((k, "fixed") for k in NEIGHBOURS), (suggested, "suggested")]:
+                resp = ecos_fast.respond(
+                    split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17,
+                    neighbours=k,
+                )  # fmt: skip
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", BudgetShortfallWarning)
+                    warnings.simplefilter("ignore", LowSignalWarning)
+                    try:
+                        sel = ecos_fast.select(
+                            split.pool_features, ecos_fast.Sketch.join(cents, resp), budget
+                        )
+                    except NoCoverageError:
+                        continue
+                acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k_cls, scorer)
+                out.append(
+                    {
+                        "study": "neighbours", "client": client, "seed": seed, "epsilon": eps,
+                        "neighbours": k, "k_rule": how, "n_private": int(priv.size),
+                        "val_accuracy": acc, "client_share": share, "method": sel.method,
                     }
                 )  # fmt: skip
     return out
@@ -245,6 +295,10 @@ def run_sketch(
 
 
 def _label(r: dict[str, Any]) -> str:
+    if r["study"] == "neighbours" and r.get("k_rule") == "suggested":
+        return "neighbours = suggest_neighbours(n, eps, delta, R)"
+    if r["study"] == "neighbours":
+        return f"neighbours={r['neighbours']}"
     if r["study"] == "sketch" and r.get("r_rule") == "suggested":
         return "R = suggest_n_clusters(n, eps, delta), normalize=none"
     if r["study"] == "sketch":
@@ -268,7 +322,8 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     paired wins against the study's best configuration."""
     lines: list[str] = []
     present = {r["study"] for r in rows}
-    for study in [s for s in ("threshold", "routine", "grid", "weights", "sketch") if s in present]:
+    studies = ("threshold", "routine", "grid", "weights", "sketch", "neighbours")
+    for study in [s for s in studies if s in present]:
         extra = ("previous", "posterior") if study == "threshold" else ("previous",)
         sub = [r for r in rows if r["study"] in (study, *extra)]
         labels = list(dict.fromkeys(_label(r) for r in sub))
@@ -313,7 +368,7 @@ def paired(rows: list[dict[str, Any]], studies: tuple[str, ...], a: str, b: str)
 
 def _typed(r: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(r)
-    for key in ("seed", "n_clusters"):
+    for key in ("seed", "n_clusters", "neighbours", "n_private"):
         if key in r:
             out[key] = int(r[key])
     for key in ("epsilon", "threshold", "candidates", "val_accuracy", "client_share"):
@@ -351,6 +406,16 @@ def _paired_block(rows: list[dict[str, Any]]) -> str:
         for lab in dict.fromkeys(_label(r) for r in rows):
             if lab != default:
                 lines.append(f"- {paired(rows, ('weights',), lab, default)}")
+        return "\n".join(lines) + "\n"
+    if any(r["study"] == "neighbours" for r in rows):
+        default = _label({"study": "neighbours", "neighbours": 1})
+        lines = ["### Paired against plain counts (validation accuracy)", ""]
+        for lab in dict.fromkeys(_label(r) for r in rows):
+            if lab != default:
+                for eps in EPSILONS:
+                    sub = [r for r in rows if r["epsilon"] == eps]
+                    lines.append(f"- eps={eps:g}: {paired(sub, ('neighbours',), lab, default)}")
+                lines.append(f"- all eps: {paired(rows, ('neighbours',), lab, default)}")
         return "\n".join(lines) + "\n"
     if any(r["study"] == "sketch" for r in rows):
         default = _label({"study": "sketch", "n_clusters": 100, "normalize": "none"})
@@ -394,12 +459,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument(
         "--study",
-        choices=("main", "grid", "weights", "sketch"),
+        choices=("main", "grid", "weights", "sketch", "neighbours"),
         default="main",
         help="main: the threshold and routine studies around the defaults; grid: threshold "
         "x routine crossed (writes study-grid-<preset>.*); weights: the weights' estimator x "
         "threshold x low_signal (study-weights-<preset>.*); sketch: R x normalize "
-        "(writes study-sketch-<preset>.*)",
+        "(writes study-sketch-<preset>.*); neighbours: respond(neighbours=k) "
+        "(study-neighbours-<preset>.*)",
     )
     ap.add_argument(
         "--private-size",

@@ -506,3 +506,7 @@ def test_neighbours_reach_the_clients_release(
     )  # fmt: skip
     assert code == 0 and seen == [3]
     assert main(["--neighbours", "0", "--out", str(tmp_path), "--quiet"]) == 2
+    # auto: suggest_neighbours of the client's size, the release's epsilon and R.
+    cfg = ExperimentConfig(neighbours=None)
+    assert cfg.neighbours_for(60, 0.58, 12) == ecos_fast.suggest_neighbours(60, 0.58, 1e-5, 12)
+    assert cfg.neighbours_for(60, 0.58, 12) > 1 == ExperimentConfig().neighbours_for(60, 0.58, 12)

@@ -122,3 +122,22 @@ def test_more_neighbours_lift_a_small_spread_client_out_of_the_noise() -> None:
         shares[k] = float(np.mean(got))
     # Random's share is the region's 25 % of the pool; plain counts measured 26 %, k = 4 70 %.
     assert shares[4] > max(0.5, shares[1] + 0.25), shares
+
+
+def test_suggest_neighbours_follows_the_signal_per_cluster() -> None:
+    sigma = ecos_fast.calibrate_gaussian_sigma(0.58, 1e-5)
+    for n, r in [(300, 100), (210, 100), (2000, 100), (50, 400), (10**6, 100)]:
+        want = min(8, r, max(1, round(1.5 * sigma * r / n)))
+        assert ecos_fast.suggest_neighbours(n, 0.58, 1e-5, r) == want
+    # Monotone: fewer samples, smaller epsilon or more clusters never ask for fewer.
+    ks = [ecos_fast.suggest_neighbours(n, 0.58, 1e-5, 100) for n in range(50, 3000, 50)]
+    assert ks == sorted(ks, reverse=True)
+    assert ecos_fast.suggest_neighbours(300, math.inf, 1e-5, 100) == 1
+    assert ecos_fast.suggest_neighbours(10, 0.1, 1e-5, 3) == 3  # capped at R
+    assert ecos_fast.suggest_neighbours(10, 0.1, 1e-5, 100, max_neighbours=5) == 5
+    for bad in ({"n_private": 0}, {"n_clusters": 0}, {"max_neighbours": 0}):
+        args = {"n_private": 300, "epsilon": 0.58, "delta": 1e-5, "n_clusters": 100, **bad}
+        with pytest.raises(InvalidInputError):
+            ecos_fast.suggest_neighbours(**args)  # type: ignore[arg-type]
+    with pytest.raises(ecos_fast.errors.PrivacyParameterError):
+        ecos_fast.suggest_neighbours(300, 0.0, 1e-5, 100)

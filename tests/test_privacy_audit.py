@@ -130,6 +130,20 @@ def test_coverage_release_passes_the_audit(relation: str) -> None:
     assert r.n_trials == n and r.epsilon_lower <= EPSILON
 
 
+@pytest.mark.parametrize("relation", ["add_remove", "replace_one"])
+def test_coverage_at_two_neighbours_passes_the_audit_and_a_tenth_of_sigma_fails(
+    relation: str,
+) -> None:
+    n, s = COVERAGE_DEFAULT
+    r = audit_coverage(EPSILON, DELTA, relation, n_trials=n, n_select=s, seed=0, neighbours=2)
+    assert r.passed and r.epsilon_lower <= EPSILON, r
+    assert "neighbours=2" in r.name
+    bad = audit_coverage(
+        EPSILON, DELTA, relation, n_trials=500, seed=0, sigma_factor=0.1, neighbours=2
+    )
+    assert not bad.passed and bad.epsilon_lower > EPSILON, bad
+
+
 @pytest.mark.parametrize("epsilon", [EPSILON, 5.0])
 def test_one_private_knn_query_passes_the_audit(epsilon: float) -> None:
     n, s = KNN_DEFAULT

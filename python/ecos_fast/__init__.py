@@ -47,7 +47,7 @@ from .kernels import assign, kcenter_greedy, kmeans
 from .privacy import calibrate_gaussian_sigma
 from .protocol import SCHEMA_VERSION, Centroids, Response, Sketch, fit_centroids, respond
 from .quotas import allocate_quotas
-from .rule import Selection, suggest_n_clusters
+from .rule import Selection, suggest_n_clusters, suggest_neighbours
 from .selection import select
 
 __all__ = [
@@ -98,4 +98,5 @@ __all__ = [
     "select_kcenter",
     "select_random",
     "suggest_n_clusters",
+    "suggest_neighbours",
 ]

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import check_delta, check_epsilon
+from ._validation import check_delta, check_epsilon, check_int
 from .errors import InvalidInputError
 
 __all__ = [
@@ -332,6 +332,7 @@ def audit_coverage(
     alpha: float = 0.05,
     seed: int = 0,
     sigma_factor: float = 1.0,
+    neighbours: int = 1,
 ) -> AuditResult:
     """Audit the Centroid Coverage release (:func:`ecos_fast.respond`) itself.
 
@@ -353,6 +354,12 @@ def audit_coverage(
         Multiplies the calibrated ``sigma``. Values below 1 break the mechanism on
         purpose, to measure what breakage the audit detects; never use them to
         release anything.
+    neighbours : int, default 1
+        ``respond(neighbours=...)``: with more than one, the centroids are four
+        points on a line, and the added (or moved) sample sits at one end of it and
+        the removed one at the other, its vector spread over its ``neighbours``
+        nearest (at most 4; the replace-one change is the largest possible, sqrt(2),
+        for 2).
 
     Returns
     -------
@@ -375,14 +382,21 @@ def audit_coverage(
     if sigma_factor != 1.0:
         mech = dataclasses.replace(mech)
         object.__setattr__(mech, "sigma", mech.sigma * sigma_factor)  # broken on purpose
-    cents = Centroids(np.array([[0.0, 0.0], [10.0, 10.0]], dtype=np.float32))
+    k = check_int(neighbours, "neighbours", low=1)
+    points = [[0.0, 0.0], [10.0, 10.0]] if k == 1 else [[10.0 * i, 10.0 * i] for i in range(4)]
+    if k > len(points):
+        raise InvalidInputError(f"neighbours={k} exceeds the audit's {len(points)} centroids")
+    cents = Centroids(np.array(points, dtype=np.float32))
     base = np.array([[0, 1], [1, 0], [0.5, 0.5], [9, 9], [10, 9]], dtype=np.float32)
-    near_1 = np.array([[9.5, 10.0]], dtype=np.float32)
+    # The sample added (or moved): near centroid 1, or with neighbours at the far end of
+    # the line, so that (for neighbours=2) its vector and the removed one's are disjoint
+    # and the replace-one change has the largest norm, sqrt(2).
+    near_1 = np.array([[9.5, 10.0] if k == 1 else [29.5, 30.0]], dtype=np.float32)
     if relation == "add_remove":
         sets = (base, np.concatenate([base, near_1]))
     else:
         sets = (base, np.concatenate([base[1:], near_1]))
-    exact = [respond(x, cents, math.inf, delta).noisy_counts for x in sets]
+    exact = [respond(x, cents, math.inf, delta, neighbours=k).noisy_counts for x in sets]
     direction = exact[1] - exact[0]
 
     def sampler(side: int, n: int, rng: np.random.Generator) -> NDArray[np.float64]:
@@ -391,7 +405,7 @@ def audit_coverage(
         for r, s in enumerate(seeds):
             res = respond(
                 sets[side], cents, epsilon, delta, relation=mech.relation, mechanism=mech,
-                seed=int(s), n_threads=1,
+                seed=int(s), n_threads=1, neighbours=k,
             )  # fmt: skip
             out[r] = float(res.noisy_counts @ direction)
         return out
@@ -404,7 +418,7 @@ def audit_coverage(
         n_select=n_select,
         alpha=alpha,
         seed=seed,
-        name=f"coverage/{relation}",
+        name=f"coverage/{relation}" + ("" if k == 1 else f"/neighbours={k}"),
     )
 
 

@@ -87,6 +87,8 @@ __all__ = [
     "STRATA_TRAIN_MIN",
     "STRATA_TRAIN_PER",
     "STRATUM_PICKS",
+    "SUGGEST_MAX_NEIGHBOURS",
+    "SUGGEST_NEIGHBOURS_SIGNAL",
     "WEIGHTS",
     "WITHIN",
     "Plan",
@@ -103,6 +105,7 @@ __all__ = [
     "own_centroid_sq_dist",
     "plan_selection",
     "posterior_mean_counts",
+    "suggest_neighbours",
     "random_rows",
     "rows_ascending",
     "select_within",
@@ -631,6 +634,73 @@ def suggest_n_clusters(
     if sigma == 0.0 or t == 0.0:
         return hi
     return int(min(hi, max(lo, round(n / (t * sigma)))))
+
+
+#: :func:`suggest_neighbours`: k is about this many noise standard deviations per
+#: cluster over the client's mean count per cluster, ``n / R`` (chosen on the
+#: validation splits, docs/results.md, *Counting at several neighbours*: 1.0-2.0 all
+#: gained there; 1.5 is the middle).
+SUGGEST_NEIGHBOURS_SIGNAL = 1.5
+#: :func:`suggest_neighbours`'s largest answer (the study measured k <= 6).
+SUGGEST_MAX_NEIGHBOURS = 8
+
+
+def suggest_neighbours(
+    n_private: int,
+    epsilon: float,
+    delta: float,
+    n_clusters: int,
+    *,
+    relation: Relation = "add_remove",
+    max_neighbours: int = SUGGEST_MAX_NEIGHBOURS,
+) -> int:
+    """How many nearest centroids a client of ``n_private`` samples should count each
+    sample at (``ecos_fast.respond(neighbours=...)``) for a release at (ε, δ) over
+    ``n_clusters`` centroids.
+
+    Counting at k neighbours multiplies the signal inside the client's region by
+    about √k and blurs it over k clusters. That pays when the plain counts are weak
+    against the noise, that is when the mean count per cluster ``s = n / (sigma R)``
+    (in noise standard deviations) is small, and costs resolution when it is large.
+    The answer is ``round(SUGGEST_NEIGHBOURS_SIGNAL / s)``, clipped to ``[1,
+    min(max_neighbours, n_clusters)]``; 1 (plain counts) without noise.
+
+    The client should pass a rough, public size rather than its exact one: ``k``
+    travels in the response, so a ``k`` computed from the exact size would tell the
+    cloud which step of this rule that size falls in (the noisy counts themselves
+    protect it).
+
+    Parameters
+    ----------
+    n_private : int
+        The client's (rough) number of private samples, >= 1.
+    epsilon, delta : float
+        The release's privacy parameters (as for :func:`ecos_fast.respond`).
+    n_clusters : int
+        R, the number of centroids of the sketch, >= 1.
+    relation : {"add_remove", "replace_one"}
+    max_neighbours : int
+        The largest answer, >= 1.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> from ecos_fast import suggest_neighbours
+    >>> suggest_neighbours(300, 0.58, 1e-5, 100), suggest_neighbours(2000, 0.58, 1e-5, 100)
+    (3, 1)
+    >>> suggest_neighbours(2000, 0.1, 1e-5, 100), suggest_neighbours(300, float("inf"), 1e-5, 100)
+    (2, 1)
+    """
+    n = check_int(n_private, "n_private", low=1)
+    r = check_int(n_clusters, "n_clusters", low=1)
+    hi = min(check_int(max_neighbours, "max_neighbours", low=1), r)
+    sigma = GaussianMechanism(epsilon, delta, relation).sigma
+    if sigma == 0.0:
+        return 1
+    return int(min(hi, max(1, round(SUGGEST_NEIGHBOURS_SIGNAL * sigma * r / n))))
 
 
 def warn_if_low_signal(noisy_counts: Any, sigma: float, *, stacklevel: int) -> bool:

@@ -87,9 +87,10 @@ class ExperimentConfig:
         Candidate factor of the ``"neighbourhood"`` routine; ``None``: the default.
     weights : str or None
         Cluster weight rule of :func:`ecos_fast.select`; ``None``: the default.
-    neighbours : int
+    neighbours : int or None
         The client counts each private sample at its ``neighbours`` nearest centroids
-        (:func:`ecos_fast.respond`); 1: plain counts.
+        (:func:`ecos_fast.respond`); 1: plain counts; None: for each release,
+        :func:`ecos_fast.suggest_neighbours` of the client's private size, its ε and R.
     normalize : {None, "l2"}
         Feature transform of the centroid sketch.
     model : {"head", "linear", "cnn"}
@@ -149,7 +150,7 @@ class ExperimentConfig:
     within: str | None = None
     candidates: float | None = None
     weights: str | None = None
-    neighbours: int = 1
+    neighbours: int | None = 1
     normalize: str | None = None
     model: str = "head"
     semi_supervised: bool = False
@@ -195,10 +196,9 @@ class ExperimentConfig:
             )
         if self.private_size is not None and self.private_size < 1:
             raise InvalidInputError(f"private_size={self.private_size} must be >= 1")
-        if isinstance(self.neighbours, bool) or not isinstance(self.neighbours, int):
-            raise InvalidInputError(f"neighbours={self.neighbours!r} must be an int >= 1")
-        if self.neighbours < 1:
-            raise InvalidInputError(f"neighbours={self.neighbours} must be >= 1")
+        k = self.neighbours
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise InvalidInputError(f"neighbours={k!r} must be an int >= 1 (None: suggested)")
         if self.n_clusters is not None and self.n_clusters < 1:
             raise InvalidInputError(f"n_clusters={self.n_clusters} must be >= 1 (None: suggested)")
 
@@ -213,6 +213,16 @@ class ExperimentConfig:
         return suggest_n_clusters(
             n_private, epsilon, self.delta, threshold=self.selection_options()["threshold"]
         )
+
+    def neighbours_for(self, n_private: int, epsilon: float, n_clusters: int) -> int:
+        """The client's ``neighbours`` for the release at ``epsilon`` over ``n_clusters``
+        centroids: :attr:`neighbours`, or when None :func:`ecos_fast.suggest_neighbours`
+        (the experiment knows the client's size; a real client would pass a rough one)."""
+        if self.neighbours is not None:
+            return self.neighbours
+        from ecos_fast import suggest_neighbours
+
+        return suggest_neighbours(n_private, epsilon, self.delta, n_clusters)
 
     def selection_options(self) -> dict[str, Any]:
         """The options of :func:`ecos_fast.select`, the rule's defaults filled in."""
@@ -616,10 +626,11 @@ class _RunContext:
         import ecos_fast
 
         noise_seed = _stable_seed("coverage", self.split.client_domain, self.seed, eps)
+        k = self.cfg.neighbours_for(len(self.split.private_features), eps, cents.n_clusters)
         if math.isinf(eps):
             return ecos_fast.respond(
                 self.split.private_features, cents, eps, self.cfg.delta, seed=noise_seed,
-                neighbours=self.cfg.neighbours,
+                neighbours=k,
             )  # fmt: skip
         from ecos_fast.ledger import respond_with_ledger
 
@@ -631,7 +642,7 @@ class _RunContext:
             ledger,
             cloud="cloud",
             seed=noise_seed,
-            neighbours=self.cfg.neighbours,
+            neighbours=k,
         )
 
     # -- inputs ---------------------------------------------------------------
@@ -839,6 +850,8 @@ class _RunContext:
             res.extra["junk_share"] = float((split.pool_domains[idx] == self.junk_id).mean())
         if cfg.private_size is not None:
             res.extra["private_size"] = float(len(split.private_labels))
+        if response is not None and cfg.neighbours != 1:
+            res.extra["neighbours"] = float(response.neighbours)
         return RunRecord(
             app=cfg.app,
             domain=split.client_domain,

@@ -90,6 +90,7 @@ class _Clusters(click.ParamType):  # type: ignore[type-arg,unused-ignore]  # gen
 
 
 _CLUSTERS = _Clusters()
+_NEIGHBOURS = _Clusters()  # the same grammar: an integer >= 1, or 'auto' (None)
 
 
 def _presets() -> tuple[str, ...]:
@@ -137,8 +138,9 @@ def _options(*, sweep_default: bool, semi_default: bool) -> list[Callable[[Any],
         o("--candidates", type=float, default=None, help="neighbourhood candidate factor"),
         o("--weights", default=None, type=click.Choice(list(rule.WEIGHTS)),
           help="cluster weight rule (default: the rule's)"),
-        o("--neighbours", type=click.IntRange(min=1), default=1, show_default=True,
-          help="the client counts each sample at its k nearest centroids (ecos_fast.respond)"),
+        o("--neighbours", type=_NEIGHBOURS, default="1", show_default=True,
+          help="the client counts each sample at its k nearest centroids (ecos_fast.respond); "
+          "'auto': ecos_fast.suggest_neighbours of its size, each release's epsilon and R"),
         o("--normalize", default="none", show_default=True, type=click.Choice(["none", "l2"])),
         o("--model", default="head", show_default=True,
           type=click.Choice(["head", "linear", "cnn"])),
@@ -377,7 +379,8 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
         f"{', '.join(map(str, cfg.seeds))}; ECOS: "
         f"R={'suggest_n_clusters(n, ε, δ)' if cfg.n_clusters is None else cfg.n_clusters}, "
         + ", ".join(f"{k}={v}" for k, v in cfg.selection_options().items())
-        + f", normalize={cfg.normalize}, coverage ε={cfg.epsilon}, δ={cfg.delta}; "
+        + f", normalize={cfg.normalize}, coverage ε={cfg.epsilon}, δ={cfg.delta}, "
+        f"neighbours={'suggest_neighbours(n, ε, δ, R)' if cfg.neighbours is None else cfg.neighbours}; "
         f"model={cfg.model} ({data.n_classes(cfg.preset)} classes); "
         f"private set: {cfg.private_size or f'{cfg.private_fraction:.0%} of the client domain'}. "
         f"ε in a column header is the mean composed ε of the client's releases "
