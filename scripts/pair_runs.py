@@ -14,26 +14,36 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from ecos_fast.apps.stats import wilcoxon_p
 
-Key = tuple[str, str, int, float]
+Key = tuple[str, str, int, float, float]
+
+
+def _private_size(row: dict[str, str]) -> float:
+    """The run's private set size (a ``--private-sizes`` sweep), NaN when not recorded."""
+    extra = json.loads(row.get("extra") or "{}")
+    return float(extra.get("private_size", math.nan))
 
 
 def load(path: Path, method: str) -> dict[Key, tuple[float, float]]:
-    """(accuracy, client share) of every run of ``method``, by (domain, seed, budget, eps)."""
+    """(accuracy, client share) of every run of ``method``, by (domain, seed, budget, eps,
+    private size): a private-size sweep has one run per size of each (domain, seed, ...)."""
+    out: dict[Key, tuple[float, float]] = {}
     with path.open(newline="") as f:
-        return {
-            (r["domain"], r["seed"], int(r["budget"]), float(r["epsilon"])): (
-                float(r["accuracy"]),
-                float(r["client_share"]),
-            )
-            for r in csv.DictReader(f)
-            if r["method"] == method
-        }
+        for r in csv.DictReader(f):
+            if r["method"] != method:
+                continue
+            key = (r["domain"], r["seed"], int(r["budget"]), float(r["epsilon"]), _private_size(r))
+            if key in out:
+                raise SystemExit(f"{path}: two runs of {method} share the key {key}")
+            out[key] = (float(r["accuracy"]), float(r["client_share"]))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,14 +53,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--method", default="ecos")
     args = ap.parse_args(argv)
     a, b = load(args.a, args.method), load(args.b, args.method)
-    keys = sorted(set(a) & set(b))
+    # NaN != NaN: compare the sizes through their text so unrecorded ones pair up.
+    b_by = {(*k[:4], str(k[4])): k for k in b}
+    pairs = {k: b_by[(*k[:4], str(k[4]))] for k in a if (*k[:4], str(k[4])) in b_by}
+    b = {k: b[pairs[k]] for k in pairs}
+    keys = sorted(pairs, key=lambda k: (k[4], k[2], k[3], k[0], k[1]))
     if not keys:
         print("no runs in common")
         return 1
     print(f"{len(keys)} paired runs of {args.method}: A = {args.a.name}, B = {args.b.name}")
     groups: dict[str, list[Key]] = {}
     for k in keys:
-        groups.setdefault(f"B={k[2]}, eps={k[3]:g}", []).append(k)
+        size = "" if math.isnan(k[4]) else f"N={k[4]:g}, "
+        groups.setdefault(f"{size}B={k[2]}, eps={k[3]:g}", []).append(k)
     groups["all"] = keys
     for name, ks in groups.items():
         d = np.array([a[k][0] - b[k][0] for k in ks])
