@@ -16,6 +16,7 @@ import argparse
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import ecos_fast
 import numpy as np
@@ -43,7 +44,18 @@ OPTIONS: dict[str, dict[str, object]] = {
         "threshold": 0.0,
         "low_signal": "keep",
     },
+    # Not a select option: the client's release counts each sample at the
+    # suggest_neighbours(n, eps, delta, R) nearest centroids (respond(neighbours=k)).
+    "suggested neighbours": {"neighbours": "suggested"},
+    "neighbours 4": {"neighbours": 4},
 }
+
+
+def _release(p: Any, c: Any, seed: int, eps: float, r: int, k: object) -> Any:
+    """The client's release on pool ``p`` (``k == "suggested"``: suggest_neighbours)."""
+    if k == "suggested":
+        k = ecos_fast.suggest_neighbours(len(p.private), eps, 1e-5, r)
+    return ecos_fast.respond(p.private, c, eps, 1e-5, seed=seed + 1000, neighbours=k)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,11 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for p, s in zip(pools, args.seeds, strict=False)
         ]
         for eps in epsilons:
-            resps = [
-                ecos_fast.respond(p.private, c, eps, 1e-5, seed=s + 1000)
-                for p, c, s in zip(pools, cents, args.seeds, strict=False)
-            ]
             for name, opts in OPTIONS.items():
+                opts = dict(opts)
+                k = opts.pop("neighbours", 1)
+                resps = [
+                    _release(p, c, s, eps, r, k)
+                    for p, c, s in zip(pools, cents, args.seeds, strict=False)
+                ]
                 client, junk = [], []
                 for p, c, resp in zip(pools, cents, resps, strict=False):
                     with warnings.catch_warnings():
