@@ -144,6 +144,11 @@ impl Refresh<'_> {
         let mut from = [0usize; BATCH];
         let mut reach = [0f64; BATCH];
         let mut start = usize::MAX;
+        // Results accumulate here and are written to `out` once at the end: `out` is a
+        // slice of one buffer shared by the round's batches, and the cache line at the
+        // boundary of two batches run by two threads would otherwise bounce between
+        // their cores on every distance (rounds of a few batches run them alternately).
+        let mut acc = [Member::default(); BATCH];
         for m in 0..b {
             let j = part[m] as usize;
             let r = it.rows[j] as usize;
@@ -153,10 +158,7 @@ impl Refresh<'_> {
             from[m] = it.pending.partition_point(|e| e.0 < s);
             start = start.min(from[m]);
             reach[m] = member_reach(it.d2[j], self.err);
-            out[m] = Member {
-                d2: it.d2[j],
-                ..Member::default()
-            };
+            acc[m].d2 = it.d2[j];
         }
         if b == 0 {
             return;
@@ -168,7 +170,7 @@ impl Refresh<'_> {
                 if idx < from[m] {
                     continue;
                 }
-                let o = &mut out[m];
+                let o = &mut acc[m];
                 if self.prune && skip_by(gap, reach[m], o.d2, self.err) {
                     continue;
                 }
@@ -190,5 +192,6 @@ impl Refresh<'_> {
                 }
             }
         }
+        out[..b].copy_from_slice(&acc[..b]);
     }
 }
