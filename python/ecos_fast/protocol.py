@@ -697,9 +697,9 @@ def respond(
     )
 
 
-#: Private rows whose distances to every centroid one block of
-#: :func:`coverage_counts` holds (float64: 8 bytes x rows x clusters).
-_NEIGHBOUR_BLOCK = 4096
+#: Distances one block of :func:`coverage_counts` holds at most (float64: 8 bytes
+#: each, so 32 MiB): rows per block = this over the number of clusters.
+_NEIGHBOUR_BLOCK_VALUES = 1 << 22
 
 
 def coverage_counts(
@@ -727,8 +727,9 @@ def coverage_counts(
     c = centroids.astype(np.float64)
     c_sq = np.einsum("ij,ij->i", c, c)
     hits = np.zeros(r, dtype=np.int64)
-    for a in range(0, x.shape[0], _NEIGHBOUR_BLOCK):
-        xb = x[a : a + _NEIGHBOUR_BLOCK].astype(np.float64)
+    block = max(1, _NEIGHBOUR_BLOCK_VALUES // r)
+    for a in range(0, x.shape[0], block):
+        xb = x[a : a + block].astype(np.float64)
         d2 = np.einsum("ij,ij->i", xb, xb)[:, None] - 2.0 * (xb @ c.T) + c_sq[None, :]
         # A stable sort on the distances: the k smallest, ties to the lowest index.
         nearest = np.argsort(d2, axis=1, kind="stable")[:, :neighbours]

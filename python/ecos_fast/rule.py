@@ -105,7 +105,6 @@ __all__ = [
     "own_centroid_sq_dist",
     "plan_selection",
     "posterior_mean_counts",
-    "suggest_neighbours",
     "random_rows",
     "rows_ascending",
     "select_within",
@@ -113,6 +112,7 @@ __all__ = [
     "stratified_picks",
     "stratum_seed",
     "suggest_n_clusters",
+    "suggest_neighbours",
     "warn_if_low_signal",
     "weights_are_noise",
 ]
