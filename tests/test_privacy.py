@@ -93,8 +93,9 @@ def test_response_records_parameters_and_no_private_data() -> None:
     fields = {f for f in vars(r)}
     assert fields == {
         "noisy_counts", "epsilon", "delta", "sigma", "sensitivity", "relation",
-        "mechanism", "centroids_fingerprint", "schema_version",
+        "mechanism", "centroids_fingerprint", "schema_version", "neighbours",
     }  # fmt: skip
+    assert r.neighbours == 1
     true = np.bincount(reference.assign(x, cents.centroids)[0], minlength=4)
     assert not np.allclose(r.noisy_counts, true)
     assert "Notes" in (ecos_fast.respond.__doc__ or "")
