@@ -158,6 +158,18 @@ def _configs(study: str) -> list[tuple[str, float, str, float, str, str]]:
     )
 
 
+def _select_quietly(pool: np.ndarray, sketch: Any, budget: int, **opts: Any) -> Any:
+    """``ecos_fast.select`` without its shortfall and low-signal warnings (a study scores
+    what it gets); None when the release covers no cluster."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BudgetShortfallWarning)
+        warnings.simplefilter("ignore", LowSignalWarning)
+        try:
+            return ecos_fast.select(pool, sketch, budget, **opts)
+        except NoCoverageError:
+            return None
+
+
 def run(
     preset: str,
     seeds: Sequence[int],
@@ -183,17 +195,13 @@ def run(
             )
             sketch = ecos_fast.Sketch.join(cents, resp)
             for study, thr, within, cand, low, weights in configs:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", BudgetShortfallWarning)
-                    warnings.simplefilter("ignore", LowSignalWarning)
-                    try:
-                        sel = ecos_fast.select(
-                            split.pool_features, sketch, budget,
-                            threshold=thr, within=within, candidates=cand,
-                            low_signal=low, weights=weights,
-                        )  # fmt: skip
-                    except NoCoverageError:
-                        continue
+                sel = _select_quietly(
+                    split.pool_features, sketch, budget,
+                    threshold=thr, within=within, candidates=cand,
+                    low_signal=low, weights=weights,
+                )  # fmt: skip
+                if sel is None:
+                    continue
                 acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k, scorer)
                 out.append(
                     {
@@ -229,15 +237,11 @@ def run_neighbours(
                     split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17,
                     neighbours=k,
                 )  # fmt: skip
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", BudgetShortfallWarning)
-                    warnings.simplefilter("ignore", LowSignalWarning)
-                    try:
-                        sel = ecos_fast.select(
-                            split.pool_features, ecos_fast.Sketch.join(cents, resp), budget
-                        )
-                    except NoCoverageError:
-                        continue
+                sel = _select_quietly(
+                    split.pool_features, ecos_fast.Sketch.join(cents, resp), budget
+                )
+                if sel is None:
+                    continue
                 acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k_cls, scorer)
                 out.append(
                     {
@@ -273,15 +277,11 @@ def run_sketch(
                 resp = ecos_fast.respond(
                     split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17
                 )
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", BudgetShortfallWarning)
-                    warnings.simplefilter("ignore", LowSignalWarning)
-                    try:
-                        sel = ecos_fast.select(
-                            split.pool_features, ecos_fast.Sketch.join(cents, resp), budget
-                        )
-                    except NoCoverageError:
-                        continue
+                sel = _select_quietly(
+                    split.pool_features, ecos_fast.Sketch.join(cents, resp), budget
+                )
+                if sel is None:
+                    continue
                 acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k, scorer)
                 out.append(
                     {

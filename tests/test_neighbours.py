@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import ecos_fast
 import numpy as np
@@ -154,3 +155,15 @@ def test_blocks_of_rows_give_the_counts_of_one_block(monkeypatch: pytest.MonkeyP
     assert np.array_equal(coverage_counts(x, c, 3, 1), whole)
     monkeypatch.setattr(protocol, "_NEIGHBOUR_BLOCK_VALUES", 1)  # one row per block
     assert np.array_equal(coverage_counts(x, c, 3, 1), whole)
+
+
+def test_the_ledger_records_nothing_for_a_bad_neighbours(tmp_path: Any) -> None:
+    from ecos_fast.ledger import Ledger, respond_with_ledger
+
+    cents = ecos_fast.Centroids(np.eye(3, dtype=np.float32))
+    with Ledger(str(tmp_path / "l.sqlite"), budget_epsilon=5.0) as ledger:
+        with pytest.raises(InvalidInputError, match="neighbours=4 exceeds n_clusters=3"):
+            respond_with_ledger(np.eye(3), cents, 1.0, 1e-5, ledger, neighbours=4)
+        assert ledger.releases() == []
+        r = respond_with_ledger(np.eye(3), cents, 1.0, 1e-5, ledger, neighbours=2, seed=0)
+        assert r.neighbours == 2 and len(ledger.releases()) == 1

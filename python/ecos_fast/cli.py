@@ -528,6 +528,7 @@ def respond(
     """
     from .exchange import load_centroids, save_response
     from .ledger import Ledger, respond_with_ledger
+    from .protocol import check_neighbours
     from .protocol import respond as respond_api
 
     if budget_epsilon is not None and ledger_path is None:
@@ -548,10 +549,10 @@ def respond(
                 f"{private}: n_features={x.shape[1]} but the centroids have "
                 f"n_features={cents.n_features}"
             )
-        if neighbours > cents.n_clusters:  # before the ledger records anything
-            raise InvalidInputError(
-                f"--neighbours {neighbours} exceeds the {cents.n_clusters} centroids"
-            )
+        # Before the ledger file is opened.
+        check_neighbours(
+            neighbours, cents.n_clusters, what="--neighbours {k}", limit="the {n} centroids"
+        )
         extractor_checked = _check_client_extractor(state, cents, private, extractor_fp)
         bar.update()
         rel = cast(Literal["add_remove", "replace_one"], relation)

@@ -933,8 +933,9 @@ def respond_with_ledger(
     0.58
     """
     from .privacy import GaussianMechanism, sensitivity_for
-    from .protocol import respond
+    from .protocol import check_neighbours, respond
 
+    check_neighbours(neighbours, centroids.n_clusters)  # before anything is recorded
     # Calibrated once: the ledger records, and respond draws noise with, this sigma.
     mech = GaussianMechanism(epsilon, delta, relation)
     if mech.sigma == 0:

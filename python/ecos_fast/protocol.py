@@ -56,6 +56,7 @@ __all__ = [
     "Sketch",
     "centroid_fingerprint",
     "check_extractor",
+    "check_neighbours",
     "coverage_counts",
     "extractor_fingerprint_of",
     "fit_centroids",
@@ -544,11 +545,7 @@ class Response:
                 f"schema_version={self.schema_version!r}; this ecos-fast reads "
                 f"version {SCHEMA_VERSION}"
             )
-        k = check_int(self.neighbours, "neighbours", low=1)
-        if k > v.shape[0]:
-            raise InvalidInputError(
-                f"neighbours={k} exceeds the {v.shape[0]} counts of the response"
-            )
+        k = check_neighbours(self.neighbours, v.shape[0], limit="the {n} counts of the response")
         object.__setattr__(self, "neighbours", k)
         object.__setattr__(self, "noisy_counts", _readonly(v))
         object.__setattr__(self, "epsilon", eps)
@@ -636,7 +633,8 @@ def respond(
     sample adds a vector of ``k`` entries ``1 / sqrt(k)``: L2 norm 1 again, and two
     such vectors (non-negative) differ by at most sqrt(2), so the sensitivities and
     ``sigma`` are the same, while a cluster inside a dense region of the client's
-    data gathers about sqrt(k) times the signal it would with plain counts. The centroids are public.
+    data gathers about sqrt(k) times the signal it would with plain counts. The
+    centroids are public.
     Everything else in the response (parameters, fingerprint) is data-independent.
     Repeated calls on the same data compose and must be accounted together.
     With ``epsilon=math.inf`` there is no privacy guarantee at all.
@@ -673,9 +671,7 @@ def respond(
             f"relation={mechanism.relation!r}, but respond was called with epsilon={epsilon}, "
             f"delta={delta}, relation={relation!r}"
         )
-    k = check_int(neighbours, "neighbours", low=1)
-    if k > centroids.n_clusters:
-        raise InvalidInputError(f"neighbours={k} exceeds n_clusters={centroids.n_clusters}")
+    k = check_neighbours(neighbours, centroids.n_clusters)
     check_extractor(centroids, extractor_fingerprint_of(private_features, extractor_fingerprint))
     sigma = mechanism.sigma
     rng = np.random.default_rng(None if seed is None else check_seed(seed))
@@ -695,6 +691,29 @@ def respond(
         centroids_fingerprint=centroids.fingerprint,
         neighbours=k,
     )
+
+
+def check_neighbours(
+    neighbours: object, n_clusters: int, *, what: str = "neighbours={k}",
+    limit: str = "n_clusters={n}",
+) -> int:  # fmt: skip
+    """``neighbours`` as an int in ``[1, n_clusters]``, else :class:`InvalidInputError`
+    (:class:`InvalidTypeError` for a non-int): the one check behind :func:`respond`,
+    :func:`~ecos_fast.ledger.respond_with_ledger`, :class:`Response` and the CLI's
+    ``respond --neighbours``. ``what`` and ``limit`` word the message for the caller
+    (``{k}``: the value, ``{n}``: ``n_clusters``).
+
+    >>> check_neighbours(3, 10)
+    3
+    >>> check_neighbours(11, 10)
+    Traceback (most recent call last):
+    ...
+    ecos_fast.errors.InvalidInputError: neighbours=11 exceeds n_clusters=10
+    """
+    k = check_int(neighbours, "neighbours", low=1)
+    if k > n_clusters:
+        raise InvalidInputError(f"{what.format(k=k)} exceeds {limit.format(n=n_clusters)}")
+    return k
 
 
 #: Distances one block of :func:`coverage_counts` holds at most (float64: 8 bytes
