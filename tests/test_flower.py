@@ -400,6 +400,12 @@ def test_the_deployment_reads_keys_images_and_extractor_from_flowers_configs() -
     ctx.node_config = base
     with pytest.raises(ecos_fast.InvalidInputError, match="'features'"):
         client_config(ctx)
+    # A value of the wrong kind is an InvalidInputError naming the key, not a ValueError.
+    for key, bad, want in [("neighbours", "many", "an integer"), ("neighbours", 2.5, "an integer"),
+                           ("epsilon", "x", "a number"), ("seed", True, "an integer")]:  # fmt: skip
+        ctx.node_config = {**base, "features": "f.npy", key: bad}
+        with pytest.raises(ecos_fast.InvalidInputError, match=f"'{key}' is {bad!r}, not {want}"):
+            client_config(ctx)
     run = {"pool": "p.npy", "clusters": 4, "budget": 9, "sign-key": "cloud"}
     ctx.run_config = {**run, "client-keys": " a.pub, b.pub ,"}
     srv = server_config(ctx)
@@ -411,6 +417,9 @@ def test_the_deployment_reads_keys_images_and_extractor_from_flowers_configs() -
     ctx.run_config = {**run, "sign-key": "", "client-keys": ""}
     srv = server_config(ctx)
     assert (srv.sign_key, list(srv.client_keys)) == (None, [])
+    ctx.run_config = {**run, "budget": "lots"}
+    with pytest.raises(ecos_fast.InvalidInputError, match="'budget' is 'lots', not an integer"):
+        server_config(ctx)
 
 
 def test_app_project_is_read_back_by_server_config(tmp_path: Path) -> None:

@@ -54,6 +54,22 @@ def _get(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
     return default
 
 
+def _number(cfg: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:
+    """``cfg[key]`` (or ``default``) as ``kind`` (int or float); a value that is not one
+    is an :class:`~ecos_fast.errors.InvalidInputError` naming the key, not a ValueError."""
+    value = _get(cfg, key, default)
+    try:
+        out = kind(value)
+        if isinstance(value, bool) or (kind is int and float(value) != out):
+            raise ValueError
+    except (TypeError, ValueError):
+        from ..errors import InvalidInputError
+
+        want = "an integer" if kind is int else "a number"
+        raise InvalidInputError(f"the Flower config's {key!r} is {value!r}, not {want}") from None
+    return out
+
+
 def _optional(cfg: dict[str, Any], key: str) -> str | None:
     value = cfg.get(key)
     return None if value in (None, "") else str(value)
@@ -71,13 +87,13 @@ def client_config(context: Context) -> ClientConfig:
         cloud_key=_optional(c, "cloud-key"),
         sign_key=_optional(c, "sign-key"),
         ledger=str(_get(c, "ledger")),
-        epsilon=float(_get(c, "epsilon")),
-        delta=float(_get(c, "delta")),
-        budget_epsilon=float(_get(c, "budget-epsilon")),
+        epsilon=_number(c, "epsilon", float),
+        delta=_number(c, "delta", float),
+        budget_epsilon=_number(c, "budget-epsilon", float),
         cloud=str(_get(c, "cloud", "default")),
         extractor_fingerprint=_optional(c, "extractor-fingerprint"),
-        seed=None if seed is None else int(seed),
-        neighbours=int(_get(c, "neighbours", 1)),
+        seed=None if seed is None else _number(c, "seed", int),
+        neighbours=_number(c, "neighbours", int, 1),
     )
 
 
@@ -167,15 +183,15 @@ def server_config(context: Context) -> ServerConfig:
     output = c.get("output")
     return ServerConfig(
         pool=str(_get(c, "pool")),
-        clusters=int(_get(c, "clusters")),
-        budget=int(_get(c, "budget")),
-        seed=int(_get(c, "seed", 0)),
+        clusters=_number(c, "clusters", int),
+        budget=_number(c, "budget", int),
+        seed=_number(c, "seed", int, 0),
         mode=cast(Literal["per_client", "federation"], str(_get(c, "mode", "per_client"))),
-        min_clients=int(_get(c, "min-clients", 1)),
-        timeout=float(_get(c, "timeout", 60.0)),
+        min_clients=_number(c, "min-clients", int, 1),
+        timeout=_number(c, "timeout", float, 60.0),
         output=None if output in (None, "") else str(output),
         backend=cast(Literal["local", "ray"], str(_get(c, "backend", "local"))),
-        init_sample=None if c.get("init-sample") is None else int(c["init-sample"]),
+        init_sample=None if c.get("init-sample") is None else _number(c, "init-sample", int),
         sign_key=_optional(c, "sign-key"),
         client_keys=[k.strip() for k in str(c.get("client-keys") or "").split(",") if k.strip()],
     )
