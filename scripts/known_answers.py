@@ -48,6 +48,9 @@ OPTIONS: dict[str, dict[str, object]] = {
     # suggest_neighbours(n, eps, delta, R) nearest centroids (respond(neighbours=k)).
     "suggested neighbours": {"neighbours": "suggested"},
     "neighbours 4": {"neighbours": 4},
+    # The counts as released, not smoothed (the default before smooth="sure").
+    "smooth none": {"smooth": "none"},
+    "suggested neighbours, smooth none": {"neighbours": "suggested", "smooth": "none"},
 }
 
 

@@ -182,8 +182,8 @@ def run(
     """Every (client, seed, epsilon, configuration) score as one row."""
     if study == "sketch":
         return run_sketch(preset, seeds, budget, scorer)
-    if study == "neighbours":
-        return run_neighbours(preset, seeds, budget, n_clusters, scorer, private_size)
+    if study in ("neighbours", "smooth"):
+        return run_neighbours(preset, seeds, budget, n_clusters, scorer, private_size, study)
     k = n_classes(preset)
     configs = _configs(study)
     out: list[dict[str, Any]] = []
@@ -214,6 +214,10 @@ def run(
 
 
 NEIGHBOURS = (1, 2, 3, 4, 6)
+#: The smooth study: (k, smooth) with k an int or "suggested".
+SMOOTH_CONFIGS: tuple[tuple[int | str, str], ...] = (
+    (1, "none"), (1, "sure"), ("suggested", "none"), ("suggested", "sure"),
+)  # fmt: skip
 
 
 def run_neighbours(
@@ -223,30 +227,43 @@ def run_neighbours(
     n_clusters: int,
     scorer: str = "knn",
     private_size: int | None = None,
+    study: str = "neighbours",
 ) -> list[dict[str, Any]]:
     """The neighbours study: every (client, seed, epsilon, k) score as one row, the
-    selection with the rule's defaults; k fixed, or suggested for the client's size."""
+    selection with the rule's defaults; k fixed, or suggested for the client's size.
+    ``study="smooth"``: :data:`SMOOTH_CONFIGS`, ``select(smooth=...)`` beside k."""
     k_cls = n_classes(preset)
     out: list[dict[str, Any]] = []
     for client, seed, split, priv, val_x, val_y in _cases(preset, seeds, private_size):
         cents = ecos_fast.fit_centroids(split.pool_features, n_clusters=n_clusters, seed=seed)
         for eps in EPSILONS:
             suggested = ecos_fast.suggest_neighbours(priv.size, eps, 1e-5, n_clusters)
-            for k, how in [*((k, "fixed") for k in NEIGHBOURS), (suggested, "suggested")]:
+            configs = (
+                [(k, "fixed", "none") for k in NEIGHBOURS] + [(suggested, "suggested", "none")]
+                if study == "neighbours"
+                else [
+                    (suggested if k == "suggested" else int(k), "suggested" if k == "suggested"
+                     else "fixed", smooth)
+                    for k, smooth in SMOOTH_CONFIGS
+                ]
+            )  # fmt: skip
+            for k, how, smooth in configs:
                 resp = ecos_fast.respond(
                     split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17,
                     neighbours=k,
                 )  # fmt: skip
                 sel = _select_quietly(
-                    split.pool_features, ecos_fast.Sketch.join(cents, resp), budget
-                )
+                    split.pool_features, ecos_fast.Sketch.join(cents, resp), budget,
+                    smooth=smooth,
+                )  # fmt: skip
                 if sel is None:
                     continue
                 acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k_cls, scorer)
                 out.append(
                     {
-                        "study": "neighbours", "client": client, "seed": seed, "epsilon": eps,
+                        "study": study, "client": client, "seed": seed, "epsilon": eps,
                         "neighbours": k, "k_rule": how, "n_private": int(priv.size),
+                        "smooth": smooth,
                         "val_accuracy": acc, "client_share": share, "method": sel.method,
                     }
                 )  # fmt: skip
@@ -295,6 +312,9 @@ def run_sketch(
 
 
 def _label(r: dict[str, Any]) -> str:
+    if r["study"] == "smooth":
+        k = "suggested" if r.get("k_rule") == "suggested" else r["neighbours"]
+        return f"neighbours={k}, smooth={r['smooth']}"
     if r["study"] == "neighbours" and r.get("k_rule") == "suggested":
         return "neighbours = suggest_neighbours(n, eps, delta, R)"
     if r["study"] == "neighbours":
@@ -322,7 +342,7 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     paired wins against the study's best configuration."""
     lines: list[str] = []
     present = {r["study"] for r in rows}
-    studies = ("threshold", "routine", "grid", "weights", "sketch", "neighbours")
+    studies = ("threshold", "routine", "grid", "weights", "sketch", "neighbours", "smooth")
     for study in [s for s in studies if s in present]:
         extra = ("previous", "posterior") if study == "threshold" else ("previous",)
         sub = [r for r in rows if r["study"] in (study, *extra)]
@@ -407,15 +427,16 @@ def _paired_block(rows: list[dict[str, Any]]) -> str:
             if lab != default:
                 lines.append(f"- {paired(rows, ('weights',), lab, default)}")
         return "\n".join(lines) + "\n"
-    if any(r["study"] == "neighbours" for r in rows):
-        default = _label({"study": "neighbours", "neighbours": 1})
+    if any(r["study"] in ("neighbours", "smooth") for r in rows):
+        study = rows[0]["study"]
+        default = _label({"study": study, "neighbours": 1, "smooth": "none"})
         lines = ["### Paired against plain counts (validation accuracy)", ""]
         for lab in dict.fromkeys(_label(r) for r in rows):
             if lab != default:
                 for eps in EPSILONS:
                     sub = [r for r in rows if r["epsilon"] == eps]
-                    lines.append(f"- eps={eps:g}: {paired(sub, ('neighbours',), lab, default)}")
-                lines.append(f"- all eps: {paired(rows, ('neighbours',), lab, default)}")
+                    lines.append(f"- eps={eps:g}: {paired(sub, (study,), lab, default)}")
+                lines.append(f"- all eps: {paired(rows, (study,), lab, default)}")
         return "\n".join(lines) + "\n"
     if any(r["study"] == "sketch" for r in rows):
         default = _label({"study": "sketch", "n_clusters": 100, "normalize": "none"})
@@ -459,13 +480,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument(
         "--study",
-        choices=("main", "grid", "weights", "sketch", "neighbours"),
+        choices=("main", "grid", "weights", "sketch", "neighbours", "smooth"),
         default="main",
         help="main: the threshold and routine studies around the defaults; grid: threshold "
         "x routine crossed (writes study-grid-<preset>.*); weights: the weights' estimator x "
         "threshold x low_signal (study-weights-<preset>.*); sketch: R x normalize "
         "(writes study-sketch-<preset>.*); neighbours: respond(neighbours=k) "
-        "(study-neighbours-<preset>.*)",
+        "(study-neighbours-<preset>.*); smooth: select(smooth='sure') beside plain and "
+        "suggested k (study-smooth-<preset>.*)",
     )
     ap.add_argument(
         "--private-size",

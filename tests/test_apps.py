@@ -510,3 +510,33 @@ def test_neighbours_reach_the_clients_release(
     cfg = ExperimentConfig(neighbours=None)
     assert cfg.neighbours_for(60, 0.58, 12) == ecos_fast.suggest_neighbours(60, 0.58, 1e-5, 12)
     assert cfg.neighbours_for(60, 0.58, 12) > 1 == ExperimentConfig().neighbours_for(60, 0.58, 12)
+
+
+def test_smooth_reaches_the_clouds_selection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--smooth X: every ECOS selection of the run reads the counts that way."""
+    import ecos_fast
+    from ecos_fast import rule
+    from ecos_fast.apps.reproduce import main
+
+    seen: list[str] = []
+    real = ecos_fast.select
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        seen.append(kw["smooth"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ecos_fast, "select", spy)
+    other = "none" if rule.DEFAULT_SMOOTH == "sure" else "sure"
+    for flag, want in (([], rule.DEFAULT_SMOOTH), (["--smooth", other], other)):
+        seen.clear()
+        code = main(
+            [
+                "--preset", "small", "--domains", "hershey", "--budgets", "40", "--seeds", "1",
+                "--n-clusters", "12", "--methods", "ecos", "--private-size", "60", *flag,
+                "--no-sweep", "--no-semi-supervised", "--out", str(tmp_path), "--quiet",
+            ]
+        )  # fmt: skip
+        assert code == 0 and seen == [want]
+    assert main(["--smooth", "gaussian", "--out", str(tmp_path), "--quiet"]) == 2

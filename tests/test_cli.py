@@ -530,3 +530,23 @@ def test_respond_neighbours(files: dict[str, Path], tmp_path: Path, capsys: Any)
     assert f"--neighbours {K + 1} exceeds the {K} centroids" in capsys.readouterr().err
     assert not out.exists() and not ledger.exists()
     assert _run(*base, "--neighbours", 0) == EXIT_USAGE
+
+
+def test_select_smooth_reaches_the_rule_and_the_summary(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    common = [files["pool"], files["centroids"], files["response"], "-b", 9]
+    picked = {}
+    for smooth in ("none", "sure"):
+        out, summary = tmp_path / f"{smooth}.npy", tmp_path / f"{smooth}.json"
+        assert _run("-q", "select", *common, "-o", out, "--summary", summary,
+                    "--smooth", smooth) == 0  # fmt: skip
+        got = json.loads(summary.read_text())
+        assert got["smooth"] == smooth and (got["smoothing_scale"] == 0.0) == (smooth == "none")
+        picked[smooth] = np.load(out)
+    pool = np.load(files["pool"])
+    cents = ecos_fast.load_centroids(files["centroids"])
+    resp = ecos_fast.load_response(files["response"], centroids=cents)
+    want = ecos_fast.select(pool, (cents, resp), 9, smooth="sure")
+    np.testing.assert_array_equal(picked["sure"], np.asarray(want))
+    assert _run("-q", "select", *common, "-o", tmp_path / "s.npy", "--smooth", "x") == EXIT_USAGE

@@ -84,7 +84,7 @@ def test_reproduce_parses_as_the_argparse_front_did(monkeypatch: pytest.MonkeyPa
         app="labeling", domains=None, budgets=(1000, 3000), seeds=(1, 2, 3),
         methods="ecos,kcenter,random,local", epsilon=0.58, delta=1e-5,
         sweep=reproduce.SWEEP, no_sweep=False, n_clusters=100, threshold=None, within=None,
-        candidates=None, weights=None, neighbours=1, normalize="none", model="head",
+        candidates=None, weights=None, smooth=None, neighbours=1, normalize="none", model="head",
         semi_supervised=True,
         knn_epsilon=5.0, queries=None, evaluate="test", preset="default", data_seed=0,
         extractor=None, private_size=None, private_sizes=None, queries_sweep=None,

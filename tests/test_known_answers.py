@@ -99,3 +99,27 @@ def test_strong_signal_issues_no_low_signal_warning(junk: list[SyntheticPool]) -
     with warnings.catch_warnings():
         warnings.simplefilter("error", LowSignalWarning)
         ecos_fast.select(p.pool, ecos_fast.Sketch.join(cents, resp), 500)
+
+
+@pytest.mark.parametrize("smooth", ["none", "sure"])
+def test_known_answers_hold_with_and_without_smoothing(
+    cib: list[SyntheticPool], junk: list[SyntheticPool], smooth: str
+) -> None:
+    """The targets above, for both ways of reading the counts (select(smooth=...)):
+    smoothing must not hand a compact client's budget to its broad neighbours, buy
+    junk, or move a noise-free release off the client's components."""
+    zipped = list(zip(SEEDS, cib, junk, strict=True))
+    compact = [
+        p.share_of(_select(p, 0.58, 50, 250, s, smooth=smooth), p.client_components)
+        for s, p, _ in zipped
+    ]
+    assert min(compact) >= 0.75, compact
+    junk_share = [
+        j.share_of(_select(j, 0.1, 100, 500, s, smooth=smooth), j.junk_components)
+        for s, _, j in zipped
+    ]
+    assert np.mean(junk_share) <= 0.02, junk_share
+    for s, _, j in zipped:
+        assert (
+            j.share_of(_select(j, math.inf, 100, 500, s, smooth=smooth), j.client_components) == 1.0
+        )

@@ -18,7 +18,13 @@ from ecos_fast.errors import (
     NoCoverageError,
     SketchMismatchError,
 )
-from ecos_fast.rule import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD, DEFAULT_WITHIN, Within
+from ecos_fast.rule import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_SMOOTH,
+    DEFAULT_THRESHOLD,
+    DEFAULT_WITHIN,
+    Within,
+)
 
 N_COMP, PER_COMP, D = 8, 150, 8
 
@@ -124,7 +130,7 @@ def test_end_to_end_matches_reference(setup: tuple) -> None:
     assert list(sel) == idx.tolist()
     # Cluster order, then pick order.
     assert sel.labels is not None and (np.diff(sel.labels[idx]) >= 0).all()
-    w = sketch.weights(DEFAULT_THRESHOLD)
+    w = sketch.weights(DEFAULT_THRESHOLD, smooth=DEFAULT_SMOOTH)  # smoothing: test_smoothing.py
     want = reference_select(pool, cents, w, 120, DEFAULT_WITHIN, DEFAULT_CANDIDATES)
     np.testing.assert_array_equal(idx, want)  # the default routine
     cases: tuple[tuple[Within, float], ...] = (

@@ -223,7 +223,14 @@ def test_select_within_equals_local_for_one_and_many_shards(
         np.testing.assert_array_equal(got.quotas, local.quotas)
 
 
-@pytest.mark.parametrize(("weights", "threshold"), [("posterior", 1.0), ("empirical-bayes", 0.0)])
+@pytest.mark.parametrize(
+    ("weights", "threshold", "smooth", "epsilon"),
+    [
+        ("posterior", 1.0, "none", 1.0),
+        ("empirical-bayes", 0.0, "none", 1.0),
+        ("noisy", 2.0, "sure", 0.3),
+    ],
+)
 def test_select_noisy_weights_equal_local(
     cluster: Any,
     pool: np.ndarray,
@@ -231,16 +238,25 @@ def test_select_noisy_weights_equal_local(
     sketch: ecos_fast.Sketch,
     weights: str,
     threshold: float,
+    smooth: str,
+    epsilon: float,
 ) -> None:
     cents = sketch.centroids
     head = pool[:20_000]
     private = head[ecos_fast.assign(head, cents.centroids)[0] % 5 == 0]
-    noisy = ecos_fast.Sketch.join(cents, ecos_fast.respond(private, cents, 1.0, 1e-5, seed=0))
-    kw: dict[str, Any] = {"weights": weights, "threshold": threshold}
+    if smooth == "sure":  # a release weak enough for SURE to smooth
+        private = private[::20]
+    noisy = ecos_fast.Sketch.join(cents, ecos_fast.respond(private, cents, epsilon, 1e-5, seed=0))
+    kw: dict[str, Any] = {"weights": weights, "threshold": threshold, "smooth": smooth}
     local = ecos_fast.select(pool, noisy, 800, **kw)
     got = ecos_fast.select(other_shards, noisy, 800, backend="ray", **kw)
     np.testing.assert_array_equal(got.indices, local.indices)
     np.testing.assert_array_equal(got.weights, local.weights)
+    if smooth == "sure":  # the smoothing took place: the weights are not the plain ones
+        plain = ecos_fast.select(
+            pool, noisy, 800, weights=weights, threshold=threshold, smooth="none"
+        )
+        assert not np.array_equal(plain.weights, local.weights)
 
 
 def test_select_coreset_is_a_valid_bounded_selection(

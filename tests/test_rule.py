@@ -258,7 +258,8 @@ def test_estimated_weights_reach_select(
     pool, sk = mixture
     resp = ecos_fast.respond(np.repeat(pool[:1], 50, axis=0), sk.centroids, 2.0, 1e-5, seed=4)
     noisy = ecos_fast.Sketch.join(sk.centroids, resp)
-    sel = ecos_fast.select(pool, noisy, 100, weights=weights, threshold=0.0)
+    # The estimate on the counts as released (test_smoothing.py: on smoothed counts).
+    sel = ecos_fast.select(pool, noisy, 100, weights=weights, threshold=0.0, smooth="none")
     want = estimate(resp.noisy_counts, resp.sigma)
     assert sel.weights is not None
     if weights == "posterior":  # the flat prior gives every cluster some weight
@@ -313,6 +314,7 @@ def test_defaults_live_in_the_rule_module() -> None:
     assert params["within"].default == rule.DEFAULT_WITHIN
     assert params["candidates"].default == rule.DEFAULT_CANDIDATES
     assert params["weights"].default == rule.DEFAULT_WEIGHTS
+    assert params["smooth"].default == rule.DEFAULT_SMOOTH
 
 
 def test_the_cli_passes_the_options_through(
@@ -330,12 +332,14 @@ def test_the_cli_passes_the_options_through(
     # Each case: CLI options and the select() keywords they must become. The base of
     # each case is the same keywords without its last option, so that option matters.
     nb = {"within": "neighbourhood"}
+    other_smooth = "none" if rule.DEFAULT_SMOOTH == "sure" else "sure"
     cases: list[tuple[list[str], dict[str, Any], dict[str, Any]]] = [
         (["--within", "nearest"], {"within": "nearest"}, {}),
         (["--within", "neighbourhood"], nb, {}),
         (["--within", "kcenter"], {"within": "kcenter"}, {}),
         (["--within", "neighbourhood", "--candidates", "3.0"], {**nb, "candidates": 3.0}, nb),
         (["--weights", "posterior"], {"weights": "posterior"}, {}),
+        (["--smooth", other_smooth], {"smooth": other_smooth}, {}),
         (["--seed", "5"], {"seed": 5}, {}),  # seeds the strata of the default routine
     ]
     args = [str(tmp_path / n) for n in ("pool.npy", "c.safetensors", "r.safetensors")]
@@ -514,13 +518,13 @@ def test_signal_check_does_not_depend_on_the_weights_threshold() -> None:
     capacity = np.full(400, 50, dtype=np.int64)
     for thr in (0.0, rule.DEFAULT_THRESHOLD):
         for weights in rule.WEIGHTS:
-            opts = rule.check_rule_options(threshold=thr, weights=weights)
+            opts = rule.check_rule_options(threshold=thr, weights=weights, smooth="none")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", LowSignalWarning)
                 plan = rule.plan_selection(counts, 1.0, capacity, 100, opts, stacklevel=1)
             assert not plan.low_signal, (thr, weights)
     # Noise alone is still caught at threshold 0.
-    opts = rule.check_rule_options(threshold=0.0)
+    opts = rule.check_rule_options(threshold=0.0, smooth="none")
     with pytest.warns(LowSignalWarning):
         plan = rule.plan_selection(counts[4:], 1.0, capacity[4:], 100, opts, stacklevel=1)
     assert plan.low_signal

@@ -752,6 +752,14 @@ def _check_client_extractor(
 @_verify_key("the response", "the client's")
 @THREADS
 @output_options
+@click.option(
+    "--smooth",
+    type=click.Choice(["none", "sure"]),
+    default=None,
+    help="sure: average each noisy count with its nearest centroids' at the bandwidth "
+    "with the smallest Stein's unbiased risk estimate (post-processing, no privacy "
+    "cost); none: the counts as released [default: the library's].",
+)
 @click.pass_obj
 def select(
     state: State,
@@ -764,6 +772,7 @@ def select(
     threshold: float | None,
     low_signal: str | None,
     weights: str | None,
+    smooth: str | None,
     within: str | None,
     candidates: float | None,
     fallback: str,
@@ -785,15 +794,18 @@ def select(
     from .rule import (
         DEFAULT_CANDIDATES,
         DEFAULT_LOW_SIGNAL,
+        DEFAULT_SMOOTH,
         DEFAULT_THRESHOLD,
         DEFAULT_WEIGHTS,
         DEFAULT_WITHIN,
+        Smooth,
         Weights,
     )
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     low_signal = DEFAULT_LOW_SIGNAL if low_signal is None else low_signal
     weights = DEFAULT_WEIGHTS if weights is None else weights
+    smooth = DEFAULT_SMOOTH if smooth is None else smooth
     within = DEFAULT_WITHIN if within is None else within
     candidates = DEFAULT_CANDIDATES if candidates is None else candidates
 
@@ -834,6 +846,7 @@ def select(
                     candidates=candidates,
                     fallback=cast(Literal["raise", "random", "kcenter"], fallback),
                     low_signal=cast(Literal["spread", "keep"], low_signal),
+                    smooth=cast(Smooth, smooth),
                     seed=seed,
                     n_threads=threads,
                 )
@@ -871,6 +884,8 @@ def select(
         "threshold": threshold,
         "weights_from": weights if method == "ecos" else None,
         "within": within if method == "ecos" else None,
+        "smooth": smooth if method == "ecos" else None,
+        "smoothing_scale": sel.smoothing_scale if method == "ecos" else None,
         "candidates": candidates if method == "ecos" else None,
         "communication": comm,
         "indices_sha256": hashlib.sha256(indices.astype("<i8").tobytes()).hexdigest(),

@@ -47,6 +47,7 @@ from .errors import (
 )
 from .privacy import GaussianMechanism, sensitivity_for
 from .rule import cluster_weights
+from .smoothing import SMOOTH, smooth_counts
 from .transform import NORMALIZE_CHOICES, Normalize, l2_normalize
 
 __all__ = [
@@ -815,10 +816,14 @@ class Sketch:
         self,
         threshold: float = 0.0,
         weights: Literal["noisy", "posterior", "empirical-bayes"] = "noisy",
+        smooth: Literal["none", "sure"] = "none",
     ) -> NDArray[np.float64]:
         """Cluster weights ``max(estimate - threshold * sigma, 0)``.
 
-        The rule's :func:`ecos_fast.rule.cluster_weights` on this release.
+        The rule's :func:`ecos_fast.rule.cluster_weights` on this release (with
+        ``smooth="sure"``, on the counts smoothed as :func:`ecos_fast.select` smooths
+        them by default, :func:`ecos_fast.smoothing.smooth_counts`, each with its own
+        sigma).
 
         Parameters
         ----------
@@ -842,4 +847,7 @@ class Sketch:
         [2.0, 1.0]
         """
         r = self.response
+        if check_choice(smooth, "smooth", SMOOTH) == "sure":
+            sm = smooth_counts(r.noisy_counts, r.sigma, self.centroids.centroids)
+            return cluster_weights(sm.counts, r.sigma * sm.noise, threshold, weights)
         return cluster_weights(r.noisy_counts, r.sigma, threshold, weights)

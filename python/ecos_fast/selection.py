@@ -32,11 +32,13 @@ from .protocol import Centroids, Response, Sketch
 from .rule import (
     DEFAULT_CANDIDATES,
     DEFAULT_LOW_SIGNAL,
+    DEFAULT_SMOOTH,
     DEFAULT_THRESHOLD,
     DEFAULT_WEIGHTS,
     DEFAULT_WITHIN,
     LowSignal,
     Selection,
+    Smooth,
     Weights,
     Within,
     check_rule_options,
@@ -76,6 +78,7 @@ def select(
     candidates: float = DEFAULT_CANDIDATES,
     fallback: Literal["raise", "random", "kcenter"] = "raise",
     low_signal: LowSignal = DEFAULT_LOW_SIGNAL,
+    smooth: Smooth = DEFAULT_SMOOTH,
     labels: Any = None,
     seed: int = 0,
     n_threads: int | None = None,
@@ -128,6 +131,15 @@ def select(
         ``seed``; ``Selection.method`` is ``"ecos-low-signal-random"``) instead of
         spending it on the few clusters that noise lifted; a :class:`LowSignalWarning`
         says so. ``"keep"`` uses the weights anyway.
+    smooth : {"none", "sure"}, default rule.DEFAULT_SMOOTH ("sure")
+        ``"sure"``: average each noisy count with those of its nearest centroids at
+        the bandwidth with the smallest Stein's unbiased risk estimate
+        (:func:`ecos_fast.smoothing.smooth_counts`; no smoothing is a candidate, and
+        the one chosen without noise); every ``weights`` estimate then reads the
+        smoothed counts, each with its own noise standard deviation (``threshold``
+        is in those units). It gains where the client fills many clusters and each
+        count is below the noise (a small client, a small ε); it is post-processing,
+        so it costs no privacy. ``"none"``: the counts as released.
     labels : array-like of shape (n_samples,), optional
         Every pool row's nearest centroid, e.g. ``centroids.labels`` from
         :func:`fit_centroids` on the same features; skips the assignment pass.
@@ -178,7 +190,7 @@ def select(
     check_backend(backend)
     opts = check_rule_options(
         threshold=threshold, weights=weights, within=within, candidates=candidates,
-        fallback=fallback, low_signal=low_signal,
+        fallback=fallback, low_signal=low_signal, smooth=smooth,
     )  # fmt: skip
     sk = _as_sketch(sketch)
     if backend == "ray":
@@ -187,7 +199,7 @@ def select(
         return ray_backend().select_sharded(  # type: ignore[no-any-return]
             features, sk, budget, threshold=opts.threshold, weights=opts.weights,
             within=opts.within, candidates=opts.candidates, fallback=opts.fallback,
-            low_signal=opts.low_signal, seed=seed, kcenter=kcenter, n_threads=n_threads, stacklevel=3,
+            low_signal=opts.low_signal, smooth=opts.smooth, seed=seed, kcenter=kcenter, n_threads=n_threads, stacklevel=3,
         )  # fmt: skip
     cents = sk.centroids
     # Without a transform the features are checked inside the first pass that reads them
@@ -225,7 +237,9 @@ def select(
         lab, sq_dist = as_labels(labels, "labels", n_samples=n, n_clusters=r), None
     capacity = np.bincount(lab, minlength=r).astype(np.int64)
     resp = sk.response
-    plan = plan_selection(resp.noisy_counts, resp.sigma, capacity, b, opts, stacklevel=2)
+    plan = plan_selection(
+        resp.noisy_counts, resp.sigma, capacity, b, opts, stacklevel=2, centroids=c
+    )
     if plan.fallback is not None:
         if unchecked:
             check_all()

@@ -87,6 +87,9 @@ class ExperimentConfig:
         Candidate factor of the ``"neighbourhood"`` routine; ``None``: the default.
     weights : str or None
         Cluster weight rule of :func:`ecos_fast.select`; ``None``: the default.
+    smooth : str or None
+        ``smooth`` of :func:`ecos_fast.select` (``"sure"``: the noisy counts smoothed
+        over the centroids' neighbourhoods); ``None``: the default.
     neighbours : int or None
         The client counts each private sample at its ``neighbours`` nearest centroids
         (:func:`ecos_fast.respond`); 1: plain counts; None: for each release,
@@ -150,6 +153,7 @@ class ExperimentConfig:
     within: str | None = None
     candidates: float | None = None
     weights: str | None = None
+    smooth: str | None = None
     neighbours: int | None = 1
     normalize: str | None = None
     model: str = "head"
@@ -233,6 +237,7 @@ class ExperimentConfig:
             "weights": rule.DEFAULT_WEIGHTS if self.weights is None else self.weights,
             "within": rule.DEFAULT_WITHIN if self.within is None else self.within,
             "candidates": rule.DEFAULT_CANDIDATES if self.candidates is None else self.candidates,
+            "smooth": rule.DEFAULT_SMOOTH if self.smooth is None else self.smooth,
         }
 
 

@@ -41,6 +41,7 @@ from ..errors import InvalidInputError
 from ..rule import (
     DEFAULT_CANDIDATES,
     DEFAULT_LOW_SIGNAL,
+    DEFAULT_SMOOTH,
     DEFAULT_THRESHOLD,
     DEFAULT_WEIGHTS,
     DEFAULT_WITHIN,
@@ -83,6 +84,7 @@ def select_sharded(
     candidates: float = DEFAULT_CANDIDATES,
     fallback: str = "raise",
     low_signal: str = DEFAULT_LOW_SIGNAL,
+    smooth: str = DEFAULT_SMOOTH,
     seed: int = 0,
     kcenter: str = "gather",
     column: str | None = None,
@@ -105,7 +107,7 @@ def select_sharded(
     st = stats if stats is not None else RunStats()
     opts = check_rule_options(
         threshold=threshold, weights=weights, within=within, candidates=candidates,
-        fallback=fallback, low_signal=low_signal,
+        fallback=fallback, low_signal=low_signal, smooth=smooth,
     )  # fmt: skip
     check_choice(kcenter, "kcenter", KCENTER_MODES)
     if kcenter == "coreset" and opts.within != "kcenter":
@@ -134,7 +136,9 @@ def select_sharded(
     st.bytes_to_driver += nbytes(summaries)
     capacity = np.sum(np.stack([sm["counts"] for sm in summaries]), axis=0).astype(np.int64)
     resp = sketch.response
-    plan = plan_selection(resp.noisy_counts, resp.sigma, capacity, b, opts, stacklevel=stacklevel)
+    plan = plan_selection(
+        resp.noisy_counts, resp.sigma, capacity, b, opts, stacklevel=stacklevel, centroids=c
+    )
     if plan.fallback is not None:
         idx = random_rows(n, b, s)
         sel = fallback_selection(idx, plan, _label_counts(p, out, idx, r, st), None)
