@@ -244,3 +244,41 @@ def test_smooth_is_the_same_for_any_thread_count() -> None:
             np.asarray(ecos_fast.select(pool, sk, 300, smooth="sure", n_threads=t)) for t in (1, 2)
         )
     np.testing.assert_array_equal(one, two)
+
+
+def test_the_gate_of_a_smoothed_release_finds_a_spread_client() -> None:
+    """The thinly spread client of the tests above, 8 draws: the counts as released look
+    like noise on 7 (the plain gate draws Random's selection), the smoothed ones clear
+    their own gate on 4 of those, and each selection that clears it comes from the
+    client's half of the pool."""
+    found = {"none": 0, "sure": 0}
+    for seed in range(8):
+        pool, sk = _spread_client(seed)
+        for smooth in found:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LowSignalWarning)
+                sel = ecos_fast.select(pool, sk, 400, smooth=smooth)  # type: ignore[arg-type]
+            if sel.method == "ecos":
+                found[smooth] += 1
+                assert np.mean(pool[sel.indices, 0] < 5) > 0.85, (seed, smooth)
+    assert found["sure"] >= found["none"] + 3, found
+
+
+def test_the_gate_of_a_smoothed_release_passes_noise_rarely() -> None:
+    """Pure-noise releases clear the smoothed gate at about its designed rate (1 -
+    GATE_QUANTILE = 0.135 %): none of 100 here (an upper bound of 3 % at 95 %)."""
+    from ecos_fast.smoothing import Smoother, smoothed_release_is_noise
+
+    _, sk = _spread_client(0)
+    smoother = Smoother(sk.centroids.centroids)
+    rng = np.random.default_rng(99)
+    passed = sum(
+        not smoothed_release_is_noise(smoother, rng.normal(0, 6.0, 100), 6.0, 2.0)[0]
+        for _ in range(100)
+    )
+    assert passed == 0
+    # A strong release clears it; no noise is never noise.
+    strong = np.zeros(100)
+    strong[:5] = 60.0
+    assert not smoothed_release_is_noise(smoother, strong + rng.normal(0, 6.0, 100), 6.0, 2.0)[0]
+    assert not smoothed_release_is_noise(smoother, strong, 0.0, 2.0)[0]

@@ -34,12 +34,17 @@ from ._validation import as_vector, check_nonneg_float
 from .errors import InvalidInputError
 
 __all__ = [
+    "GATE_DRAWS",
+    "GATE_QUANTILE",
+    "GATE_SEED",
     "SMOOTH",
     "SMOOTH_NEIGHBOURS",
     "SMOOTH_SCALES",
+    "Smoother",
     "Smoothing",
     "centroid_neighbourhoods",
     "smooth_counts",
+    "smoothed_release_is_noise",
 ]
 
 #: ``select(smooth=...)``: ``"none"`` uses the noisy counts as released, ``"sure"``
@@ -54,6 +59,12 @@ SMOOTH_SCALES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 SPIKE_SIGMAS = 2.0
 #: Rounds of the spike step at most (it converges geometrically, in a few).
 SPIKE_ITERATIONS = 200
+#: The noise gate of smoothed releases (:func:`smoothed_release_is_noise`): pure-noise
+#: releases simulated, their seed, and the quantile of their weights' total the release
+#: must exceed (the one-sided 3-sigma level of the plain gate's normal approximation).
+GATE_DRAWS = 2000
+GATE_SEED = 0
+GATE_QUANTILE = 0.99865
 #: Distances held per block of :func:`centroid_neighbourhoods` (float64, 32 MiB).
 _BLOCK_VALUES = 1 << 22
 
@@ -112,6 +123,141 @@ def centroid_neighbourhoods(
     return idx, dist
 
 
+class Smoother:
+    """The smoothing matrices of one sketch's centroids at every bandwidth, built once
+    (they depend on the public centroids only) and applied to one release or to many
+    at once (the noise-only releases of :meth:`noise_only_totals`).
+
+    Parameters
+    ----------
+    centroids : array-like of shape (n_clusters, n_features)
+    scales : tuple of float
+        Bandwidths to try, in units of ``h0``, each finite and > 0.
+    n_neighbours : int
+        Centroids per average, itself included.
+    """
+
+    def __init__(
+        self,
+        centroids: NDArray[Any],
+        scales: tuple[float, ...] = SMOOTH_SCALES,
+        n_neighbours: int = SMOOTH_NEIGHBOURS,
+    ) -> None:
+        for t in scales:
+            if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+                raise InvalidInputError(f"smoothing scales must be finite and > 0, got {t!r}")
+        c = np.asarray(centroids)
+        if c.ndim != 2:
+            raise InvalidInputError(f"centroids must be 2-d, got shape {c.shape}")
+        self.n_clusters = int(c.shape[0])
+        self.scales: tuple[float, ...] = ()
+        self.kernels: list[NDArray[np.float64]] = []
+        self.noise: list[NDArray[np.float64]] = []
+        if self.n_clusters < 2 or not scales:
+            return
+        self.idx, d2 = centroid_neighbourhoods(c, n_neighbours)
+        positive = d2[:, 1][d2[:, 1] > 0]
+        if positive.size == 0:  # every centroid duplicated: no scale to smooth over
+            return
+        h0 = float(np.median(d2[:, 1])) or float(np.median(positive))
+        self.scales = tuple(float(t) for t in scales)
+        for t in self.scales:
+            k = np.exp(-d2 / (t * h0))
+            k /= k.sum(axis=1, keepdims=True)
+            self.kernels.append(k)
+            self.noise.append(np.sqrt(np.einsum("ij,ij->i", k, k)))
+
+    def _average(self, k: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``S y`` for one release (n_clusters,) or many (n_clusters, n_releases)."""
+        if y.ndim == 1:
+            return np.asarray(np.einsum("ij,ij->i", k, y[self.idx]), dtype=np.float64)
+        return np.asarray(np.einsum("ij,ijm->im", k, y[self.idx]), dtype=np.float64)
+
+    def _despike(
+        self, k: NDArray[np.float64], y: NDArray[np.float64], sigma: float
+    ) -> NDArray[np.float64]:
+        """The spike step at kernel ``k``: the fixed point ``e = max(y - S (y - e) -
+        SPIKE_SIGMAS sigma, 0)``, then ``S (y - e) + e``."""
+        excess = np.zeros_like(y)
+        tol = 1e-12 * (1.0 + float(np.max(np.abs(y))))
+        for _ in range(SPIKE_ITERATIONS):
+            new = np.maximum(y - self._average(k, y - excess) - SPIKE_SIGMAS * sigma, 0.0)
+            done = bool(np.max(np.abs(new - excess)) <= tol)
+            excess = new
+            if done:
+                break
+        return self._average(k, y - excess) + excess
+
+    def sure(self, y: NDArray[np.float64], sigma: float) -> NDArray[np.float64]:
+        """SURE of every candidate for every release: shape (1 + n_scales, ...), the
+        identity first (``R sigma^2``)."""
+        r = self.n_clusters
+        rows = [np.full(y.shape[1:], float(r * sigma * sigma))]
+        for k in self.kernels:
+            d = y - self._average(k, y)
+            # tr(S) is the sum of the self-weights, the first column.
+            rows.append(np.sum(d * d, axis=0) + 2.0 * sigma * sigma * k[:, 0].sum() - r * sigma**2)
+        return np.array(rows)
+
+    def smooth(self, noisy_counts: Any, sigma: float) -> Smoothing:
+        """:func:`smooth_counts` of one release."""
+        y = as_vector(noisy_counts, "noisy_counts")
+        s = check_nonneg_float(sigma, "sigma")
+        if y.shape[0] != self.n_clusters:
+            raise InvalidInputError(
+                f"centroids of shape ({self.n_clusters}, ...) do not match the "
+                f"{y.shape[0]} noisy counts"
+            )
+        ident = Smoothing(y.copy(), np.ones(y.shape[0]), 0.0, {0.0: float(y.shape[0] * s * s)})
+        if s == 0.0 or not self.scales:
+            return ident
+        risks = self.sure(y, s)
+        sure = {
+            0.0: float(risks[0]),
+            **{t: float(v) for t, v in zip(self.scales, risks[1:], strict=True)},
+        }
+        # The first smallest: the identity, then the smallest bandwidth, wins a tie.
+        best = int(np.argmin(risks))
+        if best == 0:
+            return Smoothing(ident.counts, ident.noise, 0.0, sure)
+        k = self.kernels[best - 1]
+        return Smoothing(self._despike(k, y, s), self.noise[best - 1], self.scales[best - 1], sure)
+
+    def weights_total(
+        self, y: NDArray[np.float64], sigma: float, threshold: float
+    ) -> NDArray[np.float64]:
+        """For releases ``y`` (n_clusters, n_releases): the total of the thresholded
+        smoothed counts, ``sum_i max(smoothed_i - threshold sigma ||S_i||, 0)``, each at
+        its own SURE choice."""
+        risks = self.sure(y, sigma)
+        best = np.argmin(risks, axis=0)
+        out = np.maximum(y - threshold * sigma, 0.0).sum(axis=0)  # the identity's
+        for j, (k, noise) in enumerate(zip(self.kernels, self.noise, strict=True), start=1):
+            cols = np.nonzero(best == j)[0]
+            if cols.size:
+                sm = self._despike(k, y[:, cols], sigma)
+                out[cols] = np.maximum(sm - threshold * sigma * noise[:, None], 0.0).sum(axis=0)
+        return np.asarray(out, dtype=np.float64)
+
+    def noise_only_totals(
+        self, sigma: float, threshold: float, n_draws: int = GATE_DRAWS, seed: int = GATE_SEED
+    ) -> NDArray[np.float64]:
+        """:meth:`weights_total` of ``n_draws`` releases of pure noise ``N(0, sigma^2)``
+        (a fixed seed: the same draws on every backend and thread count)."""
+        rng = np.random.default_rng(seed)
+        r = self.n_clusters
+        block = (
+            max(1, _BLOCK_VALUES // max(r * max(self.idx.shape[1], 1), 1))
+            if self.scales
+            else n_draws
+        )
+        out = []
+        for a in range(0, n_draws, block):
+            m = min(block, n_draws - a)
+            out.append(self.weights_total(rng.normal(0.0, sigma, (r, m)), sigma, threshold))
+        return np.concatenate(out)
+
+
 def smooth_counts(
     noisy_counts: Any,
     sigma: float,
@@ -154,50 +300,21 @@ def smooth_counts(
     >>> smooth_counts(y, 0.0, c).scale  # no noise: nothing to smooth
     0.0
     """
+    return Smoother(centroids, scales, n_neighbours).smooth(noisy_counts, sigma)
+
+
+def smoothed_release_is_noise(
+    smoother: Smoother, noisy_counts: Any, sigma: float, threshold: float
+) -> tuple[bool, float, float]:
+    """Whether the smoothed release carries no more than noise would: its weights'
+    total (:meth:`Smoother.weights_total` at ``threshold``) is at most the
+    ``GATE_QUANTILE`` quantile of the same total over ``GATE_DRAWS`` releases of pure
+    noise through the same smoothing (simulated: smoothing correlates the counts, so
+    the total has no closed form). Returns (is noise, the total, the bar); never noise
+    with ``sigma == 0``."""
     y = as_vector(noisy_counts, "noisy_counts")
-    s = check_nonneg_float(sigma, "sigma")
-    c = np.asarray(centroids)
-    r = y.shape[0]
-    if c.ndim != 2 or c.shape[0] != r:
-        raise InvalidInputError(f"centroids of shape {c.shape} do not match the {r} noisy counts")
-    for t in scales:
-        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise InvalidInputError(f"smoothing scales must be finite and > 0, got {t!r}")
-    ident = Smoothing(y.copy(), np.ones(r), 0.0, {0.0: float(r * s * s)})
-    if s == 0.0 or r < 2 or not scales:
-        return ident
-    idx, d2 = centroid_neighbourhoods(c, n_neighbours)
-    positive = d2[:, 1][d2[:, 1] > 0]
-    if positive.size == 0:  # every centroid duplicated: no scale to smooth over
-        return ident
-    h0 = float(np.median(d2[:, 1])) or float(np.median(positive))
-    sure = {0.0: float(r * s * s)}
-    best = ident
-    for t in scales:
-        k = np.exp(-d2 / (t * h0))
-        k /= k.sum(axis=1, keepdims=True)
-        sm = np.einsum("ij,ij->i", k, y[idx])
-        # tr(S) is the sum of the self-weights, the first column.
-        sure[float(t)] = float(np.sum((y - sm) ** 2) + 2.0 * s * s * k[:, 0].sum() - r * s * s)
-        if sure[float(t)] < sure[best.scale]:
-            best = Smoothing(sm, np.sqrt(np.einsum("ij,ij->i", k, k)), float(t), {})
-            best_k = k
-    if best.scale == 0.0:
-        return Smoothing(best.counts, best.noise, 0.0, sure)
-    # A cluster standing out of its smoothed neighbourhood by more than
-    # SPIKE_SIGMAS noise standard deviations keeps that excess as its own; only the
-    # rest is averaged, so a client packed into one cluster is not spread over its
-    # neighbours.
-    # Iterated to the fixed point ``e = max(y - S (y - e) - SPIKE_SIGMAS sigma, 0)``: a
-    # Huber-type robust average, in which a count contributes to its neighbours' at
-    # most SPIKE_SIGMAS sigma above their own smoothed level.
-    excess = np.zeros(r)
-    for _ in range(SPIKE_ITERATIONS):
-        base = np.einsum("ij,ij->i", best_k, (y - excess)[idx])
-        new = np.maximum(y - base - SPIKE_SIGMAS * s, 0.0)
-        done = bool(np.max(np.abs(new - excess)) <= 1e-12 * (1.0 + float(np.max(np.abs(y)))))
-        excess = new
-        if done:
-            break
-    counts = np.einsum("ij,ij->i", best_k, (y - excess)[idx]) + excess
-    return Smoothing(counts, best.noise, best.scale, sure)
+    if sigma <= 0:
+        return False, float(np.maximum(y, 0.0).sum()), 0.0
+    total = float(smoother.weights_total(y[:, None], sigma, threshold)[0])
+    bar = float(np.quantile(smoother.noise_only_totals(sigma, threshold), GATE_QUANTILE))
+    return total <= bar, total, bar
