@@ -282,3 +282,22 @@ def test_the_gate_of_a_smoothed_release_passes_noise_rarely() -> None:
     strong[:5] = 60.0
     assert not smoothed_release_is_noise(smoother, strong + rng.normal(0, 6.0, 100), 6.0, 2.0)[0]
     assert not smoothed_release_is_noise(smoother, strong, 0.0, 2.0)[0]
+
+
+def test_a_packed_client_the_smoothed_gate_misses_is_kept_by_the_plain_one() -> None:
+    """A compact client in one cluster at eps = 0.1 (the known-answer pool, seeds 0 and
+    2): its single spike is too little for the smoothed gate, whose noise-only releases
+    also have spikes, but the plain gate sees it. Signal when either test finds it."""
+    from ecos_fast.smoothing import Smoother, smoothed_release_is_noise
+    from ecos_fast.synthetic import compact_inside_broad
+
+    for seed in (0, 2):
+        p = compact_inside_broad(seed, scale=0.5)
+        cents = ecos_fast.fit_centroids(p.pool, n_clusters=50, seed=seed)
+        resp = ecos_fast.respond(p.private, cents, 0.1, 1e-5, seed=seed + 1000)
+        smoother = Smoother(cents.centroids)
+        assert smoothed_release_is_noise(smoother, resp.noisy_counts, resp.sigma, 2.0)[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LowSignalWarning)
+            sel = ecos_fast.select(p.pool, (cents, resp), 250)
+        assert sel.method == "ecos" and p.share_of(sel, p.client_components) > 0.7, seed

@@ -20,6 +20,10 @@ decision is made here:
    the noisy total is below ``3 * sigma * sqrt(R)`` (the noise of the total), or
    when the noisy counts less ``LOW_SIGNAL_THRESHOLD`` sigma are no more than noise
    alone gives (then ``low_signal="spread"`` makes the selection Random's draw).
+   With smoothing, the test is on the smoothed counts less ``LOW_SIGNAL_THRESHOLD``
+   times their own noise, against the same total over simulated noise-only releases
+   (:func:`ecos_fast.smoothing.smoothed_release_is_noise`), run when the plain test
+   finds no signal: the release has signal when either test finds it.
 3. **Coverage and fallback** (:func:`plan_selection`): when no pool row lies in
    a cluster of positive weight, raise :class:`NoCoverageError` or fall back to
    Random / global K-Center.
@@ -173,10 +177,6 @@ STRATUM_PICKS = 2
 #: so a 100,000-row cluster with 500 strata costs about one assignment, not 25.
 STRATA_TRAIN_MIN = 4096
 STRATA_TRAIN_PER = 32
-#: With smoothing, a release whose plain weights clear the plain noise gate by this many
-#: standard deviations has signal without simulating the smoothed gate (which costs
-#: about 1 s per 1,000 clusters).
-GATE_SKIP_SIGMAS = 6.0
 # The noisy total must clear this many standard deviations of its noise.
 LOW_SIGNAL_SIGMAS = 3.0
 #: ``low_signal="spread"`` tests the noisy counts less this many sigma (floored at 0)
@@ -912,26 +912,26 @@ def plan_selection(
     if opts.low_signal == "spread" and sigma > 0:
         noisy = cluster_weights(counts, sigma, LOW_SIGNAL_THRESHOLD, "noisy")
         mean, sd = noise_only_mass(int(counts.shape[0]), sigma, LOW_SIGNAL_THRESHOLD)
-        if smoother is not None and float(noisy.sum()) > mean + GATE_SKIP_SIGMAS * sd:
-            smoothed_signal = True  # far past the plain gate: no simulation needed
-        elif smoother is not None:
+        plain_noise = weights_are_noise(noisy, sigma, LOW_SIGNAL_THRESHOLD)
+        spread = plain_noise
+        why = (
+            f"the noisy counts less {LOW_SIGNAL_THRESHOLD:g}*sigma="
+            f"{LOW_SIGNAL_THRESHOLD:g}*{sigma:.4g} sum to {float(noisy.sum()):.4g}, within "
+            f"{LOW_SIGNAL_SIGMAS:g} standard deviations of what noise alone gives "
+            f"({mean:.4g} +- {sd:.4g})"
+        )
+        if smoother is not None and plain_noise:
+            # Signal if either test finds it: the plain one sees a client packed into a
+            # few clusters, the smoothed one a client spread thinly over many.
             spread, total, bar = smoothed_release_is_noise(
                 smoother, counts, sigma, LOW_SIGNAL_THRESHOLD
             )
-            why = (
-                f"the noisy counts, smoothed, less {LOW_SIGNAL_THRESHOLD:g} times their noise "
-                f"sum to {total:.4g}, no more than {bar:.4g}, what noise alone exceeds in "
+            why += (
+                f", and smoothed, less {LOW_SIGNAL_THRESHOLD:g} times their own noise, they "
+                f"sum to {total:.4g}, no more than {bar:.4g}, which noise alone exceeds in "
                 f"{100 * (1 - GATE_QUANTILE):.3g} % of {GATE_DRAWS} simulated releases"
             )
             smoothed_signal = not spread
-        else:
-            spread = weights_are_noise(noisy, sigma, LOW_SIGNAL_THRESHOLD)
-            why = (
-                f"the noisy counts less {LOW_SIGNAL_THRESHOLD:g}*sigma="
-                f"{LOW_SIGNAL_THRESHOLD:g}*{sigma:.4g} sum to {float(noisy.sum()):.4g}, within "
-                f"{LOW_SIGNAL_SIGMAS:g} standard deviations of what noise alone gives "
-                f"({mean:.4g} +- {sd:.4g})"
-            )
     # The total's test is not repeated when the smoothed release cleared its own: the
     # selection is then not close to random, whatever the raw total says.
     warned = not smoothed_signal and warn_if_low_signal(counts, sigma, stacklevel=stacklevel + 1)
