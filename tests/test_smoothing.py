@@ -301,3 +301,23 @@ def test_a_packed_client_the_smoothed_gate_misses_is_kept_by_the_plain_one() -> 
             warnings.simplefilter("ignore", LowSignalWarning)
             sel = ecos_fast.select(p.pool, (cents, resp), 250)
         assert sel.method == "ecos" and p.share_of(sel, p.client_components) > 0.7, seed
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 30),
+    m=st.integers(1, 35),
+    levels=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_the_partial_sort_equals_a_stable_argsort(
+    rows: int, cols: int, m: int, levels: int, seed: int
+) -> None:
+    """The neighbourhoods' partition-then-sort picks exactly a stable argsort's first m
+    columns, with values drawn from a few levels so that ties are everywhere."""
+    from ecos_fast.smoothing import _smallest
+
+    d = np.random.default_rng(seed).integers(0, levels, (rows, cols)).astype(np.float64)
+    want = np.argsort(d, axis=1, kind="stable")[:, :m]
+    np.testing.assert_array_equal(_smallest(d, m), want)

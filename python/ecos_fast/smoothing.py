@@ -92,6 +92,27 @@ class Smoothing:
     sure: dict[float, float]
 
 
+def _smallest(d2: NDArray[np.float64], m: int) -> NDArray[np.int64]:
+    """Per row, the columns of the ``m`` smallest values in ascending order, ties to the
+    lowest column: what a stable argsort's first ``m`` columns are, without sorting all
+    of them (a partition, then a sort of the ``m``; a row whose ``m``-th value is tied
+    beyond the ``m`` is sorted whole)."""
+    n = d2.shape[1]
+    if m >= n:
+        return np.argsort(d2, axis=1, kind="stable")
+    part = np.argpartition(d2, m - 1, axis=1)[:, :m]
+    vals = np.take_along_axis(d2, part, axis=1)
+    kth = vals.max(axis=1, keepdims=True)
+    # The partition holds every value below the m-th and some of those equal to it; the
+    # rows with more equal values than places are where "lowest column" must decide.
+    ambiguous = (d2 <= kth).sum(axis=1) > m
+    for row in np.nonzero(ambiguous)[0]:
+        part[row] = np.argsort(d2[row], kind="stable")[:m]
+        vals[row] = d2[row, part[row]]
+    order = np.lexsort((part, vals), axis=-1)
+    return np.asarray(np.take_along_axis(part, order, axis=1), dtype=np.int64)
+
+
 def centroid_neighbourhoods(
     centroids: NDArray[Any], n_neighbours: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -116,7 +137,7 @@ def centroid_neighbourhoods(
         np.maximum(d2, 0.0, out=d2)
         rows = np.arange(cb.shape[0])
         d2[rows, a + rows] = -1.0  # itself first, whatever a duplicate centroid does
-        order = np.argsort(d2, axis=1, kind="stable")[:, :m]
+        order = _smallest(d2, m)
         idx[a : a + block] = order
         dist[a : a + block] = np.take_along_axis(d2, order, axis=1)
         dist[a : a + block, 0] = 0.0
