@@ -321,3 +321,17 @@ def test_the_partial_sort_equals_a_stable_argsort(
     d = np.random.default_rng(seed).integers(0, levels, (rows, cols)).astype(np.float64)
     want = np.argsort(d, axis=1, kind="stable")[:, :m]
     np.testing.assert_array_equal(_smallest(d, m), want)
+
+
+def test_the_gate_reads_a_given_smoothing_as_it_would_compute_it() -> None:
+    """plan_selection hands the gate the release's smoothing it already has; the total
+    is the one the gate would compute itself, and the one weights_total gives."""
+    from ecos_fast.smoothing import Smoother, smoothed_release_is_noise
+
+    _, sk = _spread_client(3)
+    y, s = sk.response.noisy_counts, sk.response.sigma
+    smoother = Smoother(sk.centroids.centroids)
+    own = smoothed_release_is_noise(smoother, y, s, 2.0)
+    given = smoothed_release_is_noise(smoother, y, s, 2.0, smoothing=smoother.smooth(y, s))
+    assert own == given
+    assert own[1] == pytest.approx(float(smoother.weights_total(y[:, None], s, 2.0)[0]))

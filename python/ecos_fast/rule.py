@@ -902,8 +902,8 @@ def plan_selection(
             raise InvalidInputError("smooth='sure' needs the sketch's centroids")
         smoother = Smoother(centroids)
         sm = smoother.smooth(counts, sigma)
-        if sm.scale > 0:
-            est, est_sigma, scale = sm.counts, sigma * sm.noise, sm.scale
+        # Without smoothing chosen: the counts themselves, each with noise sigma.
+        est, est_sigma, scale = sm.counts, sigma * sm.noise, sm.scale
     w = cluster_weights(est, est_sigma, opts.threshold, opts.weights)
     # The signal test looks at the clusters standing LOW_SIGNAL_THRESHOLD sigma above
     # 0, whatever the weights' estimator and threshold (the default weights are these);
@@ -924,7 +924,7 @@ def plan_selection(
             # Signal if either test finds it: the plain one sees a client packed into a
             # few clusters, the smoothed one a client spread thinly over many.
             spread, total, bar = smoothed_release_is_noise(
-                smoother, counts, sigma, LOW_SIGNAL_THRESHOLD
+                smoother, counts, sigma, LOW_SIGNAL_THRESHOLD, smoothing=sm
             )
             why += (
                 f", and smoothed, less {LOW_SIGNAL_THRESHOLD:g} times their own noise, they "

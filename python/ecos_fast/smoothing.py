@@ -325,17 +325,25 @@ def smooth_counts(
 
 
 def smoothed_release_is_noise(
-    smoother: Smoother, noisy_counts: Any, sigma: float, threshold: float
+    smoother: Smoother,
+    noisy_counts: Any,
+    sigma: float,
+    threshold: float,
+    *,
+    smoothing: Smoothing | None = None,
 ) -> tuple[bool, float, float]:
     """Whether the smoothed release carries no more than noise would: its weights'
     total (:meth:`Smoother.weights_total` at ``threshold``) is at most the
     ``GATE_QUANTILE`` quantile of the same total over ``GATE_DRAWS`` releases of pure
     noise through the same smoothing (simulated: smoothing correlates the counts, so
-    the total has no closed form). Returns (is noise, the total, the bar); never noise
-    with ``sigma == 0``."""
+    the total has no closed form). ``smoothing``: the release's own
+    :meth:`Smoother.smooth`, when the caller has it (not computed again). Returns (is
+    noise, the total, the bar); never noise with ``sigma == 0``."""
     y = as_vector(noisy_counts, "noisy_counts")
     if sigma <= 0:
         return False, float(np.maximum(y, 0.0).sum()), 0.0
-    total = float(smoother.weights_total(y[:, None], sigma, threshold)[0])
+    if smoothing is None:
+        smoothing = smoother.smooth(y, sigma)
+    total = float(np.maximum(smoothing.counts - threshold * sigma * smoothing.noise, 0.0).sum())
     bar = float(np.quantile(smoother.noise_only_totals(sigma, threshold), GATE_QUANTILE))
     return total <= bar, total, bar
