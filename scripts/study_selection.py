@@ -15,6 +15,9 @@ Two studies, each over every client domain of a preset, a few seeds and epsilon 
   centroids (``respond(neighbours=k)``, k in 1, 2, 3, 4, 6, and
   :func:`ecos_fast.suggest_neighbours`), with the rule's defaults; every k sees the
   same noise draw;
+* ``--study affinity``: ``within="weighted-strata"`` (candidate factor x the centroids
+  a member's affinity reads) beside ``"strata"``, on plain and suggested-k releases,
+  the counts smoothed;
 * ``--study sketch``: the sketch itself, the number of centroids R x ``normalize``
   (``None`` or ``"l2"``), each fitted afresh, with the rule's defaults; and R from
   :func:`ecos_fast.suggest_n_clusters` for the client's size and each epsilon.
@@ -182,7 +185,7 @@ def run(
     """Every (client, seed, epsilon, configuration) score as one row."""
     if study == "sketch":
         return run_sketch(preset, seeds, budget, scorer)
-    if study in ("neighbours", "smooth"):
+    if study in ("neighbours", "smooth", "affinity"):
         return run_neighbours(preset, seeds, budget, n_clusters, scorer, private_size, study)
     k = n_classes(preset)
     configs = _configs(study)
@@ -214,6 +217,16 @@ def run(
 
 
 NEIGHBOURS = (1, 2, 3, 4, 6)
+#: The affinity study: (k of the release, within, candidates, AFFINITY_NEIGHBOURS), the
+#: counts smoothed (the default); the first of each k is the one the others pair with.
+AFFINITY_CONFIGS: tuple[tuple[int | str, str, float, int], ...] = tuple(
+    (k, within, cand, aff)
+    for k in (1, "suggested")
+    for within, cand, aff in (
+        ("strata", 1.0, 0), ("weighted-strata", 1.5, 3), ("weighted-strata", 2.0, 3),
+        ("weighted-strata", 3.0, 3), ("weighted-strata", 2.0, 2), ("weighted-strata", 2.0, 4),
+    )
+)  # fmt: skip
 #: The smooth study: (k, smooth) with k an int or "suggested".
 SMOOTH_CONFIGS: tuple[tuple[int | str, str], ...] = (
     (1, "none"), (1, "sure"), ("suggested", "none"), ("suggested", "sure"),
@@ -231,31 +244,46 @@ def run_neighbours(
 ) -> list[dict[str, Any]]:
     """The neighbours study: every (client, seed, epsilon, k) score as one row, the
     selection with the rule's defaults; k fixed, or suggested for the client's size.
-    ``study="smooth"``: :data:`SMOOTH_CONFIGS`, ``select(smooth=...)`` beside k."""
+    ``study="smooth"``: :data:`SMOOTH_CONFIGS`, ``select(smooth=...)`` beside k.
+    ``study="affinity"``: :data:`AFFINITY_CONFIGS`, the within-cluster routine beside k."""
+    from ecos_fast import rule
+
     k_cls = n_classes(preset)
     out: list[dict[str, Any]] = []
     for client, seed, split, priv, val_x, val_y in _cases(preset, seeds, private_size):
         cents = ecos_fast.fit_centroids(split.pool_features, n_clusters=n_clusters, seed=seed)
         for eps in EPSILONS:
             suggested = ecos_fast.suggest_neighbours(priv.size, eps, 1e-5, n_clusters)
-            configs = (
-                [(k, "fixed", "none") for k in NEIGHBOURS] + [(suggested, "suggested", "none")]
-                if study == "neighbours"
-                else [
+            strata = ("strata", 1.0, 0)
+            if study == "neighbours":
+                configs = [(k, "fixed", "none", *strata) for k in NEIGHBOURS]
+                configs.append((suggested, "suggested", "none", *strata))
+            elif study == "smooth":
+                configs = [
                     (suggested if k == "suggested" else int(k), "suggested" if k == "suggested"
-                     else "fixed", smooth)
+                     else "fixed", smooth, *strata)
                     for k, smooth in SMOOTH_CONFIGS
-                ]
-            )  # fmt: skip
-            for k, how, smooth in configs:
+                ]  # fmt: skip
+            else:
+                configs = [
+                    (suggested if k == "suggested" else int(k), "suggested" if k == "suggested"
+                     else "fixed", "sure", within, cand, aff)
+                    for k, within, cand, aff in AFFINITY_CONFIGS
+                ]  # fmt: skip
+            for k, how, smooth, within, cand, aff in configs:
                 resp = ecos_fast.respond(
                     split.private_features[priv], cents, eps, 1e-5, seed=seed * 7919 + 17,
                     neighbours=k,
                 )  # fmt: skip
-                sel = _select_quietly(
-                    split.pool_features, ecos_fast.Sketch.join(cents, resp), budget,
-                    smooth=smooth,
-                )  # fmt: skip
+                saved = rule.AFFINITY_NEIGHBOURS
+                rule.AFFINITY_NEIGHBOURS = aff or saved
+                try:
+                    sel = _select_quietly(
+                        split.pool_features, ecos_fast.Sketch.join(cents, resp), budget,
+                        smooth=smooth, within=within, candidates=cand,
+                    )  # fmt: skip
+                finally:
+                    rule.AFFINITY_NEIGHBOURS = saved
                 if sel is None:
                     continue
                 acc, share = _score(split, np.asarray(sel), val_x, val_y, seed, k_cls, scorer)
@@ -263,7 +291,8 @@ def run_neighbours(
                     {
                         "study": study, "client": client, "seed": seed, "epsilon": eps,
                         "neighbours": k, "k_rule": how, "n_private": int(priv.size),
-                        "smooth": smooth,
+                        "smooth": smooth, "within": within, "candidates": cand,
+                        "affinity_neighbours": aff,
                         "val_accuracy": acc, "client_share": share, "method": sel.method,
                     }
                 )  # fmt: skip
@@ -312,6 +341,14 @@ def run_sketch(
 
 
 def _label(r: dict[str, Any]) -> str:
+    if r["study"] == "affinity":
+        k = "suggested" if r.get("k_rule") == "suggested" else r["neighbours"]
+        if r["within"] == "strata":
+            return f"neighbours={k}, strata"
+        return (
+            f"neighbours={k}, weighted-strata x{r['candidates']:g}, "
+            f"{r['affinity_neighbours']} nearest"
+        )
     if r["study"] == "smooth":
         k = "suggested" if r.get("k_rule") == "suggested" else r["neighbours"]
         return f"neighbours={k}, smooth={r['smooth']}"
@@ -342,7 +379,9 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     paired wins against the study's best configuration."""
     lines: list[str] = []
     present = {r["study"] for r in rows}
-    studies = ("threshold", "routine", "grid", "weights", "sketch", "neighbours", "smooth")
+    studies = (
+        "threshold", "routine", "grid", "weights", "sketch", "neighbours", "smooth", "affinity",
+    )  # fmt: skip
     for study in [s for s in studies if s in present]:
         extra = ("previous", "posterior") if study == "threshold" else ("previous",)
         sub = [r for r in rows if r["study"] in (study, *extra)]
@@ -388,7 +427,7 @@ def paired(rows: list[dict[str, Any]], studies: tuple[str, ...], a: str, b: str)
 
 def _typed(r: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(r)
-    for key in ("seed", "n_clusters", "neighbours", "n_private"):
+    for key in ("seed", "n_clusters", "neighbours", "n_private", "affinity_neighbours"):
         if key in r:
             out[key] = int(r[key])
     for key in ("epsilon", "threshold", "candidates", "val_accuracy", "client_share"):
@@ -426,6 +465,16 @@ def _paired_block(rows: list[dict[str, Any]]) -> str:
         for lab in dict.fromkeys(_label(r) for r in rows):
             if lab != default:
                 lines.append(f"- {paired(rows, ('weights',), lab, default)}")
+        return "\n".join(lines) + "\n"
+    if any(r["study"] == "affinity" for r in rows):
+        lines = ["### Paired against strata on the same release (validation accuracy)", ""]
+        for lab in dict.fromkeys(_label(r) for r in rows):
+            base = lab.split(", ")[0] + ", strata"
+            if lab != base:
+                for eps in EPSILONS:
+                    sub = [r for r in rows if r["epsilon"] == eps]
+                    lines.append(f"- eps={eps:g}: {paired(sub, ('affinity',), lab, base)}")
+                lines.append(f"- all eps: {paired(rows, ('affinity',), lab, base)}")
         return "\n".join(lines) + "\n"
     if any(r["study"] in ("neighbours", "smooth") for r in rows):
         study = rows[0]["study"]
@@ -480,14 +529,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument(
         "--study",
-        choices=("main", "grid", "weights", "sketch", "neighbours", "smooth"),
+        choices=("main", "grid", "weights", "sketch", "neighbours", "smooth", "affinity"),
         default="main",
         help="main: the threshold and routine studies around the defaults; grid: threshold "
         "x routine crossed (writes study-grid-<preset>.*); weights: the weights' estimator x "
         "threshold x low_signal (study-weights-<preset>.*); sketch: R x normalize "
         "(writes study-sketch-<preset>.*); neighbours: respond(neighbours=k) "
         "(study-neighbours-<preset>.*); smooth: select(smooth='sure') beside plain and "
-        "suggested k (study-smooth-<preset>.*)",
+        "suggested k (study-smooth-<preset>.*); affinity: within='weighted-strata' beside "
+        "strata (study-affinity-<preset>.*)",
     )
     ap.add_argument(
         "--private-size",

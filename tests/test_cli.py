@@ -550,3 +550,20 @@ def test_select_smooth_reaches_the_rule_and_the_summary(
     want = ecos_fast.select(pool, (cents, resp), 9, smooth="sure")
     np.testing.assert_array_equal(picked["sure"], np.asarray(want))
     assert _run("-q", "select", *common, "-o", tmp_path / "s.npy", "--smooth", "x") == EXIT_USAGE
+
+
+def test_select_offers_every_within_routine_of_the_rule(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    from ecos_fast import rule
+    from ecos_fast.cli import select
+
+    within = next(p for p in select.params if p.name == "within")
+    assert list(within.type.choices) == list(rule.WITHIN)  # type: ignore[attr-defined]
+    out = tmp_path / "w.npy"
+    common = [files["pool"], files["centroids"], files["response"], "-b", 9]
+    assert _run("-q", "select", *common, "-o", out, "--within", "weighted-strata") == 0
+    cents = ecos_fast.load_centroids(files["centroids"])
+    resp = ecos_fast.load_response(files["response"], centroids=cents)
+    want = ecos_fast.select(np.load(files["pool"]), (cents, resp), 9, within="weighted-strata")
+    np.testing.assert_array_equal(np.load(out), np.asarray(want))

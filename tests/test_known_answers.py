@@ -44,7 +44,7 @@ def junk() -> list[SyntheticPool]:
     return [far_junk(s, scale=0.5) for s in SEEDS]
 
 
-@pytest.mark.parametrize("within", [None, "neighbourhood", "strata"])
+@pytest.mark.parametrize("within", [None, "neighbourhood", "strata", "weighted-strata"])
 def test_compact_client_inside_broad_domain(cib: list[SyntheticPool], within: str | None) -> None:
     opts = {} if within is None else {"within": within}  # None: the default routine
     shares = [

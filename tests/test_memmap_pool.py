@@ -63,7 +63,9 @@ def _private(x: np.ndarray, n: int = 400) -> np.ndarray:
     return np.ascontiguousarray(near[np.argsort(x[rows, 0])[: n // 2]])
 
 
-@pytest.mark.parametrize("within", ["strata", "neighbourhood", "kcenter", "nearest"])
+@pytest.mark.parametrize(
+    "within", ["strata", "weighted-strata", "neighbourhood", "kcenter", "nearest"]
+)
 def test_memmap_gives_the_in_ram_sketch_and_selection(
     pool_200k: tuple[np.ndarray, np.memmap], within: str
 ) -> None:

@@ -145,15 +145,15 @@ def test_suggest_neighbours_follows_the_signal_per_cluster() -> None:
 
 
 def test_blocks_of_rows_give_the_counts_of_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ecos_fast import protocol
+    from ecos_fast import smoothing
 
     rng = np.random.default_rng(3)
     c = rng.normal(0, 2, (7, 4)).astype(np.float32)
     x = rng.normal(0, 2, (50, 4)).astype(np.float32)
     whole = coverage_counts(x, c, 3, 1)
-    monkeypatch.setattr(protocol, "_NEIGHBOUR_BLOCK_VALUES", 7 * 4)  # 4 rows per block
+    monkeypatch.setattr(smoothing, "_BLOCK_VALUES", 7 * 4)  # 4 rows per block
     assert np.array_equal(coverage_counts(x, c, 3, 1), whole)
-    monkeypatch.setattr(protocol, "_NEIGHBOUR_BLOCK_VALUES", 1)  # one row per block
+    monkeypatch.setattr(smoothing, "_BLOCK_VALUES", 1)  # one row per block
     assert np.array_equal(coverage_counts(x, c, 3, 1), whole)
 
 

@@ -59,7 +59,9 @@ def reference_select(
     ``within="kcenter"``: K-Center over the whole cluster from its member nearest the
     centroid; ``"neighbourhood"``: over the ``ceil(candidates * quota)`` nearest members;
     ``"strata"``: ``ceil(quota / 2)`` strata (centres from ``ecos_fast.kmeans``, itself
-    tested against its reference), picks by stratum size, each stratum's nearest.
+    tested against its reference), picks by stratum size, each stratum's nearest;
+    ``"weighted-strata"``: the same strata over the ``ceil(candidates * quota)`` members
+    whose ``rule.AFFINITY_NEIGHBOURS`` nearest centroids have the highest mean weight.
     """
     c = cents.centroids
     labels, d2 = reference.assign(pool, c)
@@ -70,7 +72,9 @@ def reference_select(
         if quotas[k] == 0:
             continue
         rows = np.flatnonzero(labels == k)
-        if within == "strata":
+        if within == "weighted-strata":
+            rows = _reference_affinity(pool, rows, c, weights, k, math.ceil(candidates * quotas[k]))
+        if within in ("strata", "weighted-strata"):
             out.append(_reference_strata(pool, rows, int(quotas[k]), rule.stratum_seed(0, k)))
             continue
         first = int(rows[np.argmin(d2[rows])])
@@ -79,6 +83,21 @@ def reference_select(
             rows = np.sort(rows[np.lexsort((rows, d2[rows]))[:m]])
         out.append(reference.kcenter_greedy(pool, int(quotas[k]), first=first, rows=rows)[0])
     return np.concatenate(out)
+
+
+def _reference_affinity(
+    pool: np.ndarray, rows: np.ndarray, c: np.ndarray, w: np.ndarray, own: int, n: int
+) -> np.ndarray:
+    """The ``n`` rows of highest mean weight over their nearest centroids (float64,
+    a stable argsort), ties to the nearest the own centroid, then the lowest row."""
+    if n >= rows.size:
+        return rows
+    x, cc = pool[rows].astype(np.float64), c.astype(np.float64)
+    d2 = ((x[:, None, :] - cc[None, :, :]) ** 2).sum(-1)
+    nearest = np.argsort(d2, axis=1, kind="stable")[:, : rule.AFFINITY_NEIGHBOURS]
+    affinity = w[nearest].mean(1)
+    order = sorted(range(rows.size), key=lambda i: (-affinity[i], d2[i, own], rows[i]))
+    return np.sort(rows[order[:n]])
 
 
 def _reference_strata(pool: np.ndarray, rows: np.ndarray, q: int, seed: int) -> np.ndarray:
@@ -135,6 +154,7 @@ def test_end_to_end_matches_reference(setup: tuple) -> None:
     np.testing.assert_array_equal(idx, want)  # the default routine
     cases: tuple[tuple[Within, float], ...] = (
         ("kcenter", 4.0), ("neighbourhood", 1.5), ("neighbourhood", 2.0), ("strata", 1.0),
+        ("weighted-strata", 2.0), ("weighted-strata", 1.2),
     )  # fmt: skip
     for within, cand in cases:
         got = ecos_fast.select(pool, sketch, 120, within=within, candidates=cand)

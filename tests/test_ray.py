@@ -202,7 +202,9 @@ def test_select_gather_equals_local_for_any_sharding_and_input(
         assert got.method == "ecos" and got.labels is None
 
 
-@pytest.mark.parametrize("within", ["neighbourhood", "nearest", "kcenter", "strata"])
+@pytest.mark.parametrize(
+    "within", ["neighbourhood", "nearest", "kcenter", "strata", "weighted-strata"]
+)
 def test_select_within_equals_local_for_one_and_many_shards(
     cluster: Any,
     pool: np.ndarray,

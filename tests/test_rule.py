@@ -70,6 +70,61 @@ def test_strata_give_each_dense_part_picks_in_proportion() -> None:
     assert sorted(ecos_fast.select(pool, sk, 9, within="strata").indices.tolist()) == list(range(9))
 
 
+def _shared_cluster() -> tuple[np.ndarray, ecos_fast.Sketch]:
+    """Cluster 0 (centroid at the origin) shared by two domains: 20 rows at x < 0 (the
+    client's side, next to centroids 1-3 that the client weighs) and 20 at x > 0 (next
+    to centroids 4-6, which it does not), 5 rows at each other centroid."""
+    sides = [(-10.0, 0.0), (-7.0, 7.0), (-7.0, -7.0), (10.0, 0.0), (7.0, 7.0), (7.0, -7.0)]
+    xs = np.linspace(0.5, 4.0, 20)
+    shared = [[sign * x, 0.3 * (-1) ** i] for sign in (-1, 1) for i, x in enumerate(xs)]
+    others = [[a + 0.2 * j, b] for a, b in sides for j in range(5)]
+    pool = np.asarray(shared + others, np.float32)
+    return pool, exact_sketch([[0.0, 0.0], *map(list, sides)], [20, 5, 5, 5, 0, 0, 0])
+
+
+def test_weighted_strata_take_the_clients_side_of_a_shared_cluster() -> None:
+    pool, sk = _shared_cluster()
+    # Weights 20, 5, 5, 5 of a budget of 14: quotas 8, 2, 2, 2.
+    sel = ecos_fast.select(pool, sk, 14, within="weighted-strata", smooth="none")
+    assert sel.quotas is not None and sel.quotas.tolist() == [8, 2, 2, 2, 0, 0, 0]
+    mine = [i for i in sel.indices.tolist() if i < 40]
+    assert len(mine) == 8 and all(pool[i, 0] < 0 for i in mine)  # all on the client's side
+    # Plain strata spread the 8 over the whole cluster: half of them on the other side.
+    plain = ecos_fast.select(pool, sk, 14, within="strata", smooth="none")
+    assert sum(pool[i, 0] > 0 for i in plain.indices.tolist() if i < 40) >= 3
+    # A member's 3 nearest centroids are its own and two of its side's: affinity 10 on
+    # the client's side, 20 / 3 on the other; ties go to the nearest the origin.
+    c = sk.centroids.centroids
+    pos = rule.affinity_candidates(pool[:40], c, np.array([20.0, 5, 5, 5, 0, 0, 0]), 0, 16)
+    assert pos.tolist() == list(range(16))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    m=st.integers(1, 40),
+    r=st.integers(1, 9),
+    d=st.integers(1, 4),
+    frac=st.floats(0.0, 1.5),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_affinity_candidates_match_a_sort_of_the_members(
+    m: int, r: int, d: int, frac: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    # Small integer coordinates and weights: many tied distances and affinities.
+    xm = rng.integers(-3, 4, (m, d)).astype(np.float32)
+    c = rng.integers(-3, 4, (r, d)).astype(np.float32)
+    w = rng.integers(0, 3, r).astype(np.float64)
+    own, n = int(rng.integers(r)), int(frac * m)
+    got = rule.affinity_candidates(xm, c, w, own, n)
+    x64, c64 = xm.astype(np.float64), c.astype(np.float64)
+    d2 = ((x64[:, None, :] - c64[None]) ** 2).sum(-1)
+    k = min(rule.AFFINITY_NEIGHBOURS, r)
+    aff = [w[np.argsort(d2[i], kind="stable")[:k]].mean() for i in range(m)]
+    want = sorted(sorted(range(m), key=lambda i: (-aff[i], d2[i, own], i))[:n])
+    assert got.tolist() == (want if n < m else list(range(m)))
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(2, 60),

@@ -700,18 +700,20 @@ def _check_client_extractor(
 )
 @click.option(
     "--within",
-    type=click.Choice(["neighbourhood", "kcenter", "nearest", "strata"]),
+    type=click.Choice(["neighbourhood", "kcenter", "nearest", "strata", "weighted-strata"]),
     default=None,
     help="Inside each cluster: K-Center over the members nearest the centroid "
-    "(neighbourhood), over the whole cluster (kcenter), the nearest members, or picks "
-    "spread over k-means strata in proportion to their size (strata). "
+    "(neighbourhood), over the whole cluster (kcenter), the nearest members, picks "
+    "spread over k-means strata in proportion to their size (strata), or those strata "
+    "over the members whose nearest centroids carry the most weight (weighted-strata). "
     "[default: the library's]",
 )
 @click.option(
     "--candidates",
     type=_Number(min=1, finite=True),
     default=None,
-    help="--within neighbourhood: the candidate set is this many times the quota. "
+    help="--within neighbourhood or weighted-strata: the candidate set is this many "
+    "times the quota. "
     "[default: the library's]",
 )
 @click.option(
@@ -800,6 +802,7 @@ def select(
         DEFAULT_WITHIN,
         Smooth,
         Weights,
+        Within,
     )
 
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -842,7 +845,7 @@ def select(
                     budget,
                     threshold=threshold,
                     weights=cast(Weights, weights),
-                    within=cast(Literal["neighbourhood", "kcenter", "nearest", "strata"], within),
+                    within=cast(Within, within),
                     candidates=candidates,
                     fallback=cast(Literal["raise", "random", "kcenter"], fallback),
                     low_signal=cast(Literal["spread", "keep"], low_signal),

@@ -47,7 +47,7 @@ from .errors import (
 )
 from .privacy import GaussianMechanism, sensitivity_for
 from .rule import cluster_weights
-from .smoothing import SMOOTH, smooth_counts
+from .smoothing import SMOOTH, nearest_centroids, smooth_counts
 from .transform import NORMALIZE_CHOICES, Normalize, l2_normalize
 
 __all__ = [
@@ -717,11 +717,6 @@ def check_neighbours(
     return k
 
 
-#: Distances one block of :func:`coverage_counts` holds at most (float64: 8 bytes
-#: each, so 32 MiB): rows per block = this over the number of clusters.
-_NEIGHBOUR_BLOCK_VALUES = 1 << 22
-
-
 def coverage_counts(
     x: NDArray[np.float32], centroids: NDArray[np.float32], neighbours: int, n_threads: int
 ) -> NDArray[np.float64]:
@@ -730,7 +725,7 @@ def coverage_counts(
 
     ``neighbours=1``: the float32 assignment kernel's labels, counted. More: exact
     float64 squared distances, block by block, the ``neighbours`` smallest of each
-    row (ties to the lowest index).
+    row (ties to the lowest index; :func:`ecos_fast.smoothing.nearest_centroids`).
 
     >>> import numpy as np
     >>> c = np.array([[0, 0], [1, 0], [9, 0]], dtype=np.float32)
@@ -744,16 +739,8 @@ def coverage_counts(
     if neighbours == 1:
         labels, _ = _core.assign(x, centroids, n_threads)
         return np.bincount(labels, minlength=r).astype(np.float64)
-    c = centroids.astype(np.float64)
-    c_sq = np.einsum("ij,ij->i", c, c)
-    hits = np.zeros(r, dtype=np.int64)
-    block = max(1, _NEIGHBOUR_BLOCK_VALUES // r)
-    for a in range(0, x.shape[0], block):
-        xb = x[a : a + block].astype(np.float64)
-        d2 = np.einsum("ij,ij->i", xb, xb)[:, None] - 2.0 * (xb @ c.T) + c_sq[None, :]
-        # A stable sort on the distances: the k smallest, ties to the lowest index.
-        nearest = np.argsort(d2, axis=1, kind="stable")[:, :neighbours]
-        hits += np.bincount(nearest.ravel(), minlength=r)
+    nearest = nearest_centroids(x, centroids, neighbours)
+    hits = np.bincount(nearest.ravel(), minlength=r)
     return hits / math.sqrt(neighbours)
 
 

@@ -35,7 +35,11 @@ decision is made here:
    K-Center over the whole cluster; ``"nearest"`` takes the ``quota`` nearest
    members; ``"strata"`` splits the cluster into ``ceil(quota / STRATUM_PICKS)``
    k-means strata and gives each stratum picks in proportion to its size, its
-   members nearest the stratum's centre (:func:`stratified_picks`). Nearness is
+   members nearest the stratum's centre (:func:`stratified_picks`);
+   ``"weighted-strata"`` first keeps the ``ceil(candidates * quota)`` members whose
+   nearest centroids carry the most weight (:func:`affinity_candidates`: inside a
+   cluster the client shares with another domain, the members on the client's side),
+   then draws the strata from those. Nearness is
    the squared distance to the centre, ties to the lowest row, so every backend
    and thread count picks the same rows.
 6. **Shortfall** (:func:`ecos_selection`): :class:`BudgetShortfallWarning`
@@ -86,6 +90,7 @@ from .quotas import allocate_quotas
 from .smoothing import GATE_DRAWS, GATE_QUANTILE, SMOOTH, Smoother, smoothed_release_is_noise
 
 __all__ = [
+    "AFFINITY_NEIGHBOURS",
     "DEFAULT_CANDIDATES",
     "DEFAULT_LOW_SIGNAL",
     "DEFAULT_SMOOTH",
@@ -106,6 +111,7 @@ __all__ = [
     "Plan",
     "RuleOptions",
     "Selection",
+    "affinity_candidates",
     "candidate_counts",
     "check_rule_options",
     "cluster_members",
@@ -120,6 +126,7 @@ __all__ = [
     "random_rows",
     "rows_ascending",
     "select_within",
+    "strata_affinity",
     "strata_all_clusters",
     "stratified_picks",
     "stratum_seed",
@@ -130,7 +137,7 @@ __all__ = [
 ]
 
 Weights = Literal["noisy", "posterior", "empirical-bayes"]
-Within = Literal["neighbourhood", "kcenter", "nearest", "strata"]
+Within = Literal["neighbourhood", "kcenter", "nearest", "strata", "weighted-strata"]
 LowSignal = Literal["spread", "keep"]
 
 #: Cluster weights subtract ``threshold * sigma``: 2 was best on the hard preset's
@@ -165,12 +172,16 @@ DEFAULT_LOW_SIGNAL: LowSignal = "spread"
 FALLBACKS = ("raise", "random", "kcenter")
 LOW_SIGNALS = ("spread", "keep")
 WEIGHTS = ("noisy", "posterior", "empirical-bayes")
-WITHIN = ("neighbourhood", "kcenter", "nearest", "strata")
+WITHIN = ("neighbourhood", "kcenter", "nearest", "strata", "weighted-strata")
 #: ``within="strata"``: a cluster with quota ``q`` is split into ``ceil(q /
 #: STRATUM_PICKS)`` k-means strata (2 beat 4 on the hard preset's validation splits
 #: and tied on the default one; 1, one pick per stratum, loses the synthetic
 #: compact client; docs/results.md).
 STRATUM_PICKS = 2
+#: ``within="weighted-strata"``: a member's affinity is the mean weight of its
+#: ``AFFINITY_NEIGHBOURS`` nearest centroids (its own usually first). 2-6 tie on the
+#: hard preset's validation split; 1 is the cluster's own weight, no ranking at all.
+AFFINITY_NEIGHBOURS = 3
 #: The strata's k-means trains on every member of a cluster of up to
 #: ``STRATA_TRAIN_MIN`` rows, and on a seeded sample of ``max(STRATA_TRAIN_MIN,
 #: STRATA_TRAIN_PER * n_strata)`` members of a larger one (then assigns all of them),
@@ -1071,7 +1082,7 @@ def candidate_counts(
     """Members nearest the centroid that each cluster's routine looks at.
 
     ``"nearest"``: the quota; ``"neighbourhood"``: ``min(capacity, ceil(candidates *
-    quota))``; ``"kcenter"`` and ``"strata"``: the whole cluster. Zero where the quota
+    quota))``; ``"kcenter"``, ``"strata"`` and ``"weighted-strata"``: the whole cluster. Zero where the quota
     is zero.
 
     Examples
@@ -1084,7 +1095,7 @@ def candidate_counts(
     """
     if opts.within == "nearest":
         return quotas.astype(np.int64)
-    if opts.within in ("kcenter", "strata"):
+    if opts.within in ("kcenter", "strata", "weighted-strata"):
         return np.where(quotas > 0, capacity, 0).astype(np.int64)
     want = np.ceil(opts.candidates * quotas.astype(np.float64))
     return np.minimum(want, capacity.astype(np.float64)).astype(np.int64)
@@ -1235,6 +1246,49 @@ def stratified_picks(
     return take[np.lexsort((take, d2[take], rank[take]))].astype(np.int64)
 
 
+def affinity_candidates(
+    xm: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    weights: NDArray[np.float64],
+    cluster: int,
+    n_candidates: int,
+) -> NDArray[np.int64]:
+    """The ``n_candidates`` members of one cluster (rows ``xm``) with the highest
+    affinity, as ascending positions into ``xm``.
+
+    A member's affinity is the mean of ``weights`` over its
+    :data:`AFFINITY_NEIGHBOURS` nearest centroids
+    (:func:`ecos_fast.smoothing.nearest_centroids`: exact float64, ties to the lowest
+    index): post-processing of the release, so no privacy cost. Ties go to the member
+    nearest the cluster's own centroid (float64), then to the lowest position. A
+    cluster the client shares with another domain has the client's side next to
+    other weighted centroids and the other domain's side next to unweighted ones;
+    the weights alone cannot tell members of one cluster apart.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ecos_fast.rule import affinity_candidates
+    >>> cents = np.array([[0, 0], [-10, 0], [-9, 4], [10, 0], [9, 4]], np.float32)
+    >>> xm = np.array([[-2, 0], [-1, 0], [1, 0], [2, 0], [3, 0]], np.float32)  # cluster 0
+    >>> # The client weighs the right-hand centroids 3 and 4, not 1 and 2: members at x > 0
+    >>> # have affinity (5 + 5 + 5) / 3, those at x < 0 5 / 3; ties to the nearest the centre.
+    >>> affinity_candidates(xm, cents, np.array([5.0, 0, 0, 5, 5]), 0, 2).tolist()
+    [2, 3]
+    """
+    from .smoothing import nearest_centroids
+
+    m = int(xm.shape[0])
+    if n_candidates >= m:
+        return np.arange(m, dtype=np.int64)
+    k = min(AFFINITY_NEIGHBOURS, int(centroids.shape[0]))
+    affinity = np.asarray(weights, dtype=np.float64)[nearest_centroids(xm, centroids, k)].mean(1)
+    diff = xm.astype(np.float64) - centroids[cluster].astype(np.float64)
+    own = np.einsum("ij,ij->i", diff, diff)
+    order = np.lexsort((np.arange(m), own, -affinity))
+    return np.sort(order[:n_candidates]).astype(np.int64)
+
+
 def strata_all_clusters(
     x: _stream.Rows,
     indptr: NDArray[np.int64],
@@ -1242,17 +1296,37 @@ def strata_all_clusters(
     quotas: NDArray[np.int64],
     seed: int,
     n_threads: int,
+    *,
+    affinity: tuple[NDArray[np.float32], NDArray[np.float64], float] | None = None,
 ) -> NDArray[np.int64]:
     """:func:`stratified_picks` in every cluster with a quota; ``members[indptr[k]:
     indptr[k + 1]]`` are cluster ``k``'s rows of ``x``, ascending. Returns rows of ``x``
-    in cluster order."""
+    in cluster order.
+
+    ``affinity=(centroids, weights, candidates)`` (``within="weighted-strata"``): the
+    strata are drawn from each cluster's ``ceil(candidates * quota)`` members of
+    highest affinity (:func:`affinity_candidates`) instead of all of them."""
     _stream.will_need_rows(x, members[np.repeat(quotas > 0, np.diff(indptr))])
     out = []
     for k in np.flatnonzero(quotas > 0).tolist():
         rows = members[indptr[k] : indptr[k + 1]]
         xm = np.ascontiguousarray(_stream.gather_rows(x, rows), dtype=np.float32)
-        out.append(rows[stratified_picks(xm, int(quotas[k]), stratum_seed(seed, k), n_threads)])
+        q = int(quotas[k])
+        if affinity is not None:
+            cents, weights, factor = affinity
+            keep = affinity_candidates(xm, cents, weights, k, math.ceil(factor * q))
+            rows, xm = rows[keep], np.ascontiguousarray(xm[keep])
+        out.append(rows[stratified_picks(xm, q, stratum_seed(seed, k), n_threads)])
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def strata_affinity(
+    centroids: NDArray[np.float32], plan: Plan, opts: RuleOptions
+) -> tuple[NDArray[np.float32], NDArray[np.float64], float] | None:
+    """:func:`strata_all_clusters`'s ``affinity`` argument for ``opts.within``."""
+    if opts.within != "weighted-strata":
+        return None
+    return centroids, plan.weights, opts.candidates
 
 
 def select_within(
@@ -1272,9 +1346,17 @@ def select_within(
     the strata of ``within="strata"``.
     """
     quotas = plan.quotas
-    if opts.within == "strata":
+    if opts.within in ("strata", "weighted-strata"):
         indptr, members = cluster_members(labels, quotas.shape[0])
-        return strata_all_clusters(x, indptr, members, quotas, seed, n_threads)
+        return strata_all_clusters(
+            x,
+            indptr,
+            members,
+            quotas,
+            seed,
+            n_threads,
+            affinity=strata_affinity(centroids, plan, opts),
+        )
     if sq_dist is None:
         sq_dist = own_centroid_sq_dist(x, centroids, labels, quotas > 0, n_threads)
     indptr, members = cluster_members(labels, quotas.shape[0])

@@ -106,7 +106,7 @@ def select(
         (:func:`ecos_fast.rule.posterior_mean_counts`), or its posterior mean under
         a prior fitted to the whole release (:func:`ecos_fast.rule.empirical_bayes_counts`;
         use it with ``threshold=0``: it shrinks untouched clusters itself).
-    within : {"neighbourhood", "kcenter", "nearest", "strata"}, default rule.DEFAULT_WITHIN
+    within : {"neighbourhood", "kcenter", "nearest", "strata", "weighted-strata"}, default rule.DEFAULT_WITHIN
         How a cluster's quota ``q`` is picked. ``"neighbourhood"``: its
         ``ceil(candidates * q)`` members nearest the centroid, then greedy
         K-Center inside them from the nearest one; ``"kcenter"``: greedy K-Center
@@ -114,10 +114,12 @@ def select(
         ``"nearest"``: the ``q`` members nearest the centroid; ``"strata"``:
         ``ceil(q / 2)`` k-means strata of the cluster, each given picks in
         proportion to its size, its members nearest the stratum's centre
-        (:func:`ecos_fast.rule.stratified_picks`).
+        (:func:`ecos_fast.rule.stratified_picks`); ``"weighted-strata"``: the
+        strata of its ``ceil(candidates * q)`` members whose nearest centroids
+        carry the most weight (:func:`ecos_fast.rule.affinity_candidates`).
     candidates : float, default rule.DEFAULT_CANDIDATES (2.0)
-        The candidate factor of ``"neighbourhood"``, >= 1 (1: ``"nearest"``;
-        large: ``"kcenter"``).
+        The candidate factor of ``"neighbourhood"`` and ``"weighted-strata"``, >= 1
+        (``"neighbourhood"`` at 1: ``"nearest"``; large: ``"kcenter"``, ``"strata"``).
     fallback : {"raise", "random", "kcenter"}, default "raise"
         What to do when every weight is zero: raise :class:`NoCoverageError`, or
         select uniformly at random / by global K-Center instead (recorded in
@@ -249,7 +251,7 @@ def select(
             else select_kcenter(_stream.as_array(x), b, n_threads=threads).indices
         )
         return fallback_selection(idx, plan, np.bincount(lab[idx], minlength=r), lab)
-    if opts.within == "strata":  # uses no distance to the own centroid: only the check
+    if opts.within in ("strata", "weighted-strata"):  # no distance to the own centroid
         if unchecked:
             check_all()
     elif sq_dist is None:

@@ -43,6 +43,7 @@ __all__ = [
     "Smoother",
     "Smoothing",
     "centroid_neighbourhoods",
+    "nearest_centroids",
     "smooth_counts",
     "smoothed_release_is_noise",
 ]
@@ -111,6 +112,27 @@ def _smallest(d2: NDArray[np.float64], m: int) -> NDArray[np.int64]:
         vals[row] = d2[row, part[row]]
     order = np.lexsort((part, vals), axis=-1)
     return np.asarray(np.take_along_axis(part, order, axis=1), dtype=np.int64)
+
+
+def nearest_centroids(x: NDArray[Any], centroids: NDArray[Any], k: int) -> NDArray[np.int64]:
+    """Each row's ``k`` nearest centroids, nearest first: exact float64 squared distances
+    (block by block), ties to the lowest index, as a stable argsort of each row.
+
+    >>> import numpy as np
+    >>> c = np.array([[0.0], [1.0], [3.0]])
+    >>> nearest_centroids(np.array([[0.4], [2.0]]), c, 2).tolist()
+    [[0, 1], [1, 2]]
+    """
+    c = np.asarray(centroids, dtype=np.float64)
+    r = c.shape[0]
+    c_sq = np.einsum("ij,ij->i", c, c)
+    out = np.empty((x.shape[0], min(int(k), r)), dtype=np.int64)
+    block = max(1, _BLOCK_VALUES // max(r, 1))
+    for a in range(0, x.shape[0], block):
+        xb = np.asarray(x[a : a + block], dtype=np.float64)
+        d2 = np.einsum("ij,ij->i", xb, xb)[:, None] - 2.0 * (xb @ c.T) + c_sq[None, :]
+        out[a : a + block] = _smallest(d2, out.shape[1])
+    return out
 
 
 def centroid_neighbourhoods(

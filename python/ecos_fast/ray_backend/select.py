@@ -12,7 +12,7 @@ within each cluster with a quota:
   ``"neighbourhood"`` gathers their features and runs
   :func:`ecos_fast.rule.kcenter_on_candidates` on them, as the local backend
   does on the whole pool: the same picks.
-- ``within="strata"``: the same merge with ``m`` the whole cluster; the driver
+- ``within="strata"`` / ``"weighted-strata"``: the same merge with ``m`` the whole cluster; the driver
   gathers the members (in global row order) and runs
   :func:`ecos_fast.rule.strata_all_clusters`, as the local backend does: the same
   picks. The driver holds the rows of the clusters with a quota.
@@ -55,6 +55,7 @@ from ..rule import (
     plan_selection,
     random_rows,
     rows_ascending,
+    strata_affinity,
     strata_all_clusters,
 )
 from .pool import RunStats, ShardedPool, nbytes, ray_module, remote
@@ -151,13 +152,18 @@ def select_sharded(
         cand_indptr, cand = _merged_candidates(p, out, counts, st)
         if opts.within == "nearest":
             picks = [cand]
-        elif opts.within == "strata":  # whole clusters, gathered to the driver
+        elif opts.within in ("strata", "weighted-strata"):  # whole clusters, to the driver
             rows = np.unique(cand)
             xs = gather_rows(p, rows, normalize=norm, stats=st)
             by_row = rows_ascending(cand_indptr, cand)  # each cluster's rows ascending, as local
             pos = np.searchsorted(rows, by_row).astype(np.int64)
             threads = resolve_threads(n_threads)
-            picks = [rows[strata_all_clusters(xs, cand_indptr, pos, plan.quotas, s, threads)]]
+            aff = strata_affinity(c, plan, opts)
+            picks = [
+                rows[
+                    strata_all_clusters(xs, cand_indptr, pos, plan.quotas, s, threads, affinity=aff)
+                ]
+            ]
         else:
             rows = np.unique(cand)
             xs = gather_rows(p, rows, normalize=norm, stats=st)
