@@ -452,6 +452,21 @@ def _grid_block(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _per_eps_block(rows: list[dict[str, Any]], study: str, against: str, base_of: Any) -> str:
+    """Each configuration of ``study`` against its baseline ``base_of(label)``, paired on
+    (client, seed, epsilon): per epsilon, then over all of them."""
+    lines = [f"### Paired against {against} (validation accuracy)", ""]
+    for lab in dict.fromkeys(_label(r) for r in rows):
+        base = base_of(lab)
+        if lab == base:
+            continue
+        for eps in EPSILONS:
+            sub = [r for r in rows if r["epsilon"] == eps]
+            lines.append(f"- eps={eps:g}: {paired(sub, (study,), lab, base)}")
+        lines.append(f"- all eps: {paired(rows, (study,), lab, base)}")
+    return "\n".join(lines) + "\n"
+
+
 def _paired_block(rows: list[dict[str, Any]]) -> str:
     """Each configuration against the defaults, paired on (client, seed, epsilon)."""
     from ecos_fast.rule import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD, DEFAULT_WITHIN
@@ -467,26 +482,14 @@ def _paired_block(rows: list[dict[str, Any]]) -> str:
                 lines.append(f"- {paired(rows, ('weights',), lab, default)}")
         return "\n".join(lines) + "\n"
     if any(r["study"] == "affinity" for r in rows):
-        lines = ["### Paired against strata on the same release (validation accuracy)", ""]
-        for lab in dict.fromkeys(_label(r) for r in rows):
-            base = lab.split(", ")[0] + ", strata"
-            if lab != base:
-                for eps in EPSILONS:
-                    sub = [r for r in rows if r["epsilon"] == eps]
-                    lines.append(f"- eps={eps:g}: {paired(sub, ('affinity',), lab, base)}")
-                lines.append(f"- all eps: {paired(rows, ('affinity',), lab, base)}")
-        return "\n".join(lines) + "\n"
+        return _per_eps_block(
+            rows, "affinity", "strata on the same release",
+            lambda lab: lab.split(", ")[0] + ", strata",
+        )  # fmt: skip
     if any(r["study"] in ("neighbours", "smooth") for r in rows):
         study = rows[0]["study"]
         default = _label({"study": study, "neighbours": 1, "smooth": "none"})
-        lines = ["### Paired against plain counts (validation accuracy)", ""]
-        for lab in dict.fromkeys(_label(r) for r in rows):
-            if lab != default:
-                for eps in EPSILONS:
-                    sub = [r for r in rows if r["epsilon"] == eps]
-                    lines.append(f"- eps={eps:g}: {paired(sub, (study,), lab, default)}")
-                lines.append(f"- all eps: {paired(rows, (study,), lab, default)}")
-        return "\n".join(lines) + "\n"
+        return _per_eps_block(rows, study, "plain counts", lambda _: default)
     if any(r["study"] == "sketch" for r in rows):
         default = _label({"study": "sketch", "n_clusters": 100, "normalize": "none"})
         lines = ["### Paired against the default sketch (validation accuracy)", ""]
