@@ -87,7 +87,14 @@ from .errors import (
 )
 from .privacy import GaussianMechanism, Relation
 from .quotas import allocate_quotas
-from .smoothing import GATE_DRAWS, GATE_QUANTILE, SMOOTH, Smoother, smoothed_release_is_noise
+from .smoothing import (
+    GATE_DRAWS,
+    GATE_QUANTILE,
+    SMOOTH,
+    Smoother,
+    nearest_centroids,
+    smoothed_release_is_noise,
+)
 
 __all__ = [
     "AFFINITY_NEIGHBOURS",
@@ -101,6 +108,7 @@ __all__ = [
     "LOW_SIGNALS",
     "LOW_SIGNAL_THRESHOLD",
     "SMOOTH",
+    "STRATA_ROUTINES",
     "STRATA_TRAIN_MIN",
     "STRATA_TRAIN_PER",
     "STRATUM_PICKS",
@@ -173,14 +181,18 @@ FALLBACKS = ("raise", "random", "kcenter")
 LOW_SIGNALS = ("spread", "keep")
 WEIGHTS = ("noisy", "posterior", "empirical-bayes")
 WITHIN = ("neighbourhood", "kcenter", "nearest", "strata", "weighted-strata")
+#: The routines that stratify whole clusters (:func:`strata_all_clusters`): they read
+#: every member of a cluster with a quota, and no distance to the own centroid.
+STRATA_ROUTINES = ("strata", "weighted-strata")
 #: ``within="strata"``: a cluster with quota ``q`` is split into ``ceil(q /
 #: STRATUM_PICKS)`` k-means strata (2 beat 4 on the hard preset's validation splits
 #: and tied on the default one; 1, one pick per stratum, loses the synthetic
 #: compact client; docs/results.md).
 STRATUM_PICKS = 2
 #: ``within="weighted-strata"``: a member's affinity is the mean weight of its
-#: ``AFFINITY_NEIGHBOURS`` nearest centroids (its own usually first). 2-6 tie on the
-#: hard preset's validation split; 1 is the cluster's own weight, no ranking at all.
+#: ``AFFINITY_NEIGHBOURS`` nearest centroids (its own usually first). 2, 3 and 4 were
+#: within a point of each other on both presets' validation splits, none significantly
+#: (docs/results.md); 1 is the cluster's own weight, no ranking at all.
 AFFINITY_NEIGHBOURS = 3
 #: The strata's k-means trains on every member of a cluster of up to
 #: ``STRATA_TRAIN_MIN`` rows, and on a seeded sample of ``max(STRATA_TRAIN_MIN,
@@ -1082,8 +1094,8 @@ def candidate_counts(
     """Members nearest the centroid that each cluster's routine looks at.
 
     ``"nearest"``: the quota; ``"neighbourhood"``: ``min(capacity, ceil(candidates *
-    quota))``; ``"kcenter"``, ``"strata"`` and ``"weighted-strata"``: the whole cluster. Zero where the quota
-    is zero.
+    quota))``; ``"kcenter"`` and the :data:`STRATA_ROUTINES`: the whole cluster. Zero
+    where the quota is zero.
 
     Examples
     --------
@@ -1095,7 +1107,7 @@ def candidate_counts(
     """
     if opts.within == "nearest":
         return quotas.astype(np.int64)
-    if opts.within in ("kcenter", "strata", "weighted-strata"):
+    if opts.within == "kcenter" or opts.within in STRATA_ROUTINES:
         return np.where(quotas > 0, capacity, 0).astype(np.int64)
     want = np.ceil(opts.candidates * quotas.astype(np.float64))
     return np.minimum(want, capacity.astype(np.float64)).astype(np.int64)
@@ -1276,8 +1288,6 @@ def affinity_candidates(
     >>> affinity_candidates(xm, cents, np.array([5.0, 0, 0, 5, 5]), 0, 2).tolist()
     [2, 3]
     """
-    from .smoothing import nearest_centroids
-
     m = int(xm.shape[0])
     if n_candidates >= m:
         return np.arange(m, dtype=np.int64)
@@ -1346,7 +1356,7 @@ def select_within(
     the strata of ``within="strata"``.
     """
     quotas = plan.quotas
-    if opts.within in ("strata", "weighted-strata"):
+    if opts.within in STRATA_ROUTINES:
         indptr, members = cluster_members(labels, quotas.shape[0])
         return strata_all_clusters(
             x,

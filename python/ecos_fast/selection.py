@@ -36,6 +36,7 @@ from .rule import (
     DEFAULT_THRESHOLD,
     DEFAULT_WEIGHTS,
     DEFAULT_WITHIN,
+    STRATA_ROUTINES,
     LowSignal,
     Selection,
     Smooth,
@@ -251,7 +252,7 @@ def select(
             else select_kcenter(_stream.as_array(x), b, n_threads=threads).indices
         )
         return fallback_selection(idx, plan, np.bincount(lab[idx], minlength=r), lab)
-    if opts.within in ("strata", "weighted-strata"):  # no distance to the own centroid
+    if opts.within in STRATA_ROUTINES:  # no distance to the own centroid
         if unchecked:
             check_all()
     elif sq_dist is None:

@@ -45,6 +45,7 @@ from ..rule import (
     DEFAULT_THRESHOLD,
     DEFAULT_WEIGHTS,
     DEFAULT_WITHIN,
+    STRATA_ROUTINES,
     Plan,
     Selection,
     candidate_counts,
@@ -152,7 +153,7 @@ def select_sharded(
         cand_indptr, cand = _merged_candidates(p, out, counts, st)
         if opts.within == "nearest":
             picks = [cand]
-        elif opts.within in ("strata", "weighted-strata"):  # whole clusters, to the driver
+        elif opts.within in STRATA_ROUTINES:  # whole clusters, gathered to the driver
             rows = np.unique(cand)
             xs = gather_rows(p, rows, normalize=norm, stats=st)
             by_row = rows_ascending(cand_indptr, cand)  # each cluster's rows ascending, as local
