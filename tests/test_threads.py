@@ -93,9 +93,14 @@ def test_usable_after_fork() -> None:
 
 _THREADS_CHILD = """
 import json, os, numpy as np, ecos_fast
+def thread_name(tid):
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:  # the thread exited between listdir and open: it is not alive
+        return ""
 def pool_threads():
-    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
-    return sum(n.startswith("ecos-fast-") for n in names)
+    return sum(thread_name(t).startswith("ecos-fast-") for t in os.listdir("/proc/self/task"))
 rng = np.random.default_rng(0)
 x = rng.normal(size=(1000, 16)).astype(np.float32)
 ecos_fast.assign(x, x[:8], n_threads=2)
@@ -150,9 +155,14 @@ def test_gil_released_during_kernels() -> None:
 _CAP_CHILD = """
 import json, os, time, warnings, numpy as np, ecos_fast
 from ecos_fast._threads import max_threads
+def thread_name(tid):
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:  # the thread exited between listdir and open: it is not alive
+        return ""
 def pool_threads():
-    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
-    return sum(n.startswith("ecos-fast-") for n in names)
+    return sum(thread_name(t).startswith("ecos-fast-") for t in os.listdir("/proc/self/task"))
 x = np.random.default_rng(0).normal(size=(6000, 32)).astype(np.float32)
 want, _ = ecos_fast.kcenter_greedy(x, 50, n_threads=1)
 start = time.perf_counter()
@@ -204,9 +214,14 @@ def test_cap_applies_to_every_source(monkeypatch: pytest.MonkeyPatch) -> None:
 _POOLS_CHILD = """
 import json, os, time, numpy as np, ecos_fast
 from ecos_fast._threads import max_threads
+def thread_name(tid):
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:  # the thread exited between listdir and open: it is not alive
+        return ""
 def pool_threads():
-    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
-    return sum(n.startswith("ecos-fast-") for n in names)
+    return sum(thread_name(t).startswith("ecos-fast-") for t in os.listdir("/proc/self/task"))
 rng = np.random.default_rng(0)
 x = rng.normal(size=(40_000, 64)).astype(np.float32)  # large enough to use the pool
 counts = list(range(2, max_threads() + 1))
@@ -225,8 +240,8 @@ def test_pool_cache_keeps_at_most_four_pools() -> None:
     """Before: a pool per distinct count, never freed (2+3+...+cap threads alive)."""
     out = subprocess.run(
         [sys.executable, "-c", _POOLS_CHILD], capture_output=True, text=True, timeout=120,
-        check=True,
     )  # fmt: skip
+    assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert len(got["counts"]) > 4
     assert got["threads"] <= sum(got["counts"][-4:]) < sum(got["counts"])
