@@ -11,11 +11,17 @@ neighbour's load on a shared machine falls on all of them alike:
 - ``numpy``: chunked float32 GEMM + argmin (``peers.numpy_assign``)
 - ``auto``: ``ecos_fast.assign()`` as users call it (calibration, pilot, then its choice)
 
+``--data separated`` swaps the mixture for the bf16 pass's floor: 1000 centres drawn
+5 * N(0, I) as the centroids, each row one centre plus 0.1 * N(0, I), so the float32 gap
+(about 25,600) dwarfs the bf16 bound (tens) and almost no row needs a float32 re-check.
+What bf16 costs there is the first pass alone: conversion, bf16 tiles and epilogue.
+
 Each engine's labels and distances must equal float32's bit for bit; NumPy's label
 agreement with float32 is reported (it differs at float32 near-ties). Prints a JSON line
 per timing and a summary: median seconds, ratios of medians, re-check shares.
 
     PYTHONPATH=python python benches/assign_engines.py [--n 1000000] [--rounds 3] [--threads 2]
+        [--data mixture|separated]
 """
 
 from __future__ import annotations
@@ -33,6 +39,19 @@ from ecos_fast import _core
 from ecos_fast.errors import InvalidInputError
 
 
+def separated(n: int, d: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows within 0.1 * sqrt(d) of one of ``k`` centres 5 * sqrt(2d) apart: no near-ties."""
+    rng = np.random.default_rng(7)
+    c = (5.0 * rng.standard_normal((k, d))).astype(np.float32)
+    x = np.empty((n, d), np.float32)
+    step = 100_000
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        lab = rng.integers(0, k, e - s)
+        x[s:e] = c[lab] + 0.1 * rng.standard_normal((e - s, d), dtype=np.float32)
+    return x, c
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -40,12 +59,17 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", choices=("mixture", "separated"), default="mixture")
     args = ap.parse_args()
     n, d, k, t = args.n, args.d, args.k, args.threads
-    pool = data.mixture(max(n, 1_000_000), d)
-    x = np.ascontiguousarray(pool[:n])
-    c = np.array(pool[data.sample_rows(1_000_000, k, seed=1)])
-    print(json.dumps({"build_info": _core.build_info(), "n": n, "d": d, "k": k, "threads": t}))
+    if args.data == "mixture":
+        pool = data.mixture(max(n, 1_000_000), d)
+        x = np.ascontiguousarray(pool[:n])
+        c = np.array(pool[data.sample_rows(1_000_000, k, seed=1)])
+    else:
+        x, c = separated(n, d, k)
+    info = {"build_info": _core.build_info(), "data": args.data, "n": n, "d": d, "k": k}
+    print(json.dumps(info | {"threads": t}))
 
     def engine(name: str):
         def run():
