@@ -252,6 +252,27 @@ def numpy_kcenter(x: np.ndarray, budget: int) -> np.ndarray:
 # --- end-to-end selection -----------------------------------------------------------
 
 
+#: ``ecos_fast.select`` options that run the rule :func:`numpy_select` implements (and
+#: benches/checks.py ``check_select`` verifies): weights ``max(noisy count, 0)`` as
+#: released (``Sketch.weights()``: no threshold, no noise gate, no smoothing) and
+#: K-Center over each whole cluster. The defaults differ on every one of these: a
+#: 2-sigma threshold, the noise gate, SURE smoothing and ``within="strata"``.
+PEER_RULE: dict[str, Any] = {
+    "threshold": 0.0,
+    "low_signal": "keep",
+    "smooth": "none",
+    "within": "kcenter",
+}
+
+
+def ecos_select(x: Any, sketch: Any, budget: int, n_threads: int) -> Any:
+    """``ecos_fast.select`` with :data:`PEER_RULE`: the call timed against
+    :func:`numpy_select`."""
+    import ecos_fast
+
+    return ecos_fast.select(x, sketch, budget, n_threads=n_threads, **PEER_RULE)
+
+
 def numpy_select(
     x: np.ndarray, centroids: np.ndarray, weights: np.ndarray, budget: int
 ) -> dict[str, np.ndarray]:

@@ -60,9 +60,7 @@ def main() -> None:
             )
         n_sel = len(got["indices"])
     else:
-        sel = ecos_fast.select(
-            pool, ecos_fast.Sketch.join(cents, resp), budget, within="kcenter", n_threads=threads
-        )
+        sel = peers.ecos_select(pool, ecos_fast.Sketch.join(cents, resp), budget, threads)
         n_sel = sel.n_selected
     seconds = time.perf_counter() - t
     print(

@@ -3,10 +3,9 @@
 Set-up (not timed): ``fit_centroids`` on the pool (cached on disk), a client of
 ``n_client`` samples from a few of the pool's components, ``respond`` (epsilon=0.58,
 delta=1e-5; timed once, recorded as ``respond_s``). Timed: ``ecos_fast.select(pool,
-Sketch.join(centroids, response), budget, within="kcenter")`` including its own
-assignment pass, vs the same rule in NumPy (``peers.numpy_select``: K-Center over each
-whole cluster, which the default ``within="neighbourhood"`` narrows to the members
-nearest the centroid). Correct: benches/checks.py check_select
+Sketch.join(centroids, response), budget, **peers.PEER_RULE)`` including its own
+assignment pass, vs the same rule in NumPy (``peers.numpy_select``: the released
+weights, no threshold, gate or smoothing, and K-Center over each whole cluster). Correct: benches/checks.py check_select
 (every cluster's picks against the NumPy running-min K-Center on the same members).
 
 Peak RSS is measured in a fresh process (benches/select_rss.py) so that nothing the
@@ -77,15 +76,8 @@ def test_select(benchmark, impl: str, t: int) -> None:
     )
     with threads(t):
         if impl == "ecos-fast":
-            # The rule the NumPy peer implements and check_select verifies: weights
-            # max(v, 0) and K-Center over each whole cluster (the defaults are a 2-sigma
-            # threshold, a noise gate and within="neighbourhood").
-            sel = run(
-                benchmark,
-                lambda: ecos_fast.select(
-                    x, sk, w.k, threshold=0.0, low_signal="keep", within="kcenter", n_threads=t
-                ),
-            )
+            # The rule the NumPy peer implements and check_select verifies (peers.PEER_RULE).
+            sel = run(benchmark, lambda: peers.ecos_select(x, sk, w.k, t))
             got = {
                 "indices": np.asarray(sel.indices),
                 "labels": np.asarray(sel.labels),

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ecos_fast
+import numpy as np
+import pytest
+
 BENCHES = Path(__file__).resolve().parent.parent / "benches"
 
 
@@ -43,3 +47,33 @@ def test_kcenter_profile_and_scaling_check_report_identical_results(tmp_path: Pa
     assert "picks identical in every run: yes" in prof
     check = _run("scaling_check.py", "3000", "1", tmp_path=tmp_path)
     assert check.count("| yes |") == 2
+
+
+def test_the_select_bench_times_the_rule_its_numpy_peer_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benches/test_select.py times ``peers.ecos_select`` against ``peers.numpy_select``
+    and checks the selection with ``checks.check_select`` (quotas from the released
+    weights). It called ``select`` with the default SURE smoothing, so wherever SURE
+    smooths (as on this sketch, and on the full run's pool fitted on a Zen 3 machine) the
+    quotas moved and the check failed: the bench timed a different rule than its peer."""
+    monkeypatch.setenv("ECOS_BENCH_DIR", str(tmp_path))
+    monkeypatch.syspath_prepend(str(BENCHES))
+    import checks
+    import data
+    import peers
+
+    x = np.asarray(data.mixture(20_000, 64))
+    cents = ecos_fast.fit_centroids(x, n_clusters=100, seed=0)
+    resp = ecos_fast.respond(data.client_samples(2000, 64), cents, 0.58, 1e-5, seed=0)
+    sk = ecos_fast.Sketch.join(cents, resp)
+    assert ecos_fast.select(x, sk, 300).smoothing_scale > 0  # the default smooths here
+    got = peers.ecos_select(x, sk, 300, 1)
+    assert got.smoothing_scale == 0.0
+    want = peers.numpy_select(x, cents.centroids, sk.weights(), 300)
+    np.testing.assert_array_equal(np.asarray(got.quotas), want["quotas"])
+    c = cents.centroids
+    res = checks.check_select(
+        x, c, sk.weights(), 300, got.indices, got.labels, got.quotas, checks.reference_assign(x, c)
+    )
+    assert res["correct"], res["check"]
