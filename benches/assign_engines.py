@@ -68,8 +68,18 @@ def main() -> None:
         c = np.array(pool[data.sample_rows(1_000_000, k, seed=1)])
     else:
         x, c = separated(n, d, k)
-    info = {"build_info": _core.build_info(), "data": args.data, "n": n, "d": d, "k": k}
-    print(json.dumps(info | {"threads": t}))
+    print(
+        json.dumps(
+            {
+                "build_info": _core.build_info(),
+                "data": args.data,
+                "n": n,
+                "d": d,
+                "k": k,
+                "threads": t,
+            }
+        )
+    )
 
     def engine(name: str):
         def run():

@@ -5,8 +5,9 @@ Set-up (not timed): ``fit_centroids`` on the pool (cached on disk), a client of
 delta=1e-5; timed once, recorded as ``respond_s``). Timed: ``ecos_fast.select(pool,
 Sketch.join(centroids, response), budget, **peers.PEER_RULE)`` including its own
 assignment pass, vs the same rule in NumPy (``peers.numpy_select``: the released
-weights, no threshold, gate or smoothing, and K-Center over each whole cluster). Correct: benches/checks.py check_select
-(every cluster's picks against the NumPy running-min K-Center on the same members).
+weights, no threshold, gate or smoothing, and K-Center over each whole cluster).
+Correct: benches/checks.py check_select (every cluster's picks against the NumPy
+running-min K-Center on the same members).
 
 Peak RSS is measured in a fresh process (benches/select_rss.py) so that nothing the
 suite touched before counts (at the larger thread count only); target: at most 1.2x
