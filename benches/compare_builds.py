@@ -61,13 +61,19 @@ def workloads() -> list[tuple[str, Callable[[ModuleType], Any]]]:
     c100 = x128[rng.choice(len(x128), 100, replace=False)].copy()
     c1000 = x512[rng.choice(len(x512), 1000, replace=False)].copy()
     init = x128[rng.choice(len(x128), 100, replace=False)].copy()
+    c512_100 = x512[rng.choice(len(x512), 100, replace=False)].copy()
     return [
         ("assign 200k x 128 vs 100", lambda m: m.assign(x128, c100, THREADS)),
         ("assign 200k x 512 vs 1000", lambda m: m.assign(x512, c1000, THREADS)),
+        ("assign 200k x 512 vs 100", lambda m: m.assign(x512, c512_100, THREADS)),
         (
             "kmeans 200k x 128, k=100, 5 iterations",
             # tol=0: every run does all 5 Lloyd iterations.
             lambda m: m.kmeans(x128, 100, 5, 0.0, 0, THREADS, init=init),
+        ),
+        (
+            "kmeans 200k x 512, k=100, 5 iterations",
+            lambda m: m.kmeans(x512, 100, 5, 0.0, 0, THREADS, init=c512_100),
         ),
         ("kcenter 1000 from 200k x 512", lambda m: m.kcenter_greedy(x512, 1000, THREADS)),
     ]

@@ -505,6 +505,21 @@ pub fn path() -> SimdPath {
     checked().unwrap_or(SimdPath::Portable)
 }
 
+/// Fold 8 lanes (one 256-bit register) like [`fold_halves`]' last three halvings
+/// (lane l += lane l + 4, then + 2, then + 1): the explicit-SIMD distance loops end
+/// with it, so their sums have the portable order's bits.
+///
+/// # Safety
+/// The CPU must support AVX.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn fold8(u: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let v = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps::<1>(u));
+    let w = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(w, _mm_shuffle_ps::<1>(w, w)))
+}
+
 /// Sum `L` accumulator lanes by folding them in halves (lane l += lane l + w for
 /// w = L/2, …, 1): the fixed reduction order of the exact distance loops of
 /// assignment and K-Center, on every path. `L` is a power of two.

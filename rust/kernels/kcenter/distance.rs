@@ -2,6 +2,8 @@
 //! FMA) on every SIMD path, with exact early abandoning. The path comes from
 //! `kernels::simd`, which owns detection and the `ECOS_FAST_SIMD` cap.
 
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::simd::fold8;
 use crate::kernels::simd::{self, SimdPath};
 
 /// Lanes of the distance accumulator: 4 AVX-512 or 8 AVX2 registers, so the adds of
@@ -77,19 +79,6 @@ fn finish(mut acc: [f32; LANES], a: &[f32], b: &[f32], done: usize) -> (f32, usi
 // does not contract intrinsics), and the in-register fold adds lane l + w into lane l
 // for w = 32, 16, 8, 4, 2, 1 like `fold`. Float addition is commutative, so the
 // results are bit-identical.
-
-/// Fold 8 lanes (one 256-bit register) like `fold`'s last three halvings.
-///
-/// # Safety
-/// The CPU must support AVX.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn fold8(u: std::arch::x86_64::__m256) -> f32 {
-    use std::arch::x86_64::*;
-    let v = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps::<1>(u));
-    let w = _mm_add_ps(v, _mm_movehl_ps(v, v));
-    _mm_cvtss_f32(_mm_add_ss(w, _mm_shuffle_ps::<1>(w, w)))
-}
 
 /// # Safety
 /// The CPU must support AVX2 (AVX is enough for the instructions used).
