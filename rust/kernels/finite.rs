@@ -12,6 +12,8 @@
 
 use rayon::prelude::*;
 
+use super::simd::{self, SimdPath};
+
 /// Values per task: a fixed split, so the answer never depends on the thread count.
 const CHUNK: usize = 1 << 16;
 
@@ -41,27 +43,49 @@ pub fn first_beyond(x: &[f32], limit: f32) -> Option<usize> {
 }
 
 /// Flat index of the first value of `x` for which `bad` holds, in fixed chunks.
-fn first_where(x: &[f32], bad: impl Fn(f32) -> bool + Sync) -> Option<usize> {
+fn first_where(x: &[f32], bad: impl Fn(f32) -> bool + Sync + Copy) -> Option<usize> {
+    let wide = simd::path() >= SimdPath::Avx2Fma;
     x.par_chunks(CHUNK)
         .enumerate()
         .find_map_first(|(i, chunk)| {
-            // OR of the flags over 16 independent lanes (vectorized), then a search
-            // only when the chunk holds an offender.
-            let mut lanes = [0u32; 16];
-            let body = chunk.chunks_exact(16);
-            let tail = body.remainder();
-            for block in body {
-                for (l, &v) in lanes.iter_mut().zip(block) {
-                    *l |= u32::from(bad(v));
+            let any = if wide {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the path is AVX2+FMA or wider, detected at run time.
+                unsafe {
+                    any_avx2(chunk, bad)
                 }
-            }
-            let any = lanes.iter().any(|&l| l != 0) || tail.iter().any(|&v| bad(v));
+                #[cfg(not(target_arch = "x86_64"))]
+                any_where(chunk, bad)
+            } else {
+                any_where(chunk, bad)
+            };
             if any {
                 chunk.iter().position(|&v| bad(v)).map(|p| i * CHUNK + p)
             } else {
                 None
             }
         })
+}
+
+/// Whether `bad` holds anywhere in `chunk`: one OR reduction of the flags,
+/// which LLVM vectorizes to the path's width. (A `[u32; 16]` of lane flags was
+/// vectorized across the lanes' blocks instead: 16 scalar loads and inserts per
+/// vector.)
+#[inline(always)]
+fn any_where(chunk: &[f32], bad: impl Fn(f32) -> bool) -> bool {
+    chunk.iter().fold(0u32, |acc, &v| acc | u32::from(bad(v))) != 0
+}
+
+/// [`any_where`] compiled for AVX2: the baseline (SSE2) build of it loaded one
+/// value at a time and ran at 12.6 GB/s on one Zen 3 core, against 18.8 GB/s for
+/// NumPy's `max` over the same 200k × 512 pool.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn any_avx2(chunk: &[f32], bad: impl Fn(f32) -> bool) -> bool {
+    any_where(chunk, bad)
 }
 
 #[cfg(test)]
