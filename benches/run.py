@@ -720,8 +720,14 @@ def main() -> int:
         f"{info['fma_peak']}, sgemm {info['sgemm']}",
         flush=True,
     )
+    # A JSON left by an earlier run must never be reported as this one's (a bad `-k`
+    # makes pytest exit before it writes one).
+    json_path.unlink(missing_ok=True)
     rc = run_pytest(mode_name, ",".join(map(str, threads)), json_path, args.pytest_args)
     wall = time.perf_counter() - start
+    if not json_path.exists():
+        print(f"no benchmark JSON was written (pytest exit code {rc})", file=sys.stderr)
+        return rc or 1
     import kcenter_profile
     import scaling_check
 
@@ -732,9 +738,6 @@ def main() -> int:
         scaling_check.kcenter_target(*((1_000_000, 3000, 5) if args.full else (20_000, 50, 1)))
     ]
     info["loadavg_end"] = machine.loadavg()
-    if not json_path.exists():
-        print(f"no benchmark JSON was written (pytest exit code {rc})", file=sys.stderr)
-        return rc or 1
     results = json.loads(json_path.read_text())
     write_report(
         out, mode_name, info, results, threads, wall, rc, profiles, alternating, extra_targets

@@ -77,3 +77,24 @@ def test_the_select_bench_times_the_rule_its_numpy_peer_runs(
         x, c, sk.weights(), 300, got.indices, got.labels, got.quotas, checks.reference_assign(x, c)
     )
     assert res["correct"], res["check"]
+
+
+def test_run_py_never_reports_a_stale_json_when_pytest_writes_none(tmp_path: Path) -> None:
+    # Before the fix, a bad -k expression made pytest exit 4 without a JSON, and run.py
+    # wrote a report (with "0 wrong") from the JSON an earlier run had left behind.
+    stale = tmp_path / "results-smoke.json"
+    stale.write_text(json.dumps({"benchmarks": [], "stale": True}))
+    out = tmp_path / "report.md"
+    env = {**os.environ, "ECOS_BENCH_DIR": str(tmp_path)}
+    args = ["--smoke", "--threads", "1", "--out", str(out), "--", "-k", "kmeans and k=100"]
+    res = subprocess.run(
+        [sys.executable, str(BENCHES / "run.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode != 0
+    assert "no benchmark JSON was written" in res.stderr
+    assert not out.exists()
+    assert not stale.exists()
