@@ -491,28 +491,11 @@ mod x86 {
         }
         let o = blocks * 16;
         let tail = n - o;
-        for (r, acc) in [&mut lo, &mut hi].into_iter().enumerate() {
-            let lanes = tail.saturating_sub(8 * r).min(8);
-            if lanes == 0 {
-                break;
-            }
-            // Lane l is enabled when its sign bit is set: l < lanes.
-            let m = _mm256_cmpgt_epi32(
-                _mm256_set1_epi32(lanes as i32),
-                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-            );
-            // SAFETY: the mask enables only lanes o + 8r + l < n, inside both
-            // slices; masked-off lanes are not read.
-            let u = unsafe {
-                _mm256_sub_ps(
-                    _mm256_maskload_ps(pa.add(o + 8 * r), m),
-                    _mm256_maskload_ps(pb.add(o + 8 * r), m),
-                )
-            };
-            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(u, u));
-        }
+        let mut s = [lo, hi];
+        // SAFETY: o + tail = n, the length of both slices; AVX2 is enabled here.
+        unsafe { crate::kernels::simd::add_sq_tail_avx2(&mut s, pa.add(o), pb.add(o), tail) };
         // SAFETY: AVX is implied by AVX2.
-        unsafe { crate::kernels::simd::fold8(_mm256_add_ps(lo, hi)) }
+        unsafe { crate::kernels::simd::fold8(_mm256_add_ps(s[0], s[1])) }
     }
 
     /// [`Packed::block_impl`] compiled for AVX-512F.

@@ -520,6 +520,45 @@ pub(crate) unsafe fn fold8(u: std::arch::x86_64::__m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(w, _mm_shuffle_ps::<1>(w, w)))
 }
 
+/// The tail of an explicit-AVX2 distance loop: the `tail` (< 8·`acc.len()`)
+/// coordinates at `pa` / `pb` as one more block whose missing coordinates load as
+/// 0, register `r` taking coordinates 8r…8r + 7 (adding +0 to a non-negative
+/// partial sum changes no bit, so the sums keep the portable order's bits).
+///
+/// # Safety
+/// The CPU supports AVX2; `pa` and `pb` point to at least `tail` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn add_sq_tail_avx2(
+    acc: &mut [std::arch::x86_64::__m256],
+    pa: *const f32,
+    pb: *const f32,
+    tail: usize,
+) {
+    use std::arch::x86_64::*;
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let lanes = tail.saturating_sub(8 * r).min(8);
+        if lanes == 0 {
+            break;
+        }
+        // Lane l is enabled when its sign bit is set: l < lanes.
+        let m = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(lanes as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        // SAFETY: the mask enables only lanes 8r + l < tail, inside both buffers;
+        // masked-off lanes are not read.
+        let dv = unsafe {
+            _mm256_sub_ps(
+                _mm256_maskload_ps(pa.add(8 * r), m),
+                _mm256_maskload_ps(pb.add(8 * r), m),
+            )
+        };
+        *acc = _mm256_add_ps(*acc, _mm256_mul_ps(dv, dv));
+    }
+}
+
 /// Sum `L` accumulator lanes by folding them in halves (lane l += lane l + w for
 /// w = L/2, …, 1): the fixed reduction order of the exact distance loops of
 /// assignment and K-Center, on every path. `L` is a power of two.

@@ -128,26 +128,8 @@ unsafe fn sq_dist_avx2_inner(a: &[f32], b: &[f32], limit: f32) -> (f32, usize) {
     // path: adding +0 changes no bit), folded in registers.
     let o = blocks * LANES;
     let tail = n - o;
-    for (r, acc) in s.iter_mut().enumerate() {
-        let lanes = tail.saturating_sub(8 * r).min(8);
-        if lanes == 0 {
-            break;
-        }
-        // Lane l is enabled when its sign bit is set: l < lanes.
-        let m = _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(lanes as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        );
-        // SAFETY: the mask enables only lanes o + 8r + l < n, inside both slices;
-        // masked-off lanes are not read.
-        let dv = unsafe {
-            _mm256_sub_ps(
-                _mm256_maskload_ps(pa.add(o + 8 * r), m),
-                _mm256_maskload_ps(pb.add(o + 8 * r), m),
-            )
-        };
-        *acc = _mm256_add_ps(*acc, _mm256_mul_ps(dv, dv));
-    }
+    // SAFETY: o + tail = n, the length of both slices; AVX2 is enabled here.
+    unsafe { simd::add_sq_tail_avx2(&mut s, pa.add(o), pb.add(o), tail) };
     (fold256(&s), n)
 }
 
