@@ -514,12 +514,73 @@ fn kmeans_mean_variance(
     Ok(km::mean_variance(s, &s2, n_total, sc))
 }
 
+/// (fixed-point sums int64[k, d], counts int64[k], inertia exponent bins int64[256]).
+type PartialArrays<'py> = (
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+);
+
+/// [`km::partial`] of `features` against `centroids`, with the labels and
+/// squared distances of its assignment.
+fn partial_of(
+    py: Python<'_>,
+    features: &PyReadonlyArray2<'_, f32>,
+    centroids: &PyReadonlyArray2<'_, f32>,
+    scales: &PyReadonlyArray1<'_, f64>,
+    n_threads: usize,
+) -> PyResult<(km::Partial, Vec<i64>, Vec<f32>)> {
+    let (n, d) = (features.shape()[0], features.shape()[1]);
+    let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
+    let x = contiguous("features", features)?;
+    let c = contiguous("centroids", centroids)?;
+    let sc = contiguous1("scales", scales)?;
+    if dc != d || sc.len() != d {
+        return Err(invalid!(
+            "features have n_features={d}, centroids {dc}, scales {}",
+            sc.len()
+        )
+        .into());
+    }
+    run_detached(py, n_threads, work(n, k, d), || {
+        let packed = nearest::Packed::new(c, k, d)?;
+        let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
+        let p = km::partial(x, d, &packed, sc, &mut lab, &mut dis);
+        Ok((p, lab, dis))
+    })
+}
+
+fn partial_arrays<'py>(py: Python<'py>, p: km::Partial, d: usize) -> PyResult<PartialArrays<'py>> {
+    let k = p.counts.len();
+    Ok((
+        PyArray2::from_owned_array(py, to_array2(p.sums, k, d)?),
+        PyArray1::from_vec(py, p.counts),
+        PyArray1::from_vec(py, p.bins),
+    ))
+}
+
 /// One shard's Lloyd contribution: (fixed-point sums int64[k, d], counts int64[k],
 /// inertia exponent bins int64[256]).
 #[pyfunction]
 #[pyo3(signature = (features, centroids, scales, n_threads))]
-#[allow(clippy::type_complexity)]
 fn kmeans_partial<'py>(
+    py: Python<'py>,
+    features: PyReadonlyArray2<'py, f32>,
+    centroids: PyReadonlyArray2<'py, f32>,
+    scales: PyReadonlyArray1<'py, f64>,
+    n_threads: usize,
+) -> PyResult<PartialArrays<'py>> {
+    let (p, _, _) = partial_of(py, &features, &centroids, &scales, n_threads)?;
+    partial_arrays(py, p, features.shape()[1])
+}
+
+/// [`kmeans_partial`] and the assignment it made: (sums, counts, bins, labels
+/// int64[n], squared distances float32[n]), for a driver that keeps the
+/// distances to relocate empty clusters ([`kmeans_relocation_order`]).
+#[pyfunction]
+#[pyo3(signature = (features, centroids, scales, n_threads))]
+#[allow(clippy::type_complexity)]
+fn kmeans_partial_labelled<'py>(
     py: Python<'py>,
     features: PyReadonlyArray2<'py, f32>,
     centroids: PyReadonlyArray2<'py, f32>,
@@ -529,28 +590,35 @@ fn kmeans_partial<'py>(
     Bound<'py, PyArray2<i64>>,
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f32>>,
 )> {
-    let (n, d) = (features.shape()[0], features.shape()[1]);
-    let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
-    let x = contiguous("features", &features)?;
-    let c = contiguous("centroids", &centroids)?;
-    let sc = contiguous1("scales", &scales)?;
-    if dc != d || sc.len() != d {
-        return Err(invalid!(
-            "features have n_features={d}, centroids {dc}, scales {}",
-            sc.len()
-        )
-        .into());
-    }
-    let p = run_detached(py, n_threads, work(n, k, d), || {
-        let packed = nearest::Packed::new(c, k, d)?;
-        let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
-        Ok(km::partial(x, d, &packed, sc, &mut lab, &mut dis))
-    })?;
+    let (p, lab, dis) = partial_of(py, &features, &centroids, &scales, n_threads)?;
+    let (s, c, b) = partial_arrays(py, p, features.shape()[1])?;
     Ok((
-        PyArray2::from_owned_array(py, to_array2(p.sums, k, d)?),
-        PyArray1::from_vec(py, p.counts),
-        PyArray1::from_vec(py, p.bins),
+        s,
+        c,
+        b,
+        PyArray1::from_vec(py, lab),
+        PyArray1::from_vec(py, dis),
+    ))
+}
+
+/// The `min(m, n)` rows with the largest squared distances `dists` (float32[n])
+/// in relocation order (distance descending, then row): int64[m], the rows whose
+/// (dist, row, label, features) [`kmeans_update`] takes as candidates.
+#[pyfunction]
+#[pyo3(signature = (dists, m))]
+fn kmeans_relocation_order<'py>(
+    py: Python<'py>,
+    dists: PyReadonlyArray1<'py, f32>,
+    m: usize,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let v = contiguous1("dists", &dists)?;
+    let order = py.detach(|| km::relocation_order(v, m));
+    Ok(PyArray1::from_vec(
+        py,
+        order.into_iter().map(|i| i as i64).collect(),
     ))
 }
 
@@ -1037,6 +1105,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kmeans_moments, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_mean_variance, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_partial, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_partial_labelled, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_relocation_order, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_candidates, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_update, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_greedy, m)?)?;

@@ -230,3 +230,43 @@ def test_huge_counts_are_refused_not_overflowed_or_aborted() -> None:
     with pytest.raises(InvalidInputError, match="n_local_trials=1000000000 exceeds"):
         _core.kmeans_plusplus(x, 2, 0, 1, 10**9)
     assert ecos_fast.kmeans(x, 2, n_local_trials=60).centroids.shape == (2, 3)
+
+
+@SETTINGS
+@given(
+    st.integers(0, 400),
+    st.integers(0, 450),
+    st.sampled_from(["normal", "few", "zeros"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_relocation_order_is_distance_descending_then_row(
+    n: int, m: int, kind: str, seed: int
+) -> None:
+    """The farthest rows an empty cluster may take, against a NumPy sort: by squared
+    distance descending, ties to the lowest row, min(m, n) of them (many ties in
+    ``few`` and ``zeros``)."""
+    rng = np.random.default_rng(seed)
+    if kind == "normal":
+        d = rng.random(n).astype(np.float32)
+    elif kind == "few":
+        d = rng.integers(0, 4, n).astype(np.float32)
+    else:
+        d = np.zeros(n, np.float32)
+    got = _core.kmeans_relocation_order(d, m)
+    want = np.lexsort((np.arange(n), -d.astype(np.float64)))[: min(m, n)]
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
+def test_streamed_partials_give_the_kernels_labels_and_distances() -> None:
+    """``kmeans_partial_labelled``: the sums of ``kmeans_partial`` and the assignment of
+    ``assign``, bit for bit."""
+    x = blobs(3000, 7, 5, seed=4)
+    c = x[:9].copy()
+    scales = _core.kmeans_scales(_core.kmeans_max_abs(x, 2), x.shape[0])
+    s, cnt, b, lab, dist = _core.kmeans_partial_labelled(x, c, scales, 2)
+    s0, cnt0, b0 = _core.kmeans_partial(x, c, scales, 2)
+    lab0, dist0 = _core.assign(x, c, 2)
+    for a, e in ((s, s0), (cnt, cnt0), (b, b0), (lab, lab0), (dist, dist0)):
+        np.testing.assert_array_equal(a, e)
+    assert cnt.sum() == x.shape[0] and np.bincount(lab, minlength=9).tolist() == cnt.tolist()

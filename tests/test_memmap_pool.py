@@ -197,7 +197,8 @@ def spy_kernels(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[np.ndarra
     def make(pool: np.ndarray) -> _Spy:
         s = _Spy(pool)
         for name in ("first_non_finite", "assign", "kmeans", "kmeans_max_abs", "kmeans_partial",
-                     "kmeans_moments", "kmeans_candidates", "kmeans_plusplus"):  # fmt: skip
+                     "kmeans_partial_labelled", "kmeans_moments", "kmeans_candidates",
+                     "kmeans_plusplus"):  # fmt: skip
             monkeypatch.setattr(_core, name, s.wrap(name, getattr(_core, name)))
         return s
 
@@ -261,6 +262,48 @@ def test_full_pool_kmeans_makes_one_sweep_per_iteration(
     # first), the final assignment.
     assert spy.sweeps() == 1 + 3 + 1
     assert km.labels is not None
+
+
+def test_relocating_empty_clusters_reads_the_pool_no_second_time(
+    tmp_path: Path, spy_kernels: Callable[[np.ndarray], _Spy]
+) -> None:
+    """An iteration that empties clusters takes the farthest rows from its own pass's
+    distances. Before, it swept the pool once more to recompute them (4 sweeps for 2
+    iterations here, not 3 + 1)."""
+    x = _pool(100_000, 8, seed=11)  # 4 blocks of 1 MiB
+    for row, shift in ((5, 40.0), (40_000, 45.0), (99_000, 50.0), (70_001, 50.0)):
+        x[row] += shift  # the farthest rows, in three blocks (two at the same distance)
+    mm = _on_disk(tmp_path, x)
+    init = x[:6].copy()
+    init[3:] = 1e6  # far from every row: three clusters empty after the first assignment
+    kw: dict[str, Any] = {"init": init, "max_points_per_centroid": None, "max_iter": 2}
+    ref = ecos_fast.kmeans(x, 6, **kw)
+    spy = spy_kernels(mm)
+    got = ecos_fast.kmeans(mm, 6, **kw)
+    assert "kmeans_candidates" not in {c[0] for c in spy.calls}
+    # max-|value| with the check, two Lloyd iterations, the final assignment.
+    assert spy.sweeps() == 1 + 2 + 1, spy.calls
+    np.testing.assert_array_equal(ref.centroids, got.centroids)
+    np.testing.assert_array_equal(ref.labels, got.labels)
+    np.testing.assert_array_equal(ref.inertia_history, got.inertia_history)
+    assert np.unique(got.labels).size == 6
+
+
+def test_tol_zero_sums_no_variance(
+    pool_200k: tuple[np.ndarray, np.memmap], spy_kernels: Callable[[np.ndarray], _Spy]
+) -> None:
+    """tol = 0 stops on a zero shift only, so the variance that scales tol is not summed
+    (scikit-learn skips it too); the result is the same as with it summed."""
+    x, mm = pool_200k
+    kw: dict[str, Any] = {"max_points_per_centroid": None, "init_sample": 2000, "max_iter": 2}
+    spy = spy_kernels(mm)
+    got = ecos_fast.kmeans(mm, 8, tol=0.0, **kw)
+    assert "kmeans_moments" not in {c[0] for c in spy.calls}
+    ecos_fast.kmeans(mm, 8, tol=1e-4, **kw)
+    assert "kmeans_moments" in {c[0] for c in spy.calls}
+    ref = ecos_fast.kmeans(np.array(x), 8, tol=0.0, **kw)
+    np.testing.assert_array_equal(ref.centroids, got.centroids)
+    np.testing.assert_array_equal(ref.labels, got.labels)
 
 
 # --- memory ------------------------------------------------------------------------------

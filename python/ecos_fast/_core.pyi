@@ -27,7 +27,9 @@ __all__ = [
     "kmeans_mean_variance",
     "kmeans_moments",
     "kmeans_partial",
+    "kmeans_partial_labelled",
     "kmeans_plusplus",
+    "kmeans_relocation_order",
     "kmeans_scales",
     "kmeans_update",
     "nearest_in_clusters",
@@ -127,6 +129,15 @@ def kmeans_partial(
     scales: NDArray[np.float64],
     n_threads: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]: ...
+def kmeans_partial_labelled(
+    features: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    scales: NDArray[np.float64],
+    n_threads: int,
+) -> tuple[
+    NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]
+]: ...
+def kmeans_relocation_order(dists: NDArray[np.float32], m: int) -> NDArray[np.int64]: ...
 def kmeans_candidates(
     features: NDArray[np.float32],
     centroids: NDArray[np.float32],

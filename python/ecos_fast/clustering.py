@@ -209,9 +209,10 @@ def _lloyd_streamed(
 
     Each block is a shard of the Ray backend's exact reduction: per-feature maxima set
     the fixed-point scales, each iteration adds the blocks' integer sums, counts and
-    inertia bins, empty clusters take the blocks' merged farthest rows, and
-    ``_core.kmeans_update`` moves the centroids, so the result equals the in-memory
-    kernel's bit for bit.
+    inertia bins and keeps every row's label and distance (12 bytes a row), empty
+    clusters take the farthest rows by those distances (the few rows gathered from
+    ``x``, no second pass), and ``_core.kmeans_update`` moves the centroids, so the
+    result equals the in-memory kernel's bit for bit.
     """
     n, d = x.shape
     k = p.n_clusters
@@ -234,36 +235,35 @@ def _lloyd_streamed(
     tol_abs = 0.0
     history: list[float] = []
     n_iter = 0
+    labels = np.empty(n, dtype=np.int64)  # this iteration's assignment, for relocations
+    dists = np.empty(n, dtype=np.float32)
     for it in range(p.max_iter):
         sums = np.zeros((k, d), dtype=np.int64)
         counts = np.zeros(k, dtype=np.int64)
         bins = np.zeros(256, dtype=np.int64)
         q = np.zeros(d, dtype=np.int64)
         q2 = [0] * d
-        for _, blk in _stream.blocks(x):
-            if it == 0:  # the variance that scales tol, in the same pass
+        for start, blk in _stream.blocks(x):
+            if it == 0 and p.tol > 0:  # the variance that scales tol, in the same pass
                 m, hi, lo = _core.kmeans_moments(blk, scales, n_threads)
                 q += m
                 q2 = [v + ((int(h) << 64) | int(lo_)) for v, h, lo_ in zip(q2, hi, lo, strict=True)]
-            s_, c_, b_ = _core.kmeans_partial(blk, centroids, scales, n_threads)
+            s_, c_, b_, l_, d_ = _core.kmeans_partial_labelled(blk, centroids, scales, n_threads)
             sums += s_
             counts += c_
             bins += b_
-        if it == 0:
+            labels[start : start + l_.shape[0]] = l_
+            dists[start : start + l_.shape[0]] = d_
+        if it == 0 and p.tol > 0:
             hi_w = np.array([v >> 64 for v in q2], dtype=np.int64)
             lo_w = np.array([v & ((1 << 64) - 1) for v in q2], dtype=np.uint64)
             tol_abs = p.tol * _core.kmeans_mean_variance(q, hi_w, lo_w, n, scales)
         cand = None
         n_empty = int((counts == 0).sum())
-        if n_empty:  # one more pass: every block's farthest rows, merged by the update
-            got = [
-                _core.kmeans_candidates(blk, centroids, start, n_empty + k, n_threads)
-                for start, blk in _stream.blocks(x)
-            ]
-            cand = tuple(
-                np.ascontiguousarray(np.concatenate([g[i] for g in got])) for i in range(4)
-            )
-        new, shift, inertia, _, _ = _core.kmeans_update(sums, counts, bins, centroids, scales, cand)  # type: ignore[arg-type]
+        if n_empty:  # the farthest rows, from this pass's distances: no second read
+            far = _core.kmeans_relocation_order(dists, n_empty + k)
+            cand = (dists[far], far, labels[far], _stream.gather_rows(x, far))
+        new, shift, inertia, _, _ = _core.kmeans_update(sums, counts, bins, centroids, scales, cand)
         history.append(float(inertia))
         n_iter += 1
         centroids = new
@@ -271,6 +271,7 @@ def _lloyd_streamed(
             progress(n_iter)
         if shift <= tol_abs:
             break
+    del labels, dists
     labels, _, bins = _stream.assign_checked(x, centroids, n_threads)
     history.append(_bins_total(bins))
     return KMeansResult(

@@ -353,8 +353,13 @@ pub fn kmeans(
     };
     let scales = quant_scales(&max_abs(tx, d), tn as u64);
     // tol is relative to the mean per-feature variance, as in scikit-learn.
-    let (sq, sq2) = moments(tx, d, &scales);
-    let tol_abs = params.tol * mean_variance(&sq, &sq2, tn as u64, &scales);
+    // (Not computed for tol = 0, which stops on a zero shift only, as scikit-learn.)
+    let tol_abs = if params.tol > 0.0 {
+        let (sq, sq2) = moments(tx, d, &scales);
+        params.tol * mean_variance(&sq, &sq2, tn as u64, &scales)
+    } else {
+        0.0
+    };
     let mut labels = vec![0i64; tn];
     let mut dists = vec![0f32; tn];
     let mut inertia = Vec::new();
@@ -835,6 +840,24 @@ fn cand_order(da: f32, ia: i64, db: f32, ib: i64) -> std::cmp::Ordering {
     db.total_cmp(&da).then(ia.cmp(&ib))
 }
 
+/// The `min(m, n)` rows with the largest `dists` in relocation order (distance
+/// descending, then row), as row numbers: what [`candidates`] takes, for a
+/// driver that kept the distances of its assignment pass and gathers the rows
+/// itself (the streamed Lloyd of `ecos_fast.clustering`, which so reads the pool
+/// no second time in an iteration that empties a cluster).
+pub fn relocation_order(dists: &[f32], m: usize) -> Vec<usize> {
+    let n = dists.len();
+    let m = m.min(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    let cmp = |&a: &usize, &b: &usize| cand_order(dists[a], a as i64, dists[b], b as i64);
+    if m < n && m > 0 {
+        order.select_nth_unstable_by(m - 1, cmp);
+    }
+    order.truncate(m);
+    order.sort_unstable_by(cmp);
+    order
+}
+
 /// The top `m` rows of one shard in relocation order (see [`Candidates`]).
 ///
 /// At most `n_empty + k` rows are ever consulted by [`update`] (each empty
@@ -848,15 +871,7 @@ pub fn candidates(
     row_offset: i64,
     m: usize,
 ) -> Candidates {
-    let n = dists.len();
-    let m = m.min(n);
-    let mut order: Vec<usize> = (0..n).collect();
-    let cmp = |&a: &usize, &b: &usize| cand_order(dists[a], a as i64, dists[b], b as i64);
-    if m < n && m > 0 {
-        order.select_nth_unstable_by(m - 1, cmp);
-    }
-    order.truncate(m);
-    order.sort_unstable_by(cmp);
+    let order = relocation_order(dists, m);
     let mut rows = Vec::with_capacity(m * d);
     for &i in &order {
         rows.extend_from_slice(&x[i * d..(i + 1) * d]);

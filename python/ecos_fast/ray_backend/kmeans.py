@@ -148,14 +148,17 @@ def _lloyd(
     )
     scales = _core.kmeans_scales(np.ascontiguousarray(maxabs, np.float32), n)
     sc_ref = ray.put(scales)
-    mom = ray.get([remote(task_moments).remote(sh, col, normalize, sc_ref) for sh in p.shards])
-    st.bytes_to_driver += nbytes(mom) + maxabs.nbytes * p.n_shards
-    # i128 sums of squares travel as (hi, lo) words; add them as Python ints.
-    q = np.sum(np.stack([m[0] for m in mom]), axis=0)
-    q2 = [sum((int(m[1][j]) << 64) | int(m[2][j]) for m in mom) for j in range(p.n_features)]
-    hi = np.array([v >> 64 for v in q2], dtype=np.int64)
-    lo = np.array([v & ((1 << 64) - 1) for v in q2], dtype=np.uint64)
-    tol_abs = params.tol * _core.kmeans_mean_variance(q, hi, lo, n, scales)
+    st.bytes_to_driver += maxabs.nbytes * p.n_shards
+    tol_abs = 0.0  # tol = 0 stops on a zero shift only: no pass for the variance
+    if params.tol > 0:
+        mom = ray.get([remote(task_moments).remote(sh, col, normalize, sc_ref) for sh in p.shards])
+        st.bytes_to_driver += nbytes(mom)
+        # i128 sums of squares travel as (hi, lo) words; add them as Python ints.
+        q = np.sum(np.stack([m[0] for m in mom]), axis=0)
+        q2 = [sum((int(m[1][j]) << 64) | int(m[2][j]) for m in mom) for j in range(p.n_features)]
+        hi = np.array([v >> 64 for v in q2], dtype=np.int64)
+        lo = np.array([v & ((1 << 64) - 1) for v in q2], dtype=np.uint64)
+        tol_abs = params.tol * _core.kmeans_mean_variance(q, hi, lo, n, scales)
     history: list[float] = []
     n_iter = 0
     for _ in range(params.max_iter):
