@@ -680,44 +680,6 @@ fn assign_bf16_stats<'py>(
     ))
 }
 
-/// (dist float32[m], global index int64[m], label int64[m], rows float32[m, d]).
-type CandidateArrays<'py> = (
-    Bound<'py, PyArray1<f32>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray2<f32>>,
-);
-
-/// One shard's relocation candidates: its top `m` rows by (distance to the
-/// nearest centroid descending, global index ascending), rows offset by `row_offset`.
-#[pyfunction]
-#[pyo3(signature = (features, centroids, row_offset, m, n_threads))]
-fn kmeans_candidates<'py>(
-    py: Python<'py>,
-    features: PyReadonlyArray2<'py, f32>,
-    centroids: PyReadonlyArray2<'py, f32>,
-    row_offset: i64,
-    m: usize,
-    n_threads: usize,
-) -> PyResult<CandidateArrays<'py>> {
-    let (n, d) = (features.shape()[0], features.shape()[1]);
-    let (k, dc) = (centroids.shape()[0], centroids.shape()[1]);
-    let x = contiguous("features", &features)?;
-    let c = contiguous("centroids", &centroids)?;
-    let cand = run_detached(py, n_threads, work(n, k, d), || {
-        let (mut lab, mut dis) = (vec![0i64; n], vec![0f32; n]);
-        nearest::assign(x, n, d, c, k, dc, &mut lab, &mut dis)?;
-        Ok(km::candidates(x, d, &dis, &lab, row_offset, m))
-    })?;
-    let m = cand.dist.len();
-    Ok((
-        PyArray1::from_vec(py, cand.dist),
-        PyArray1::from_vec(py, cand.index),
-        PyArray1::from_vec(py, cand.label),
-        PyArray2::from_owned_array(py, to_array2(cand.rows, m, d)?),
-    ))
-}
-
 /// (centroids float32[k, d], shift, inertia, counts int64[k], moved rows int64[r, 3]).
 type UpdateArrays<'py> = (
     Bound<'py, PyArray2<f32>>,
@@ -1107,7 +1069,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kmeans_partial, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_partial_labelled, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_relocation_order, m)?)?;
-    m.add_function(wrap_pyfunction!(kmeans_candidates, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_update, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_greedy, m)?)?;
     m.add_function(wrap_pyfunction!(kcenter_greedy_stats, m)?)?;

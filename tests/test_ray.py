@@ -135,7 +135,10 @@ def test_empty_clusters_relocate_across_shards_like_local(
     kw: dict[str, Any] = {"init": init, "max_points_per_centroid": None, "max_iter": 4, "tol": 0.0}
     local = ecos_fast.kmeans(pool, 12, **kw)
     assert np.bincount(local.labels, minlength=12).min() > 0
-    same_kmeans(local, ray_backend.kmeans_sharded(other_shards, 12, **kw))
+    st = ray_backend.RunStats()
+    same_kmeans(local, ray_backend.kmeans_sharded(other_shards, 12, stats=st, **kw))
+    # The relocation reads the iteration's own distances: no second distance pass.
+    assert st.iterations == 4 and st.distance_passes == 4
 
 
 def test_fit_centroids_and_assign_equal_local(cluster: Any, pool: np.ndarray, shards: Path) -> None:

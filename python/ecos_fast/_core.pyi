@@ -22,7 +22,6 @@ __all__ = [
     "kcenter_greedy",
     "kcenter_greedy_stats",
     "kmeans",
-    "kmeans_candidates",
     "kmeans_max_abs",
     "kmeans_mean_variance",
     "kmeans_moments",
@@ -138,13 +137,6 @@ def kmeans_partial_labelled(
     NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]
 ]: ...
 def kmeans_relocation_order(dists: NDArray[np.float32], m: int) -> NDArray[np.int64]: ...
-def kmeans_candidates(
-    features: NDArray[np.float32],
-    centroids: NDArray[np.float32],
-    row_offset: int,
-    m: int,
-    n_threads: int,
-) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]: ...
 def kmeans_update(
     sums: NDArray[np.int64],
     counts: NDArray[np.int64],

@@ -40,7 +40,7 @@ from .tasks import (
     task_max_abs,
     task_moments,
     task_partial,
-    task_relocation_candidates,
+    task_relocation_rows,
 )
 
 __all__ = ["assign_sharded", "kmeans_sharded"]
@@ -165,11 +165,16 @@ def _lloyd(
         ti = time.perf_counter()
         c_ref = ray.put(centroids)
         st.bytes_to_workers += centroids.nbytes
-        parts = ray.get(
-            [remote(task_partial).remote(sh, col, normalize, c_ref, sc_ref) for sh in p.shards]
-        )
+        # Each shard's labels and distances stay in the object store (12 bytes a
+        # row) and are read again only if a cluster empties.
+        refs = [
+            remote(task_partial, num_returns=2).remote(sh, col, normalize, c_ref, sc_ref)
+            for sh in p.shards
+        ]
+        parts = ray.get([r[0] for r in refs])
         st.bytes_to_driver += nbytes(parts)
         st.lloyd_bytes_to_driver += nbytes(parts)
+        st.distance_passes += 1
         tr = time.perf_counter()
         sums, counts, bins = add_parts(parts)
         st.driver_reduce_s += time.perf_counter() - tr
@@ -177,11 +182,11 @@ def _lloyd(
         n_empty = int((counts == 0).sum())
         if n_empty and int(counts.sum()) >= k:
             m = n_empty + k
-            f = remote(task_relocation_candidates)
+            f = remote(task_relocation_rows)
             got = ray.get(
                 [
-                    f.remote(sh, col, normalize, c_ref, off, m)
-                    for sh, off in zip(p.shards, p.offsets, strict=False)
+                    f.remote(sh, col, normalize, r[1], off, m)
+                    for sh, r, off in zip(p.shards, refs, p.offsets[:-1], strict=True)
                 ]
             )
             st.bytes_to_driver += nbytes(got)
@@ -189,6 +194,7 @@ def _lloyd(
             cand = tuple(
                 np.ascontiguousarray(np.concatenate([g[i] for g in got])) for i in range(4)
             )
+        del refs
         tr = time.perf_counter()
         new, shift, inertia, _, _ = _core.kmeans_update(sums, counts, bins, centroids, scales, cand)  # type: ignore[arg-type]
         st.driver_reduce_s += time.perf_counter() - tr

@@ -55,6 +55,10 @@ class RunStats:
     bytes_between_workers : int
         Bytes moved from shard tasks to other tasks (``select(kcenter="gather")``:
         the members of every cluster with a quota).
+    distance_passes : int
+        Passes over the shards that computed row-to-centroid distances during the
+        Lloyd iterations: one per iteration (an iteration that empties a cluster
+        picks the replacement rows from the distances it already has).
     """
 
     n_shards: int = 0
@@ -66,6 +70,7 @@ class RunStats:
     per_iteration_s: list[float] = field(default_factory=list)
     lloyd_bytes_to_driver: int = 0
     bytes_between_workers: int = 0
+    distance_passes: int = 0
 
 
 def nbytes(obj: Any) -> int:

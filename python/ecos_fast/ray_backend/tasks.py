@@ -47,23 +47,41 @@ def task_partial(
     norm: str | None,
     centroids: NDArray[np.float32],
     scales: NDArray[np.float64],
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """One Lloyd step's per-cluster sums, counts and inertia bins on a shard."""
+) -> tuple[
+    tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]],
+    tuple[NDArray[np.int64], NDArray[np.float32]],
+]:
+    """One Lloyd step on a shard: (per-cluster sums, counts, inertia bins), (labels, distances).
+
+    Run with ``num_returns=2``: the driver fetches the first (the reduction) and
+    leaves the second, 12 bytes a row, in the object store, where
+    :func:`task_relocation_rows` reads it if a cluster empties.
+    """
     x = load_shard(shard, column, norm)
-    return _core.kmeans_partial(x, centroids, scales, task_threads())
+    sums, counts, bins, labels, dists = _core.kmeans_partial_labelled(
+        x, centroids, scales, task_threads()
+    )
+    return (sums, counts, bins), (labels, dists)
 
 
-def task_relocation_candidates(
+def task_relocation_rows(
     shard: Any,
     column: str | None,
     norm: str | None,
-    centroids: NDArray[np.float32],
+    labelled: tuple[NDArray[np.int64], NDArray[np.float32]],
     offset: int,
     m: int,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
-    """The shard's ``m`` rows farthest from their centroid (for empty clusters)."""
-    x = load_shard(shard, column, norm)
-    return _core.kmeans_candidates(x, centroids, offset, m, task_threads())
+    """The shard's ``m`` rows farthest from their centroid (for empty clusters).
+
+    Taken from the iteration's own labels and distances (``task_partial``'s second
+    return): no distance is computed again, only the chosen rows are read.
+    Returns (distances, global rows, labels, rows), ``_core.kmeans_update``'s ``cand``.
+    """
+    labels, dists = labelled
+    far = _core.kmeans_relocation_order(dists, m)
+    rows = np.ascontiguousarray(load_shard(shard, column, norm)[far], dtype=np.float32)
+    return dists[far], far + offset, labels[far], rows
 
 
 def bins_total(bins: NDArray[np.int64]) -> float:
