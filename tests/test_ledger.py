@@ -448,6 +448,10 @@ def _break_ledger(path: Path, how: str) -> Path:
         conn.execute("DROP TABLE releases")
     elif how == "wrong_types":
         conn.execute("UPDATE releases SET sigma = 'abc' WHERE id = 7")
+    elif how == "wrong_types_other_cloud":
+        # A corrupt row is never "another cloud's business": its cloud name may be the
+        # corrupted field, hiding a release to this cloud from the composition.
+        conn.execute("UPDATE releases SET cloud = 'acne', sigma = 'abc' WHERE id = 7")
     elif how == "bad_values":
         conn.execute("UPDATE releases SET count = -3 WHERE id = 7")
     conn.commit()
@@ -466,6 +470,7 @@ BROKEN = [
     "other_database",
     "missing_table",
     "wrong_types",
+    "wrong_types_other_cloud",
     "bad_values",
     "malformed",
 ]

@@ -585,14 +585,10 @@ class Ledger:
             return self._read(cloud)
 
     def _read(self, cloud: str | None) -> list[Release]:
-        if cloud is None:
-            rows = self._conn.execute(
-                f"SELECT {self._columns} FROM releases ORDER BY id"
-            ).fetchall()
-        else:
-            rows = self._conn.execute(
-                f"SELECT {self._columns} FROM releases WHERE cloud = ? ORDER BY id", (cloud,)
-            ).fetchall()
+        # Every row is validated, also when only one cloud's are asked for: the corrupt
+        # field of a row may be its cloud name, which would hide a release to ``cloud``
+        # from the composition (an under-count). A broken file is refused as a whole.
+        rows = self._conn.execute(f"SELECT {self._columns} FROM releases ORDER BY id").fetchall()
         out = []
         for r in rows:
             try:
@@ -626,7 +622,7 @@ class Ledger:
                     f"ledger {self.path}: row id={r[0]!r} is not a valid release ({exc}); "
                     "the file was edited or is corrupt"
                 ) from None
-        return out
+        return out if cloud is None else [r for r in out if r.cloud == cloud]
 
     def clouds(self) -> list[str]:
         """Names of the clouds that received at least one release."""
