@@ -411,6 +411,28 @@ def test_report(files: dict[str, Path], tmp_path: Path, suffix: str) -> None:
         assert b"data:image/png;base64," in data and b"n_selected" in data
 
 
+def test_true_counts_are_checked_before_anything_is_written(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: without --report the option was ignored (exit 0), and with it a file of
+    the wrong width failed (exit 3) only after the selection had been written."""
+    pytest.importorskip("matplotlib")
+    out, report = tmp_path / "s.npy", tmp_path / "r.html"
+    wide = tmp_path / "wide.npy"
+    np.save(wide, np.zeros((5, np.load(files["private"]).shape[1] + 1), np.float32))
+    args = ["-q", "select", files["pool"], files["centroids"], files["response"], "-b", 12]
+    assert _run(*args, "-o", out, "--true-counts-from", files["private"]) == EXIT_USAGE
+    assert "--true-counts-from needs --report" in capsys.readouterr().err
+    assert _run(*args, "-o", out, "--report", report, "--true-counts-from", wide) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "n_features" in err and "wide.npy" in err and "Traceback" not in err
+    assert not out.exists() and not report.exists()
+    assert _run("-q", "select", files["pool"], "--method", "random", "-b", 12, "-o", out,
+                "--report", report, "--true-counts-from", files["private"]) == EXIT_USAGE  # fmt: skip
+    assert "--true-counts-from needs CENTROIDS" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_covering_radius_curve_matches_kcenter_radii() -> None:
     from ecos_fast.report import covering_radius_curve
 

@@ -543,12 +543,7 @@ def respond(
     with steps(state, 4, "respond") as bar:
         cents = load_centroids(centroids, verify_key=verifier)
         origin = _origin(state, centroids, verifier)
-        x = load_features(private, progress=state.progress)
-        if x.shape[1] != cents.n_features:
-            raise InvalidInputError(
-                f"{private}: n_features={x.shape[1]} but the centroids have "
-                f"n_features={cents.n_features}"
-            )
+        x = _load_private(state, private, cents)
         # Before the ledger file is opened.
         check_neighbours(
             neighbours, cents.n_clusters, what="--neighbours {k}", limit="the {n} centroids"
@@ -630,6 +625,16 @@ def respond(
             f"delta={budget_delta:.3g} under {rel} neighbouring ({budget})"
         )
     state.result(payload, human)
+
+
+def _load_private(state: State, path: Path, cents: Any) -> Any:
+    """Private features from ``path``, as wide as the centroids (else the file is named)."""
+    x = load_features(path, progress=state.progress)
+    if x.shape[1] != cents.n_features:
+        raise InvalidInputError(
+            f"{path}: n_features={x.shape[1]} but the centroids have n_features={cents.n_features}"
+        )
+    return x
 
 
 def _check_client_extractor(
@@ -822,11 +827,22 @@ def select(
         from .report import require_matplotlib
 
         require_matplotlib()
+    if true_from is not None and report_path is None:
+        raise click.UsageError("--true-counts-from needs --report (it is drawn there only)")
+    if true_from is not None and centroids is None:
+        raise click.UsageError("--true-counts-from needs CENTROIDS")
     if verify_key is not None and response is None:
         raise click.UsageError("--verify-key checks RESPONSE, and none was given")
     verifier = _verifier(verify_key)
     with steps(state, 3, "select") as bar:
         cents = None if centroids is None else load_centroids(centroids)
+        true_counts = None  # checked before anything is selected or written
+        if true_from is not None and cents is not None:
+            from .report import true_coverage
+
+            true_counts = true_coverage(
+                cents, _load_private(state, true_from, cents), n_threads=threads
+            )
         resp = (
             None
             if response is None
@@ -898,13 +914,8 @@ def select(
     if summary_path is not None:
         write_json(summary_path, payload)
     if report_path is not None:
-        from .report import true_coverage, write_report
+        from .report import write_report
 
-        true_counts = None
-        if true_from is not None:
-            if cents is None:
-                raise click.UsageError("--true-counts-from needs CENTROIDS")
-            true_counts = true_coverage(cents, load_features(true_from), n_threads=threads)
         feats = x if cents is None else cents.transform(x, "pool")
         write_report(
             report_path,
