@@ -199,6 +199,8 @@ def test_bad_shards(tmp_path: Path) -> None:
         ["sketch"],  # missing POOL
         ["sketch", "pool.npy"],  # missing -o
         ["sketch", "pool.npy", "-o", "c.safetensors", "--clusters", "0"],
+        ["sketch", "pool.npy", "-o", ".", "--clusters", "2"],  # -o names a folder
+        ["respond", "c", "p", "-o", ".", "--epsilon", "1"],
         ["respond", "c", "p", "-o", "r", "--epsilon", "-1"],
         ["respond", "c", "p", "-o", "r", "--epsilon", "1", "--delta", "1.5"],
         ["respond", "c", "p", "-o", "r", "--epsilon", "1", "--budget-epsilon", "2"],

@@ -295,7 +295,11 @@ def _extractor_fp(features: Path, given: str | None) -> tuple[str | None, str | 
 @cli.command()
 @click.argument("pool", type=click.Path(path_type=Path))
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Centroid file to write."
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Centroid file to write.",
 )
 @click.option(
     "--clusters",
@@ -417,7 +421,11 @@ def sketch(
 @click.argument("centroids", type=click.Path(path_type=Path))
 @click.argument("private", type=click.Path(path_type=Path))
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Response file to write."
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Response file to write.",
 )
 @click.option(
     "--epsilon",
@@ -667,7 +675,7 @@ def _check_client_extractor(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, dir_okay=False),
     required=True,
     callback=check_index_output,
     help="Selected pool row indices: .npy (int64), .txt (one per line) or .csv "
