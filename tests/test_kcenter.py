@@ -286,8 +286,11 @@ def test_validation_errors() -> None:
         ecos_fast.kcenter_greedy(x, 0)
     with pytest.raises(BudgetError, match="budget=6"):
         ecos_fast.kcenter_greedy(x, 6)
-    with pytest.raises(BudgetError, match="budget=3"):
+    with pytest.raises(BudgetError, match=r"budget=3 exceeds the 2 candidate rows \(rows, less"):
         ecos_fast.kcenter_greedy(x, 3, rows=np.array([0, 1, 2]), initial=np.array([2]))
+    # Before: "exceeds the pool size n_samples=0" for a pool of 5 rows.
+    with pytest.raises(BudgetError, match="budget=1 exceeds the 0 candidate rows"):
+        ecos_fast.kcenter_greedy(x, 1, initial=np.arange(5))
     with pytest.raises(InvalidInputError, match="rows"):
         ecos_fast.kcenter_greedy(x, 1, rows=np.array([0, 5]))
     with pytest.raises(InvalidInputError, match="rows"):

@@ -185,3 +185,13 @@ def test_rust_refuses_overflowed_distances_itself() -> None:
         _core.kcenter_greedy(huge, 3, 1)
     with pytest.raises(InvalidInputError, match="max_abs=-1"):
         _core.first_non_finite(huge, 1, -1.0)
+
+
+def test_masked_arrays_with_masked_values_are_refused() -> None:
+    """Before, np.asarray dropped the mask: the hidden values were clustered and selected."""
+    x = np.ma.masked_array(np.ones((6, 2), np.float32), mask=False)
+    assert ecos_fast.kmeans(x, 2, seed=0).centroids.shape == (2, 2)  # nothing masked: fine
+    x[2, 1] = np.ma.masked
+    for call in (lambda: ecos_fast.kmeans(x, 2), lambda: ecos_fast.kcenter_greedy(x, 2)):
+        with pytest.raises(InvalidInputError, match=r"features is a masked array with 1 masked"):
+            call()

@@ -83,6 +83,15 @@ def _asarray(x: Any, name: str) -> NDArray[Any]:
     """``np.asarray`` of ``x`` (torch tensors included), refusing what cannot be one
     (ragged nested lists, objects whose ``__array__`` fails) with InvalidTypeError."""
     x = _from_torch(x, name)
+    if isinstance(x, np.ma.MaskedArray):
+        # np.asarray drops the mask: the hidden values would be used as if they were data.
+        masked = int(np.count_nonzero(np.ma.getmaskarray(x)))
+        if masked:
+            raise InvalidInputError(
+                f"{name} is a masked array with {masked} masked value(s); fill them "
+                "(x.filled(value)) or drop those rows first"
+            )
+        return np.ma.getdata(x)
     if isinstance(x, np.ndarray):
         return x
     try:
@@ -211,15 +220,16 @@ def check_int(value: Any, name: str, *, low: int, high: int | None = None) -> in
     return v
 
 
-def check_budget(budget: Any, n_samples: int) -> int:
-    """A budget in [1, n_samples]."""
+def check_budget(budget: Any, n_samples: int, *, of: str | None = None) -> int:
+    """A budget in [1, n_samples]; ``of`` says what the rows are when not the pool."""
     if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
         raise InvalidTypeError(f"budget must be an int, got {type(budget).__name__} {budget!r}")
     b = int(budget)
     if b < 1:
         raise BudgetError(f"budget={b} must be >= 1")
     if b > n_samples:
-        raise BudgetError(f"budget={b} exceeds the pool size n_samples={n_samples}")
+        what = f"the pool size n_samples={n_samples}" if of is None else f"the {n_samples} {of}"
+        raise BudgetError(f"budget={b} exceeds {what}")
     return b
 
 
@@ -404,10 +414,12 @@ def check_kcenter_args(
     if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
         raise InvalidTypeError(f"budget must be an int, got {type(budget).__name__}")
     init_a = None if initial is None else as_indices(initial, "initial", upper=n)
+    of = None if rows_a is None else "candidate rows (rows)"
     if init_a is not None and init_a.size:
         # Already-selected rows are centers, never picks: they leave the candidates.
         n_cand -= int(np.isin(init_a, rows_a).sum()) if rows_a is not None else init_a.size
-    b = check_budget(budget, n_cand)
+        of = f"candidate rows ({'rows' if rows_a is not None else 'the pool'}, less initial)"
+    b = check_budget(budget, n_cand, of=of)
     f = None
     if first is not None and (init_a is None or init_a.size == 0):
         f = check_int(first, "first", low=0, high=n - 1)
