@@ -179,6 +179,42 @@ def test_shard_folder_equals_one_file(files: dict[str, Path], tmp_path: Path) ->
     assert ecos_fast.load_centroids(c1).fingerprint == ecos_fast.load_centroids(c2).fingerprint
 
 
+def test_parquet_with_other_columns_is_read_through_column(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Feature tables usually carry ids or labels beside the features. Before, the CLI
+    could not name the feature column (no --column: exit 2), and the error told the
+    user to 'pass column=', which only the Python API takes."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+
+    def table(path: Path, x: np.ndarray) -> Path:
+        pq.write_table(
+            pa.table(
+                {"id": np.arange(len(x)), "features": pa.array(x.tolist(), pa.list_(pa.float32()))}
+            ),
+            path,
+        )
+        return path
+
+    pool = table(tmp_path / "pool.parquet", np.load(files["pool"]))
+    private = table(tmp_path / "private.parquet", np.load(files["private"]))
+    cents, resp = tmp_path / "c.safetensors", tmp_path / "r.safetensors"
+    assert _run("-q", "sketch", pool, "-o", cents, "-k", K) == EXIT_INPUT
+    assert "--column on the command line" in capsys.readouterr().err
+    assert _run("-q", "sketch", pool, "--column", "features", "-o", cents, "-k", K) == 0
+    assert _run("-q", "respond", cents, private, "--column", "features", "-o", resp,
+                "--epsilon", EPS, "--seed", NOISE_SEED) == 0  # fmt: skip
+    out, ref = tmp_path / "s.npy", tmp_path / "ref.npy"
+    assert _run("-q", "select", pool, cents, resp, "--column", "features", "-b", 12, "-o", out) == 0
+    # The same as from the .npy files.
+    assert _run("-q", "select", files["pool"], files["centroids"], files["response"], "-b", 12,
+                "-o", ref) == 0  # fmt: skip
+    np.testing.assert_array_equal(np.load(out), np.load(ref))
+    assert _run("-q", "sketch", pool, "--column", "nope", "-o", cents, "-k", K) == EXIT_INPUT
+    assert "no column 'nope'" in capsys.readouterr().err
+
+
 def test_bad_shards(tmp_path: Path) -> None:
     d = tmp_path / "shards"
     d.mkdir()

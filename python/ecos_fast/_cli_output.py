@@ -204,6 +204,15 @@ THREADS = click.option(
 )
 
 
+COLUMN = click.option(
+    "--column",
+    metavar="NAME",
+    default=None,
+    help="Parquet features: the column that holds them (default: the only column if it "
+    "holds lists, else every column, one feature each).",
+)
+
+
 def communication(
     centroids: Path | None, response: Path | None, cents: Any
 ) -> dict[str, int | None]:

@@ -44,6 +44,7 @@ import click
 import numpy as np
 
 from ._cli_output import (
+    COLUMN,
     THREADS,
     State,
     check_index_output,
@@ -185,8 +186,8 @@ def cli(ctx: click.Context, quiet: bool, as_json: bool, threads: int | None) -> 
     Cloud:   ecos-fast select POOL centroids.safetensors response.safetensors
              --budget N -o selected.npy
 
-    Features are .npy files (memory-mapped), Parquet files, or folders of .npy/.parquet
-    shards.
+    Features are .npy files (memory-mapped), Parquet files (--column names the
+    feature column of a table that holds others), or folders of .npy/.parquet shards.
     """
     state = ctx.ensure_object(State)
     state.quiet = state.quiet or quiet
@@ -331,6 +332,7 @@ def _extractor_fp(features: Path, given: str | None) -> tuple[str | None, str | 
     show_default=True,
     help="Feature transform before k-means; recorded in the file, applied by both roles.",
 )
+@COLUMN
 @_SIGN_KEY
 @_EXTRACTOR_FP
 @THREADS
@@ -339,6 +341,7 @@ def _extractor_fp(features: Path, given: str | None) -> tuple[str | None, str | 
 def sketch(
     state: State,
     pool: Path,
+    column: str | None,
     output: Path,
     clusters: int | None,
     for_client: tuple[int, float, float] | None,
@@ -367,7 +370,7 @@ def sketch(
     signer = _signer(sign_key)
     extractor, extractor_source = _extractor_fp(pool, extractor_fp)
     with steps(state, 3, "sketch") as bar:
-        x = load_features(pool, progress=state.progress)
+        x = load_features(pool, column=column, progress=state.progress)
         bar.update()
         if clusters is None:
             clusters = 100
@@ -493,6 +496,7 @@ def sketch(
     help="Count each private sample at its k nearest centroids, 1/sqrt(k) at each "
     "(same sensitivity and noise; more signal for small clients or small epsilon).",
 )
+@COLUMN
 @_SIGN_KEY
 @_verify_key("the centroid file", "the cloud's")
 @_EXTRACTOR_FP
@@ -503,6 +507,7 @@ def respond(
     state: State,
     centroids: Path,
     private: Path,
+    column: str | None,
     output: Path,
     epsilon: float,
     delta: float,
@@ -551,7 +556,7 @@ def respond(
     with steps(state, 4, "respond") as bar:
         cents = load_centroids(centroids, verify_key=verifier)
         origin = _origin(state, centroids, verifier)
-        x = _load_private(state, private, cents)
+        x = _load_private(state, private, cents, column)
         # Before the ledger file is opened.
         check_neighbours(
             neighbours, cents.n_clusters, what="--neighbours {k}", limit="the {n} centroids"
@@ -635,9 +640,9 @@ def respond(
     state.result(payload, human)
 
 
-def _load_private(state: State, path: Path, cents: Any) -> Any:
+def _load_private(state: State, path: Path, cents: Any, column: str | None) -> Any:
     """Private features from ``path``, as wide as the centroids (else the file is named)."""
-    x = load_features(path, progress=state.progress)
+    x = load_features(path, column=column, progress=state.progress)
     if x.shape[1] != cents.n_features:
         raise InvalidInputError(
             f"{path}: n_features={x.shape[1]} but the centroids have n_features={cents.n_features}"
@@ -775,10 +780,12 @@ def _check_client_extractor(
     "with the smallest Stein's unbiased risk estimate (post-processing, no privacy "
     "cost); none: the counts as released [default: the library's].",
 )
+@COLUMN
 @click.pass_obj
 def select(
     state: State,
     pool: Path,
+    column: str | None,
     centroids: Path | None,
     response: Path | None,
     budget: int,
@@ -849,7 +856,7 @@ def select(
             from .report import true_coverage
 
             true_counts = true_coverage(
-                cents, _load_private(state, true_from, cents), n_threads=threads
+                cents, _load_private(state, true_from, cents, column), n_threads=threads
             )
         resp = (
             None
@@ -858,7 +865,7 @@ def select(
         )
         origin = None if response is None else _origin(state, response, verifier)
         sk = None if cents is None or resp is None else Sketch.join(cents, resp)
-        x = load_features(pool, progress=state.progress)
+        x = load_features(pool, column=column, progress=state.progress)
         bar.update()
         if method == "ecos" and sk is not None:
             with warnings.catch_warnings(record=True) as caught:

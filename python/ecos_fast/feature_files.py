@@ -243,7 +243,8 @@ def table_to_matrix(table: Any, column: str | None, name: object) -> NDArray[Any
         if m.ndim != 1 or m.dtype.kind not in "fiu":
             raise FeatureFileError(
                 f"{name}: column {c!r} has type {col.type}; features must be one list "
-                f"column or numeric scalar columns (pass column= naming the feature column)"
+                f"column or numeric scalar columns (name the feature column: column= in Python, "
+                f"--column on the command line)"
             )
         mats.append(m)
     out = np.empty((table.num_rows, len(mats)), dtype=np.float32)
