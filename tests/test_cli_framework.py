@@ -136,6 +136,47 @@ def test_reproduce_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> No
     assert reproduce.main(["--app", "bogus"]) == EXIT_USAGE
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seeds", "-1"], "seeds=-1 must be"),
+        (["--data-seed", "-1"], "data_seed=-1 must be"),
+        (["--sweep", "0.5,-1"], "epsilon=-1.0 must be > 0"),
+        (["--knn-epsilon", "0"], "epsilon=0.0 must be > 0"),
+        (["--private-sizes", "50,0"], "private_size=0 must be >= 1"),
+        (["--app", "client-labeling", "--queries-sweep", "250,0"], "queries=0 must be >= 1"),
+        (["--queries", "0"], "queries=0 must be >= 1"),
+        (["--budgets", "0"], "budgets=(0,) must be positive ints"),
+        (["--threshold", "-1"], "threshold=-1.0 must be a finite number >= 0"),
+        (["--candidates", "0.5"], "candidates=0.5 must be"),
+        # This one was refused before, but ecos-fast exited 0: click's main returns
+        # ctx.exit(2)'s code without standalone mode, and run() dropped it.
+        (
+            ["--private-sizes", "50", "--queries-sweep", "9", "--app", "client-labeling"],
+            "cannot be combined",
+        ),
+    ],
+)
+def test_reproduce_option_values_are_usage_errors_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    """Before: --seeds -1, --sweep -1, --knn-epsilon 0, a 0 in --private-sizes or
+    --queries-sweep and --queries 0 were accepted and failed minutes later, after the
+    data had been rendered and runs trained (--private-sizes 50,0 after every run at
+    50); --budgets 0 and --threshold -1 exited 3, not 2."""
+    from ecos_fast.apps import experiment
+
+    def no_work(*_a: object, **_k: object) -> None:
+        raise AssertionError("the experiment started")
+
+    monkeypatch.setattr(experiment, "run_experiment", no_work)
+    assert run(["-q", "reproduce", *argv]) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
 _NO_MODULE = textwrap.dedent(
     """
     import sys

@@ -1180,7 +1180,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         with _warnings_as_remarks(state):
-            cli.main(args=args, prog_name="ecos-fast", obj=state, standalone_mode=False)
+            # Without standalone mode, click returns ctx.exit(code)'s code instead of
+            # raising Exit (reproduce and demo end that way): it is the exit status.
+            code = cli.main(args=args, prog_name="ecos-fast", obj=state, standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code != EXIT_OK:
+            return code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):

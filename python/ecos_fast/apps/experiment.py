@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ecos_fast._validation import check_delta, check_epsilon, check_seed
 from ecos_fast.errors import InvalidInputError
 
 __all__ = [
@@ -205,6 +206,18 @@ class ExperimentConfig:
             raise InvalidInputError(f"neighbours={k!r} must be an int >= 1 (None: suggested)")
         if self.n_clusters is not None and self.n_clusters < 1:
             raise InvalidInputError(f"n_clusters={self.n_clusters} must be >= 1 (None: suggested)")
+        # Everything a run would refuse later, refused here, before any data is rendered.
+        for seed in self.seeds:
+            check_seed(seed, "seeds")
+        check_seed(self.data_seed, "data_seed")
+        for eps in (self.epsilon, *self.sweep_epsilons, self.knn_epsilon):
+            check_epsilon(eps)
+        check_delta(self.delta)
+        if self.queries is not None and self.queries < 1:
+            raise InvalidInputError(f"queries={self.queries} must be >= 1 (None: the default)")
+        from ecos_fast.rule import check_rule_options
+
+        check_rule_options(**self.selection_options())
 
     def clusters_for(self, n_private: int, epsilon: float) -> int:
         """R of the release at ``epsilon`` for a client of ``n_private`` samples:

@@ -285,6 +285,7 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
     from dataclasses import replace
 
     from ecos_fast._extras import missing_dependency
+    from ecos_fast.errors import EcosError
 
     # Usage errors first, before the heavy imports and any work.
     if args.private_sizes and args.queries_sweep:
@@ -318,48 +319,54 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
     args.threads = 1 if args.threads is None else args.threads
 
     sweep = () if args.no_sweep else tuple(args.sweep)
-    cfg = ExperimentConfig(
-        app=args.app,
-        domains=tuple(args.domains.split(",")) if args.domains else (),
-        budgets=tuple(args.budgets),
-        seeds=tuple(args.seeds),
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-        epsilon=args.epsilon,
-        sweep_epsilons=sweep,
-        delta=args.delta,
-        n_clusters=args.n_clusters,
-        threshold=args.threshold,
-        within=args.within,
-        candidates=args.candidates,
-        weights=args.weights,
-        smooth=args.smooth,
-        neighbours=args.neighbours,
-        normalize=None if args.normalize == "none" else args.normalize,
-        model=args.model,
-        semi_supervised=bool(args.semi_supervised) and args.app == "labeling",
-        knn_epsilon=args.knn_epsilon,
-        queries=args.queries,
-        preset=args.preset,
-        data_seed=args.data_seed,
-        extractor=args.extractor,
-        private_size=args.private_size,
-        evaluate=args.evaluate,
-        n_threads=args.threads,
-        device=args.device,
-        progress=False if args.quiet else None,
-    )
+    try:  # every option value checked before any data is rendered or run trained
+        cfg = ExperimentConfig(
+            app=args.app,
+            domains=tuple(args.domains.split(",")) if args.domains else (),
+            budgets=tuple(args.budgets),
+            seeds=tuple(args.seeds),
+            methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+            epsilon=args.epsilon,
+            sweep_epsilons=sweep,
+            delta=args.delta,
+            n_clusters=args.n_clusters,
+            threshold=args.threshold,
+            within=args.within,
+            candidates=args.candidates,
+            weights=args.weights,
+            smooth=args.smooth,
+            neighbours=args.neighbours,
+            normalize=None if args.normalize == "none" else args.normalize,
+            model=args.model,
+            semi_supervised=bool(args.semi_supervised) and args.app == "labeling",
+            knn_epsilon=args.knn_epsilon,
+            queries=args.queries,
+            preset=args.preset,
+            data_seed=args.data_seed,
+            extractor=args.extractor,
+            private_size=args.private_size,
+            evaluate=args.evaluate,
+            n_threads=args.threads,
+            device=args.device,
+            progress=False if args.quiet else None,
+        )
+        sizes = [replace(cfg, private_size=size) for size in args.private_sizes or ()]
+        query_runs = [replace(cfg, queries=q) for q in args.queries_sweep or ()]
+    except EcosError as exc:  # an option's value: a usage error
+        print(f"error: {exc}", file=sys.stderr)
+        return 2, []
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
     records: list[RunRecord] = []
     comms: list[Communication] = []
     sweep_key = "private_size" if args.private_sizes else "query_budget"
     if args.private_sizes:
-        for size in args.private_sizes:
-            recs, _ = run_experiment(replace(cfg, private_size=size), log=log)
+        for run_cfg in sizes:
+            recs, _ = run_experiment(run_cfg, log=log)
             records += recs
     elif args.queries_sweep:
-        for q in args.queries_sweep:
-            recs, _ = run_experiment(replace(cfg, queries=q), log=log)
+        for q, run_cfg in zip(args.queries_sweep, query_runs, strict=True):
+            recs, _ = run_experiment(run_cfg, log=log)
             # Tag every run (Local too, which sends no queries) with the query budget.
             records += [replace(r, extra={**r.extra, "query_budget": float(q)}) for r in recs]
     else:
