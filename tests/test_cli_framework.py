@@ -155,6 +155,16 @@ def test_reproduce_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> No
             ["--private-sizes", "50", "--queries-sweep", "9", "--app", "client-labeling"],
             "cannot be combined",
         ),
+        # These reached the runs: a torch RuntimeError (exit 1) or an error after the
+        # data was rendered, or (duplicates) runs counted twice in the paired statistics.
+        (["--device", "bogus"], "device='bogus' is not a torch device"),
+        (["--device", "cuda:7"], "device='cuda:7'"),
+        (["--domains", "nope"], "domain 'nope' is not a client domain of the default preset"),
+        (["--domains", ","], "domain '' is not a client domain"),
+        (["--methods", ","], "methods must not be empty"),
+        (["--seeds", "1,1"], "seeds=(1, 1) holds duplicates"),
+        (["--budgets", "40,40"], "budgets=(40, 40) holds duplicates"),
+        (["--extractor", "nope"], "extractor='nope' is not one of"),
     ],
 )
 def test_reproduce_option_values_are_usage_errors_before_any_work(
@@ -175,6 +185,22 @@ def test_reproduce_option_values_are_usage_errors_before_any_work(
     monkeypatch.setattr(experiment, "run_experiment", no_work)
     assert run(["-q", "reproduce", *argv]) == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+def test_reproduce_output_folder_is_made_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: an --out that cannot be created failed when the reports were written,
+    after every run had been trained."""
+    from ecos_fast.apps import experiment
+
+    def no_work(*_a: object, **_k: object) -> None:
+        raise AssertionError("the experiment started")
+
+    monkeypatch.setattr(experiment, "run_experiment", no_work)
+    (tmp_path / "file").write_text("x")
+    assert run(["-q", "reproduce", "--out", str(tmp_path / "file" / "out")]) == EXIT_USAGE
+    assert "--out" in capsys.readouterr().err
 
 
 _NO_MODULE = textwrap.dedent(

@@ -253,6 +253,23 @@ def check_delta(delta: Any) -> float:
     return d
 
 
+def check_torch_device(device: Any) -> Any:
+    """``device`` as a ``torch.device`` that this machine has (torch imported here)."""
+    import torch
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"device={device!r} is not a torch device ({exc})") from None
+    if d.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise InvalidInputError(f"device={device!r} but torch sees no CUDA device")
+        if d.index is not None and d.index >= n:
+            raise InvalidInputError(f"device={device!r} but torch sees {n} CUDA device(s)")
+    return d
+
+
 def check_seed(seed: Any, name: str = "seed") -> int:
     """A non-negative integer seed that fits in 64 bits."""
     return check_int(seed, name, low=0, high=2**64 - 1)

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ecos_fast._validation import check_torch_device
 from ecos_fast.datasets import _cache
 from ecos_fast.datasets.digits import (
     DATA_VERSION,
@@ -98,6 +99,7 @@ __all__ = [
     "OnnxExtractor",
     "TorchExtractor",
     "cached_features",
+    "check_extractor",
     "data_fingerprint",
     "default_extractor",
     "extract",
@@ -231,6 +233,15 @@ def default_extractor(preset: str = "default") -> str:
     ('ppocr', 'ppocr-det')
     """
     return HARD_EXTRACTOR if check_preset(preset) == "hard" else DEFAULT_EXTRACTOR
+
+
+def check_extractor(name: object) -> str:
+    """``name`` if it is a bundled extractor (:data:`EXTRACTORS`), else InvalidInputError.
+
+    >>> check_extractor("ppocr")
+    'ppocr'
+    """
+    return _spec(name).name
 
 
 def _spec(name: object) -> ExtractorSpec:
@@ -434,12 +445,7 @@ class TorchExtractor(FeatureExtractor):
         if device is None:
             first = next(iter(model.parameters()), None)
             device = "cpu" if first is None else first.device
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise InvalidInputError(f"device={device!r} is not a torch device ({exc})") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise InvalidInputError(f"device={device!r} but torch sees no CUDA device")
+        self.device = check_torch_device(device)
         self.preprocessing = _describe_preprocessing(preprocessing)
         self._name = type(model).__name__ if name is None else str(name)
         self._fingerprint: str | None = None

@@ -218,6 +218,27 @@ class ExperimentConfig:
         from ecos_fast.rule import check_rule_options
 
         check_rule_options(**self.selection_options())
+        if not self.methods:
+            raise InvalidInputError(f"methods must not be empty (any of {', '.join(METHODS)})")
+        if self.domains:
+            from . import data
+
+            valid = data.client_domains(self.preset)
+            for d in self.domains:
+                if d not in valid:
+                    raise InvalidInputError(
+                        f"domain {d!r} is not a client domain of the {self.preset} preset "
+                        f"({', '.join(valid)})"
+                    )
+        for name, values in (("seeds", self.seeds), ("budgets", self.budgets),
+                             ("domains", self.domains)):  # fmt: skip
+            if len(set(values)) != len(values):
+                # A paired run counted twice would inflate the wins and the test.
+                raise InvalidInputError(f"{name}={values} holds duplicates")
+        if self.extractor is not None:
+            from ecos_fast.features import check_extractor
+
+            check_extractor(self.extractor)
 
     def clusters_for(self, n_private: int, epsilon: float) -> int:
         """R of the release at ``epsilon`` for a client of ``n_private`` samples:

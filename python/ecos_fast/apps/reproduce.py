@@ -352,8 +352,17 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
         )
         sizes = [replace(cfg, private_size=size) for size in args.private_sizes or ()]
         query_runs = [replace(cfg, queries=q) for q in args.queries_sweep or ()]
+        if cfg.device is not None:
+            from .training import resolve_device
+
+            resolve_device(cfg.device)
     except EcosError as exc:  # an option's value: a usage error
         print(f"error: {exc}", file=sys.stderr)
+        return 2, []
+    try:  # the reports' folder, made now rather than after the runs
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: --out {args.out}: cannot create the folder ({exc})", file=sys.stderr)
         return 2, []
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()

@@ -42,6 +42,8 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional as F
 
+from ecos_fast._validation import check_torch_device
+
 __all__ = [
     "MODELS",
     "Classifier",
@@ -111,7 +113,7 @@ def resolve_device(device: str | None) -> torch.device:
     """``device`` as a ``torch.device``; ``None`` picks CUDA when available."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    return check_torch_device(device)  # type: ignore[no-any-return]
 
 
 def _threads(n_threads: int | None) -> int | None:
