@@ -187,6 +187,15 @@ def test_reproduce_option_values_are_usage_errors_before_any_work(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("verb", ["warm-cache", "probe"])
+def test_features_negative_data_seed_is_a_usage_error(
+    verb: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: exit 3 with 'seed=-1 must be >= 0', not naming the option."""
+    assert run(["-q", "features", verb, "--data-seed", "-1"]) == EXIT_USAGE
+    assert "--data-seed" in capsys.readouterr().err
+
+
 def test_reproduce_output_folder_is_made_before_any_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

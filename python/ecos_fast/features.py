@@ -1765,7 +1765,7 @@ def warm_cache_command() -> Any:
         type=click.Choice(list(EXTRACTORS)),
         help="default: the preset's",
     )
-    @click.option("--data-seed", type=int, default=0, show_default=True)
+    @click.option("--data-seed", type=click.IntRange(min=0), default=0, show_default=True)
     @THREADS
     @output_options
     @click.pass_context

@@ -136,7 +136,7 @@ def command() -> Any:
         help="default: the preset's",
     )
     @click.option("--probe", default="logistic", show_default=True, type=click.Choice(list(PROBES)))
-    @click.option("--data-seed", type=int, default=0, show_default=True)
+    @click.option("--data-seed", type=click.IntRange(min=0), default=0, show_default=True)
     @THREADS
     @output_options
     @click.pass_context
