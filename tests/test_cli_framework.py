@@ -196,6 +196,18 @@ def test_features_negative_data_seed_is_a_usage_error(
     assert "--data-seed" in capsys.readouterr().err
 
 
+def test_reproduce_usage_error_with_json_prints_the_error_object(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: the JSON object had exit_code 2 but no error, only stderr said why."""
+    import json
+
+    assert run(["--json", "reproduce", "--seeds", "-1"]) == EXIT_USAGE
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"]["exit_code"] == EXIT_USAGE
+    assert "seeds=-1 must be" in out["error"]["message"]
+
+
 def test_reproduce_output_folder_is_made_before_any_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -289,11 +289,9 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
 
     # Usage errors first, before the heavy imports and any work.
     if args.private_sizes and args.queries_sweep:
-        print("error: --private-sizes and --queries-sweep cannot be combined", file=sys.stderr)
-        return 2, []
+        raise click.UsageError("--private-sizes and --queries-sweep cannot be combined")
     if args.queries_sweep and args.app != "client-labeling":
-        print("error: --queries-sweep needs --app client-labeling", file=sys.stderr)
-        return 2, []
+        raise click.UsageError("--queries-sweep needs --app client-labeling")
 
     try:
         # Every application trains torch models: without torch, say so before any work.
@@ -357,13 +355,11 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
 
             resolve_device(cfg.device)
     except EcosError as exc:  # an option's value: a usage error
-        print(f"error: {exc}", file=sys.stderr)
-        return 2, []
+        raise click.UsageError(str(exc)) from None
     try:  # the reports' folder, made now rather than after the runs
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"error: --out {args.out}: cannot create the folder ({exc})", file=sys.stderr)
-        return 2, []
+        raise click.UsageError(f"--out {args.out}: cannot create the folder ({exc})") from None
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
     records: list[RunRecord] = []
