@@ -80,8 +80,7 @@ def task_relocation_rows(
     """
     labels, dists = labelled
     far = _core.kmeans_relocation_order(dists, m)
-    rows = np.ascontiguousarray(load_shard(shard, column, norm)[far], dtype=np.float32)
-    return dists[far], far + offset, labels[far], rows
+    return dists[far], far + offset, labels[far], task_gather(shard, column, norm, far)
 
 
 def bins_total(bins: NDArray[np.int64]) -> float:
