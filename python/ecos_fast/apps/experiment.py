@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ecos_fast._validation import check_delta, check_epsilon, check_seed
+from ecos_fast._validation import check_delta, check_epsilon, check_seed, check_torch_device
 from ecos_fast.errors import InvalidInputError
 
 __all__ = [
@@ -239,6 +239,8 @@ class ExperimentConfig:
             from ecos_fast.features import check_extractor
 
             check_extractor(self.extractor)
+        if self.device is not None:
+            check_torch_device(self.device)
 
     def clusters_for(self, n_private: int, epsilon: float) -> int:
         """R of the release at ``epsilon`` for a client of ``n_private`` samples:

@@ -350,10 +350,6 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
         )
         sizes = [replace(cfg, private_size=size) for size in args.private_sizes or ()]
         query_runs = [replace(cfg, queries=q) for q in args.queries_sweep or ()]
-        if cfg.device is not None:
-            from .training import resolve_device
-
-            resolve_device(cfg.device)
     except EcosError as exc:  # an option's value: a usage error
         raise click.UsageError(str(exc)) from None
     try:  # the reports' folder, made now rather than after the runs
