@@ -22,7 +22,7 @@ from ecos_fast.datasets import (
     paper_split,
     preview_grid,
 )
-from ecos_fast.errors import InvalidInputError, InvalidTypeError
+from ecos_fast.errors import EnvironmentSettingError, InvalidInputError, InvalidTypeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -256,6 +256,51 @@ def test_cache_dir_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert _cache.cache_dir() == tmp_path / "xdg" / "ecos-fast"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert _cache.cache_dir() == Path.home() / ".cache" / "ecos-fast"
+
+
+def _unusable_cache(tmp_path: Path) -> Path:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    return blocker
+
+
+def test_unusable_cache_folder_is_a_specific_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The OSError of the first write used to surface bare ("[Errno 20] Not a directory:
+    # '/x/images'"), naming neither the cache nor the setting that chose it.
+    monkeypatch.setenv(_cache.CACHE_ENV, str(_unusable_cache(tmp_path)))
+    with pytest.raises(EnvironmentSettingError, match=r"cache folder .*a-file.*ECOS_FAST_CACHE"):
+        _cache.save_array("images", "k", np.zeros(3))
+    with pytest.raises(EnvironmentSettingError, match="ECOS_FAST_CACHE"):
+        _cache.ensure_cache_dir()
+    monkeypatch.delenv(_cache.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_unusable_cache(tmp_path)))
+    with pytest.raises(EnvironmentSettingError, match="XDG_CACHE_HOME"):
+        _cache.ensure_cache_dir()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["features", "warm-cache", "--preset", "small"],
+        ["features", "probe", "--preset", "small"],
+        ["reproduce", "--preset", "small", "--seeds", "1", "--no-sweep", "--methods", "random"],
+    ],
+    ids=["warm-cache", "probe", "reproduce"],
+)
+def test_unusable_cache_folder_fails_before_any_work(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ecos_fast import cli
+    from ecos_fast.datasets import split
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("images were rendered before the cache folder was checked")
+
+    monkeypatch.setattr(split, "render_domain", boom)
+    monkeypatch.setenv(_cache.CACHE_ENV, str(_unusable_cache(tmp_path)))
+    assert cli.run([*args, "--out", str(tmp_path / "out")] if args[0] == "reproduce" else args) == 2
 
 
 # ---------------------------------------------------------------- fonts

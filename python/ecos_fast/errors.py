@@ -163,9 +163,11 @@ class MissingDependencyError(EcosError, ImportError):
 
 
 class EnvironmentSettingError(InvalidInputError):
-    """An environment variable read by ecos-fast (``ECOS_FAST_NUM_THREADS``) holds a value
-    that is not allowed (not an integer, or below 1). Like an option out of range, the
-    command line exits 2 (a usage error)."""
+    """An environment variable read by ecos-fast holds a value that is not allowed:
+    ``ECOS_FAST_NUM_THREADS`` not an integer, or below 1; the cache folder
+    (``ECOS_FAST_CACHE``, else ``XDG_CACHE_HOME``) a file, or a folder that cannot be
+    made or written. Like an option out of range, the command line exits 2 (a usage
+    error)."""
 
 
 class FederationError(EcosError, RuntimeError):

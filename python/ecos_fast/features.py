@@ -1732,6 +1732,7 @@ def warm_cache(
         Seconds spent per ``"domain/split"``, plus ``"total"``.
     """
     preset = check_preset(preset)
+    _cache.ensure_cache_dir()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     for name in preset_domains(preset) if domains is None else domains:

@@ -285,6 +285,7 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
     from dataclasses import replace
 
     from ecos_fast._extras import missing_dependency
+    from ecos_fast.datasets import _cache
     from ecos_fast.errors import EcosError
 
     # Usage errors first, before the heavy imports and any work.
@@ -356,6 +357,7 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise click.UsageError(f"--out {args.out}: cannot create the folder ({exc})") from None
+    _cache.ensure_cache_dir()  # likewise the data and feature cache (exit 2 naming it)
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
     records: list[RunRecord] = []

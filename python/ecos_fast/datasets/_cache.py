@@ -26,8 +26,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..atomic import write_atomically
+from ..errors import EnvironmentSettingError
 
-__all__ = ["CACHE_ENV", "CacheWarning", "cache_dir", "load_array", "save_array"]
+__all__ = [
+    "CACHE_ENV",
+    "CacheWarning",
+    "cache_dir",
+    "ensure_cache_dir",
+    "load_array",
+    "save_array",
+]
 
 #: Environment variable that overrides the cache folder.
 CACHE_ENV = "ECOS_FAST_CACHE"
@@ -55,6 +63,40 @@ def cache_dir() -> Path:
     return base / "ecos-fast"
 
 
+def _unusable(folder: Path, exc: OSError) -> EnvironmentSettingError:
+    if os.environ.get(CACHE_ENV):
+        source = f"${CACHE_ENV}"
+    elif os.environ.get("XDG_CACHE_HOME"):
+        source = "$XDG_CACHE_HOME/ecos-fast"
+    else:
+        source = "the default, ~/.cache/ecos-fast"
+    if folder.exists() and not folder.is_dir():
+        reason = "it is a file, not a folder"
+    else:
+        reason = f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}"
+    return EnvironmentSettingError(
+        f"the cache folder {folder} ({source}) cannot be used: {reason}; "
+        f"set {CACHE_ENV} to a folder ecos-fast may write"
+    )
+
+
+def ensure_cache_dir() -> Path:
+    """Make the cache folder now, so that one which cannot be used (a file, a path under
+    a file, no permission) fails before any image is rendered or feature extracted.
+
+    Raises
+    ------
+    EnvironmentSettingError
+        Naming the folder and the setting that chose it (the command line exits 2).
+    """
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unusable(folder, exc) from None
+    return folder
+
+
 def _path(kind: str, key: str) -> Path:
     if not _KEY.match(key) or not _KEY.match(kind):
         raise ValueError(f"cache key {kind}/{key!r} may hold only [A-Za-z0-9._+-]")
@@ -64,13 +106,16 @@ def _path(kind: str, key: str) -> Path:
 def save_array(kind: str, key: str, array: NDArray[Any]) -> Path:
     """Write ``array`` to ``<cache>/<kind>/<key>.npy`` with its sha256 beside it."""
     path = _path(kind, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    for target, payload in ((path, data), (path.with_suffix(".sha256"), digest.encode())):
-        write_atomically(target, payload)  # the package's one atomic writer
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for target, payload in ((path, data), (path.with_suffix(".sha256"), digest.encode())):
+            write_atomically(target, payload)  # the package's one atomic writer
+    except OSError as exc:  # a full disk too: name the cache, not a bare errno
+        raise _unusable(cache_dir(), exc) from None
     return path
 
 

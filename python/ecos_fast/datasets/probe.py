@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from ecos_fast.errors import InvalidInputError
 
+from . import _cache
 from .digits import PRESETS, check_preset, preset_domains
 
 __all__ = ["PROBES", "linear_probe", "probe_table"]
@@ -91,6 +92,7 @@ def probe_table(
     from ecos_fast.features import cached_features
 
     preset = check_preset(preset)
+    _cache.ensure_cache_dir()
     out: dict[str, float] = {}
     x_dom: dict[str, list[NDArray[Any]]] = {"train": [], "test": []}
     y_dom: dict[str, list[NDArray[Any]]] = {"train": [], "test": []}
