@@ -303,6 +303,28 @@ def test_unusable_cache_folder_fails_before_any_work(
     assert cli.run([*args, "--out", str(tmp_path / "out")] if args[0] == "reproduce" else args) == 2
 
 
+@pytest.mark.parametrize(
+    ("module", "args"),
+    [
+        ("ecos_fast.features", ["--preset", "small"]),
+        ("ecos_fast.datasets.probe", ["--preset", "small"]),
+        ("ecos_fast.apps.reproduce", ["--preset", "small", "--seeds", "1", "--no-sweep"]),
+        ("ecos_fast.demo", ["--preset", "small", "--seeds", "1"]),
+    ],
+)
+def test_module_mains_exit_with_the_command_lines_code(
+    module: str, args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m ecos_fast.features`` (and the other modules' mains) used to let every
+    EcosError escape as a traceback with exit 1; they are the CLI verbs, with its codes."""
+    import importlib
+
+    monkeypatch.setenv(_cache.CACHE_ENV, str(_unusable_cache(tmp_path)))
+    main = importlib.import_module(module).main
+    extra = ["--out", str(tmp_path / "out")] if module.endswith(("reproduce", "demo")) else []
+    assert main([*args, *extra]) == 2
+
+
 # ---------------------------------------------------------------- fonts
 
 

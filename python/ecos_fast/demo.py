@@ -40,17 +40,11 @@ def command() -> click.Command:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; ``argv`` takes the options of ``ecos-fast reproduce``."""
-    from .apps.reproduce import main as reproduce_main
+    """Run the demo (``ecos-fast demo`` with ``argv``, default none); returns the exit
+    status, through :func:`ecos_fast.cli.run` and its error handling."""
+    from .cli import run
 
-    return reproduce_main(
-        list(argv) if argv is not None else [],
-        prog="ecos-fast demo",
-        sweep_default=False,
-        semi_default=False,
-        name="demo",
-        help_text=_help(),
-    )
+    return run(["demo", *(argv or ())])
 
 
 if __name__ == "__main__":

@@ -1793,27 +1793,12 @@ def warm_cache_command() -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ecos_fast.features``: warm the feature cache and print timings."""
-    from ecos_fast._cli_output import State
+    """``python -m ecos_fast.features``: ``ecos-fast features warm-cache`` with ``argv``
+    (default ``sys.argv[1:]``), through :func:`ecos_fast.cli.run` and its error handling
+    (a cache folder that cannot be used: exit 2 with the message, not a traceback)."""
+    from ecos_fast.cli import run
 
-    cmd = warm_cache_command()
-    try:
-        return int(
-            cmd.main(
-                args=list(sys.argv[1:] if argv is None else argv),
-                prog_name="python -m ecos_fast.features",
-                obj=State(),
-                standalone_mode=False,
-            )
-            or 0
-        )
-    except Exception as exc:  # click's own errors: shown, exit 2
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
-        raise
+    return run(["features", "warm-cache", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

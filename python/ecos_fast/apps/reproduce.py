@@ -222,41 +222,16 @@ def command() -> click.Command:
     )
 
 
-def main(
-    argv: Sequence[str] | None = None,
-    *,
-    prog: str = "ecos-fast reproduce",
-    sweep_default: bool = True,
-    semi_default: bool = True,
-    name: str | None = None,
-    command: str | None = None,
-    help_text: str | None = None,
-) -> int:
-    """Run one application's reproduction; returns the exit status (2: a usage error).
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ecos_fast.apps.reproduce``: ``ecos-fast reproduce`` with ``argv``
+    (default ``sys.argv[1:]``); returns its exit status.
 
-    ``argv`` takes the options of ``ecos-fast reproduce`` (default ``sys.argv[1:]``);
-    ``command`` is the command line the report header names (default: the verb and
-    ``argv``).
+    It runs through :func:`ecos_fast.cli.run`, so every failure gets the command line's
+    message and exit code (2 usage, 3 input, ...) rather than a traceback.
     """
-    from ecos_fast._cli_output import State
+    from ecos_fast.cli import run
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    verb = prog.split()[-1]
-    cmd = make_command(
-        verb, sweep_default=sweep_default, semi_default=semi_default, name=name,
-        help_text=help_text,
-    )  # fmt: skip
-    meta = {} if command is None else {"ecos_fast.raw_args": command.split()[2:]}
-    try:
-        with cmd.make_context(prog, args, obj=State()) as ctx:
-            ctx.meta.update(meta)
-            cmd.invoke(ctx)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.UsageError as exc:
-        exc.show()
-        return 2
-    return 0
+    return run(["reproduce", *(sys.argv[1:] if argv is None else argv)])
 
 
 def _run_json(

@@ -171,24 +171,13 @@ def command() -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ecos_fast.datasets.probe``: print one row of the probe table."""
+    """``python -m ecos_fast.datasets.probe``: ``ecos-fast features probe`` with ``argv``
+    (default ``sys.argv[1:]``), through :func:`ecos_fast.cli.run` and its error handling."""
     import sys
 
-    import click
+    from ecos_fast.cli import run
 
-    from ecos_fast._cli_output import State
-
-    try:
-        code = command().main(
-            args=list(sys.argv[1:] if argv is None else argv),
-            prog_name="python -m ecos_fast.datasets.probe",
-            obj=State(),
-            standalone_mode=False,
-        )
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    return int(code or 0)
+    return run(["features", "probe", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
