@@ -224,6 +224,32 @@ def test_reproduce_output_folder_is_made_before_any_work(
     assert "--out" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("name", "argv"),
+    [
+        ("demo.md", ["demo"]),
+        ("labeling-runs.csv", ["reproduce"]),
+        ("labeling-private-size.png", ["reproduce", "--private-sizes", "50,100"]),
+        ("mine.csv", ["reproduce", "--name", "mine"]),
+    ],
+)
+def test_reproduce_report_names_that_are_folders_fail_before_any_work(
+    name: str, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Before: every run was trained, then writing the report over the folder failed
+    ('[Errno 21] Is a directory', exit 3) and none of the results was kept."""
+    from ecos_fast.apps import experiment
+
+    def no_work(*_a: object, **_k: object) -> None:
+        raise AssertionError("the experiment started")
+
+    monkeypatch.setattr(experiment, "run_experiment", no_work)
+    (tmp_path / name).mkdir()
+    assert run(["-q", *argv, "--out", str(tmp_path)]) == EXIT_USAGE
+    assert f"{tmp_path / name} is a folder" in capsys.readouterr().err
+
+
 _NO_MODULE = textwrap.dedent(
     """
     import sys
@@ -240,6 +266,24 @@ _NO_MODULE = textwrap.dedent(
         ("torch", ["demo", "--preset", "small", "--budgets", "40"], "apps"),
         ("torch", ["reproduce", "--app", "compression"], "apps"),
         ("torch", ["--json", "reproduce"], "apps"),
+        # Before: every run was trained, then the first figure failed (nothing written).
+        (
+            "matplotlib",
+            [
+                "demo",
+                "--preset",
+                "small",
+                "--budgets",
+                "40",
+                "--seeds",
+                "1",
+                "--domains",
+                "hershey",
+                "--n-clusters",
+                "10",
+            ],
+            "report",
+        ),
     ],
 )
 def test_a_missing_optional_dependency_exits_2_with_the_pip_line(

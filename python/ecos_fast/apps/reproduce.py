@@ -270,7 +270,9 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
         raise click.UsageError("--queries-sweep needs --app client-labeling")
 
     try:
-        # Every application trains torch models: without torch, say so before any work.
+        # Every application trains torch models and plots its results: without torch
+        # or matplotlib, say so before any work.
+        import matplotlib  # noqa: F401
         import torch  # noqa: F401
 
         from . import data
@@ -281,6 +283,7 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
             format_share,
             format_sweep,
             format_table,
+            report_paths,
             write_reports,
             write_sweep_reports,
         )
@@ -333,11 +336,21 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
     except OSError as exc:
         raise click.UsageError(f"--out {args.out}: cannot create the folder ({exc})") from None
     _cache.ensure_cache_dir()  # likewise the data and feature cache (exit 2 naming it)
+    stem = args.name or name or cfg.app
+    sweep_key = "private_size" if args.private_sizes else "query_budget"
+    if args.private_sizes or args.queries_sweep:
+        suffix = "private-size" if args.private_sizes else "queries"
+        stem = f"{stem}-{suffix}"
+    planned = report_paths(
+        Path(args.out), stem, sweep=bool(args.private_sizes or args.queries_sweep)
+    )
+    for path in planned.values():  # a folder there would lose every run at the end
+        if path.is_dir():
+            raise click.UsageError(f"--out {args.out}: {path} is a folder; the report goes there")
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
     records: list[RunRecord] = []
     comms: list[Communication] = []
-    sweep_key = "private_size" if args.private_sizes else "query_budget"
     if args.private_sizes:
         for run_cfg in sizes:
             recs, _ = run_experiment(run_cfg, log=log)
@@ -379,7 +392,6 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
     print(title)
     print(header.replace("  \n", "\n"))
     print()
-    stem = args.name or name or cfg.app
     if args.private_sizes or args.queries_sweep:
         print(format_param_sweep(records, sweep_key, epsilon=cfg.epsilon))
         if cfg.semi_supervised:
@@ -387,9 +399,8 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
             print(
                 format_param_sweep(records, sweep_key, epsilon=cfg.epsilon, metric="semi_accuracy")
             )
-        suffix = "private-size" if sweep_key == "private_size" else "queries"
         paths = write_sweep_reports(
-            records, args.out, key=sweep_key, name=f"{stem}-{suffix}", title=title, header=header
+            records, args.out, key=sweep_key, name=stem, title=title, header=header
         )
         print("wrote " + ", ".join(str(p) for p in paths.values()))
         print(f"finished in {elapsed:.0f} s")

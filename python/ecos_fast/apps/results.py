@@ -37,6 +37,7 @@ __all__ = [
     "plot_private_sweep",
     "private_size_of",
     "read_csv",
+    "report_paths",
     "summarise",
     "sweep_value",
     "write_csv",
@@ -486,6 +487,14 @@ def plot(records: Sequence[RunRecord], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def report_paths(out_dir: Path, name: str, *, sweep: bool = False) -> dict[str, Path]:
+    """The files :func:`write_reports` (``sweep=False``) or :func:`write_sweep_reports`
+    writes in ``out_dir``, by kind; ``ecos-fast reproduce`` checks them before any run."""
+    kinds = ("markdown", "runs", "png") if sweep else ("markdown", "csv", "runs", "png")
+    suffix = {"markdown": ".md", "csv": ".csv", "runs": "-runs.csv", "png": ".png"}
+    return {kind: out_dir / f"{name}{suffix[kind]}" for kind in kinds}
+
+
 def write_reports(
     records: Sequence[RunRecord],
     comms: Sequence[Communication],
@@ -497,12 +506,7 @@ def write_reports(
 ) -> dict[str, Path]:
     """Write ``{name}.md``, ``{name}.csv`` (summary), ``{name}-runs.csv`` and ``{name}.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "markdown": out_dir / f"{name}.md",
-        "csv": out_dir / f"{name}.csv",
-        "runs": out_dir / f"{name}-runs.csv",
-        "png": out_dir / f"{name}.png",
-    }
+    paths = report_paths(out_dir, name)
     md = [f"# {title}", ""]
     if header:
         md += [header, ""]
@@ -545,11 +549,7 @@ def write_sweep_reports(
     """Write ``{name}.md`` (the table and the paired comparisons per value),
     ``{name}-runs.csv`` and ``{name}.png`` (accuracy against the swept ``key``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "markdown": out_dir / f"{name}.md",
-        "runs": out_dir / f"{name}-runs.csv",
-        "png": out_dir / f"{name}.png",
-    }
+    paths = report_paths(out_dir, name, sweep=True)
     md = [f"# {title}", ""]
     if header:
         md += [header, ""]
