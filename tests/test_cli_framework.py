@@ -250,6 +250,24 @@ def test_reproduce_report_names_that_are_folders_fail_before_any_work(
     assert f"{tmp_path / name} is a folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["a/b", "", ".", "..", "../up", "a\x00b"])
+def test_reproduce_name_must_be_a_plain_file_stem(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Before: --name a/b trained every run, then failed writing out/a/b.md (no folder
+    a, exit 3, nothing kept); --name ../up wrote the reports outside --out."""
+    from ecos_fast.apps import experiment
+
+    def no_work(*_a: object, **_k: object) -> None:
+        raise AssertionError("the experiment started")
+
+    monkeypatch.setattr(experiment, "run_experiment", no_work)
+    assert run(["-q", "reproduce", "--name", name, "--out", str(tmp_path)]) == EXIT_USAGE
+    assert "--name" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 _NO_MODULE = textwrap.dedent(
     """
     import sys

@@ -107,6 +107,16 @@ class _Command(click.Command):
         return super().parse_args(ctx, args)
 
 
+def _check_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--name``: a file stem inside ``--out``, checked before any run (a slash used to
+    fail only when the reports were written, after every run, or write outside --out)."""
+    if value is not None and (value in ("", ".", "..") or any(c in value for c in "/\\\0")):
+        raise click.BadParameter(
+            f"{value!r} is not a file stem: no slashes, not empty, '.' or '..'"
+        )
+    return value
+
+
 def _options(*, sweep_default: bool, semi_default: bool) -> list[Callable[[Any], Any]]:
     """The options shared by ``reproduce`` and ``demo``: those of the former argparse
     parser, with the same names and defaults."""
@@ -169,7 +179,8 @@ def _options(*, sweep_default: bool, semi_default: bool) -> list[Callable[[Any],
         o("--device", default=None, help="torch device (default: cuda if available)"),
         o("--out", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
           help="output folder"),
-        o("--name", default=None, help="file stem of the reports (default: the app)"),
+        o("--name", default=None, callback=_check_name,
+          help="file stem of the reports in --out (default: the app)"),
         output_options,
     ]  # fmt: skip
 
