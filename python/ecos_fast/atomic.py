@@ -102,10 +102,13 @@ def atomic_writer(
     except (FileNotFoundError, NotADirectoryError) as exc:
         # mkstemp's own message names the random temporary file, which the user never
         # asked for; name the folder and the file they did ask for instead.
-        what = "does not exist" if isinstance(exc, FileNotFoundError) else "is not a folder"
+        if isinstance(exc, FileNotFoundError):
+            what = f"the folder {str(folder)!r} does not exist"
+        else:  # a file, or a path under one ("the folder '/etc/passwd' is not a folder")
+            what = f"{str(folder)!r} is not a folder"
         raise type(exc)(
             exc.errno,
-            f"cannot write {target.name!r}: the folder {str(folder)!r} {what}",
+            f"cannot write {target.name!r}: {what}",
             str(target),
         ) from None
     try:
