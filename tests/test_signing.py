@@ -73,6 +73,25 @@ def test_keygen_writes_a_private_0600_and_a_public_key(tmp_path: Path) -> None:
     assert run(["-q", "keygen", str(tmp_path / "missing" / "k")]) == EXIT_INPUT
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_keygen_writes_nothing_when_either_key_file_cannot_be(
+    force: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: with PATH.pub a folder, --force wrote the private key and then failed on
+    the public one ('k: cannot write the key file: Is a directory'), leaving a private
+    key whose public half was never written; PATH '' named '.' ('Device or resource
+    busy' with --force)."""
+    (tmp_path / "k.pub").mkdir()
+    flag = ["--force"] if force else []
+    assert run(["-q", "keygen", *flag, str(tmp_path / "k")]) == EXIT_INPUT
+    assert f"{tmp_path / 'k.pub'}: is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.pub"]
+    assert run(["-q", "keygen", *flag, ""]) == EXIT_INPUT  # click reads '' as '.'
+    assert ".: is a folder" in capsys.readouterr().err
+    with pytest.raises(KeyFileError, match="no file name"):
+        generate_key("", overwrite=force)
+
+
 def test_keygen_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--json", "keygen", str(tmp_path / "k")]) == EXIT_OK
     out = json.loads(capsys.readouterr().out)

@@ -105,8 +105,13 @@ def generate_key(path: PathLike, *, overwrite: bool = False) -> tuple[Path, Path
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    if not os.fspath(path):
+        raise KeyFileError("the key path is empty: no file name to write the private key to")
     private_path = Path(path)
     public_path = Path(f"{private_path}.pub")
+    for p in (private_path, public_path):  # checked before either half is written
+        if p.is_dir():
+            raise KeyFileError(f"{p}: is a folder; name a file for the key")
     if not overwrite:
         for p in (private_path, public_path):
             if os.path.lexists(p):
@@ -122,13 +127,18 @@ def generate_key(path: PathLike, *, overwrite: bool = False) -> tuple[Path, Path
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    target = private_path
     try:
         write_atomically(private_path, private_pem, mode=0o600, overwrite=overwrite)
+        target = public_path
         write_atomically(public_path, public_pem, overwrite=overwrite)
-    except FileExistsError as exc:  # appeared since the check above
-        raise KeyFileError(f"{exc.filename or private_path}: exists already") from None
-    except OSError as exc:  # a missing or read-only folder, a full disk
-        raise KeyFileError(f"{private_path}: cannot write the key file: {exc.strerror}") from None
+    except OSError as exc:
+        if target is public_path and not overwrite:
+            private_path.unlink(missing_ok=True)  # no private key without its public half
+        if isinstance(exc, FileExistsError):  # appeared since the check above
+            raise KeyFileError(f"{target}: exists already") from None
+        # a missing or read-only folder, a full disk
+        raise KeyFileError(f"{target}: cannot write the key file: {exc.strerror}") from None
     return private_path, public_path
 
 
