@@ -509,6 +509,7 @@ def test_an_extractor_the_centroids_do_not_name_is_refused_before_anything_is_co
     images: dict[str, Any],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     cloud_fp: str | None,
     extractor: str | None,
     match: str,
@@ -529,7 +530,7 @@ def test_an_extractor_the_centroids_do_not_name_is_refused_before_anything_is_co
     )  # fmt: skip
     reply = _client_app(cfg)(_query(cents), _ctx())
     assert reply.has_error() and reply.error.code == ERROR_EXTRACTOR, reply.error
-    assert reply.error.reason is not None and match in reply.error.reason
+    assert match in caplog.text  # the why stays in the client's log
     assert not (tmp_path / "ledger.sqlite").exists()
 
 
@@ -989,3 +990,34 @@ def test_a_round_on_the_ray_backend_equals_the_local_one(world: dict[str, Any]) 
         assert np.array_equal(np.load(path), np.load(root / "ray" / path.name)), path.name
     a = load_centroids(root / "local" / "centroids.safetensors")
     assert a.fingerprint == load_centroids(root / "ray" / "centroids.safetensors").fingerprint
+
+
+def test_a_refusal_reason_carries_no_private_number_and_no_local_path(
+    world: dict[str, Any], keys: dict[str, tuple[Path, Path]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the reason sent to the server was the client's exception message: the
+    private row count (a wrong-width centroid file: "shape (120, 8)"), the composed
+    epsilon and the budget, and the ledger, features and key paths."""
+    d = world["clients"][0]
+    cents = ecos_fast.fit_centroids(np.load(world["pool"]), CLUSTERS, seed=0)
+    narrow = ecos_fast.Centroids(np.eye(4, dtype=np.float32))
+    spent = _config(d, 1, budget_epsilon=0.7)
+    _client_app(spent)(_query(cents), _ctx())  # 0.58 of 0.7 spent: the next is refused
+    cases = [
+        (_client_app(_config(d, 1)), _query(narrow), ERROR_EXTRACTOR),
+        (_client_app(spent), _query(cents), ERROR_BUDGET),
+        (_client_app(_config(d, 1, cloud_key=keys["cloud"][1])), _query(cents), ERROR_SIGNATURE),
+        (_client_app(_config(d, 1, features=d / "gone.npy")), _query(cents), 4099),
+    ]
+    reasons = []
+    for app, msg, code in cases:
+        reply = app(msg, _ctx())
+        assert reply.has_error() and reply.error.code == code, reply.error
+        reasons.append(reply.error.reason)
+    for reason in reasons:
+        assert reason
+        for secret in ("120", "(120", "0.58", "0.7", str(world["root"]), "ledger", "gone.npy"):
+            assert secret not in reason, (secret, reason)
+    assert "budget" in reasons[1] and "width" in reasons[0] and "signed" in reasons[2]
+    # The full message stays on the client, in its log.
+    assert "(120, 8)" in caplog.text and "gone.npy" in caplog.text

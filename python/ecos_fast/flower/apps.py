@@ -50,6 +50,7 @@ __all__ = [
     "ERROR_EXTRACTOR",
     "ERROR_OTHER",
     "ERROR_SIGNATURE",
+    "REFUSAL_REASONS",
     "FederationError",
     "GridLike",
     "RoundResult",
@@ -75,18 +76,36 @@ POLL_SECONDS = 0.25
 # FederationError lives in ecos_fast.errors; importing it from here keeps working.
 
 
-def _refusal(exc: BaseException) -> Error:
+#: The reason sent with each refusal code: fixed and data-independent. The exception's own
+#: message may hold private numbers (the private features' shape, the composed epsilon, the
+#: budget) and local paths, so it stays on the client (logged there).
+REFUSAL_REASONS = {
+    ERROR_BUDGET: "this client's privacy budget refuses the release",
+    ERROR_EXTRACTOR: (
+        "the centroids do not match this client's features (their extractor or their width)"
+    ),
+    ERROR_BAD_CENTROIDS: "the centroid message is not a valid centroid file",
+    ERROR_SIGNATURE: "the centroids are not signed by the cloud key this client trusts",
+    ERROR_OTHER: "this client cannot answer (the reason is in the client's log)",
+}
+
+
+def _refusal_code(exc: BaseException) -> int:
     if isinstance(exc, PrivacyBudgetExceededError):
-        code = ERROR_BUDGET
-    elif isinstance(exc, SignatureError):
-        code = ERROR_SIGNATURE
-    elif isinstance(exc, SketchMismatchError):
-        code = ERROR_EXTRACTOR
-    elif isinstance(exc, ExchangeFileError):
-        code = ERROR_BAD_CENTROIDS
-    else:
-        code = ERROR_OTHER
-    return Error(code=code, reason=f"{type(exc).__name__}: {exc}")
+        return ERROR_BUDGET
+    if isinstance(exc, SignatureError):
+        return ERROR_SIGNATURE
+    if isinstance(exc, SketchMismatchError):
+        return ERROR_EXTRACTOR
+    if isinstance(exc, ExchangeFileError):
+        return ERROR_BAD_CENTROIDS
+    return ERROR_OTHER
+
+
+def _refusal(exc: BaseException) -> Error:
+    """The Flower error reply for ``exc``: its code and the code's fixed reason only."""
+    code = _refusal_code(exc)
+    return Error(code=code, reason=REFUSAL_REASONS[code])
 
 
 def make_client_app(config_for: Callable[[Context], ClientConfig]) -> ClientApp:
@@ -103,8 +122,9 @@ def make_client_app(config_for: Callable[[Context], ClientConfig]) -> ClientApp:
             cents = msg.content[RECORD]["centroids"]
             data = answer(cents, config_for(context))
         except (EcosError, KeyError, TypeError) as exc:
-            log.warning("refused: %s", exc)
-            return Message(_refusal(exc), reply_to=msg)
+            error = _refusal(exc)  # the full message stays here, in the client's log
+            log.warning("refused (code %s): %s: %s", error.code, type(exc).__name__, exc)
+            return Message(error, reply_to=msg)
         return Message(RecordDict({RECORD: ConfigRecord({"response": data})}), reply_to=msg)
 
     return app
