@@ -1021,3 +1021,15 @@ def test_a_refusal_reason_carries_no_private_number_and_no_local_path(
     assert "budget" in reasons[1] and "width" in reasons[0] and "signed" in reasons[2]
     # The full message stays on the client, in its log.
     assert "(120, 8)" in caplog.text and "gone.npy" in caplog.text
+
+
+def test_a_bad_sign_key_is_refused_before_the_ledger_is_charged(world: dict[str, Any]) -> None:
+    """Before: the release was recorded in the ledger, then the missing key file failed
+    the signing: budget spent, nothing released."""
+    from ecos_fast.flower import answer
+
+    d = world["clients"][0]
+    cents = ecos_fast.fit_centroids(np.load(world["pool"]), CLUSTERS, seed=0)
+    with pytest.raises(ecos_fast.KeyFileError, match="missing"):
+        answer(centroids_to_bytes(cents), _config(d, 1, sign_key=d / "missing"))
+    assert _releases(d) == 0

@@ -268,6 +268,8 @@ def answer(centroid_bytes: object, config: ClientConfig) -> bytes:
         The bytes are not a valid centroid file.
     SignatureError
         ``config.cloud_key`` is set and the centroids do not carry its signature.
+    KeyFileError
+        ``config.sign_key`` cannot be loaded: checked before the ledger is touched.
     SketchMismatchError
         The extractor fingerprints differ, no extractor can be told apart for
         ``config.images``, or the features' width is not the centroids'.
@@ -293,8 +295,11 @@ def answer(centroid_bytes: object, config: ClientConfig) -> bytes:
     import warnings
 
     from ..errors import ExtractorUncheckedWarning
+    from ..signing import load_signing_key
 
     cents = centroids_from_bytes(centroid_bytes, verify_key=config.cloud_key)
+    # The key before the ledger: a key that cannot sign must not cost any budget.
+    sign_key = None if config.sign_key is None else load_signing_key(config.sign_key)
     x, fp = _private_features(cents, config)
     check_extractor(cents, fp)  # raises on a mismatch
     x = np.asarray(x)
@@ -317,7 +322,7 @@ def answer(centroid_bytes: object, config: ClientConfig) -> bytes:
                 seed=config.seed,
                 neighbours=config.neighbours,
             )
-    return response_to_bytes(resp, sign_key=config.sign_key)
+    return response_to_bytes(resp, sign_key=sign_key)
 
 
 def accept(reply: object, centroids: Centroids, *, verify_key: Any = None) -> Response:
