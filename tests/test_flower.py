@@ -1033,3 +1033,25 @@ def test_a_bad_sign_key_is_refused_before_the_ledger_is_charged(world: dict[str,
     with pytest.raises(ecos_fast.KeyFileError, match="missing"):
         answer(centroids_to_bytes(cents), _config(d, 1, sign_key=d / "missing"))
     assert _releases(d) == 0
+
+
+def test_a_client_config_that_cannot_enforce_its_budget_is_refused(tmp_path: Path) -> None:
+    """Before: ledger=":memory:" opened a fresh ledger per query (30 queries at budget 2.0
+    all answered), budget_epsilon=None answered without limit, and ledger=5 or None
+    failed later with os.fspath's bare TypeError."""
+    from ecos_fast.flower.deploy import client_config
+
+    x = np.eye(8)
+    for ledger in (":memory:", ""):
+        with pytest.raises(ecos_fast.InvalidInputError, match="ledger"):
+            ClientConfig(x, ledger, EPS, DELTA, 2.0)
+    for ledger in (5, None):
+        with pytest.raises(ecos_fast.InvalidTypeError, match="ledger"):
+            ClientConfig(x, ledger, EPS, DELTA, 2.0)  # type: ignore[arg-type]
+    with pytest.raises(ecos_fast.InvalidInputError, match="budget_epsilon"):
+        ClientConfig(x, tmp_path / "l.sqlite", EPS, DELTA, None)  # type: ignore[arg-type]
+    node = {"features": "f.npy", "ledger": ":memory:", "epsilon": EPS, "delta": DELTA}
+    ctx = Context(run_id=1, node_id=1, node_config={**node, "budget-epsilon": 2.0},
+                  state=RecordDict(), run_config={})  # fmt: skip
+    with pytest.raises(ecos_fast.InvalidInputError, match="ledger"):
+        client_config(ctx)

@@ -14,6 +14,7 @@ with the cloud's public key and may sign its response.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ExchangeFileError, InvalidInputError, SketchMismatchError
+from ..errors import (
+    ExchangeFileError,
+    InvalidInputError,
+    InvalidTypeError,
+    SketchMismatchError,
+)
 from ..exchange import load_centroids, load_response, save_centroids, save_response
 from ..ledger import Ledger, respond_with_ledger
 from ..protocol import Centroids, Response, check_extractor
@@ -129,11 +135,14 @@ class ClientConfig:
         ``extractor.json`` sidecar, if any, gives the extractor fingerprint, as for
         ``ecos-fast respond``). None: compute them from ``images``.
     ledger : path
-        The client's own SQLite ledger (created if absent).
+        The client's own SQLite ledger file (created if absent). Not ``":memory:"`` (nor
+        ``""``): SQLite's in-memory database is a new one per query, so nothing would
+        compose and the budget would never be enforced.
     epsilon, delta : float
         The (ε, δ) of one answer.
     budget_epsilon : float
-        The ledger's budget for ``cloud``: once spent, the client refuses.
+        The ledger's budget for ``cloud``: once spent, the client refuses. Required (None
+        is refused: it would answer without limit).
     cloud : str
         The name the ledger accounts the releases to (the client's, not the server's word).
     extractor_fingerprint : str, optional
@@ -174,6 +183,24 @@ class ClientConfig:
     cloud_key: Any = None
     sign_key: Any = None
     neighbours: int = 1
+
+    def __post_init__(self) -> None:
+        # A ledger that forgets, or no budget, would answer every query without limit.
+        if isinstance(self.ledger, bool) or not isinstance(self.ledger, (str, os.PathLike)):
+            raise InvalidTypeError(
+                f"ClientConfig.ledger must be a path to the client's ledger file, got "
+                f"{type(self.ledger).__name__} {self.ledger!r}"
+            )
+        if str(os.fspath(self.ledger)) in ("", ":memory:"):
+            raise InvalidInputError(
+                f"ClientConfig.ledger={self.ledger!r} is an in-memory SQLite database, a new "
+                "one per query, so the budget would never be enforced: give a ledger file"
+            )
+        if self.budget_epsilon is None:
+            raise InvalidInputError(
+                "ClientConfig.budget_epsilon is None: the client would answer without limit; "
+                "give the ledger's budget for this cloud"
+            )
 
 
 def _bundled_extractor_for(fingerprint: str) -> Any:
