@@ -503,6 +503,9 @@ def test_a_client_computes_its_features_with_the_extractor_the_centroids_name(
         ("ppocr-det", "ppocr", "extractor"),  # the client's extractor is not the cloud's
         ("a" * 64, None, "none of the bundled extractors"),  # the cloud names an unknown one
         (None, None, "name no extractor"),  # the cloud names none
+        # Before: answered (an ExtractorUncheckedWarning only) although nothing checked
+        # that the cloud's features came from the client's extractor.
+        (None, "ppocr", "name no extractor"),  # the cloud names none, the client one
     ],
 )
 def test_an_extractor_the_centroids_do_not_name_is_refused_before_anything_is_computed(

@@ -249,6 +249,12 @@ def _private_features(cents: Centroids, config: ClientConfig) -> tuple[Any, str 
             fp = fp or carried
             x = load_features(x)
         return x, fp or getattr(x, "extractor_fingerprint", None)
+    if cents.extractor_fingerprint is None:  # nothing to check the extractor against
+        raise SketchMismatchError(
+            "the centroids name no extractor (no extractor fingerprint), so the client "
+            "cannot check that its features would come from the extractor the pool's came "
+            "from: the cloud must sketch features that carry one, or give the features"
+        )
     if config.extractor is not None:
         extractor = (
             feats_mod.get_extractor(config.extractor)
@@ -261,12 +267,6 @@ def _private_features(cents: Centroids, config: ClientConfig) -> tuple[Any, str 
                 f"({', '.join(feats_mod.EXTRACTORS)}) or a FeatureExtractor, got "
                 f"{type(config.extractor).__name__}"
             )
-    elif cents.extractor_fingerprint is None:
-        raise SketchMismatchError(
-            "the centroids name no extractor (no extractor fingerprint), so the client "
-            "cannot tell which extractor to compute its features with: name one "
-            "(ClientConfig.extractor) or give the features"
-        )
     else:
         extractor = _bundled_extractor_for(cents.extractor_fingerprint)
     check_extractor(cents, extractor.fingerprint)  # before the images are even read
