@@ -159,7 +159,8 @@ def _cli_round(world: dict[str, Any]) -> list[np.ndarray]:
 
 def _server(world: dict[str, Any], **kw: Any) -> ServerConfig:
     kw.setdefault("timeout", 5)
-    return ServerConfig(world["pool"], CLUSTERS, BUDGET, seed=0, **kw)
+    kw.setdefault("budget", BUDGET)
+    return ServerConfig(world["pool"], CLUSTERS, seed=0, **kw)
 
 
 def _query(cents: ecos_fast.Centroids, **kw: Any) -> Message:
@@ -1058,3 +1059,64 @@ def test_a_client_config_that_cannot_enforce_its_budget_is_refused(tmp_path: Pat
                   state=RecordDict(), run_config={})  # fmt: skip
     with pytest.raises(ecos_fast.InvalidInputError, match="ledger"):
         client_config(ctx)
+
+
+class _CountingGrid(FakeGrid):
+    """A FakeGrid that counts what the server pushed."""
+
+    pushed = 0
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        messages = list(messages)
+        self.pushed += len(messages)
+        return super().push_messages(messages)
+
+
+def _assert_refused_before_sending(
+    world: dict[str, Any], error: type[Exception], match: str, **kw: Any
+) -> None:
+    apps = {
+        10 + i: _client_app(_config(d, s))
+        for i, (d, s) in enumerate(zip(world["clients"], SEEDS, strict=True))
+    }
+    grid = _CountingGrid(apps)
+    with pytest.raises(error, match=match):
+        run_round(grid, _server(world, **kw), RoundResult())
+    assert grid.pushed == 0
+    assert [_releases(d) for d in world["clients"]] == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        ({"mode": "bogus"}, ecos_fast.InvalidInputError, "mode='bogus'"),
+        ({"backend": "bogus"}, ecos_fast.InvalidInputError, "backend='bogus'"),
+        ({"budget": 0}, ecos_fast.BudgetError, "budget=0"),
+        ({"budget": -5}, ecos_fast.BudgetError, "budget=-5"),
+        ({"budget": 10**6}, ecos_fast.BudgetError, "exceeds the pool size"),
+        ({"budget": "20"}, ecos_fast.InvalidTypeError, "budget"),
+        ({"budget": 2.5}, ecos_fast.InvalidTypeError, "budget"),
+        ({"select_kwargs": {"bogus": 1}}, ecos_fast.InvalidInputError, "select_kwargs.*'bogus'"),
+        ({"select_kwargs": {"seed": 1}}, ecos_fast.InvalidInputError, "select_kwargs.*'seed'"),
+        ({"min_clients": -1}, ecos_fast.InvalidInputError, "min_clients=-1"),
+        ({"min_clients": 5, "timeout": 0.2}, FederationError, "2 nodes connected.*min_clients=5"),
+        ({"centroids": "width"}, ecos_fast.InvalidInputError, "centroids have n_features=4"),
+        ({"output": "file"}, ecos_fast.InvalidInputError, "output=.*not a folder"),
+        ({"output": "under-file"}, ecos_fast.InvalidInputError, "output=.*not a folder"),
+    ],
+    ids=lambda v: str(v)[:40] if isinstance(v, dict) else "",
+)
+def test_a_bad_server_config_is_refused_before_any_client_is_queried(
+    world: dict[str, Any], kw: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Before: each of these was found only after every client had released and paid
+    (or, for min_clients, after they were queried): bogus mode or budget at selection,
+    select_kwargs as a bare TypeError, an output file as FileExistsError or
+    NotADirectoryError."""
+    if kw.get("centroids") == "width":
+        kw["centroids"] = ecos_fast.Centroids(np.eye(4, dtype=np.float32))
+    if kw.get("output") == "file":
+        kw["output"] = world["pool"]
+    elif kw.get("output") == "under-file":
+        kw["output"] = world["pool"] / "sub"
+    _assert_refused_before_sending(world, error, match, **kw)

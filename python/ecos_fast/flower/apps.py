@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -26,6 +28,7 @@ from ..errors import (
     ExchangeFileError,
     FederationError,
     InvalidInputError,
+    InvalidTypeError,
     PrivacyBudgetExceededError,
     SignatureError,
     SketchMismatchError,
@@ -184,6 +187,83 @@ class ServerConfig:
     sign_key: Any = None
     client_keys: Sequence[Any] = ()
 
+    def __post_init__(self) -> None:
+        _check_server_config(self)
+
+
+#: select()'s options a round's select_kwargs may set (run_round sets seed and backend).
+def _select_options() -> frozenset[str]:
+    import inspect
+
+    from ..selection import select
+
+    params = inspect.signature(select).parameters.values()
+    kw_only = (p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    return frozenset(kw_only) - {"seed", "backend"}
+
+
+def _check_server_config(cfg: ServerConfig) -> None:
+    """What needs no pool, no file and no client: refused before anything is computed."""
+    from .._validation import check_budget, check_choice, check_int, check_seed
+
+    check_choice(cfg.mode, "mode", ("per_client", "federation"))
+    check_choice(cfg.backend, "backend", ("local", "ray"))
+    check_int(cfg.clusters, "clusters", low=1)
+    check_budget(cfg.budget, sys.maxsize)  # its type and sign; the pool size in run_round
+    check_seed(cfg.seed)
+    check_int(cfg.min_clients, "min_clients", low=0)
+    if cfg.init_sample is not None:
+        check_int(cfg.init_sample, "init_sample", low=1)
+    if not isinstance(cfg.select_kwargs, Mapping):
+        raise InvalidTypeError(
+            f"select_kwargs must be a dict of ecos_fast.select options, got "
+            f"{type(cfg.select_kwargs).__name__}"
+        )
+    allowed = _select_options()
+    unknown = sorted(str(k) for k in cfg.select_kwargs if k not in allowed)
+    if unknown:
+        raise InvalidInputError(
+            f"select_kwargs has {', '.join(map(repr, unknown))}, not options of "
+            f"ecos_fast.select that a round may set (one of {', '.join(sorted(allowed))}; "
+            "seed and backend are the config's own)"
+        )
+    if cfg.centroids is not None and not isinstance(cfg.centroids, Centroids):
+        raise InvalidTypeError(
+            f"centroids must be Centroids or None, got {type(cfg.centroids).__name__}"
+        )
+
+
+def _check_output(output: str | Path) -> None:
+    """``output`` is a folder, or can be made one: no file in the way, writable."""
+    out = Path(output)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is" if p == out else f"is under {p}, which is"
+                raise InvalidInputError(f"output={str(output)!r} {what} a file, not a folder")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise InvalidInputError(
+                    f"output={str(output)!r}: the folder {p} is not writable here"
+                )
+            return
+
+
+def _check_against_pool(cfg: ServerConfig, x: np.ndarray) -> None:
+    """What depends on the pool and the files: refused before any client is queried."""
+    from .._validation import check_budget, check_int
+
+    n = int(x.shape[0]) if x.ndim >= 1 else 0
+    check_budget(cfg.budget, n)
+    if cfg.centroids is None:
+        check_int(cfg.clusters, "clusters", low=1, high=n)
+    elif x.ndim == 2 and cfg.centroids.n_features != x.shape[1]:
+        raise InvalidInputError(
+            f"the centroids have n_features={cfg.centroids.n_features} but the pool has "
+            f"n_features={x.shape[1]}"
+        )
+    if cfg.output is not None:
+        _check_output(cfg.output)
+
 
 @dataclass
 class RoundResult:
@@ -277,13 +357,20 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
     from ..selection import select
 
     t0 = time.perf_counter()
+    _check_server_config(cfg)  # again: a ServerConfig's fields may change after it is built
     x = _load_pool(cfg.pool)
+    _check_against_pool(cfg, x)
     cents = cfg.centroids or fit_centroids(
         x, cfg.clusters, seed=cfg.seed, backend=cfg.backend, init_sample=cfg.init_sample
     )
     payload = centroids_to_bytes(cents, sign_key=cfg.sign_key)
     t1 = time.perf_counter()
     nodes = _wait_for_nodes(grid, cfg.min_clients, cfg.timeout)
+    if len(nodes) < cfg.min_clients:  # nobody is asked to release what cannot be used
+        raise FederationError(
+            f"{len(nodes)} nodes connected within {cfg.timeout} s but "
+            f"min_clients={cfg.min_clients}; no client was queried"
+        )
     t2 = time.perf_counter()
     messages = [
         Message(
@@ -333,10 +420,8 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
     if cfg.mode == "federation":
         union = union_response(list(result.responses.values()))
         groups = {"union": union}
-    elif cfg.mode == "per_client":
-        groups = dict(result.responses)
     else:
-        raise InvalidInputError(f"mode={cfg.mode!r}; expected 'per_client' or 'federation'")
+        groups = dict(result.responses)
     for key, resp in groups.items():
         sel = select(
             x,
