@@ -1120,3 +1120,19 @@ def test_a_bad_server_config_is_refused_before_any_client_is_queried(
     elif kw.get("output") == "under-file":
         kw["output"] = world["pool"] / "sub"
     _assert_refused_before_sending(world, error, match, **kw)
+
+
+def test_client_keys_are_loaded_before_the_round_and_a_single_path_is_refused(
+    world: dict[str, Any], keys: dict[str, tuple[Path, Path]]
+) -> None:
+    """Before: a missing key file among client_keys made every signed reply a 'garbage
+    reply' (only SignatureError was caught; the first bad key aborted the search), after
+    the clients had paid; client_keys='c.pub' iterated its characters."""
+    missing, good = world["root"] / "missing.pub", keys["c0"][1]
+    for client_keys in ([missing, good], [good, missing]):
+        _assert_refused_before_sending(
+            world, ecos_fast.KeyFileError, "missing.pub", client_keys=client_keys
+        )
+    for single in (str(good), good):
+        with pytest.raises(ecos_fast.InvalidTypeError, match="client_keys"):
+            _server(world, client_keys=single)

@@ -169,7 +169,8 @@ class ServerConfig:
         that hold the public key refuse anything else).
     client_keys : sequence of paths or Ed25519PublicKeys, optional
         The clients' public keys: a reply must be signed by one of them, else it is
-        dropped (``not signed by a known client key``).
+        dropped (``not signed by a known client key``). A list even for one key (a str
+        is refused); every key is loaded before the round (KeyFileError).
     """
 
     pool: Any
@@ -226,6 +227,12 @@ def _check_server_config(cfg: ServerConfig) -> None:
             f"select_kwargs has {', '.join(map(repr, unknown))}, not options of "
             f"ecos_fast.select that a round may set (one of {', '.join(sorted(allowed))}; "
             "seed and backend are the config's own)"
+        )
+    keys = cfg.client_keys
+    if isinstance(keys, (str, bytes, os.PathLike)) or not isinstance(keys, Iterable):
+        raise InvalidTypeError(
+            f"client_keys must be a list of the clients' public keys (paths or "
+            f"Ed25519PublicKeys), got {type(keys).__name__} {keys!r}; for one key, [{keys!r}]"
         )
     if cfg.centroids is not None and not isinstance(cfg.centroids, Centroids):
         raise InvalidTypeError(
@@ -341,11 +348,11 @@ def _accept_signed(
     """The reply as a Response and, with ``keys``, the hex public key among them that signed it."""
     if not keys:
         return accept(data, cents), None
-    from ..signing import load_verify_key, public_key_hex
+    from ..signing import public_key_hex
 
-    for key in keys:
+    for key in keys:  # loaded before the round: only a signature can fail here
         try:
-            return accept(data, cents, verify_key=key), public_key_hex(load_verify_key(key))
+            return accept(data, cents, verify_key=key), public_key_hex(key)
         except SignatureError:
             continue
     raise SignatureError(f"not signed by a known client key (one of {len(keys)})")
@@ -360,6 +367,9 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
     _check_server_config(cfg)  # again: a ServerConfig's fields may change after it is built
     x = _load_pool(cfg.pool)
     _check_against_pool(cfg, x)
+    from ..signing import load_verify_key
+
+    client_keys = [load_verify_key(k) for k in cfg.client_keys]  # a bad one: KeyFileError now
     cents = cfg.centroids or fit_centroids(
         x, cfg.clusters, seed=cfg.seed, backend=cfg.backend, init_sample=cfg.init_sample
     )
@@ -399,7 +409,7 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
                         f"the reply holds {type(data).__name__}, not the response file's bytes"
                     )
                 result.bytes_received += len(data)
-                resp, signer = _accept_signed(data, cents, cfg.client_keys)
+                resp, signer = _accept_signed(data, cents, client_keys)
                 result.responses[key] = resp
                 released[key] = bytes(data)
                 if signer is not None:
