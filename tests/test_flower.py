@@ -1136,3 +1136,22 @@ def test_client_keys_are_loaded_before_the_round_and_a_single_path_is_refused(
     for single in (str(good), good):
         with pytest.raises(ecos_fast.InvalidTypeError, match="client_keys"):
             _server(world, client_keys=single)
+
+
+@pytest.mark.parametrize("timeout", [math.nan, math.inf, -1.0])
+def test_a_non_finite_or_negative_timeout_is_refused_everywhere(
+    world: dict[str, Any], tmp_path: Path, timeout: float
+) -> None:
+    """Before: timeout=nan hung the round for ever (time.monotonic() > nan is never true),
+    and deploy.server_config and app_project took nan or negative timeouts."""
+    from ecos_fast.flower.deploy import server_config
+
+    with pytest.raises(ecos_fast.InvalidInputError, match="timeout"):
+        _server(world, timeout=timeout)
+    run = {"pool": "p.npy", "clusters": 4, "budget": 9, "timeout": timeout}
+    ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config=run)
+    with pytest.raises(ecos_fast.InvalidInputError, match="timeout"):
+        server_config(ctx)
+    with pytest.raises(ecos_fast.InvalidInputError, match="timeout"):
+        app_project(tmp_path, pool="p.npy", clusters=4, budget=9, timeout=timeout)
+    assert not (tmp_path / "pyproject.toml").exists()

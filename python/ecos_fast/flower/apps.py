@@ -149,7 +149,7 @@ class ServerConfig:
     min_clients : int
         Clients to wait for, and usable responses needed; fewer raise FederationError.
     timeout : float
-        Seconds to wait for the nodes to connect, and for the replies.
+        Seconds to wait for the nodes to connect, and for the replies: finite, >= 0.
     output : path, optional
         Folder for ``selected_<node>.npy`` (or ``selected_union.npy``), each accepted
         ``response_<node>.safetensors``, the ``centroids.safetensors`` sent, and ``round.json``.
@@ -205,8 +205,15 @@ def _select_options() -> frozenset[str]:
 
 def _check_server_config(cfg: ServerConfig) -> None:
     """What needs no pool, no file and no client: refused before anything is computed."""
-    from .._validation import check_budget, check_choice, check_int, check_seed
+    from .._validation import (
+        check_budget,
+        check_choice,
+        check_int,
+        check_nonneg_float,
+        check_seed,
+    )
 
+    check_nonneg_float(cfg.timeout, "timeout")  # nan would wait for ever
     check_choice(cfg.mode, "mode", ("per_client", "federation"))
     check_choice(cfg.backend, "backend", ("local", "ray"))
     check_int(cfg.clusters, "clusters", low=1)

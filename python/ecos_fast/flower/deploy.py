@@ -128,6 +128,10 @@ def app_project(
     (True, True)
     """
 
+    from .._validation import check_nonneg_float
+
+    check_nonneg_float(timeout, "timeout")
+
     def q(value: str | Path) -> str:  # a TOML basic string (JSON's escapes are TOML's)
         return json.dumps(str(value))
 
