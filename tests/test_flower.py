@@ -1155,3 +1155,39 @@ def test_a_non_finite_or_negative_timeout_is_refused_everywhere(
     with pytest.raises(ecos_fast.InvalidInputError, match="timeout"):
         app_project(tmp_path, pool="p.npy", clusters=4, budget=9, timeout=timeout)
     assert not (tmp_path / "pyproject.toml").exists()
+
+
+def test_an_infinite_or_huge_integer_config_value_is_an_error_naming_its_key(
+    world: dict[str, Any],
+) -> None:
+    """Before: inf in an integer key raised a bare OverflowError (escaping the ClientApp's
+    handler instead of a 4099 refusal), and exact integers above 2**53 were refused as
+    'not an integer'."""
+    from ecos_fast.flower import deploy
+
+    run = {"pool": "p.npy", "clusters": 4, "budget": 9}
+    for key in ("clusters", "budget", "min-clients", "seed", "init-sample"):
+        ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(),
+                      run_config={**run, key: math.inf})  # fmt: skip
+        with pytest.raises(ecos_fast.InvalidInputError, match=f"'{key}' is inf, not an integer"):
+            deploy.server_config(ctx)
+    big = 2**53 + 1
+    ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(),
+                  run_config={**run, "seed": big, "clusters": str(big)})  # fmt: skip
+    srv = deploy.server_config(ctx)
+    assert (srv.seed, srv.clusters) == (big, big)
+    d = world["clients"][0]
+    node = {"features": str(d / "private.npy"), "ledger": str(d / "ledger.sqlite"),
+            "epsilon": EPS, "delta": DELTA, "budget-epsilon": 2.0, "cloud": "acme"}  # fmt: skip
+    ctx = Context(run_id=1, node_id=1, node_config={**node, "seed": big}, state=RecordDict(),
+                  run_config={})  # fmt: skip
+    assert deploy.client_config(ctx).seed == big
+    ctx.node_config = {**node, "epsilon": 10**400}
+    with pytest.raises(ecos_fast.InvalidInputError, match="'epsilon'"):
+        deploy.client_config(ctx)
+    cents = ecos_fast.fit_centroids(np.load(world["pool"]), CLUSTERS, seed=0)
+    for key in ("seed", "neighbours"):
+        ctx.node_config = {**node, key: math.inf}
+        reply = deploy.client_app(_query(cents), ctx)  # a refusal, not an escaped exception
+        assert reply.has_error() and reply.error.code == 4099
+    assert _releases(d) == 0

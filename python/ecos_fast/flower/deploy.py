@@ -21,6 +21,8 @@ client's privacy is set on the client's machine, never by the server.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -54,15 +56,31 @@ def _get(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
     return default
 
 
+def _as_int(value: Any) -> int:
+    """``value`` as an exact int: an int, an integral finite float, or such a string."""
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            value = float(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise ValueError
+
+
 def _number(cfg: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:
     """``cfg[key]`` (or ``default``) as ``kind`` (int or float); a value that is not one
-    is an :class:`~ecos_fast.errors.InvalidInputError` naming the key, not a ValueError."""
+    (inf for an int, a number too large for a float) is an
+    :class:`~ecos_fast.errors.InvalidInputError` naming the key, not a ValueError or
+    OverflowError. Integers are exact (no round trip through a float)."""
     value = _get(cfg, key, default)
     try:
-        out = kind(value)
-        if isinstance(value, bool) or (kind is int and float(value) != out):
+        if isinstance(value, bool):
             raise ValueError
-    except (TypeError, ValueError):
+        out = _as_int(value) if kind is int else kind(value)
+    except (TypeError, ValueError, OverflowError):
         from ..errors import InvalidInputError
 
         want = "an integer" if kind is int else "a number"
