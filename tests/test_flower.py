@@ -1191,3 +1191,28 @@ def test_an_infinite_or_huge_integer_config_value_is_an_error_naming_its_key(
         reply = deploy.client_app(_query(cents), ctx)  # a refusal, not an escaped exception
         assert reply.has_error() and reply.error.code == 4099
     assert _releases(d) == 0
+
+
+def test_federation_counts_a_replayed_reply_or_a_signer_once(
+    world: dict[str, Any], keys: dict[str, tuple[Path, Path]]
+) -> None:
+    """Before: two nodes sending the same response bytes were both summed into the union."""
+    cents = ecos_fast.fit_centroids(np.load(world["pool"]), CLUSTERS, seed=0)
+    c0, c1 = world["clients"]
+    resp = ecos_fast.respond(np.load(c0 / "private.npy"), cents, EPS, DELTA, seed=0)
+    payload = response_to_bytes(resp)
+    cfg = _server(world, centroids=cents, mode="federation", timeout=2)
+    res = run_round(FakeGrid({1: _fixed_app(payload), 2: _fixed_app(payload)}), cfg, RoundResult())
+    assert list(res.responses) == ["1"]
+    assert res.dropped["2"].startswith("duplicate reply: the same bytes as node 1's")
+    assert math.isclose(union_response(list(res.responses.values())).sigma, resp.sigma)
+    # One client's key behind two nodes (two ledgers, two releases): counted once.
+    sign = keys["c0"][0]
+    apps = {
+        1: _client_app(_config(c0, 1, sign_key=sign)),
+        2: _client_app(_config(c1, 2, sign_key=sign)),
+    }
+    cfg = _server(world, centroids=cents, mode="federation", client_keys=[keys["c0"][1]])
+    res = run_round(FakeGrid(apps), cfg, RoundResult())
+    assert list(res.responses) == ["1"]
+    assert res.dropped["2"].startswith("duplicate signer: the key that signed node 1's reply")

@@ -365,6 +365,23 @@ def _accept_signed(
     raise SignatureError(f"not signed by a known client key (one of {len(keys)})")
 
 
+def _duplicate_of(
+    data: bytes, resp: Response, signer: str | None, released: dict[str, bytes], result: RoundResult
+) -> str | None:
+    """Why this reply repeats one accepted before (same bytes, counts or signer), or None."""
+    for other, other_data in released.items():
+        if other_data == data:
+            return f"duplicate reply: the same bytes as node {other}'s (a replay); counted once"
+        if np.array_equal(result.responses[other].noisy_counts, resp.noisy_counts):
+            return f"duplicate reply: the same noisy counts as node {other}'s; counted once"
+        if signer is not None and result.signers.get(other) == signer:
+            return (
+                f"duplicate signer: the key that signed node {other}'s reply signed this one "
+                "too (one client behind two nodes); counted once"
+            )
+    return None
+
+
 def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundResult:
     """One ECOS round over ``grid``: sketch, send, collect, select; fills ``result``."""
     from ..protocol import fit_centroids
@@ -417,6 +434,12 @@ def run_round(grid: GridLike, cfg: ServerConfig, result: RoundResult) -> RoundRe
                     )
                 result.bytes_received += len(data)
                 resp, signer = _accept_signed(data, cents, client_keys)
+                if cfg.mode == "federation":  # a sum: each release may count once only
+                    twin = _duplicate_of(bytes(data), resp, signer, released, result)
+                    if twin is not None:
+                        result.dropped[key] = twin
+                        log.warning("client %s dropped: %s", key, twin)
+                        continue
                 result.responses[key] = resp
                 released[key] = bytes(data)
                 if signer is not None:
