@@ -1216,3 +1216,30 @@ def test_federation_counts_a_replayed_reply_or_a_signer_once(
     res = run_round(FakeGrid(apps), cfg, RoundResult())
     assert list(res.responses) == ["1"]
     assert res.dropped["2"].startswith("duplicate signer: the key that signed node 1's reply")
+
+
+def test_the_node_config_refuses_unknown_keys_and_reads_the_relation(
+    world: dict[str, Any], keys: dict[str, tuple[Path, Path]]
+) -> None:
+    """Before: unknown node-config keys were ignored, so cloud_key (ClientConfig's
+    spelling of cloud-key) left the client answering unsigned centroids, and relation
+    was never read."""
+    from ecos_fast.flower import deploy
+
+    d = world["clients"][0]
+    node = {"features": str(d / "private.npy"), "ledger": str(d / "ledger.sqlite"),
+            "epsilon": EPS, "delta": DELTA, "budget-epsilon": 2.0, "cloud": "acme"}  # fmt: skip
+    ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    ctx.node_config = {**node, "cloud_key": str(keys["cloud"][1])}
+    with pytest.raises(ecos_fast.InvalidInputError, match=r"'cloud_key'.*'cloud-key'"):
+        deploy.client_config(ctx)
+    cents = ecos_fast.fit_centroids(np.load(world["pool"]), CLUSTERS, seed=0)
+    reply = deploy.client_app(_query(cents), ctx)
+    assert reply.has_error() and reply.error.code == 4099
+    assert _releases(d) == 0
+    ctx.node_config = {**node, "relation": "bogus"}
+    with pytest.raises(ecos_fast.InvalidInputError, match="relation='bogus'"):
+        deploy.client_config(ctx)
+    # Flower's own keys (simulation) are allowed; relation is read.
+    ctx.node_config = {**node, "relation": "replace_one", "partition-id": 0, "num-partitions": 2}
+    assert deploy.client_config(ctx).relation == "replace_one"

@@ -14,8 +14,11 @@ comma-separated: replies must be signed by one). Each client's come from its Sup
 ``--node-config``: ``features`` (or ``images`` and optionally ``extractor``), ``ledger``,
 ``epsilon``, ``delta``, ``budget-epsilon``, ``cloud`` and optionally
 ``extractor-fingerprint``, ``cloud-key`` (the cloud's public key: the centroids must be
-signed by it), ``sign-key`` (the client's private key) and ``seed`` (tests only) — the
-client's privacy is set on the client's machine, never by the server.
+signed by it), ``sign-key`` (the client's private key), ``neighbours``, ``relation``
+(``add_remove`` or ``replace_one``) and ``seed`` (tests only) — the client's privacy is set
+on the client's machine, never by the server. Any other key is refused (Flower's own
+``partition-id`` and ``num-partitions`` aside): a misspelt ``cloud-key`` must not leave the
+client answering unsigned centroids.
 """
 
 from __future__ import annotations
@@ -93,9 +96,46 @@ def _optional(cfg: dict[str, Any], key: str) -> str | None:
     return None if value in (None, "") else str(value)
 
 
+#: The node config's keys, and Flower's own (the simulation engine sets them).
+NODE_CONFIG_KEYS = frozenset(
+    {"features", "images", "extractor", "ledger", "epsilon", "delta", "budget-epsilon"}
+    | {"cloud", "extractor-fingerprint", "cloud-key", "sign-key", "seed", "neighbours"}
+    | {"relation"}
+)
+FLOWER_NODE_CONFIG_KEYS = frozenset({"partition-id", "num-partitions"})
+
+
+def _check_node_keys(c: dict[str, Any]) -> None:
+    """An unknown key is refused: a misspelt ``cloud-key`` would answer unsigned centroids."""
+    import difflib
+
+    from ..errors import InvalidInputError
+
+    known = NODE_CONFIG_KEYS | FLOWER_NODE_CONFIG_KEYS
+    unknown = sorted(str(k) for k in c if k not in known)
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k.replace("_", "-"), sorted(known), n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InvalidInputError(
+            f"the node config has unknown key(s) {', '.join(hints)}; known: "
+            f"{', '.join(sorted(NODE_CONFIG_KEYS))}"
+        )
+
+
 def client_config(context: Context) -> ClientConfig:
-    """This SuperNode's :class:`ClientConfig`, from ``context.node_config``."""
+    """This SuperNode's :class:`ClientConfig`, from ``context.node_config``.
+
+    Unknown keys are refused (Flower's own ``partition-id`` and ``num-partitions`` aside).
+    """
+    from .._validation import check_choice
+
     c = context.node_config
+    _check_node_keys(c)
+    relation = check_choice(
+        str(_get(c, "relation", "add_remove")), "relation", ("add_remove", "replace_one")
+    )
     seed = c.get("seed")
     images = _optional(c, "images")
     return ClientConfig(
@@ -112,6 +152,7 @@ def client_config(context: Context) -> ClientConfig:
         extractor_fingerprint=_optional(c, "extractor-fingerprint"),
         seed=None if seed is None else _number(c, "seed", int),
         neighbours=_number(c, "neighbours", int, 1),
+        relation=relation,
     )
 
 
