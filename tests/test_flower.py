@@ -1243,3 +1243,28 @@ def test_the_node_config_refuses_unknown_keys_and_reads_the_relation(
     # Flower's own keys (simulation) are allowed; relation is read.
     ctx.node_config = {**node, "relation": "replace_one", "partition-id": 0, "num-partitions": 2}
     assert deploy.client_config(ctx).relation == "replace_one"
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "match"),
+    [
+        ({"clusters": 2.7}, ecos_fast.InvalidTypeError, "clusters"),
+        ({"budget": True}, ecos_fast.InvalidTypeError, "budget"),
+        ({"budget": 0}, ecos_fast.BudgetError, "budget=0"),
+        ({"seed": -1}, ecos_fast.InvalidInputError, "seed=-1"),
+        ({"min_clients": 1.5}, ecos_fast.InvalidTypeError, "min_clients"),
+        ({"mode": "bogus"}, ecos_fast.InvalidInputError, "mode='bogus'"),
+        ({"client_keys": ["a.pub", "b,c.pub"]}, ecos_fast.InvalidInputError, "comma"),
+        ({"client_keys": "a.pub"}, ecos_fast.InvalidTypeError, "client_keys"),
+    ],
+    ids=lambda v: str(v)[:30] if isinstance(v, dict) else "",
+)
+def test_app_project_refuses_what_it_would_rewrite(
+    tmp_path: Path, kw: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Before: clusters=2.7 was written as 2, budget=True as 1, a client key path with a
+    comma became two keys and mode='bogus' was written as it was."""
+    args: dict[str, Any] = {"pool": "p.npy", "clusters": 4, "budget": 9, **kw}
+    with pytest.raises(error, match=match):
+        app_project(tmp_path, **args)
+    assert not (tmp_path / "pyproject.toml").exists()

@@ -187,9 +187,30 @@ def app_project(
     (True, True)
     """
 
-    from .._validation import check_nonneg_float
+    import os
+    import sys
 
+    from .._validation import check_budget, check_choice, check_int, check_nonneg_float, check_seed
+    from ..errors import InvalidInputError, InvalidTypeError
+
+    # Written as given or refused: nothing is rounded, coerced or split on the way.
+    check_int(clusters, "clusters", low=1)
+    check_budget(budget, sys.maxsize)
+    check_seed(seed)
+    check_int(min_clients, "min_clients", low=0)
     check_nonneg_float(timeout, "timeout")
+    check_choice(mode, "mode", ("per_client", "federation"))
+    if isinstance(client_keys, (str, bytes, os.PathLike)):
+        raise InvalidTypeError(
+            f"client_keys must be a list of public key paths, got {type(client_keys).__name__} "
+            f"{client_keys!r}; for one key, [{client_keys!r}]"
+        )
+    for k in client_keys:
+        if "," in str(k):
+            raise InvalidInputError(
+                f"client_keys holds {str(k)!r}, a path with a comma: the run config's "
+                "client-keys is comma-separated, so it would be read back as two keys"
+            )
 
     def q(value: str | Path) -> str:  # a TOML basic string (JSON's escapes are TOML's)
         return json.dumps(str(value))
