@@ -1268,3 +1268,26 @@ def test_app_project_refuses_what_it_would_rewrite(
     with pytest.raises(error, match=match):
         app_project(tmp_path, **args)
     assert not (tmp_path / "pyproject.toml").exists()
+
+
+def test_accept_and_union_response_refuse_the_wrong_types_naming_the_argument(
+    world: dict[str, Any],
+) -> None:
+    """Before: accept(reply, "x") raised a bare AttributeError and accept(reply, None)
+    skipped the centroid check; union_response([bytes]) and ([r, None]) raised
+    AttributeError and union_response(a generator) TypeError."""
+    cents = ecos_fast.fit_centroids(np.load(world["pool"]), CLUSTERS, seed=0)
+    r = ecos_fast.respond(np.load(world["clients"][0] / "private.npy"), cents, EPS, DELTA, seed=0)
+    rb = response_to_bytes(r)
+    for bad in ("x", None, rb):
+        with pytest.raises(ecos_fast.InvalidTypeError, match="centroids"):
+            accept(rb, bad)  # type: ignore[arg-type]
+    for bad_list, where in (([rb], r"responses\[0\]"), ([r, None], r"responses\[1\]")):
+        with pytest.raises(ecos_fast.InvalidTypeError, match=where):
+            union_response(bad_list)  # type: ignore[arg-type]
+    for not_a_list in (None, "ab", rb):
+        with pytest.raises(ecos_fast.InvalidTypeError, match="responses"):
+            union_response(not_a_list)  # type: ignore[arg-type]
+    r2 = ecos_fast.respond(np.load(world["clients"][1] / "private.npy"), cents, EPS, DELTA, seed=1)
+    union = union_response(x for x in (r, r2))  # any iterable
+    assert np.allclose(union.noisy_counts, r.noisy_counts + r2.noisy_counts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -363,11 +364,19 @@ def accept(reply: object, centroids: Centroids, *, verify_key: Any = None) -> Re
         A valid response, but to other centroids.
     SignatureError
         With ``verify_key``: not signed by that key.
+    InvalidTypeError
+        ``centroids`` is not a :class:`Centroids` (None included: to parse a reply
+        without checking what it answers, use :func:`response_from_bytes`).
     """
+    if not isinstance(centroids, Centroids):
+        raise InvalidTypeError(
+            f"accept needs the centroids the reply must answer, got centroids of type "
+            f"{type(centroids).__name__} (response_from_bytes parses without them)"
+        )
     return response_from_bytes(reply, centroids=centroids, verify_key=verify_key)
 
 
-def union_response(responses: list[Response]) -> Response:
+def union_response(responses: Iterable[Response]) -> Response:
     """Federation mode: one release from the sum of several clients' noisy counts.
 
     The sum of independent Gaussian releases is a Gaussian release of the summed true
@@ -376,12 +385,29 @@ def union_response(responses: list[Response]) -> Response:
     ``epsilon``/``delta`` are the largest of the clients' (the weakest guarantee any
     client gave), used only for the header: selection reads ``sigma``.
 
+    ``responses`` may be any iterable of :class:`Response` (a list, a generator, a dict's
+    values).
+
     Raises
     ------
     InvalidInputError
         No responses, or they answer different centroids, use different relations or
         count at different numbers of neighbours.
+    InvalidTypeError
+        ``responses`` is not an iterable (or is a str or bytes), or holds something that
+        is not a Response (reply bytes: :func:`accept` them first).
     """
+    if isinstance(responses, (str, bytes, bytearray)) or not isinstance(responses, Iterable):
+        raise InvalidTypeError(
+            f"responses must be an iterable of Response, got {type(responses).__name__}"
+        )
+    responses = list(responses)
+    for i, r in enumerate(responses):
+        if not isinstance(r, Response):
+            raise InvalidTypeError(
+                f"responses[{i}] is {type(r).__name__}, not a Response"
+                + (" (accept the reply bytes first)" if isinstance(r, (bytes, bytearray)) else "")
+            )
     if not responses:
         raise InvalidInputError("union_response needs at least one response")
     first = responses[0]
