@@ -1291,3 +1291,27 @@ def test_accept_and_union_response_refuse_the_wrong_types_naming_the_argument(
     r2 = ecos_fast.respond(np.load(world["clients"][1] / "private.npy"), cents, EPS, DELTA, seed=1)
     union = union_response(x for x in (r, r2))  # any iterable
     assert np.allclose(union.noisy_counts, r.noisy_counts + r2.noisy_counts)
+
+
+def test_message_errors_name_the_message_not_a_deleted_temporary_file(
+    keys: dict[str, tuple[Path, Path]],
+) -> None:
+    """Before: they named /tmp/ecos-flower-XXXX/centroids.safetensors, gone once raised."""
+    from ecos_fast.flower import centroids_from_bytes, response_from_bytes
+
+    cents = ecos_fast.Centroids(np.eye(3, dtype=np.float32))
+    calls = [
+        (lambda: centroids_from_bytes(b"junk"), ecos_fast.ExchangeFileError, "centroid message"),
+        (
+            lambda: centroids_from_bytes(centroids_to_bytes(cents), verify_key=keys["cloud"][1]),
+            ecos_fast.SignatureError,
+            "centroid message",
+        ),
+        (lambda: response_from_bytes(b"junk"), ecos_fast.ExchangeFileError, "response message"),
+        (lambda: accept(b"junk", cents), ecos_fast.ExchangeFileError, "response message"),
+    ]
+    for call, error, name in calls:
+        with pytest.raises(error) as info:
+            call()
+        assert str(info.value).startswith(f"{name}: "), str(info.value)
+        assert "ecos-flower-" not in str(info.value) and ".safetensors" not in str(info.value)

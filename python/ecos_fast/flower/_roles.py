@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -87,6 +88,19 @@ def _as_file(data: object, what: str) -> tuple[tempfile.TemporaryDirectory[str],
     return d, p
 
 
+@contextmanager
+def _parsed_as_file(data: object, what: str, name: str) -> Iterator[Path]:
+    """``data`` written to a temporary file for the file loaders; their errors name the
+    message (``name``) instead of that file, which is gone once they are raised."""
+    d, p = _as_file(data, what)
+    with d:
+        try:
+            yield p
+        except ExchangeFileError as exc:
+            msg = str(exc).replace(str(p), name).replace(d.name, name)
+            raise type(exc)(msg) from None
+
+
 def centroids_from_bytes(data: object, *, verify_key: Any = None) -> Centroids:
     """Parse and verify centroid file bytes, as :func:`load_centroids` does a file.
 
@@ -99,8 +113,7 @@ def centroids_from_bytes(data: object, *, verify_key: Any = None) -> Centroids:
     SignatureError
         With ``verify_key``: unsigned, signed by another key, or changed after signing.
     """
-    d, p = _as_file(data, "centroids")
-    with d:
+    with _parsed_as_file(data, "centroids", "centroid message") as p:
         return load_centroids(p, verify_key=verify_key)
 
 
@@ -120,8 +133,7 @@ def response_from_bytes(
     SignatureError
         With ``verify_key``: unsigned, signed by another key, or changed after signing.
     """
-    d, p = _as_file(data, "response")
-    with d:
+    with _parsed_as_file(data, "response", "response message") as p:
         return load_response(p, centroids=centroids, verify_key=verify_key)
 
 
