@@ -333,3 +333,22 @@ def test_local_backend_never_imports_ray() -> None:
         "assert 'ray' not in sys.modules, 'ray was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+SMALL = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+
+
+def test_default_kmeans_on_a_small_pool_equals_local(cluster: Any, tmp_path: Path) -> None:
+    """Before: a pool of at most n_clusters x 256 rows asked for init_sample=."""
+    np.save(tmp_path / "a.npy", SMALL)
+    np.save(tmp_path / "b.npy", SMALL[::-1])
+    x = np.concatenate([SMALL, SMALL[::-1]])
+    same_kmeans(
+        ecos_fast.kmeans(x, 3, seed=2), ecos_fast.kmeans(tmp_path, 3, seed=2, backend="ray")
+    )
+    same_kmeans(
+        ecos_fast.kmeans(x, 3, init_sample=50),
+        ecos_fast.kmeans(tmp_path, 3, init_sample=50, backend="ray"),
+    )
+    loc = ecos_fast.fit_centroids(x, 3)
+    assert ecos_fast.fit_centroids(tmp_path, 3, backend="ray").fingerprint == loc.fingerprint

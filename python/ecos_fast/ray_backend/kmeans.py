@@ -67,7 +67,9 @@ def kmeans_sharded(
 
     Same parameters and result as :func:`ecos_fast.kmeans` (``backend="local"``),
     which it equals bit for bit: centroids, labels, inertia history and ``n_iter``.
-    ``pool`` is anything :meth:`ShardedPool.from_source` takes. With
+    ``pool`` is anything :meth:`ShardedPool.from_source` takes. A pool of at most
+    ``n_clusters * max_points_per_centroid`` rows is gathered to the driver whole
+    and clustered there, as the local backend trains on every row. With
     ``max_points_per_centroid=None`` (Lloyd on every row, on the workers) the
     seeding needs ``init`` or ``init_sample``: k-means++ over every row would take
     ``n_clusters`` passes over the pool.
@@ -102,6 +104,14 @@ def kmeans_sharded(
         # The history covers the training assignments only, as the local backend's.
         centroids, n_iter = km.centroids, km.n_iter
         history = list(km.inertia_history[:n_iter])
+        final_inertia = False
+    elif params.max_train is not None:
+        # A pool no larger than the training cap: the local backend trains on every
+        # row, so every row is gathered and clustered by the same local run.
+        xs = gather_rows(p, np.arange(n, dtype=np.int64), normalize=normalize, stats=st)
+        km = kmeans_rows(xs, params, resolve_threads(n_threads))
+        centroids, n_iter = km.centroids, km.n_iter
+        history = list(km.inertia_history)
         final_inertia = False
     else:
         centroids = _init_centroids(p, params, normalize, st)
