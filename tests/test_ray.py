@@ -352,3 +352,16 @@ def test_default_kmeans_on_a_small_pool_equals_local(cluster: Any, tmp_path: Pat
     )
     loc = ecos_fast.fit_centroids(x, 3)
     assert ecos_fast.fit_centroids(tmp_path, 3, backend="ray").fingerprint == loc.fingerprint
+
+
+def test_zero_row_npy_shards_are_skipped(cluster: Any, tmp_path: Path) -> None:
+    """Before: every call on the folder failed with "pool shard is empty"."""
+    np.save(tmp_path / "a.npy", SMALL[:100])
+    np.save(tmp_path / "b.npy", SMALL[:0])
+    np.save(tmp_path / "c.npy", SMALL[100:])
+    p = ray_backend.ShardedPool.from_source(tmp_path)
+    assert p.n_shards == 2 and p.offsets == (0, 100, 300)
+    lab, d2 = ecos_fast.assign(tmp_path, SMALL[:3], backend="ray")
+    want = ecos_fast.assign(tmp_path, SMALL[:3])
+    np.testing.assert_array_equal(lab, want[0])
+    assert d2.tobytes() == want[1].tobytes()

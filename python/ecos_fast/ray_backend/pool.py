@@ -260,8 +260,8 @@ class ShardedPool:
             order; a list keeps its order. A Dataset is materialised in order and
             its blocks become shards. :class:`ecos_fast.features.Features` read from
             disk (:func:`ecos_fast.features.load`, ``extract(out_dir=...)``) are read
-            from their files, each worker its own shards, as their path is. An
-            array (or in-memory Features) is split into ``n_shards`` blocks (default
+            from their files, each worker its own shards, as their path is. A
+            zero-row ``.npy`` file is skipped. An array (or in-memory Features) is split into ``n_shards`` blocks (default
             8) and put in the object store.
         column : str, optional
             Feature column of Parquet files / Dataset rows.
@@ -318,6 +318,11 @@ class ShardedPool:
         if missing:
             raise InvalidInputError(f"shard files not found: {missing[:3]}")
         sizes = [_shard_rows(p) for p in paths]
+        # A zero-row shard adds no rows (the local reader concatenates it as nothing).
+        kept = [(p, sz) for p, sz in zip(paths, sizes, strict=True) if sz[0] != 0]
+        if not kept:
+            raise InvalidInputError("the shards hold no rows")
+        paths, sizes = [p for p, _ in kept], [sz for _, sz in kept]
         dims = {d for _, d in sizes if d >= 0}
         if any(d < 0 for _, d in sizes):  # Parquet: read one file to learn d
             first = next(p for p, (_, d) in zip(paths, sizes, strict=False) if d < 0)
@@ -325,8 +330,6 @@ class ShardedPool:
         if len(dims) != 1:
             raise InvalidInputError(f"shards disagree on n_features: {sorted(dims)}")
         offsets = tuple(int(v) for v in np.concatenate([[0], np.cumsum([n for n, _ in sizes])]))
-        if offsets[-1] == 0:
-            raise InvalidInputError("the shards hold no rows")
         return cls(tuple(paths), offsets, dims.pop(), column)
 
     @classmethod
