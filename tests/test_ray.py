@@ -365,3 +365,12 @@ def test_zero_row_npy_shards_are_skipped(cluster: Any, tmp_path: Path) -> None:
     want = ecos_fast.assign(tmp_path, SMALL[:3])
     np.testing.assert_array_equal(lab, want[0])
     assert d2.tobytes() == want[1].tobytes()
+
+
+def test_small_arrays_take_at_most_one_shard_a_row(cluster: Any) -> None:
+    """Before: fewer than 8 rows failed on n_shards=8, which the caller never passed."""
+    lab, _ = ecos_fast.assign(SMALL[:5], SMALL[:2], backend="ray")
+    np.testing.assert_array_equal(lab, ecos_fast.assign(SMALL[:5], SMALL[:2])[0])
+    assert ray_backend.ShardedPool.from_source(SMALL[:5]).n_shards == 5
+    with pytest.raises(InvalidInputError, match="n_shards=6"):
+        ray_backend.ShardedPool.from_source(SMALL[:5], n_shards=6)

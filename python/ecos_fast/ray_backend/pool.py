@@ -262,7 +262,7 @@ class ShardedPool:
             disk (:func:`ecos_fast.features.load`, ``extract(out_dir=...)``) are read
             from their files, each worker its own shards, as their path is. A
             zero-row ``.npy`` file is skipped. An array (or in-memory Features) is split into ``n_shards`` blocks (default
-            8) and put in the object store.
+            8, or one a row for fewer rows) and put in the object store.
         column : str, optional
             Feature column of Parquet files / Dataset rows.
         n_shards : int, optional
@@ -299,7 +299,12 @@ class ShardedPool:
             return cls._from_dataset(source, column)
         if isinstance(source, np.ndarray) or hasattr(source, "__array__"):
             x = as_features(source, "pool")
-            s = check_int(8 if n_shards is None else n_shards, "n_shards", low=1, high=x.shape[0])
+            s = check_int(
+                min(8, x.shape[0]) if n_shards is None else n_shards,
+                "n_shards",
+                low=1,
+                high=x.shape[0],
+            )
             ray = ray_module()
             bounds = np.linspace(0, x.shape[0], s + 1).astype(np.int64)
             refs = tuple(ray.put(x[bounds[i] : bounds[i + 1]]) for i in range(s))
