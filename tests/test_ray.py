@@ -374,3 +374,15 @@ def test_small_arrays_take_at_most_one_shard_a_row(cluster: Any) -> None:
     assert ray_backend.ShardedPool.from_source(SMALL[:5]).n_shards == 5
     with pytest.raises(InvalidInputError, match="n_shards=6"):
         ray_backend.ShardedPool.from_source(SMALL[:5], n_shards=6)
+
+
+def test_dataset_scalar_columns_keep_their_order(cluster: Any, tmp_path: Path) -> None:
+    """Before: the columns of a Dataset were read sorted by name (a before b)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"b": SMALL[:, 0], "a": SMALL[:, 1]}), tmp_path / "p.parquet")
+    want = ecos_fast.feature_files.load_features(tmp_path)
+    for src in (tmp_path, ray.data.read_parquet(str(tmp_path))):
+        p = ray_backend.ShardedPool.from_source(src)
+        assert ray_backend.gather_rows(p, np.arange(300)).tobytes() == want.tobytes()

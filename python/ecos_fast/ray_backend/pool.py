@@ -191,7 +191,7 @@ class _ToMatrix:
         self.column = column
 
     def __call__(self, batch: dict[str, NDArray[Any]]) -> dict[str, NDArray[np.float32]]:
-        cols = [self.column] if self.column is not None else sorted(batch)
+        cols = [self.column] if self.column is not None else list(batch)
         mats = [np.asarray(batch[c]) for c in cols]
         if len(mats) == 1 and mats[0].ndim >= 2:
             m = mats[0].reshape(mats[0].shape[0], -1)
