@@ -21,7 +21,7 @@ import ecos_fast
 import numpy as np
 import pytest
 from ecos_fast import ray_backend
-from ecos_fast.errors import InvalidInputError, InvalidTypeError
+from ecos_fast.errors import FeatureFileError, InvalidInputError, InvalidTypeError
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ecos-fast[ray]')")
 # Ray Data's own context warns about its deprecated options when first built.
@@ -386,3 +386,27 @@ def test_dataset_scalar_columns_keep_their_order(cluster: Any, tmp_path: Path) -
     for src in (tmp_path, ray.data.read_parquet(str(tmp_path))):
         p = ray_backend.ShardedPool.from_source(src)
         assert ray_backend.gather_rows(p, np.arange(300)).tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("values", "kind", "match"),
+    [
+        ([[1.0], [2.0, 3.0, 4.0]], "float32", "different lengths"),
+        ([[1.0, 2.0], None], "float32", "nulls"),
+        ([["1.5", "2"], ["3", "4"]], "string", "lists of string"),
+    ],
+)
+def test_parquet_shards_are_checked_like_local(
+    cluster: Any, tmp_path: Path, values: list[Any], kind: str, match: str
+) -> None:
+    """Before: ragged rows were re-cut into equal rows, nulls dropped, strings parsed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"f": pa.array(values, pa.list_(getattr(pa, kind)()))}), tmp_path / "p.parquet"
+    )
+    with pytest.raises(FeatureFileError, match=match):
+        ecos_fast.feature_files.load_features(tmp_path)
+    with pytest.raises(FeatureFileError, match=match):
+        ray_backend.gather_rows(ray_backend.ShardedPool.from_source(tmp_path), [0, 1])

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from .._validation import as_features, check_int
 from ..errors import InvalidInputError, InvalidTypeError
-from ..feature_files import list_shards, open_npy
+from ..feature_files import list_shards, open_npy, read_parquet
 from ..transform import apply_normalize
 
 __all__ = ["RunStats", "ShardedPool", "load_shard", "ray_module", "remote", "task_threads"]
@@ -113,28 +113,6 @@ def task_threads() -> int:
     return int(os.environ.get(_THREADS_ENV, "1"))
 
 
-def _matrix_from_table(table: Any, column: str | None, name: str) -> NDArray[np.float32]:
-    """A pyarrow Table as a float32 matrix: one list/tensor column, or numeric columns."""
-    import pyarrow as pa
-
-    cols = [column] if column is not None else list(table.column_names)
-    if len(cols) == 1:
-        col = table.column(cols[0]).combine_chunks()
-        if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
-            flat = np.asarray(col.flatten().to_numpy(zero_copy_only=False))
-            return np.ascontiguousarray(flat.reshape(len(col), -1), dtype=np.float32)
-        if hasattr(col, "to_numpy_ndarray"):  # Ray's / Arrow's tensor extension types
-            arr = np.asarray(col.to_numpy_ndarray())
-            return np.ascontiguousarray(arr.reshape(len(col), -1), dtype=np.float32)
-    mats = [np.asarray(table.column(c).to_numpy(zero_copy_only=False)) for c in cols]
-    if any(m.ndim != 1 or m.dtype.kind not in "fiu" for m in mats):
-        raise InvalidTypeError(
-            f"{name}: columns {cols} are not numeric scalars or one list column; "
-            f"pass column= naming the feature column"
-        )
-    return np.ascontiguousarray(np.column_stack(mats), dtype=np.float32)
-
-
 _MAPS: dict[tuple[str, int, int], NDArray[Any]] = {}
 
 
@@ -161,9 +139,7 @@ def load_shard(shard: Any, column: str | None, normalize: str | None) -> NDArray
     elif isinstance(shard, str) and shard.endswith(".npy"):
         x = _mapped(shard)
     elif isinstance(shard, str) and shard.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        x = _matrix_from_table(pq.read_table(shard), column, shard)
+        x = read_parquet(shard, column)  # the local reader, with its checks
     else:
         raise InvalidTypeError(f"cannot read shard {shard!r}")
     return apply_normalize(as_features(x, "pool shard"), normalize)
