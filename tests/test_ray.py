@@ -410,3 +410,27 @@ def test_parquet_shards_are_checked_like_local(
         ecos_fast.feature_files.load_features(tmp_path)
     with pytest.raises(FeatureFileError, match=match):
         ray_backend.gather_rows(ray_backend.ShardedPool.from_source(tmp_path), [0, 1])
+
+
+def _parquet(path: Path, x: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = pa.array(x.reshape(-1))
+    pq.write_table(pa.table({"f": pa.FixedSizeListArray.from_arrays(flat, x.shape[1])}), path)
+
+
+def test_shards_of_different_widths_are_refused_when_the_pool_is_built(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """Before: only the first Parquet file's width was read; a raw ValueError came later."""
+    _parquet(tmp_path / "a.parquet", SMALL[:100])
+    _parquet(tmp_path / "b.parquet", SMALL[100:, :3])
+    with pytest.raises(FeatureFileError, match="different n_features") as want:
+        ecos_fast.feature_files.load_features(tmp_path)
+    with pytest.raises(FeatureFileError, match="different n_features") as have:
+        ray_backend.ShardedPool.from_source(tmp_path)
+    assert str(have.value) == str(want.value)
+    np.save(tmp_path / "c.npy", SMALL[:10, :3])
+    with pytest.raises(FeatureFileError, match=r"a\.parquet: \(100, 4\), b\.parquet: \(200, 3\)"):
+        ray_backend.ShardedPool.from_source(tmp_path)

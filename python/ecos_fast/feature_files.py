@@ -4,8 +4,9 @@ Every public cloud-side function (``select``, ``fit_centroids``, ``kmeans``,
 ``assign``, ``kcenter_greedy``, the baselines; also ``respond`` on the client)
 and every command of the CLI read a path through :func:`load_features`: the
 one loader, so the API and the CLI read the same files the same way. The Ray
-backend's shard reader uses :func:`open_npy`, :func:`list_shards` and
-:func:`table_to_matrix`.
+backend's shard reader uses :func:`open_npy`, :func:`list_shards`,
+:func:`read_parquet` (:func:`table_to_matrix`), :func:`parquet_shape` and
+:func:`check_widths`.
 
 What is copied:
 
@@ -39,10 +40,12 @@ from .errors import FeatureFileError
 
 __all__ = [
     "SUFFIXES",
+    "check_widths",
     "is_feature_source",
     "list_shards",
     "load_features",
     "open_npy",
+    "parquet_shape",
     "read_parquet",
     "table_to_matrix",
 ]
@@ -287,6 +290,37 @@ def read_parquet(path: PathLike, column: str | None = None) -> NDArray[Any]:
     return x
 
 
+def parquet_shape(path: PathLike, column: str | None = None) -> tuple[int, int]:
+    """(rows, n_features) of a Parquet file, from its metadata and one row group.
+
+    The row group goes through :func:`table_to_matrix` (so a missing column or a
+    non-numeric one is found without reading the whole file); the other row groups
+    are checked when the file is read.
+    """
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    f = pq.ParquetFile(p)
+    groups = [i for i in range(f.num_row_groups) if f.metadata.row_group(i).num_rows]
+    table = f.read_row_group(groups[0]) if groups else f.schema_arrow.empty_table()
+    return int(f.metadata.num_rows), int(table_to_matrix(table, column, p).shape[1])
+
+
+def check_widths(name: object, shapes: Sequence[tuple[PathLike, tuple[int, ...]]]) -> int:
+    """The one ``n_features`` of shards given as (path, shape) pairs, in order.
+
+    Raises
+    ------
+    FeatureFileError
+        The shards have different widths (the message lists every shard's shape).
+    """
+    widths = {s[1] for _, s in shapes}
+    if len(widths) != 1:
+        detail = ", ".join(f"{Path(q).name}: {s}" for q, s in shapes)
+        raise FeatureFileError(f"{name}: shards have different n_features ({detail})")
+    return int(widths.pop())
+
+
 def _read_one(p: Path, column: str | None) -> NDArray[Any]:
     if p.suffix == ".parquet":
         return read_parquet(p, column)
@@ -362,14 +396,11 @@ def load_features(
     arrays = [_read_one(q, column) for q in shards]
     if len(arrays) == 1:
         return arrays[0]
-    widths = {a.shape[1] for a in arrays}
-    if len(widths) != 1:
-        detail = ", ".join(f"{q.name}: {a.shape}" for q, a in zip(shards, arrays, strict=True))
-        raise FeatureFileError(f"{name}: shards have different n_features ({detail})")
+    width = check_widths(name, [(q, a.shape) for q, a in zip(shards, arrays, strict=True)])
     dtype = np.result_type(*arrays)
     if dtype.kind != "f" or dtype.itemsize < 4:
         dtype = np.dtype(np.float32)
-    out = np.empty((sum(a.shape[0] for a in arrays), widths.pop()), dtype=dtype)
+    out = np.empty((sum(a.shape[0] for a in arrays), width), dtype=dtype)
     it: Any = arrays
     if progress:
         from tqdm import tqdm  # type: ignore[import-untyped]

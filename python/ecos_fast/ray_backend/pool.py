@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from .._validation import as_features, check_int
 from ..errors import InvalidInputError, InvalidTypeError
-from ..feature_files import list_shards, open_npy, read_parquet
+from ..feature_files import check_widths, list_shards, open_npy, parquet_shape, read_parquet
 from ..transform import apply_normalize
 
 __all__ = ["RunStats", "ShardedPool", "load_shard", "ray_module", "remote", "task_threads"]
@@ -145,15 +145,12 @@ def load_shard(shard: Any, column: str | None, normalize: str | None) -> NDArray
     return apply_normalize(as_features(x, "pool shard"), normalize)
 
 
-def _shard_rows(shard: str) -> tuple[int, int]:
-    """(rows, features) of a file shard without reading its data (-1: not known yet)."""
+def _shard_rows(shard: str, column: str | None) -> tuple[int, int]:
+    """(rows, features) of a file shard without reading all of its data."""
     if shard.endswith(".npy"):
         a = open_npy(shard)
         return int(a.shape[0]), int(a.shape[1])
-    import pyarrow.parquet as pq
-
-    md = pq.read_metadata(shard)
-    return int(md.num_rows), -1
+    return parquet_shape(shard, column)
 
 
 def _shape(x: NDArray[np.float32]) -> tuple[int, int]:
@@ -260,15 +257,17 @@ class ShardedPool:
         if _on_disk_features(source):
             return cls.from_source(source.path, column=column)
         if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-            return cls._from_paths([str(p) for p in list_shards(source, SUFFIXES)], column)
+            return cls._from_paths(
+                [str(p) for p in list_shards(source, SUFFIXES)], column, str(source)
+            )
         if isinstance(source, (str, os.PathLike)):
-            return cls._from_paths([str(source)], column)
+            return cls._from_paths([str(source)], column, str(source))
         if (
             isinstance(source, Sequence)
             and source
             and all(isinstance(s, (str, os.PathLike)) for s in source)
         ):
-            return cls._from_paths([str(s) for s in source], column)
+            return cls._from_paths([str(s) for s in source], column, f"{len(source)} shards")
         if type(source).__name__ in ("Dataset", "MaterializedDataset") and hasattr(
             source, "map_batches"
         ):
@@ -291,27 +290,22 @@ class ShardedPool:
         )
 
     @classmethod
-    def _from_paths(cls, paths: list[str], column: str | None) -> ShardedPool:
+    def _from_paths(cls, paths: list[str], column: str | None, name: str) -> ShardedPool:
         bad = [p for p in paths if not p.endswith(SUFFIXES)]
         if bad:
             raise InvalidInputError(f"shards must be .npy or .parquet files; got {bad[:3]}")
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
             raise InvalidInputError(f"shard files not found: {missing[:3]}")
-        sizes = [_shard_rows(p) for p in paths]
+        sizes = [_shard_rows(p, column) for p in paths]
+        width = check_widths(name, list(zip(paths, sizes, strict=True)))
         # A zero-row shard adds no rows (the local reader concatenates it as nothing).
         kept = [(p, sz) for p, sz in zip(paths, sizes, strict=True) if sz[0] != 0]
         if not kept:
             raise InvalidInputError("the shards hold no rows")
         paths, sizes = [p for p, _ in kept], [sz for _, sz in kept]
-        dims = {d for _, d in sizes if d >= 0}
-        if any(d < 0 for _, d in sizes):  # Parquet: read one file to learn d
-            first = next(p for p, (_, d) in zip(paths, sizes, strict=False) if d < 0)
-            dims.add(int(load_shard(first, column, None).shape[1]))
-        if len(dims) != 1:
-            raise InvalidInputError(f"shards disagree on n_features: {sorted(dims)}")
         offsets = tuple(int(v) for v in np.concatenate([[0], np.cumsum([n for n, _ in sizes])]))
-        return cls(tuple(paths), offsets, dims.pop(), column)
+        return cls(tuple(paths), offsets, width, column)
 
     @classmethod
     def _from_dataset(cls, ds: Any, column: str | None) -> ShardedPool:
