@@ -434,3 +434,27 @@ def test_shards_of_different_widths_are_refused_when_the_pool_is_built(
     np.save(tmp_path / "c.npy", SMALL[:10, :3])
     with pytest.raises(FeatureFileError, match=r"a\.parquet: \(100, 4\), b\.parquet: \(200, 3\)"):
         ray_backend.ShardedPool.from_source(tmp_path)
+
+
+@pytest.mark.parametrize("case", ["column", "no rows", "corrupt", "no columns"])
+def test_bad_parquet_shards_are_feature_file_errors_naming_the_file(
+    cluster: Any, tmp_path: Path, case: str
+) -> None:
+    """Before: KeyError, a reshape ValueError, ArrowInvalid, a concatenate ValueError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "p.parquet"
+    column = "nope" if case == "column" else None
+    if case == "corrupt":
+        np.save(tmp_path / "a.npy", SMALL)
+        path.write_text("junk")
+    elif case == "no columns":
+        pq.write_table(pa.table({}), path)
+    else:
+        _parquet(path, SMALL[:0] if case == "no rows" else SMALL)
+    with pytest.raises(FeatureFileError, match=r"p\.parquet") as want:
+        ecos_fast.feature_files.load_features(tmp_path, column=column)
+    with pytest.raises(FeatureFileError, match=r"p\.parquet") as have:
+        ray_backend.ShardedPool.from_source(tmp_path, column=column)
+    assert str(have.value) == str(want.value)

@@ -272,6 +272,14 @@ def read_parquet(path: PathLike, column: str | None = None) -> NDArray[Any]:
     [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
     """
     p = Path(path)
+    x = table_to_matrix(_parquet_read(p, lambda f: f.read()), column, p)
+    if x.shape[0] == 0:
+        raise FeatureFileError(f"{p}: holds no rows")
+    return x
+
+
+def _parquet_read(p: Path, read: Any) -> Any:
+    """``read(pyarrow.parquet.ParquetFile)`` with pyarrow's errors as FeatureFileErrors."""
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
@@ -281,13 +289,9 @@ def read_parquet(path: PathLike, column: str | None = None) -> NDArray[Any]:
     if not p.is_file():
         raise FeatureFileError(f"{p}: no such file")
     try:
-        table = pq.read_table(p, memory_map=True)
+        return read(pq.ParquetFile(p, memory_map=True))
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise FeatureFileError(f"{p}: cannot read it as a Parquet file ({exc})") from None
-    x = table_to_matrix(table, column, p)
-    if x.shape[0] == 0:
-        raise FeatureFileError(f"{p}: holds no rows")
-    return x
 
 
 def parquet_shape(path: PathLike, column: str | None = None) -> tuple[int, int]:
@@ -295,15 +299,21 @@ def parquet_shape(path: PathLike, column: str | None = None) -> tuple[int, int]:
 
     The row group goes through :func:`table_to_matrix` (so a missing column or a
     non-numeric one is found without reading the whole file); the other row groups
-    are checked when the file is read.
+    are checked when the file is read. Raises :class:`FeatureFileError` as
+    :func:`read_parquet` does (unreadable file, bad column, no rows).
     """
-    import pyarrow.parquet as pq
-
     p = Path(path)
-    f = pq.ParquetFile(p)
-    groups = [i for i in range(f.num_row_groups) if f.metadata.row_group(i).num_rows]
-    table = f.read_row_group(groups[0]) if groups else f.schema_arrow.empty_table()
-    return int(f.metadata.num_rows), int(table_to_matrix(table, column, p).shape[1])
+
+    def first_rows(f: Any) -> tuple[int, Any]:
+        groups = [i for i in range(f.num_row_groups) if f.metadata.row_group(i).num_rows]
+        table = f.read_row_group(groups[0]) if groups else f.schema_arrow.empty_table()
+        return int(f.metadata.num_rows), table
+
+    rows, table = _parquet_read(p, first_rows)
+    width = int(table_to_matrix(table, column, p).shape[1])
+    if rows == 0:
+        raise FeatureFileError(f"{p}: holds no rows")
+    return rows, width
 
 
 def check_widths(name: object, shapes: Sequence[tuple[PathLike, tuple[int, ...]]]) -> int:
