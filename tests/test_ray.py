@@ -458,3 +458,18 @@ def test_bad_parquet_shards_are_feature_file_errors_naming_the_file(
     with pytest.raises(FeatureFileError, match=r"p\.parquet") as have:
         ray_backend.ShardedPool.from_source(tmp_path, column=column)
     assert str(have.value) == str(want.value)
+
+
+def test_a_bad_value_on_a_worker_is_the_project_error_naming_the_shard(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """Before: a RayTaskError (a coloured worker traceback) saying only "at row 7"."""
+    np.save(tmp_path / "a.npy", SMALL)
+    bad = SMALL.copy()
+    bad[7, 0] = np.nan
+    np.save(tmp_path / "b.npy", bad)
+    with pytest.raises(InvalidInputError) as err:
+        ecos_fast.assign(tmp_path, SMALL[:3], backend="ray")
+    assert type(err.value) is InvalidInputError
+    assert str(err.value).startswith(f"pool shard {tmp_path / 'b.npy'} holds a non-finite value")
+    assert "at row 7;" in str(err.value)

@@ -31,7 +31,7 @@ from .._validation import KMeansParams, as_features, check_kmeans_params
 from ..clustering import KMeansResult, init_sample_rows, kmeans_rows, on_every_row
 from ..clustering import training_sample_rows as _training_rows
 from ..errors import InvalidInputError
-from .pool import RunStats, ShardedPool, nbytes, ray_module, remote
+from .pool import RunStats, ShardedPool, fetch, nbytes, ray_module, remote
 from .tasks import (
     add_parts,
     assign_refs,
@@ -153,7 +153,7 @@ def _lloyd(
     n, k = p.n_samples, centroids.shape[0]
     col = p.column
     maxabs = np.max(
-        np.stack(ray.get([remote(task_max_abs).remote(sh, col, normalize) for sh in p.shards])),
+        np.stack(fetch([remote(task_max_abs).remote(sh, col, normalize) for sh in p.shards])),
         axis=0,
     )
     scales = _core.kmeans_scales(np.ascontiguousarray(maxabs, np.float32), n)
@@ -161,7 +161,7 @@ def _lloyd(
     st.bytes_to_driver += maxabs.nbytes * p.n_shards
     tol_abs = 0.0  # tol = 0 stops on a zero shift only: no pass for the variance
     if params.tol > 0:
-        mom = ray.get([remote(task_moments).remote(sh, col, normalize, sc_ref) for sh in p.shards])
+        mom = fetch([remote(task_moments).remote(sh, col, normalize, sc_ref) for sh in p.shards])
         st.bytes_to_driver += nbytes(mom)
         # i128 sums of squares travel as (hi, lo) words; add them as Python ints.
         q = np.sum(np.stack([m[0] for m in mom]), axis=0)
@@ -181,7 +181,7 @@ def _lloyd(
             remote(task_partial, num_returns=2).remote(sh, col, normalize, c_ref, sc_ref)
             for sh in p.shards
         ]
-        parts = ray.get([r[0] for r in refs])
+        parts = fetch([r[0] for r in refs])
         st.bytes_to_driver += nbytes(parts)
         st.lloyd_bytes_to_driver += nbytes(parts)
         st.distance_passes += 1
@@ -193,7 +193,7 @@ def _lloyd(
         if n_empty and int(counts.sum()) >= k:
             m = n_empty + k
             f = remote(task_relocation_rows)
-            got = ray.get(
+            got = fetch(
                 [
                     f.remote(sh, col, normalize, r[1], off, m)
                     for sh, r, off in zip(p.shards, refs, p.offsets[:-1], strict=True)
@@ -226,14 +226,13 @@ def _final_assign(
     st: RunStats,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Every row's label (fetched when asked) and the inertia bins of the assignment."""
-    ray = ray_module()
     out = assign_refs(p, centroids, normalize, st)
-    summaries = ray.get([o[2] for o in out])
+    summaries = fetch([o[2] for o in out])
     st.bytes_to_driver += nbytes(summaries)
     bins = add_parts([(sm["bins"],) for sm in summaries])[0]
     labels = np.zeros(0, np.int64)
     if return_labels:
-        labs = ray.get([o[0] for o in out])
+        labs = fetch([o[0] for o in out])
         st.bytes_to_driver += nbytes(labs)
         labels = np.concatenate(labs).astype(np.int64)
     return labels, bins
@@ -254,10 +253,9 @@ def assign_sharded(
     st = stats if stats is not None else RunStats()
     p = ShardedPool.from_source(pool, column=column)
     c = as_features(centroids, "centroids", n_features=p.n_features)
-    ray = ray_module()
     out = assign_refs(p, c, normalize, st)
-    labs = ray.get([o[0] for o in out])
-    d2 = ray.get([o[1] for o in out])
+    labs = fetch([o[0] for o in out])
+    d2 = fetch([o[1] for o in out])
     st.bytes_to_driver += nbytes(labs) + nbytes(d2)
     st.n_shards = p.n_shards
     return np.concatenate(labs).astype(np.int64), np.concatenate(d2).astype(np.float32)

@@ -20,11 +20,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._validation import as_features, check_int
-from ..errors import InvalidInputError, InvalidTypeError
+from ..errors import EcosError, InvalidInputError, InvalidTypeError
 from ..feature_files import check_widths, list_shards, open_npy, parquet_shape, read_parquet
 from ..transform import apply_normalize
 
-__all__ = ["RunStats", "ShardedPool", "load_shard", "ray_module", "remote", "task_threads"]
+__all__ = ["RunStats", "ShardedPool", "fetch", "load_shard", "ray_module", "remote", "task_threads"]
 
 SUFFIXES = (".npy", ".parquet")
 _THREADS_ENV = "ECOS_FAST_TASK_THREADS"
@@ -97,6 +97,38 @@ def ray_module() -> Any:
     return ray
 
 
+def _project_error(exc: BaseException) -> EcosError | None:
+    """The ecos-fast error a task raised, out of Ray's wrappers (None if it is not one).
+
+    A ``RayTaskError`` holds the task's own exception as ``.cause`` (and is made an
+    instance of its class, as a wrapper); Ray Data chains it as ``__cause__``.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, BaseException):
+            e = cause
+        elif isinstance(e, EcosError):
+            return e
+        else:
+            e = e.__cause__
+    return None
+
+
+def fetch(refs: Any) -> Any:
+    """``ray.get(refs)``; an ecos-fast error raised by a task is raised as itself."""
+    ray = ray_module()
+    try:
+        return ray.get(refs)
+    except Exception as exc:
+        err = _project_error(exc)
+        if err is None:
+            raise
+        raise err from None
+
+
 _REMOTES: dict[str, Any] = {}
 
 
@@ -133,7 +165,10 @@ def _mapped(path: str) -> NDArray[Any]:
 
 
 def load_shard(shard: Any, column: str | None, normalize: str | None) -> NDArray[np.float32]:
-    """A shard's rows as a float32 matrix (memory-mapped for ``.npy``), transformed."""
+    """A shard's rows as a float32 matrix (memory-mapped for ``.npy``), transformed.
+
+    Errors name the shard's file (rows are counted from the shard's first row).
+    """
     if isinstance(shard, np.ndarray):
         x = shard
     elif isinstance(shard, str) and shard.endswith(".npy"):
@@ -142,7 +177,8 @@ def load_shard(shard: Any, column: str | None, normalize: str | None) -> NDArray
         x = read_parquet(shard, column)  # the local reader, with its checks
     else:
         raise InvalidTypeError(f"cannot read shard {shard!r}")
-    return apply_normalize(as_features(x, "pool shard"), normalize)
+    name = f"pool shard {shard}" if isinstance(shard, str) else "pool shard"
+    return apply_normalize(as_features(x, name), normalize)
 
 
 def _shard_rows(shard: str, column: str | None) -> tuple[int, int]:
@@ -324,7 +360,7 @@ class ShardedPool:
         finally:
             ctx.execution_options.preserve_order = prev
             ctx.enable_progress_bars = prev_bars
-        shapes = ray.get([remote(_shape).remote(r) for r in refs])
+        shapes = fetch([remote(_shape).remote(r) for r in refs])
         keep = [(r, s) for r, s in zip(refs, shapes, strict=False) if s[0] > 0]
         if not keep:
             raise InvalidInputError("the dataset holds no rows")

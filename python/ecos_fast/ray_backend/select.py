@@ -59,7 +59,7 @@ from ..rule import (
     strata_affinity,
     strata_all_clusters,
 )
-from .pool import RunStats, ShardedPool, nbytes, ray_module, remote
+from .pool import RunStats, ShardedPool, fetch, nbytes, ray_module, remote
 from .tasks import (
     assign_refs,
     gather_rows,
@@ -132,9 +132,8 @@ def select_sharded(
     norm = cents.normalize
     c = cents.centroids
     r = sketch.n_clusters
-    ray = ray_module()
     out = assign_refs(p, c, norm, st)
-    summaries = ray.get([o[2] for o in out])
+    summaries = fetch([o[2] for o in out])
     st.bytes_to_driver += nbytes(summaries)
     capacity = np.sum(np.stack([sm["counts"] for sm in summaries]), axis=0).astype(np.int64)
     resp = sketch.response
@@ -187,7 +186,7 @@ def _label_counts(
     futs = [
         f.remote(out[s][0], idx[owner == s] - p.offsets[s], r) for s in np.unique(owner).tolist()
     ]
-    parts = ray_module().get(futs)
+    parts = fetch(futs)
     st.bytes_to_driver += nbytes(parts)
     total = np.zeros(r, dtype=np.int64)
     for part in parts:
@@ -207,7 +206,7 @@ def _merged_candidates(
     ray = ray_module()
     c_ref = ray.put(counts)
     f = remote(task_cluster_candidates)
-    parts = ray.get([f.remote(o[0], o[1], c_ref) for o in out])
+    parts = fetch([f.remote(o[0], o[1], c_ref) for o in out])
     st.bytes_to_driver += nbytes(parts)
     r = counts.shape[0]
     out_indptr = np.zeros(r + 1, dtype=np.int64)
@@ -238,7 +237,6 @@ def _kcenter_whole_clusters(
     st: RunStats,
 ) -> list[NDArray[np.int64]]:
     """``within="kcenter"``: K-Center over each whole cluster (gathered or coreset)."""
-    ray = ray_module()
     quotas, capacity = plan.quotas, plan.capacity
     r = quotas.shape[0]
     # Global nearest member per cluster: min over shards of (distance, global row).
@@ -266,9 +264,9 @@ def _kcenter_whole_clusters(
             )
             for j, cl in enumerate(chosen.tolist())
         ]  # fmt: skip
-        return list(ray.get(tasks))
+        return list(fetch(tasks))
     f = remote(task_coreset)
-    parts = ray.get(
+    parts = fetch(
         [
             f.remote(sh, p.column, norm, o[0], o[1], chosen, quotas[chosen])
             for sh, o in zip(p.shards, out, strict=False)

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from .. import _core
 from ..errors import InvalidInputError
 from ..rule import cluster_members
-from .pool import RunStats, ShardedPool, load_shard, nbytes, ray_module, remote, task_threads
+from .pool import RunStats, ShardedPool, fetch, load_shard, nbytes, ray_module, remote, task_threads
 
 __all__ = [
     "add_parts",
@@ -229,13 +229,12 @@ def gather_rows(
         raise InvalidInputError(
             f"rows must be strictly increasing in [0, {pool.n_samples}); got {r[:5]}..."
         )
-    ray = ray_module()
     owner = pool.shard_of(r)
     futs = []
     for s in np.unique(owner).tolist():
         local = r[owner == s] - pool.offsets[s]
         futs.append(remote(task_gather).remote(pool.shards[s], pool.column, normalize, local))
-    parts = ray.get(futs)
+    parts = fetch(futs)
     if stats is not None:
         stats.bytes_to_driver += nbytes(parts)
     if not parts:
