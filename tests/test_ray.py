@@ -473,3 +473,30 @@ def test_a_bad_value_on_a_worker_is_the_project_error_naming_the_shard(
     assert type(err.value) is InvalidInputError
     assert str(err.value).startswith(f"pool shard {tmp_path / 'b.npy'} holds a non-finite value")
     assert "at row 7;" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("string", "column 's' has type string"),
+        ("bool", "column 'b' has type bool"),
+        ("empty", "the dataset holds no rows"),
+        ("column", "no column 'nope'"),
+        ("ragged", "different lengths"),
+    ],
+)
+def test_dataset_rows_are_checked_like_parquet(cluster: Any, case: str, match: str) -> None:
+    """Before: strings parsed as floats, bools read as 1.0, and raw Ray/KeyError/TypeError."""
+    column = "nope" if case == "column" else None
+    if case == "string":
+        ds = ray.data.from_items([{"a": 1.0, "s": "2.5"}] * 4)
+    elif case == "bool":
+        ds = ray.data.from_items([{"a": 1.0, "b": True}] * 4)
+    elif case == "empty":
+        ds = ray.data.from_numpy(SMALL).limit(0)
+    elif case == "ragged":
+        ds = ray.data.from_items([{"f": [1.0]}, {"f": [2.0, 3.0]}], override_num_blocks=1)
+    else:
+        ds = ray.data.from_numpy(SMALL)
+    with pytest.raises(InvalidInputError, match=match):
+        ray_backend.ShardedPool.from_source(ds, column=column)

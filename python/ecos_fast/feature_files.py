@@ -234,8 +234,11 @@ def table_to_matrix(table: Any, column: str | None, name: object) -> NDArray[Any
             out = np.empty((table.num_rows, width), dtype=np.float32)
             out.reshape(-1)[:] = flat
             return out
-        if hasattr(col, "to_numpy_ndarray"):  # Ray's / Arrow's tensor extension types
-            arr = np.asarray(col.to_numpy_ndarray())
+        chunks = col.chunks
+        if chunks and all(hasattr(c, "to_numpy_ndarray") for c in chunks):
+            # Ray's / Arrow's tensor extension types (the arrays, not the ChunkedArray,
+            # convert themselves)
+            arr = np.concatenate([np.asarray(c.to_numpy_ndarray()) for c in chunks])
             return np.ascontiguousarray(arr.reshape(len(col), -1), dtype=np.float32)
     mats = []
     for c in cols:

@@ -21,7 +21,14 @@ from numpy.typing import NDArray
 
 from .._validation import as_features, check_int
 from ..errors import EcosError, InvalidInputError, InvalidTypeError
-from ..feature_files import check_widths, list_shards, open_npy, parquet_shape, read_parquet
+from ..feature_files import (
+    check_widths,
+    list_shards,
+    open_npy,
+    parquet_shape,
+    read_parquet,
+    table_to_matrix,
+)
 from ..transform import apply_normalize
 
 __all__ = ["RunStats", "ShardedPool", "fetch", "load_shard", "ray_module", "remote", "task_threads"]
@@ -193,20 +200,13 @@ def _shape(x: NDArray[np.float32]) -> tuple[int, int]:
     return int(x.shape[0]), int(x.shape[1]) if x.ndim == 2 else -1
 
 
-class _ToMatrix:
-    """Ray Data batch function: one ``features`` column of float32 rows."""
-
-    def __init__(self, column: str | None) -> None:
-        self.column = column
-
-    def __call__(self, batch: dict[str, NDArray[Any]]) -> dict[str, NDArray[np.float32]]:
-        cols = [self.column] if self.column is not None else list(batch)
-        mats = [np.asarray(batch[c]) for c in cols]
-        if len(mats) == 1 and mats[0].ndim >= 2:
-            m = mats[0].reshape(mats[0].shape[0], -1)
-        else:
-            m = np.column_stack(mats)
-        return {"features": np.ascontiguousarray(m, dtype=np.float32)}
+def _block_matrix(table: Any, column: str | None) -> NDArray[np.float32]:
+    """A Dataset block (an Arrow table) as float32 rows, read by
+    :func:`ecos_fast.feature_files.table_to_matrix`: the Parquet reader's checks, in
+    the table's column order. A block without rows is an empty matrix."""
+    if table.num_rows == 0:
+        return np.zeros((0, 0), np.float32)
+    return np.ascontiguousarray(table_to_matrix(table, column, "dataset"), dtype=np.float32)
 
 
 def _on_disk_features(source: Any) -> bool:
@@ -353,13 +353,13 @@ class ShardedPool:
         ctx.enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         try:
-            mat = ds.map_batches(
-                _ToMatrix(column), batch_format="numpy", zero_copy_batch=True
-            ).materialize()
-            refs = mat.to_numpy_refs(column="features")
+            tables = ds.materialize().to_arrow_refs()
         finally:
             ctx.execution_options.preserve_order = prev
             ctx.enable_progress_bars = prev_bars
+        # Plain tasks, not map_batches: Ray Data drops a UDF's own exception (its
+        # UserCodeException carries only the text), a task's comes back through fetch.
+        refs = [remote(_block_matrix).remote(t, column) for t in tables]
         shapes = fetch([remote(_shape).remote(r) for r in refs])
         keep = [(r, s) for r, s in zip(refs, shapes, strict=False) if s[0] > 0]
         if not keep:
