@@ -500,3 +500,14 @@ def test_dataset_rows_are_checked_like_parquet(cluster: Any, case: str, match: s
         ds = ray.data.from_numpy(SMALL)
     with pytest.raises(InvalidInputError, match=match):
         ray_backend.ShardedPool.from_source(ds, column=column)
+
+
+def test_normalize_is_checked_on_the_ray_entry_points(cluster: Any, tmp_path: Path) -> None:
+    """Before: normalize="L2" or "l3" ran with no normalisation at all."""
+    np.save(tmp_path / "a.npy", SMALL)
+    with pytest.raises(InvalidInputError, match="normalize='L2' must be one of"):
+        ray_backend.assign_sharded(tmp_path, SMALL[:3], normalize="L2")
+    with pytest.raises(InvalidInputError, match="normalize='l3' must be one of"):
+        ray_backend.kmeans_sharded(tmp_path, 3, normalize="l3")
+    with pytest.raises(InvalidInputError, match="normalize='l3' must be one of"):
+        ray_backend.gather_rows(ray_backend.ShardedPool.from_source(tmp_path), [0], normalize="l3")

@@ -27,10 +27,11 @@ from numpy.typing import NDArray
 
 from .. import _core
 from .._threads import resolve_threads
-from .._validation import KMeansParams, as_features, check_kmeans_params
+from .._validation import KMeansParams, as_features, check_choice, check_kmeans_params
 from ..clustering import KMeansResult, init_sample_rows, kmeans_rows, on_every_row
 from ..clustering import training_sample_rows as _training_rows
 from ..errors import InvalidInputError
+from ..transform import NORMALIZE_CHOICES
 from .pool import RunStats, ShardedPool, fetch, nbytes, ray_module, remote
 from .tasks import (
     add_parts,
@@ -88,6 +89,7 @@ def kmeans_sharded(
     """
     t0 = time.perf_counter()
     st = stats if stats is not None else RunStats()
+    check_choice(normalize, "normalize", NORMALIZE_CHOICES)
     p = ShardedPool.from_source(pool, column=column)
     st.n_shards = p.n_shards
     n = p.n_samples
@@ -251,6 +253,7 @@ def assign_sharded(
     Both arrays are fetched to the driver (12 bytes per row); equal to the local result.
     """
     st = stats if stats is not None else RunStats()
+    check_choice(normalize, "normalize", NORMALIZE_CHOICES)
     p = ShardedPool.from_source(pool, column=column)
     c = as_features(centroids, "centroids", n_features=p.n_features)
     out = assign_refs(p, c, normalize, st)

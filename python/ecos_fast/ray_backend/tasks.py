@@ -14,8 +14,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _core
+from .._validation import check_choice
 from ..errors import InvalidInputError
 from ..rule import cluster_members
+from ..transform import NORMALIZE_CHOICES
 from .pool import RunStats, ShardedPool, fetch, load_shard, nbytes, ray_module, remote, task_threads
 
 __all__ = [
@@ -224,6 +226,7 @@ def gather_rows(
     -------
     ndarray of shape (len(rows), n_features), float32
     """
+    check_choice(normalize, "normalize", NORMALIZE_CHOICES)
     r = np.asarray(rows, dtype=np.int64)
     if r.size and (np.any(np.diff(r) <= 0) or r[0] < 0 or r[-1] >= pool.n_samples):
         raise InvalidInputError(
