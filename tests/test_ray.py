@@ -511,3 +511,22 @@ def test_normalize_is_checked_on_the_ray_entry_points(cluster: Any, tmp_path: Pa
         ray_backend.kmeans_sharded(tmp_path, 3, normalize="l3")
     with pytest.raises(InvalidInputError, match="normalize='l3' must be one of"):
         ray_backend.gather_rows(ray_backend.ShardedPool.from_source(tmp_path), [0], normalize="l3")
+
+
+@pytest.mark.parametrize(
+    ("rows", "error", "match"),
+    [
+        ([0.9, 1.9], InvalidTypeError, "expected integers"),
+        ([[1, 2]], InvalidInputError, "must be 1-D"),
+        (["a"], InvalidTypeError, "expected integers"),
+        ([0, 300], InvalidInputError, r"outside \[0, 300\)"),
+    ],
+)
+def test_gather_rows_checks_its_indices_as_local(
+    cluster: Any, tmp_path: Path, rows: Any, error: type, match: str
+) -> None:
+    """Before: [0.9, 1.9] was truncated to rows 0 and 1; the others raw ValueErrors."""
+    np.save(tmp_path / "a.npy", SMALL)
+    p = ray_backend.ShardedPool.from_source(tmp_path)
+    with pytest.raises(error, match=match):
+        ray_backend.gather_rows(p, rows)

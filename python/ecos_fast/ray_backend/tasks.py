@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _core
-from .._validation import check_choice
+from .._validation import as_indices, check_choice
 from ..errors import InvalidInputError
 from ..rule import cluster_members
 from ..transform import NORMALIZE_CHOICES
@@ -227,8 +227,8 @@ def gather_rows(
     ndarray of shape (len(rows), n_features), float32
     """
     check_choice(normalize, "normalize", NORMALIZE_CHOICES)
-    r = np.asarray(rows, dtype=np.int64)
-    if r.size and (np.any(np.diff(r) <= 0) or r[0] < 0 or r[-1] >= pool.n_samples):
+    r = as_indices(rows, "rows", upper=pool.n_samples)
+    if r.size and np.any(np.diff(r) <= 0):
         raise InvalidInputError(
             f"rows must be strictly increasing in [0, {pool.n_samples}); got {r[:5]}..."
         )
