@@ -530,3 +530,25 @@ def test_gather_rows_checks_its_indices_as_local(
     p = ray_backend.ShardedPool.from_source(tmp_path)
     with pytest.raises(error, match=match):
         ray_backend.gather_rows(p, rows)
+
+
+@pytest.mark.parametrize("n_threads", [0, -5])
+def test_n_threads_is_checked_on_every_ray_path(
+    cluster: Any, tmp_path: Path, n_threads: int
+) -> None:
+    """Before: n_threads=0 / -5 ran (k-means with init_sample, select within="nearest")."""
+    np.save(tmp_path / "a.npy", SMALL)
+    match = f"n_threads={n_threads} must be >= 1"
+    with pytest.raises(InvalidInputError, match=match):
+        ecos_fast.kmeans(
+            SMALL, 3, n_threads=n_threads, max_points_per_centroid=None, init_sample=50
+        )
+    with pytest.raises(InvalidInputError, match=match):
+        ecos_fast.kmeans(
+            tmp_path, 3, backend="ray", n_threads=n_threads,
+            max_points_per_centroid=None, init_sample=50,
+        )  # fmt: skip
+    c = ecos_fast.Centroids(SMALL[:3])
+    sk = ecos_fast.Sketch.join(c, ecos_fast.respond(SMALL[:50], c, math.inf, 1e-5))
+    with pytest.raises(InvalidInputError, match=match):
+        ecos_fast.select(tmp_path, sk, 10, backend="ray", within="nearest", n_threads=n_threads)

@@ -83,13 +83,15 @@ def kmeans_sharded(
     normalize : {None, "l2"}
         Applied to each shard as it is read (:func:`ecos_fast.fit_centroids`).
     n_threads : int, optional
-        Threads of the driver's own kernel calls (the sample k-means).
+        Threads of the driver's own kernel calls (the sample k-means, the k-means++
+        seeding); checked first, whichever path runs.
     stats : RunStats, optional
         Filled with what was measured.
     """
     t0 = time.perf_counter()
     st = stats if stats is not None else RunStats()
     check_choice(normalize, "normalize", NORMALIZE_CHOICES)
+    threads = resolve_threads(n_threads)
     p = ShardedPool.from_source(pool, column=column)
     st.n_shards = p.n_shards
     n = p.n_samples
@@ -102,7 +104,7 @@ def kmeans_sharded(
     if sample is not None:
         # Default path: the local backend trains on this same seeded sample.
         xs = gather_rows(p, sample, normalize=normalize, stats=st)
-        km = kmeans_rows(xs, on_every_row(params), resolve_threads(n_threads))
+        km = kmeans_rows(xs, on_every_row(params), threads)
         # The history covers the training assignments only, as the local backend's.
         centroids, n_iter = km.centroids, km.n_iter
         history = list(km.inertia_history[:n_iter])
@@ -111,12 +113,12 @@ def kmeans_sharded(
         # A pool no larger than the training cap: the local backend trains on every
         # row, so every row is gathered and clustered by the same local run.
         xs = gather_rows(p, np.arange(n, dtype=np.int64), normalize=normalize, stats=st)
-        km = kmeans_rows(xs, params, resolve_threads(n_threads))
+        km = kmeans_rows(xs, params, threads)
         centroids, n_iter = km.centroids, km.n_iter
         history = list(km.inertia_history)
         final_inertia = False
     else:
-        centroids = _init_centroids(p, params, normalize, st)
+        centroids = _init_centroids(p, params, normalize, threads, st)
         centroids, history, n_iter = _lloyd(p, centroids, params, normalize, st)
         final_inertia = True
     labels, bins = _final_assign(p, centroids, normalize, return_labels, st)
@@ -129,7 +131,7 @@ def kmeans_sharded(
 
 
 def _init_centroids(
-    p: ShardedPool, params: KMeansParams, normalize: str | None, st: RunStats
+    p: ShardedPool, params: KMeansParams, normalize: str | None, threads: int, st: RunStats
 ) -> NDArray[np.float32]:
     if params.init is not None:
         return params.init
@@ -141,7 +143,7 @@ def _init_centroids(
     k, s = params.n_clusters, params.seed
     rows = init_sample_rows(p.n_samples, params.init_sample, s, k)
     xs = gather_rows(p, rows, normalize=normalize, stats=st)
-    return _core.kmeans_plusplus(xs, k, s, resolve_threads(None), params.n_local_trials)
+    return _core.kmeans_plusplus(xs, k, s, threads, params.n_local_trials)
 
 
 def _lloyd(

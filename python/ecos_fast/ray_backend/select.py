@@ -112,6 +112,7 @@ def select_sharded(
         fallback=fallback, low_signal=low_signal, smooth=smooth,
     )  # fmt: skip
     check_choice(kcenter, "kcenter", KCENTER_MODES)
+    threads = resolve_threads(n_threads)
     if kcenter == "coreset" and opts.within != "kcenter":
         raise InvalidInputError(
             f"kcenter='coreset' runs K-Center over whole clusters: it needs within='kcenter', "
@@ -157,7 +158,6 @@ def select_sharded(
             xs = gather_rows(p, rows, normalize=norm, stats=st)
             by_row = rows_ascending(cand_indptr, cand)  # each cluster's rows ascending, as local
             pos = np.searchsorted(rows, by_row).astype(np.int64)
-            threads = resolve_threads(n_threads)
             aff = strata_affinity(c, plan, opts)
             picks = [
                 rows[
@@ -168,7 +168,6 @@ def select_sharded(
             rows = np.unique(cand)
             xs = gather_rows(p, rows, normalize=norm, stats=st)
             pos = np.searchsorted(rows, cand).astype(np.int64)
-            threads = resolve_threads(n_threads)
             picks = [rows[kcenter_on_candidates(xs, cand_indptr, pos, plan.quotas, threads)]]
     st.bytes_to_driver += nbytes(picks)
     idx = np.concatenate(picks).astype(np.int64) if picks else np.zeros(0, np.int64)
