@@ -552,3 +552,15 @@ def test_n_threads_is_checked_on_every_ray_path(
     sk = ecos_fast.Sketch.join(c, ecos_fast.respond(SMALL[:50], c, math.inf, 1e-5))
     with pytest.raises(InvalidInputError, match=match):
         ecos_fast.select(tmp_path, sk, 10, backend="ray", within="nearest", n_threads=n_threads)
+
+
+@pytest.mark.parametrize("value", ["abc", "-2", "0"])
+def test_task_threads_setting_is_checked_on_the_driver(
+    cluster: Any, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Before: a raw RayTaskError(ValueError/OverflowError/...) from the workers."""
+    from ecos_fast.errors import EnvironmentSettingError
+
+    monkeypatch.setenv("ECOS_FAST_TASK_THREADS", value)
+    with pytest.raises(EnvironmentSettingError, match="ECOS_FAST_TASK_THREADS"):
+        ecos_fast.assign(SMALL, SMALL[:2], backend="ray")

@@ -29,6 +29,7 @@ __all__ = [
     "cap_threads",
     "claim_cap_message",
     "default_threads",
+    "env_count",
     "env_threads",
     "max_threads",
     "resolve_threads",
@@ -89,17 +90,26 @@ def env_threads() -> int | None:
     ``2.5``) is an :class:`~ecos_fast.errors.EnvironmentSettingError` (exit 2 on the
     command line); surrounding whitespace is ignored, as :func:`int` does.
     """
-    env = os.environ.get(ENV_VAR)
+    return env_count(ENV_VAR)
+
+
+def env_count(var: str) -> int | None:
+    """The environment variable ``var`` as a thread count (an int >= 1); None when unset.
+
+    Raises :class:`~ecos_fast.errors.EnvironmentSettingError` naming ``var`` otherwise
+    (``ECOS_FAST_NUM_THREADS``; the Ray backend's ``ECOS_FAST_TASK_THREADS``).
+    """
+    env = os.environ.get(var)
     if not env:
         return None
     try:
         value = int(env)
     except ValueError:
         raise EnvironmentSettingError(
-            f"{ENV_VAR}={env!r} is not an integer (a whole number of threads >= 1)"
+            f"{var}={env!r} is not an integer (a whole number of threads >= 1)"
         ) from None
     if value < 1:
-        raise EnvironmentSettingError(f"{ENV_VAR}={value} must be >= 1")
+        raise EnvironmentSettingError(f"{var}={value} must be >= 1")
     return value
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._threads import env_count
 from .._validation import as_features, check_int
 from ..errors import EcosError, InvalidInputError, InvalidTypeError
 from ..feature_files import (
@@ -92,7 +93,11 @@ def nbytes(obj: Any) -> int:
 
 
 def ray_module() -> Any:
-    """The ``ray`` module, started locally if no cluster is connected."""
+    """The ``ray`` module, started locally if no cluster is connected.
+
+    ``ECOS_FAST_TASK_THREADS`` is checked here, on the driver, before any task is sent.
+    """
+    task_threads()
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - exercised only without ray
@@ -148,8 +153,12 @@ def remote(fn: Any, **options: Any) -> Any:
 
 
 def task_threads() -> int:
-    """Threads of a worker task's kernel calls (``ECOS_FAST_TASK_THREADS``, default 1)."""
-    return int(os.environ.get(_THREADS_ENV, "1"))
+    """Threads of a worker task's kernel calls (``ECOS_FAST_TASK_THREADS``, default 1).
+
+    A value that is not a whole number >= 1 is an EnvironmentSettingError naming it.
+    """
+    value = env_count(_THREADS_ENV)
+    return 1 if value is None else value
 
 
 _MAPS: dict[tuple[str, int, int], NDArray[Any]] = {}
