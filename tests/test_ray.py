@@ -564,3 +564,11 @@ def test_task_threads_setting_is_checked_on_the_driver(
     monkeypatch.setenv("ECOS_FAST_TASK_THREADS", value)
     with pytest.raises(EnvironmentSettingError, match="ECOS_FAST_TASK_THREADS"):
         ecos_fast.assign(SMALL, SMALL[:2], backend="ray")
+
+
+def test_select_sharded_refuses_a_sketch_that_is_not_joined(cluster: Any) -> None:
+    """Before: AttributeError "'tuple' object has no attribute 'centroids'"."""
+    c = ecos_fast.Centroids(SMALL[:3])
+    resp = ecos_fast.respond(SMALL[:50], c, math.inf, 1e-5)
+    with pytest.raises(InvalidTypeError, match=r"Sketch\.join"):
+        ray_backend.select_sharded(SMALL, (c, resp), 10)  # type: ignore[arg-type]

@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from .. import _core
 from .._threads import resolve_threads
 from .._validation import check_budget, check_choice, check_seed
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, InvalidTypeError
 from ..rule import (
     DEFAULT_CANDIDATES,
     DEFAULT_LOW_SIGNAL,
@@ -120,6 +120,12 @@ def select_sharded(
         )
     if opts.fallback == "kcenter":
         raise InvalidInputError("fallback='kcenter' is not offered with backend='ray'")
+    if not all(hasattr(sketch, a) for a in ("centroids", "response", "n_clusters")):
+        # The Sketch type lives above this backend: ecos_fast.select joins a pair first.
+        raise InvalidTypeError(
+            f"sketch must be a joined ecos_fast.Sketch (ecos_fast.Sketch.join(centroids, "
+            f"response)), got {type(sketch).__name__}"
+        )
     cents = sketch.centroids
     p = ShardedPool.from_source(pool, column=column)
     st.n_shards = p.n_shards
