@@ -195,3 +195,12 @@ def test_masked_arrays_with_masked_values_are_refused() -> None:
     for call in (lambda: ecos_fast.kmeans(x, 2), lambda: ecos_fast.kcenter_greedy(x, 2)):
         with pytest.raises(InvalidInputError, match=r"features is a masked array with 1 masked"):
             call()
+
+
+def test_local_select_checks_kcenter() -> None:
+    """Before: kcenter was checked only with backend="ray"; locally "abc" was accepted."""
+    x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    c = ecos_fast.Centroids(x[:3])
+    sk = ecos_fast.Sketch.join(c, ecos_fast.respond(x[:50], c, float("inf"), 1e-5))
+    with pytest.raises(InvalidInputError, match="kcenter='abc' must be one of"):
+        ecos_fast.select(x, sk, 10, kcenter="abc")  # type: ignore[arg-type]

@@ -105,6 +105,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "DEFAULT_WITHIN",
     "FALLBACKS",
+    "KCENTER_MODES",
     "LOW_SIGNALS",
     "LOW_SIGNAL_THRESHOLD",
     "SMOOTH",
@@ -159,6 +160,8 @@ DEFAULT_WEIGHTS: Weights = "noisy"
 #: and whole-cluster K-Center on both presets' validation splits, and keeps >= 75 % of
 #: the synthetic compact client (docs/results.md).
 DEFAULT_WITHIN: Within = "strata"
+#: ``select(kcenter=...)``: how the Ray backend runs K-Center over whole clusters.
+KCENTER_MODES: tuple[str, ...] = ("gather", "coreset")
 #: Candidate factor of ``within="neighbourhood"``: 1.5-4 tie on the presets' validation
 #: splits; above 2 the compact-inside-broad pool loses the client's component.
 DEFAULT_CANDIDATES = 2.0

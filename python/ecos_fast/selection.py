@@ -36,6 +36,7 @@ from .rule import (
     DEFAULT_THRESHOLD,
     DEFAULT_WEIGHTS,
     DEFAULT_WITHIN,
+    KCENTER_MODES,
     STRATA_ROUTINES,
     LowSignal,
     Selection,
@@ -191,6 +192,7 @@ def select(
     (10, True)
     """
     check_backend(backend)
+    _validation.check_choice(kcenter, "kcenter", KCENTER_MODES)
     opts = check_rule_options(
         threshold=threshold, weights=weights, within=within, candidates=candidates,
         fallback=fallback, low_signal=low_signal, smooth=smooth,

@@ -45,6 +45,7 @@ from ..rule import (
     DEFAULT_THRESHOLD,
     DEFAULT_WEIGHTS,
     DEFAULT_WITHIN,
+    KCENTER_MODES,
     STRATA_ROUTINES,
     Plan,
     Selection,
@@ -71,8 +72,6 @@ from .tasks import (
 )
 
 __all__ = ["KCENTER_MODES", "select_sharded"]
-
-KCENTER_MODES = ("gather", "coreset")
 
 
 def select_sharded(
