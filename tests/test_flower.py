@@ -29,7 +29,8 @@ import pytest
 pytest.importorskip("flwr", reason="flwr is not installed: pip install 'ecos-fast[flower]'")
 
 import ecos_fast
-from ecos_fast.cli import EXIT_INPUT, _exit_code
+from ecos_fast._cli_output import exit_code_of
+from ecos_fast.cli import EXIT_INPUT
 from ecos_fast.cli import run as cli_run
 from ecos_fast.errors import FederationError
 from ecos_fast.exchange import load_centroids, load_response
@@ -255,7 +256,7 @@ def test_federation_error_lives_in_errors_and_apps_still_exports_it() -> None:
 
     assert apps.FederationError is FederationError is ecos_fast.FederationError
     assert issubclass(FederationError, ecos_fast.EcosError)
-    assert _exit_code(FederationError("1 usable responses but min_clients=2")) == EXIT_INPUT
+    assert exit_code_of(FederationError("1 usable responses but min_clients=2")) == EXIT_INPUT
 
 
 def test_a_client_whose_budget_is_spent_refuses_with_a_flower_error_and_releases_nothing(

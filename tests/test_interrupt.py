@@ -19,8 +19,8 @@ import ecos_fast
 import numpy as np
 import pytest
 from ecos_fast import _core
+from ecos_fast._cli_output import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
 from ecos_fast._progress import report_progress
-from ecos_fast.cli import EXIT_INTERRUPTED, INTERRUPTED_MESSAGE
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

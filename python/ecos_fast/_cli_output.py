@@ -9,22 +9,34 @@ written atomically, like the exchange files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import math
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 import numpy as np
 from numpy.typing import NDArray
 
+from ._extras import missing_dependency
 from .atomic import write_atomically
+from .errors import (
+    EcosError,
+    EcosWarning,
+    EnvironmentSettingError,
+    LedgerError,
+    MissingDependencyError,
+    PrivacyBudgetExceededError,
+    PrivacyParameterError,
+)
 
 if TYPE_CHECKING:
     from .protocol import Centroids, Response
@@ -48,6 +60,20 @@ __all__ = [
     "steps",
     "write_json",
 ]
+
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_BUDGET = 4
+EXIT_LEDGER = 5
+EXIT_INTERRUPTED = 130
+
+INTERRUPTED_MESSAGE = (
+    "interrupted (Ctrl-C): stopped; no file was left half-written "
+    "(an output not finished was not written)"
+)
 
 
 @dataclass
@@ -362,3 +388,97 @@ def describe_selection(payload: dict[str, Any], summary: Path | None) -> list[st
     if "report" in payload:
         human.append(f"report: {payload['report']}")
     return human
+
+
+# -- running a command: exit codes and error handling ---------------------------
+def exit_code_of(exc: BaseException) -> int:
+    """The exit status of an error raised under a verb (see the table in ``--help``)."""
+    if isinstance(exc, LedgerError):
+        return EXIT_LEDGER
+    if isinstance(exc, PrivacyBudgetExceededError):
+        return EXIT_BUDGET
+    # Privacy parameters reach the CLI only as options (--epsilon, --delta, ...; a
+    # response file's own are ExchangeFileError): one out of range is a usage error.
+    if isinstance(exc, PrivacyParameterError):
+        return EXIT_USAGE
+    # An optional dependency to install (the message has the pip line).
+    if isinstance(exc, MissingDependencyError):
+        return EXIT_USAGE
+    # ECOS_FAST_NUM_THREADS=abc / -1 / 0: a setting out of range, like an option.
+    if isinstance(exc, EnvironmentSettingError):
+        return EXIT_USAGE
+    if isinstance(exc, EcosError):
+        return EXIT_INPUT
+    return EXIT_INTERNAL
+
+
+@contextlib.contextmanager
+def warnings_as_remarks(state: State) -> Iterator[None]:
+    """ecos-fast's own warnings, raised anywhere under a verb, as ``warning: ...`` remarks.
+
+    Python's default display prints the warning's source file and line (``cli.py:938:
+    ThreadsCappedWarning: ...`` plus the code line) on stderr, ignores ``--quiet`` and
+    leaves it out of ``--json``'s ``messages``. Other libraries' warnings keep Python's
+    display.
+    """
+    with warnings.catch_warnings():  # restores showwarning on exit
+        shown = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, EcosWarning):
+                state.note(f"warning: {message}")
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+def run_command(command: click.Command, args: Sequence[str], *, prog_name: str) -> int:
+    """Run ``command`` (the ``ecos-fast`` group, or one verb for ``python -m``) on
+    ``args``; return its exit status. Every failure becomes a message on stderr (and
+    with ``--json`` one JSON object) and an exit code from the table in ``--help``:
+    a traceback (exit 1) only for a bug."""
+    args = list(args)
+    state = State()
+    try:
+        with warnings_as_remarks(state):
+            # Without standalone mode, click returns ctx.exit(code)'s code instead of
+            # raising Exit (reproduce and demo end that way): it is the exit status.
+            code = command.main(args=args, prog_name=prog_name, obj=state, standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code != EXIT_OK:
+            return code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        # Ctrl-C (SIGINT): the kernels stop at their next check (ecos_fast._progress);
+        # every file is written atomically, so none is left half-written.
+        message = INTERRUPTED_MESSAGE
+        click.echo(message, err=True)
+        return error_json(state, "KeyboardInterrupt", message, EXIT_INTERRUPTED)
+    except ModuleNotFoundError as exc:
+        missing = missing_dependency(exc)
+        if missing is None:
+            raise
+        click.echo(f"error: {missing}", err=True)
+        return error_json(state, type(missing).__name__, str(missing), EXIT_USAGE)
+    except click.UsageError as exc:
+        exc.show()
+        # An unknown command fails before the group's callback has read --json.
+        state.json = state.json or "--json" in args
+        return error_json(state, "UsageError", exc.format_message(), EXIT_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        return error_json(state, type(exc).__name__, exc.format_message(), EXIT_INTERNAL)
+    except (EcosError, OSError) as exc:
+        code = EXIT_INPUT if isinstance(exc, OSError) else exit_code_of(exc)
+        click.echo(f"error: {exc}", err=True)
+        return error_json(state, type(exc).__name__, str(exc), code)
+    return EXIT_OK

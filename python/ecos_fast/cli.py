@@ -30,21 +30,27 @@ Exit codes (also in ``ecos-fast --help`` and ``docs/cli.md``):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NoReturn, TextIO, cast
+from typing import Any, ClassVar, Literal, NoReturn, cast
 
 import click
 import numpy as np
 
 from ._cli_output import (
     COLUMN,
+    EXIT_BUDGET,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_LEDGER,
+    EXIT_OK,
+    EXIT_USAGE,
     THREADS,
     State,
     check_index_output,
@@ -52,28 +58,21 @@ from ._cli_output import (
     describe_centroids,
     describe_response,
     describe_selection,
-    error_json,
     finite_or_none,
     output_options,
+    run_command,
     save_indices,
     sha256_file,
     steps,
     write_json,
 )
-from ._extras import missing_dependency
 from ._threads import default_threads
 from .errors import (
-    EcosError,
     EcosWarning,
-    EnvironmentSettingError,
     ExchangeFileError,
     ExtractorUncheckedWarning,
     InvalidInputError,
-    LedgerError,
-    MissingDependencyError,
     NoNoiseReleaseError,
-    PrivacyBudgetExceededError,
-    PrivacyParameterError,
 )
 from .feature_files import load_features
 
@@ -89,19 +88,6 @@ __all__ = [
     "main",
     "run",
 ]
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_INPUT = 3
-EXIT_BUDGET = 4
-EXIT_LEDGER = 5
-EXIT_INTERRUPTED = 130
-
-INTERRUPTED_MESSAGE = (
-    "interrupted (Ctrl-C): stopped; no file was left half-written "
-    "(an output not finished was not written)"
-)
 
 _EXIT_HELP = """\b
 Exit codes:
@@ -1114,55 +1100,6 @@ def ledger_cmd(
 
 
 # -- entry points --------------------------------------------------------------
-def _exit_code(exc: BaseException) -> int:
-    if isinstance(exc, LedgerError):
-        return EXIT_LEDGER
-    if isinstance(exc, PrivacyBudgetExceededError):
-        return EXIT_BUDGET
-    # Privacy parameters reach the CLI only as options (--epsilon, --delta, ...; a
-    # response file's own are ExchangeFileError): one out of range is a usage error.
-    if isinstance(exc, PrivacyParameterError):
-        return EXIT_USAGE
-    # An optional dependency to install (the message has the pip line).
-    if isinstance(exc, MissingDependencyError):
-        return EXIT_USAGE
-    # ECOS_FAST_NUM_THREADS=abc / -1 / 0: a setting out of range, like an option.
-    if isinstance(exc, EnvironmentSettingError):
-        return EXIT_USAGE
-    if isinstance(exc, EcosError):
-        return EXIT_INPUT
-    return EXIT_INTERNAL
-
-
-@contextlib.contextmanager
-def _warnings_as_remarks(state: State) -> Iterator[None]:
-    """ecos-fast's own warnings, raised anywhere under a verb, as ``warning: ...`` remarks.
-
-    Python's default display prints the warning's source file and line (``cli.py:938:
-    ThreadsCappedWarning: ...`` plus the code line) on stderr, ignores ``--quiet`` and
-    leaves it out of ``--json``'s ``messages``. Other libraries' warnings keep Python's
-    display.
-    """
-    with warnings.catch_warnings():  # restores showwarning on exit
-        shown = warnings.showwarning
-
-        def show(
-            message: Warning | str,
-            category: type[Warning],
-            filename: str,
-            lineno: int,
-            file: TextIO | None = None,
-            line: str | None = None,
-        ) -> None:
-            if issubclass(category, EcosWarning):
-                state.note(f"warning: {message}")
-            else:
-                shown(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
-        yield
-
-
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
@@ -1172,46 +1109,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     >>> run(["--quiet", "info"])
     0
     """
-    state = State()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:  # click < 8.2 exits 0 here, click >= 8.2 exits 2: one answer for both
         ctx = click.Context(cli, info_name="ecos-fast", **cli.context_settings)
         click.echo(cli.get_help(ctx), err=True)
         return EXIT_USAGE
-    try:
-        with _warnings_as_remarks(state):
-            # Without standalone mode, click returns ctx.exit(code)'s code instead of
-            # raising Exit (reproduce and demo end that way): it is the exit status.
-            code = cli.main(args=args, prog_name="ecos-fast", obj=state, standalone_mode=False)
-        if isinstance(code, int) and not isinstance(code, bool) and code != EXIT_OK:
-            return code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        # Ctrl-C (SIGINT): the kernels stop at their next check (ecos_fast._progress);
-        # every file is written atomically, so none is left half-written.
-        message = INTERRUPTED_MESSAGE
-        click.echo(message, err=True)
-        return error_json(state, "KeyboardInterrupt", message, EXIT_INTERRUPTED)
-    except ModuleNotFoundError as exc:
-        missing = missing_dependency(exc)
-        if missing is None:
-            raise
-        click.echo(f"error: {missing}", err=True)
-        return error_json(state, type(missing).__name__, str(missing), EXIT_USAGE)
-    except click.UsageError as exc:
-        exc.show()
-        # An unknown command fails before the group's callback has read --json.
-        state.json = state.json or "--json" in args
-        return error_json(state, "UsageError", exc.format_message(), EXIT_USAGE)
-    except click.ClickException as exc:
-        exc.show()
-        return error_json(state, type(exc).__name__, exc.format_message(), EXIT_INTERNAL)
-    except (EcosError, OSError) as exc:
-        code = EXIT_INPUT if isinstance(exc, OSError) else _exit_code(exc)
-        click.echo(f"error: {exc}", err=True)
-        return error_json(state, type(exc).__name__, str(exc), code)
-    return EXIT_OK
+    return run_command(cli, args, prog_name="ecos-fast")
 
 
 def main() -> NoReturn:

@@ -41,10 +41,10 @@ def command() -> click.Command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo (``ecos-fast demo`` with ``argv``, default none); returns the exit
-    status, through :func:`ecos_fast.cli.run` and its error handling."""
-    from .cli import run
+    status, through :func:`ecos_fast._cli_output.run_command` and its error handling."""
+    from ._cli_output import run_command
 
-    return run(["demo", *(argv or ())])
+    return run_command(command(), [*(argv or ())], prog_name="python -m ecos_fast.demo")
 
 
 if __name__ == "__main__":

@@ -1794,11 +1794,15 @@ def warm_cache_command() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ecos_fast.features``: ``ecos-fast features warm-cache`` with ``argv``
-    (default ``sys.argv[1:]``), through :func:`ecos_fast.cli.run` and its error handling
+    (default ``sys.argv[1:]``), through :func:`ecos_fast._cli_output.run_command` and its error handling
     (a cache folder that cannot be used: exit 2 with the message, not a traceback)."""
-    from ecos_fast.cli import run
+    from ecos_fast._cli_output import run_command
 
-    return run(["features", "warm-cache", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(
+        warm_cache_command(),
+        [*(sys.argv[1:] if argv is None else argv)],
+        prog_name="python -m ecos_fast.features",
+    )
 
 
 if __name__ == "__main__":

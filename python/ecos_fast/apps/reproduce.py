@@ -237,12 +237,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ecos_fast.apps.reproduce``: ``ecos-fast reproduce`` with ``argv``
     (default ``sys.argv[1:]``); returns its exit status.
 
-    It runs through :func:`ecos_fast.cli.run`, so every failure gets the command line's
+    It runs through :func:`ecos_fast._cli_output.run_command`, so every failure gets the command line's
     message and exit code (2 usage, 3 input, ...) rather than a traceback.
     """
-    from ecos_fast.cli import run
+    from ecos_fast._cli_output import run_command
 
-    return run(["reproduce", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(
+        command(),
+        [*(sys.argv[1:] if argv is None else argv)],
+        prog_name="python -m ecos_fast.apps.reproduce",
+    )
 
 
 def _run_json(

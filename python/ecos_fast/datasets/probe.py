@@ -172,12 +172,16 @@ def command() -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ecos_fast.datasets.probe``: ``ecos-fast features probe`` with ``argv``
-    (default ``sys.argv[1:]``), through :func:`ecos_fast.cli.run` and its error handling."""
+    (default ``sys.argv[1:]``), through :func:`ecos_fast._cli_output.run_command` and its error handling."""
     import sys
 
-    from ecos_fast.cli import run
+    from ecos_fast._cli_output import run_command
 
-    return run(["features", "probe", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(
+        command(),
+        [*(sys.argv[1:] if argv is None else argv)],
+        prog_name="python -m ecos_fast.datasets.probe",
+    )
 
 
 if __name__ == "__main__":
