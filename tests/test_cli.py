@@ -357,6 +357,16 @@ def test_inspect_bad_files(files: dict[str, Path], tmp_path: Path) -> None:
     assert _run("-q", "inspect", files["response"], "--centroids", other) == EXIT_INPUT
 
 
+def test_inspect_centroids_option_on_a_centroid_file_is_a_usage_error(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `inspect CENTROIDS --centroids X` ignored X (any file, even a response)
+    and exited 0, as if a match had been checked."""
+    common = ["--centroids", files["response"]]
+    assert _run("-q", "inspect", files["centroids"], *common) == EXIT_USAGE
+    assert "--centroids" in capsys.readouterr().err
+
+
 def test_json_output_of_every_verb(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -989,6 +989,8 @@ def inspect(state: State, file: Path, centroids: Path | None, verify_key: Path |
         "sha256": sha256_file(file),
     }
     if kind == "centroids":
+        if centroids is not None:  # it would check nothing: say so rather than exit 0
+            raise click.UsageError(f"--centroids is for a response FILE; {file} is a centroid file")
         fields, human = describe_centroids(file, load_centroids(file, verify_key=verifier))
     else:
         cents = None if centroids is None else load_centroids(centroids)
