@@ -367,6 +367,26 @@ def test_inspect_centroids_option_on_a_centroid_file_is_a_usage_error(
     assert "--centroids" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("method", ["random", "kcenter"])
+@pytest.mark.parametrize(
+    "option",
+    [["--threshold", "3"], ["--within", "nearest"], ["--weights", "posterior"],
+     ["--low-signal", "keep"], ["--smooth", "sure"], ["--candidates", "2"],
+     ["--fallback", "random"]],
+)  # fmt: skip
+def test_ecos_rule_options_with_a_baseline_method_are_usage_errors(
+    method: str, option: list[str], files: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Before: `select --method random --threshold 3` (or --within, ...) ignored the
+    option and exited 0."""
+    out = tmp_path / "s.npy"
+    argv = ["-q", "select", files["pool"], "--method", method, "-b", BUDGET, "-o", out]
+    assert _run(*argv, *option) == EXIT_USAGE
+    assert option[0] in capsys.readouterr().err and not out.exists()
+    assert _run(*argv) == 0
+
+
 def test_json_output_of_every_verb(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

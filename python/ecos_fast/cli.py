@@ -820,6 +820,18 @@ def select(
 
     if method == "ecos" and (centroids is None or response is None):
         raise click.UsageError("--method ecos needs CENTROIDS and RESPONSE")
+    if method != "ecos":  # the rule's options would be ignored: say so, not exit 0
+        ctx = click.get_current_context()
+        rule_options = ("threshold", "low_signal", "weights", "smooth", "within", "candidates")
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in (*rule_options, "fallback")
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)}: options of --method ecos's rule, not of --method {method}"
+            )
     if response is not None and centroids is None:
         raise click.UsageError("RESPONSE needs CENTROIDS")
     if report_path is not None:
