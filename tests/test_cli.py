@@ -240,6 +240,10 @@ def test_bad_shards(tmp_path: Path) -> None:
         ["respond", "c", "p", "-o", "r", "--epsilon", "-1"],
         ["respond", "c", "p", "-o", "r", "--epsilon", "1", "--delta", "1.5"],
         ["respond", "c", "p", "-o", "r", "--epsilon", "1", "--budget-epsilon", "2"],
+        # Before: ignored without --ledger, exit 0.
+        ["respond", "c", "p", "-o", "r", "--epsilon", "1", "--budget-delta", "1e-3"],
+        ["respond", "c", "p", "-o", "r", "--epsilon", "1", "--cloud", "acme"],
+        ["respond", "c", "p", "-o", "r", "--epsilon", "1", "--accountant", "rdp"],
         ["select", "pool.npy", "-b", "5", "-o", "s.npy"],  # ecos without files
         ["select", "pool.npy", "-b", "5", "-o", "s.npy", "--method", "magic"],
         ["select", "pool.npy", "--method", "random", "-b", "5", "-o", "s.npy", "--report", "r.pdf"],

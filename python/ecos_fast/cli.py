@@ -532,6 +532,15 @@ def respond(
 
     if budget_epsilon is not None and ledger_path is None:
         raise click.UsageError("--budget-epsilon needs --ledger PATH")
+    if ledger_path is None:  # the ledger's options would be ignored: say so, not exit 0
+        ctx = click.get_current_context()
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ("budget_delta", "cloud", "accountant")
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: the ledger's options need --ledger PATH")
     if ledger_path is not None and math.isinf(epsilon):
         raise NoNoiseReleaseError(
             f"--epsilon {epsilon} means no noise: the exact counts would be released; "
