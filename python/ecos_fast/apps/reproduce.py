@@ -283,6 +283,17 @@ def _run(args: SimpleNamespace, *, name: str | None, command: str) -> tuple[int,
         raise click.UsageError("--private-sizes and --queries-sweep cannot be combined")
     if args.queries_sweep and args.app != "client-labeling":
         raise click.UsageError("--queries-sweep needs --app client-labeling")
+    ctx = click.get_current_context()
+    given = {
+        name
+        for name in ("knn_epsilon", "queries", "semi_supervised")
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+    }
+    other = [f"--{n.replace('_', '-')}" for n in ("knn_epsilon", "queries") if n in given]
+    if other and args.app != "client-labeling":  # they would be ignored: say so
+        raise click.UsageError(f"{', '.join(other)}: options of --app client-labeling")
+    if "semi_supervised" in given and args.semi_supervised and args.app != "labeling":
+        raise click.UsageError("--semi-supervised needs --app labeling")
 
     try:
         # Every application trains torch models and plots its results: without torch
