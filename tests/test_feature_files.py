@@ -254,3 +254,19 @@ def test_the_cli_reads_parquet_through_the_same_loader(tmp_path: Path) -> None:
                 "--clusters", "3", "--seed", "0"]) == 0  # fmt: skip
     assert load_centroids(out).n_clusters == 3
     assert run(["--quiet", "sketch", str(tmp_path / "nope.parquet"), "-o", str(out)]) == 3
+
+
+def test_a_column_for_npy_files_is_an_error(tmp_path: Path) -> None:
+    """Before: column= (and --column) was ignored for .npy features, as if it had been
+    read; a folder that also holds Parquet shards still takes it."""
+    np.save(tmp_path / "a.npy", np.ones((3, 2), np.float32))
+    for source in (tmp_path / "a.npy", tmp_path, [tmp_path / "a.npy"]):
+        with pytest.raises(InvalidInputError, match="column='f' names a Parquet column"):
+            load_features(source, column="f")
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"f": pa.array([[0.0, 1.0]], pa.list_(pa.float32(), 2)), "id": [7]})
+    pq.write_table(table, tmp_path / "b.parquet")
+    assert load_features(tmp_path, column="f").shape == (4, 2)

@@ -340,6 +340,15 @@ def _read_one(p: Path, column: str | None) -> NDArray[Any]:
     return open_npy(p)
 
 
+def _check_column_has_parquet(name: str, files: Sequence[Path], column: str | None) -> None:
+    """``column`` names a Parquet column: with only ``.npy`` files it would be ignored."""
+    if column is not None and not any(q.suffix == ".parquet" for q in files):
+        raise FeatureFileError(
+            f"column={column!r} names a Parquet column, but {name} holds only .npy "
+            "features (drop column= / --column)"
+        )
+
+
 def _shard_paths(source: Any) -> tuple[str, list[Path]]:
     """(name for messages, the shard files) of a folder or a list of paths."""
     if isinstance(source, (str, os.PathLike)):
@@ -404,8 +413,10 @@ def load_features(
         p = Path(source)
         if not p.exists():
             raise FeatureFileError(f"{p}: no such file or folder")
+        _check_column_has_parquet(str(p), [p], column)
         return _read_one(p, column)
     name, shards = _shard_paths(source)
+    _check_column_has_parquet(name, shards, column)
     arrays = [_read_one(q, column) for q in shards]
     if len(arrays) == 1:
         return arrays[0]
