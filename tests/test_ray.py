@@ -572,3 +572,13 @@ def test_select_sharded_refuses_a_sketch_that_is_not_joined(cluster: Any) -> Non
     resp = ecos_fast.respond(SMALL[:50], c, math.inf, 1e-5)
     with pytest.raises(InvalidTypeError, match=r"Sketch\.join"):
         ray_backend.select_sharded(SMALL, (c, resp), 10)  # type: ignore[arg-type]
+
+
+def test_a_column_for_npy_shards_is_refused_as_local(cluster: Any, tmp_path: Path) -> None:
+    """Before: from_source(folder_of_npy, column="f") ignored the column (exit 0 for a
+    user who thought a Parquet column had been read); local load_features refuses it."""
+    x = np.ones((6, 3), np.float32)
+    np.save(tmp_path / "a.npy", x)
+    for source in (tmp_path, [str(tmp_path / "a.npy")]):
+        with pytest.raises(ecos_fast.InvalidInputError, match="names a Parquet column"):
+            ray_backend.ShardedPool.from_source(source, column="f")

@@ -40,6 +40,7 @@ from .errors import FeatureFileError
 
 __all__ = [
     "SUFFIXES",
+    "check_column_has_parquet",
     "check_widths",
     "is_feature_source",
     "list_shards",
@@ -340,7 +341,7 @@ def _read_one(p: Path, column: str | None) -> NDArray[Any]:
     return open_npy(p)
 
 
-def _check_column_has_parquet(name: str, files: Sequence[Path], column: str | None) -> None:
+def check_column_has_parquet(name: str, files: Sequence[Path], column: str | None) -> None:
     """``column`` names a Parquet column: with only ``.npy`` files it would be ignored."""
     if column is not None and not any(q.suffix == ".parquet" for q in files):
         raise FeatureFileError(
@@ -413,10 +414,10 @@ def load_features(
         p = Path(source)
         if not p.exists():
             raise FeatureFileError(f"{p}: no such file or folder")
-        _check_column_has_parquet(str(p), [p], column)
+        check_column_has_parquet(str(p), [p], column)
         return _read_one(p, column)
     name, shards = _shard_paths(source)
-    _check_column_has_parquet(name, shards, column)
+    check_column_has_parquet(name, shards, column)
     arrays = [_read_one(q, column) for q in shards]
     if len(arrays) == 1:
         return arrays[0]

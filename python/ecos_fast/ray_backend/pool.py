@@ -23,6 +23,7 @@ from .._threads import env_count
 from .._validation import as_features, check_int
 from ..errors import EcosError, InvalidInputError, InvalidTypeError
 from ..feature_files import (
+    check_column_has_parquet,
     check_widths,
     list_shards,
     open_npy,
@@ -342,6 +343,7 @@ class ShardedPool:
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
             raise InvalidInputError(f"shard files not found: {missing[:3]}")
+        check_column_has_parquet(name, [Path(p) for p in paths], column)
         sizes = [_shard_rows(p, column) for p in paths]
         width = check_widths(name, list(zip(paths, sizes, strict=True)))
         # A zero-row shard adds no rows (the local reader concatenates it as nothing).
