@@ -391,6 +391,49 @@ def test_ecos_rule_options_with_a_baseline_method_are_usage_errors(
     assert _run(*argv) == 0
 
 
+def _same_file_cases(f: dict[str, Path]) -> list[tuple[list[Any], str]]:
+    c, r, pool, priv = f["centroids"], f["response"], f["pool"], f["private"]
+    resp = ["respond", c, priv, "--epsilon", EPS]
+    sel = ["select", pool, c, r, "-b", BUDGET]
+    link = pool.parent / "link.npy"
+    link.symlink_to(pool)
+    shards = pool.parent / "shards"
+    shards.mkdir()
+    np.save(shards / "a.npy", np.load(pool))
+    return [
+        (["sketch", pool, "-k", K, "-o", pool], "POOL"),  # replaced by the centroid file
+        (["sketch", pool, "-k", K, "-o", pool.parent / "k", "--sign-key", pool.parent / "k"],
+         "--sign-key"),
+        ([*resp, "-o", c], "CENTROIDS"),
+        ([*resp, "-o", f["pool"].parent / "./private.npy"], "PRIVATE"),
+        ([*resp, "-o", pool.parent / "l.sqlite", "--ledger", pool.parent / "l.sqlite"],
+         "--ledger"),
+        ([*sel, "-o", pool], "POOL"),
+        ([*sel, "-o", link], "POOL"),  # the same file through a link
+        (["select", shards, c, r, "-b", BUDGET, "-o", shards / "s.npy"], "inside POOL"),
+        ([*sel, "-o", pool.parent / "s.npy", "--summary", r], "RESPONSE"),
+        ([*sel, "-o", pool.parent / "s.npy", "--summary", pool.parent / "s.npy"], "-o"),
+    ]  # fmt: skip
+
+
+def test_an_output_that_is_an_input_is_a_usage_error_and_nothing_is_written(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `sketch pool.npy -o pool.npy` replaced the pool with the centroid file,
+    and `respond C P -o C` the centroids with the response, both with exit 0; `select
+    -o` could overwrite the pool, and an output inside a pool folder became a shard."""
+    for argv, what in _same_file_cases(files):
+        before = {p: p.read_bytes() for p in files["pool"].parent.rglob("*") if p.is_file()}
+        assert _run("-q", *argv) == EXIT_USAGE, argv
+        err = capsys.readouterr().err
+        assert what in err and "would destroy" in err, (argv, err)
+        after = {p: p.read_bytes() for p in files["pool"].parent.rglob("*") if p.is_file()}
+        assert after == before, argv
+    # Beside a pool folder's shards, a file that is not one is harmless.
+    shards = files["pool"].parent / "shards"
+    assert _run("-q", "sketch", shards, "-k", K, "-o", shards / "c.safetensors") == 0
+
+
 def test_json_output_of_every_verb(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,9 +14,10 @@ import hashlib
 import io
 import json
 import math
+import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,6 +256,43 @@ def communication(
         else cents.n_clusters * cents.n_features * 4,
         "upload_payload_bytes": None if response is None or cents is None else cents.n_clusters * 8,
     }
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)  # also through a link
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_outputs_apart(
+    inputs: Mapping[str, Path | None], outputs: Mapping[str, Path | None]
+) -> None:
+    """Before any work: no output is an input (the same file, also through a link) or a
+    ``.npy``/``.parquet`` file inside an input folder (the pool would gain a shard), and
+    no two outputs are one file. Writing any of them would destroy what it replaced."""
+    outs = [(name, path) for name, path in outputs.items() if path is not None]
+    for i, (name, out) in enumerate(outs):
+        for in_name, src in inputs.items():
+            if src is None:
+                continue
+            if _same_file(out, src):
+                raise click.UsageError(
+                    f"{name} {out} is also {in_name}: writing it would destroy the input"
+                )
+            shard = out.suffix in (".npy", ".parquet")  # a folder's such files are its rows
+            if shard and src.is_dir() and out.resolve().is_relative_to(src.resolve()):
+                raise click.UsageError(
+                    f"{name} {out} is inside {in_name} {src}: writing it there would destroy "
+                    "the input (it would become one of the folder's shards)"
+                )
+        for other, path in outs[i + 1 :]:
+            if _same_file(out, path):
+                raise click.UsageError(
+                    f"{other} {path} is also {name}: writing one would destroy the other"
+                )
 
 
 def save_npy(path: Path, array: NDArray[Any]) -> None:

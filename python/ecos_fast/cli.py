@@ -54,6 +54,7 @@ from ._cli_output import (
     THREADS,
     State,
     check_index_output,
+    check_outputs_apart,
     communication,
     describe_centroids,
     describe_response,
@@ -345,6 +346,7 @@ def sketch(
     sidecar) is recorded in the file, and the client's respond checks its own
     against it.
     """
+    check_outputs_apart({"POOL": pool, "--sign-key": sign_key}, {"-o": output})
     from .exchange import save_centroids
     from .protocol import fit_centroids
     from .rule import suggest_n_clusters
@@ -525,6 +527,11 @@ def respond(
     respect to PRIVATE (Gaussian mechanism, L2 sensitivity 1 under add/remove-one);
     releases to the same cloud compose, and the ledger accounts them.
     """
+    check_outputs_apart(
+        {"CENTROIDS": centroids, "PRIVATE": private, "--sign-key": sign_key,
+         "--verify-key": verify_key},
+        {"-o": output, "--ledger": ledger_path},
+    )  # fmt: skip
     from .exchange import load_centroids, save_response
     from .ledger import Ledger, respond_with_ledger
     from .protocol import check_neighbours
@@ -805,6 +812,11 @@ def select(
     Uses only the client's (already private) response: by post-processing the
     selection costs no further privacy.
     """
+    check_outputs_apart(
+        {"POOL": pool, "CENTROIDS": centroids, "RESPONSE": response,
+         "--true-counts-from": true_from, "--verify-key": verify_key},
+        {"-o": output, "--summary": summary_path, "--report": report_path},
+    )  # fmt: skip
     from . import baselines, selection
     from .exchange import load_centroids, load_response
     from .protocol import Sketch
