@@ -5,6 +5,11 @@ with one :meth:`State.result` (a JSON object on stdout, or readable lines), side
 remarks go to stderr through :meth:`State.note`, and progress bars appear only
 on a terminal. The command's own output files (selected indices, summaries) are
 written atomically, like the exchange files.
+
+:func:`run_command` runs a click command (the ``ecos-fast`` group, or one verb for the
+``python -m`` entry points) and turns every failure into a message and an exit code
+(:func:`exit_code_of`); :func:`check_outputs_apart` keeps a verb from writing over its
+own inputs.
 """
 
 from __future__ import annotations
@@ -43,22 +48,35 @@ if TYPE_CHECKING:
     from .protocol import Centroids, Response
 
 __all__ = [
+    "COLUMN",
+    "EXIT_BUDGET",
+    "EXIT_INPUT",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_LEDGER",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "INDEX_FORMATS",
+    "INTERRUPTED_MESSAGE",
     "THREADS",
     "State",
     "check_index_output",
+    "check_outputs_apart",
     "communication",
     "describe_centroids",
     "describe_response",
     "describe_selection",
     "error_json",
+    "exit_code_of",
     "finite_or_none",
     "json_default",
     "output_options",
+    "run_command",
     "save_indices",
     "save_npy",
     "sha256_file",
     "steps",
+    "warnings_as_remarks",
     "write_json",
 ]
 
