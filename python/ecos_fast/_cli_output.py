@@ -42,6 +42,7 @@ from .errors import (
     MissingDependencyError,
     PrivacyBudgetExceededError,
     PrivacyParameterError,
+    code_for,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COLUMN",
     "EXIT_BUDGET",
+    "EXIT_CODES",
     "EXIT_INPUT",
     "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
@@ -447,25 +449,24 @@ def describe_selection(payload: dict[str, Any], summary: Path | None) -> list[st
 
 
 # -- running a command: exit codes and error handling ---------------------------
-def exit_code_of(exc: BaseException) -> int:
-    """The exit status of an error raised under a verb (see the table in ``--help``)."""
-    if isinstance(exc, LedgerError):
-        return EXIT_LEDGER
-    if isinstance(exc, PrivacyBudgetExceededError):
-        return EXIT_BUDGET
+#: Error class -> exit status, first match wins (see the table in ``--help``).
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (LedgerError, EXIT_LEDGER),
+    (PrivacyBudgetExceededError, EXIT_BUDGET),
     # Privacy parameters reach the CLI only as options (--epsilon, --delta, ...; a
     # response file's own are ExchangeFileError): one out of range is a usage error.
-    if isinstance(exc, PrivacyParameterError):
-        return EXIT_USAGE
+    (PrivacyParameterError, EXIT_USAGE),
     # An optional dependency to install (the message has the pip line).
-    if isinstance(exc, MissingDependencyError):
-        return EXIT_USAGE
-    # ECOS_FAST_NUM_THREADS=abc / -1 / 0: a setting out of range, like an option.
-    if isinstance(exc, EnvironmentSettingError):
-        return EXIT_USAGE
-    if isinstance(exc, EcosError):
-        return EXIT_INPUT
-    return EXIT_INTERNAL
+    (MissingDependencyError, EXIT_USAGE),
+    # ECOS_FAST_NUM_THREADS=abc / -1 / 0, an unusable cache folder: a setting, like an option.
+    (EnvironmentSettingError, EXIT_USAGE),
+    (EcosError, EXIT_INPUT),
+)
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit status of an error raised under a verb (see the table in ``--help``)."""
+    return code_for(exc, EXIT_CODES, EXIT_INTERNAL)
 
 
 @contextlib.contextmanager

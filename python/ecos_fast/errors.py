@@ -6,6 +6,8 @@ kinds keeps working; catch :class:`EcosError` to catch them all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "BudgetError",
     "BudgetShortfallWarning",
@@ -176,3 +178,23 @@ class FederationError(EcosError, RuntimeError):
     or other centroids were dropped (each with its reason in the message), and too few were
     left to select for. Nothing was selected. Like any other invalid input, exit code 3
     were it to reach the command line."""
+
+
+def code_for(
+    exc: BaseException, table: Sequence[tuple[type[BaseException], int]], default: int
+) -> int:
+    """(Internal: not in ``__all__``, which lists the errors users catch.)
+
+    The code of the first ``(error class, code)`` row of ``table`` that ``exc`` is an
+    instance of, else ``default``: the one mapping from errors to codes, shared by the
+    command line's exit codes and the Flower client's refusal codes (list subclasses
+    before their bases).
+
+    Examples
+    --------
+    >>> code_for(SignatureError("x"), [(SignatureError, 4), (ExchangeFileError, 3)], 1)
+    4
+    >>> code_for(KeyError("x"), [(EcosError, 3)], 1)
+    1
+    """
+    return next((code for kind, code in table if isinstance(exc, kind)), default)

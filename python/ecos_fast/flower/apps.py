@@ -32,6 +32,7 @@ from ..errors import (
     PrivacyBudgetExceededError,
     SignatureError,
     SketchMismatchError,
+    code_for,
 )
 from ..protocol import Centroids, Response, Sketch
 from ._roles import ClientConfig, accept, answer, centroids_to_bytes, union_response
@@ -93,21 +94,18 @@ REFUSAL_REASONS = {
 }
 
 
-def _refusal_code(exc: BaseException) -> int:
-    if isinstance(exc, PrivacyBudgetExceededError):
-        return ERROR_BUDGET
-    if isinstance(exc, SignatureError):
-        return ERROR_SIGNATURE
-    if isinstance(exc, SketchMismatchError):
-        return ERROR_EXTRACTOR
-    if isinstance(exc, ExchangeFileError):
-        return ERROR_BAD_CENTROIDS
-    return ERROR_OTHER
+#: Error class -> refusal code, first match wins (SketchMismatchError before its base).
+_REFUSAL_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (PrivacyBudgetExceededError, ERROR_BUDGET),
+    (SignatureError, ERROR_SIGNATURE),
+    (SketchMismatchError, ERROR_EXTRACTOR),
+    (ExchangeFileError, ERROR_BAD_CENTROIDS),
+)
 
 
 def _refusal(exc: BaseException) -> Error:
     """The Flower error reply for ``exc``: its code and the code's fixed reason only."""
-    code = _refusal_code(exc)
+    code = code_for(exc, _REFUSAL_CODES, ERROR_OTHER)
     return Error(code=code, reason=REFUSAL_REASONS[code])
 
 
